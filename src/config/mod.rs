@@ -1,0 +1,178 @@
+//! Configuration (SPEC §2): the main TOML file, `conf.d/*.toml` beside it, and
+//! `POLEGATE__SECTION__KEY` environment overrides. Loading collects *every* problem,
+//! each naming the file, the key path (`device[3].modbus.unit`) and what is wrong.
+//!
+//! The types in this file are the validated form the rest of the daemon uses; the raw
+//! serde shapes and the checks live in `load.rs`.
+
+pub mod load;
+
+use crate::model::Kind;
+use std::path::PathBuf;
+
+pub use load::{ConfigError, ConfigErrors, cross_check, load};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/polegate/polegate.toml";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The main file, as given.
+    pub path: PathBuf,
+    pub gateway: GatewayCfg,
+    pub mqtt: MqttCfg,
+    pub buffer: BufferCfg,
+    pub stats: StatsCfg,
+    pub commands: CommandsCfg,
+    /// Kept raw until the LoRa issue gives it a validated shape.
+    pub lora: Option<toml::Table>,
+    pub buses: Vec<BusCfg>,
+    pub devices: Vec<DeviceCfg>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayCfg {
+    pub id: String,
+    pub state_dir: PathBuf,
+    pub plugins_dirs: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MqttCfg {
+    pub url: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    pub client_id: String,
+    pub username: Option<String>,
+    /// Resolved from `password` or the contents of `password_file` (trailing newline trimmed).
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub topic_prefix: String,
+    pub keep_alive_s: u64,
+    pub max_inflight: u16,
+    /// Messages per second while draining a backlog; 0 = no limit.
+    pub replay_rate: u32,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFull {
+    DropOldest,
+    DropNewest,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferCfg {
+    pub max_bytes: u64,
+    pub flush_every_ms: u64,
+    pub on_full: OnFull,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatsCfg {
+    /// 0 disables.
+    pub interval_s: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandsCfg {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Parity {
+    None,
+    Even,
+    Odd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusKind {
+    ModbusRtu,
+    ModbusAscii,
+    Serial,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BusCfg {
+    pub id: String,
+    pub kind: BusKind,
+    pub port: PathBuf,
+    pub baud: u32,
+    pub parity: Parity,
+    pub data_bits: u8,
+    pub stop_bits: u8,
+    pub timeout_ms: u64,
+    pub retries: u32,
+    /// Where it was declared, e.g. `/etc/polegate/polegate.toml: bus[0]`.
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Modbus TCP (MBAP header).
+    Tcp,
+    /// RTU frames over a TCP stream (serial device servers).
+    Rtu,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// Modbus TCP or RTU-over-TCP to `address` (`host:port`).
+    ModbusTcp {
+        address: String,
+        unit: u8,
+        framing: Framing,
+    },
+    /// Modbus RTU/ASCII on a `[[bus]]`.
+    ModbusBus { bus: String, unit: u8 },
+    Serial { bus: String, address: String },
+    /// Kept raw until the LoRa issue.
+    Lora(toml::Table),
+}
+
+impl Transport {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Transport::ModbusTcp {
+                framing: Framing::Tcp,
+                ..
+            } => "modbus_tcp",
+            Transport::ModbusTcp {
+                framing: Framing::Rtu,
+                ..
+            } => "modbus_rtu_over_tcp",
+            Transport::ModbusBus { .. } => "modbus_bus",
+            Transport::Serial { .. } => "serial",
+            Transport::Lora(_) => "lora",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceCfg {
+    pub id: String,
+    pub profile: String,
+    pub enabled: bool,
+    /// Explicit `poll_ms`; the effective one falls back to the profile's, then 10000.
+    pub poll_ms: Option<u64>,
+    pub heartbeat_s: u64,
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    pub transport: Transport,
+    /// Where it was declared, e.g. `/etc/polegate/conf.d/10-east.toml: device[3]`.
+    pub origin: String,
+}
+
+impl DeviceCfg {
+    pub fn effective_poll_ms(&self, profile_poll_ms: Option<u64>) -> u64 {
+        self.poll_ms.or(profile_poll_ms).unwrap_or(10_000)
+    }
+}
+
+/// Used by `polegate check` summaries.
+pub fn kind_label(k: Kind) -> &'static str {
+    k.as_str()
+}

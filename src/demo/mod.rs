@@ -1,0 +1,3 @@
+//! `polegate demo`: simulated pole hardware and an embedded broker.
+
+pub mod sim;

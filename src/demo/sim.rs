@@ -1,0 +1,1 @@
+//! Modbus TCP simulators of the shipped profiles.

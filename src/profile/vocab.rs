@@ -1,0 +1,1 @@
+//! The normalized vocabulary (SPEC §4).

@@ -1,0 +1,3 @@
+//! Southbound drivers: one task per connection or bus, talking to the equipment.
+
+pub mod modbus;

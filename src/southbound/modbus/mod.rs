@@ -1,0 +1,3 @@
+//! Modbus drivers.
+
+pub mod plan;

@@ -23,10 +23,16 @@
 //! - [`demo`]: simulators and the embedded broker of `polegate demo`.
 #![forbid(unsafe_code)]
 
+pub mod app;
 pub mod buffer;
+pub mod cli;
+mod cli_buffer;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod model;
+pub mod northbound;
+pub mod ops;
+pub mod pipeline;
 pub mod profile;
 pub mod southbound;

@@ -1,1 +1,4 @@
-fn main() {}
+//! Thin entry point: everything lives in the library.
+fn main() {
+    std::process::exit(polegate::cli::main());
+}

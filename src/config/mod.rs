@@ -5,6 +5,7 @@
 //! The types in this file are the validated form the rest of the daemon uses; the raw
 //! serde shapes and the checks live in `load.rs`.
 
+pub mod check;
 pub mod load;
 
 use crate::model::Kind;
@@ -128,8 +129,14 @@ pub enum Transport {
         framing: Framing,
     },
     /// Modbus RTU/ASCII on a `[[bus]]`.
-    ModbusBus { bus: String, unit: u8 },
-    Serial { bus: String, address: String },
+    ModbusBus {
+        bus: String,
+        unit: u8,
+    },
+    Serial {
+        bus: String,
+        address: String,
+    },
     /// Kept raw until the LoRa issue.
     Lora(toml::Table),
 }

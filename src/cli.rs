@@ -1,0 +1,246 @@
+//! The command line (SPEC §1). Exit codes: 0 ok, 1 invalid configuration or profile,
+//! 2 usage error, 3 fatal runtime error.
+
+use crate::app;
+use crate::config::DEFAULT_CONFIG_PATH;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tokio_util::sync::CancellationToken;
+
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_CONFIG: i32 = 1;
+pub const EXIT_USAGE: i32 = 2;
+pub const EXIT_RUNTIME: i32 = 3;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "polegate",
+    version,
+    about = "Street-cabinet gateway: pole equipment to normalized MQTT events"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (systemd starts this).
+    Run {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Validate the configuration and every profile it uses; print a summary.
+    Check {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Simulated pole hardware and an embedded broker; prints every MQTT message.
+    Demo {
+        /// Stop after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<u64>,
+    },
+    /// List the profiles found and their points.
+    Profiles {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Inspect or purge the on-disk buffer (with the daemon stopped).
+    Buffer {
+        #[command(subcommand)]
+        action: BufferAction,
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH, global = true)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BufferAction {
+    /// Events, bytes and disk use.
+    Stats {
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print queued events (oldest first).
+    Dump {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Delete every queued event.
+    Purge,
+}
+
+/// Parses the process arguments and runs; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    crate::ops::logging::init();
+    match cli.command {
+        Command::Run { config } => run(&config),
+        Command::Check { config } => check(&config),
+        Command::Profiles { config } => profiles(&config),
+        Command::Buffer { action, config } => crate::cli_buffer::buffer(&config, action),
+        Command::Demo { duration } => demo(duration),
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("polegate: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
+fn print_errors(what: &str, errors: &[String]) {
+    eprintln!("polegate: {what}: {} error(s)", errors.len());
+    for e in errors {
+        eprintln!("  {e}");
+    }
+}
+
+fn check(path: &std::path::Path) -> i32 {
+    match app::load(path, true) {
+        Ok(l) => {
+            print!("{}", crate::config::check::summary(&l.config, &l.registry));
+            println!("configuration OK");
+            EXIT_OK
+        }
+        Err(errors) => {
+            print_errors("invalid configuration", &errors);
+            EXIT_CONFIG
+        }
+    }
+}
+
+fn profiles(path: &std::path::Path) -> i32 {
+    let cfg = match crate::config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            print_errors(
+                "invalid configuration",
+                &e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            );
+            return EXIT_CONFIG;
+        }
+    };
+    let (reg, errors) = crate::profile::Registry::load(&cfg.gateway.plugins_dirs);
+    for p in reg.iter() {
+        println!(
+            "{} ({} {}, {} {}) {}",
+            p.name,
+            p.kind,
+            p.protocol.as_str(),
+            p.vendor.as_deref().unwrap_or("-"),
+            p.model.as_deref().unwrap_or("-"),
+            p.source.display()
+        );
+        for pt in &p.points {
+            let place = pt
+                .reg
+                .as_ref()
+                .map(|r| format!("{} {}", r.table.as_str(), r.address))
+                .unwrap_or_default();
+            println!(
+                "  {:<20} {:<7} {:<6} {:<14}{}",
+                pt.name,
+                pt.ty.as_str(),
+                pt.unit.as_deref().unwrap_or(""),
+                place,
+                if pt.writable { " writable" } else { "" }
+            );
+        }
+    }
+    if errors.is_empty() {
+        EXIT_OK
+    } else {
+        print_errors(
+            "invalid profiles",
+            &errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+        );
+        EXIT_CONFIG
+    }
+}
+
+/// Cancels `token` on SIGTERM or SIGINT.
+pub async fn cancel_on_signals(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    token.cancel();
+}
+
+fn run(path: &std::path::Path) -> i32 {
+    let loaded = match app::load(path, false) {
+        Ok(l) => l,
+        Err(errors) => {
+            print_errors("invalid configuration", &errors);
+            return EXIT_CONFIG;
+        }
+    };
+    for w in &loaded.profile_warnings {
+        tracing::warn!(problem = %w, "profile ignored");
+    }
+    let Some(rt) = runtime() else {
+        return EXIT_RUNTIME;
+    };
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(cancel_on_signals(cancel.clone()));
+        match app::run(loaded.config, loaded.registry, cancel, |_| {}).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                tracing::error!(error = %e, "fatal");
+                eprintln!("polegate: {e}");
+                EXIT_RUNTIME
+            }
+        }
+    })
+}
+
+#[cfg(feature = "demo")]
+fn demo(duration: Option<u64>) -> i32 {
+    let Some(rt) = runtime() else {
+        return EXIT_RUNTIME;
+    };
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        tokio::spawn(cancel_on_signals(cancel.clone()));
+        match crate::demo::run::demo(duration.map(std::time::Duration::from_secs), cancel).await {
+            Ok(()) => EXIT_OK,
+            Err(e) => {
+                eprintln!("polegate demo: {e:#}");
+                EXIT_RUNTIME
+            }
+        }
+    })
+}
+
+#[cfg(not(feature = "demo"))]
+fn demo(_duration: Option<u64>) -> i32 {
+    eprintln!("polegate: this build has no demo (built without the `demo` feature)");
+    EXIT_USAGE
+}

@@ -1,0 +1,390 @@
+//! The MQTT session (SPEC §5). The sled queue is the only source of truth:
+//! - each queued record is published QoS 1 within a window of `max_inflight`;
+//! - rumqttc's `publish` only means *queued*, so each request is paired with the packet id
+//!   seen in `Event::Outgoing(Outgoing::Publish(pkid))` (emitted in request order) and the
+//!   record is deleted only on `Incoming::PubAck(pkid)`;
+//! - a lost connection throws away the client *and* its event loop (rumqttc would
+//!   otherwise replay its own stale in-flight copies ahead of ours, out of `seq` order) and
+//!   the next connection rewinds to the oldest unacknowledged `seq`;
+//! - replay is paced by `replay_rate`; records created before the current connection came
+//!   up are published with `"historical": true`.
+//!
+//! The event loop is polled in its own task and its events forwarded over a bounded
+//! channel, so the session logic only ever awaits cancel-safe futures.
+
+use super::backoff::Backoff;
+use super::pace::Pacer;
+use super::tls;
+use crate::buffer::Queue;
+use crate::config::MqttCfg;
+use crate::model::now_ms;
+use crate::ops::counters::Counters;
+use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::pipeline::encode;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    Transport,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Events forwarded from the event-loop task.
+const EVENT_CAPACITY: usize = 256;
+/// How long a clean stop waits for the offline status to leave.
+const STOP_DEADLINE: Duration = Duration::from_millis(2000);
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub mqtt: MqttCfg,
+    pub gateway: String,
+    /// Enabled devices, for the `status` payload.
+    pub devices: usize,
+}
+
+/// Shared view of the session for status lines and tests.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    pub connected: AtomicBool,
+}
+
+pub struct Session {
+    settings: SessionSettings,
+    queue: Queue,
+    wake: Arc<Notify>,
+    counters: Arc<Counters>,
+    state: Arc<SessionState>,
+}
+
+enum Ended {
+    Shutdown { connected: bool },
+    Lost(String),
+}
+
+struct Conn {
+    connected: bool,
+    connack_ms: u64,
+    /// Last seq handed to the client in this connection.
+    cursor: Option<u64>,
+    /// Requests handed to the client whose packet id is not known yet (None = status).
+    pending: VecDeque<Option<u64>>,
+    inflight: HashMap<u16, Option<u64>>,
+    pace_until: Option<Instant>,
+}
+
+impl Conn {
+    fn window(&self) -> usize {
+        self.pending.len() + self.inflight.len()
+    }
+}
+
+impl Session {
+    pub fn new(
+        settings: SessionSettings,
+        queue: Queue,
+        wake: Arc<Notify>,
+        counters: Arc<Counters>,
+    ) -> (Session, Arc<SessionState>) {
+        let state = Arc::new(SessionState::default());
+        (
+            Session {
+                settings,
+                queue,
+                wake,
+                counters,
+                state: state.clone(),
+            },
+            state,
+        )
+    }
+
+    fn topic_status(&self) -> String {
+        format!(
+            "{}/{}/status",
+            self.settings.mqtt.topic_prefix, self.settings.gateway
+        )
+    }
+
+    fn options(&self) -> Result<MqttOptions, String> {
+        let m = &self.settings.mqtt;
+        let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
+        o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
+        o.set_clean_session(true);
+        o.set_inflight(m.max_inflight.saturating_add(4));
+        o.set_request_channel_capacity(usize::from(m.max_inflight) + 16);
+        o.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        if let Some(u) = &m.username {
+            o.set_credentials(u.clone(), m.password.clone().unwrap_or_default());
+        }
+        o.set_last_will(LastWill::new(
+            self.topic_status(),
+            encode::status(false, now_ms(), self.settings.devices),
+            QoS::AtLeastOnce,
+            true,
+        ));
+        if m.tls {
+            let cfg = tls::client_config(m).map_err(|e| e.to_string())?;
+            o.set_transport(Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(cfg),
+            ));
+        }
+        Ok(o)
+    }
+
+    /// Runs until `cancel`; then publishes the offline status and disconnects.
+    pub async fn run(self, cancel: CancellationToken) {
+        let m = &self.settings.mqtt;
+        let mut backoff = Backoff::new(
+            Duration::from_millis(m.reconnect_min_ms),
+            Duration::from_millis(m.reconnect_max_ms),
+        );
+        let mut fail_log = FailureLog::default();
+        loop {
+            if cancel.is_cancelled() {
+                return;
+            }
+            let opts = match self.options() {
+                Ok(o) => o,
+                Err(e) => {
+                    if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {
+                        tracing::error!(error = %e, "MQTT TLS setup failed");
+                    }
+                    if !sleep_or_cancel(backoff.next_wait(), &cancel).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let (client, el) = AsyncClient::new(opts, usize::from(m.max_inflight) + 16);
+            let (ev_tx, mut ev_rx) = mpsc::channel(EVENT_CAPACITY);
+            let poller = tokio::spawn(poll_events(el, ev_tx));
+            let ended = self
+                .connection(&client, &mut ev_rx, &cancel, &mut backoff, &mut fail_log)
+                .await;
+            self.state.connected.store(false, Relaxed);
+            match ended {
+                Ended::Shutdown { connected } => {
+                    if connected {
+                        self.stop(&client, &mut ev_rx).await;
+                    }
+                    poller.abort();
+                    return;
+                }
+                Ended::Lost(e) => {
+                    poller.abort();
+                    Counters::inc(&self.counters.mqtt_connection_lost);
+                    match fail_log.failure(std::time::Instant::now()) {
+                        LogAction::Failed => {
+                            tracing::warn!(broker = %m.url, error = %e, "MQTT broker unreachable; buffering")
+                        }
+                        LogAction::Summary { count } => {
+                            tracing::warn!(broker = %m.url, error = %e, attempts = count, "MQTT broker still unreachable")
+                        }
+                        _ => {}
+                    }
+                    if !sleep_or_cancel(backoff.next_wait(), &cancel).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn connection(
+        &self,
+        client: &AsyncClient,
+        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        cancel: &CancellationToken,
+        backoff: &mut Backoff,
+        fail_log: &mut FailureLog,
+    ) -> Ended {
+        let m = &self.settings.mqtt;
+        let mut pacer = Pacer::new(m.replay_rate, m.max_inflight, Instant::now());
+        let mut c = Conn {
+            connected: false,
+            connack_ms: 0,
+            cursor: None,
+            pending: VecDeque::new(),
+            inflight: HashMap::new(),
+            pace_until: None,
+        };
+        loop {
+            let pace_deadline = c.pace_until;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => return Ended::Shutdown { connected: c.connected },
+                ev = ev_rx.recv() => match ev {
+                    None => return Ended::Lost("event loop ended".into()),
+                    Some(Err(e)) => return Ended::Lost(describe(&e)),
+                    Some(Ok(ev)) => {
+                        if let Err(e) = self.on_event(ev, client, &mut c, backoff, fail_log) {
+                            return Ended::Lost(e);
+                        }
+                    }
+                },
+                _ = self.wake.notified(), if c.connected => {}
+                _ = sleep_opt(pace_deadline), if pace_deadline.is_some() => { c.pace_until = None; }
+            }
+            if c.connected && c.pace_until.is_none() {
+                self.fill(client, &mut c, &mut pacer);
+            }
+        }
+    }
+
+    fn on_event(
+        &self,
+        ev: Event,
+        client: &AsyncClient,
+        c: &mut Conn,
+        backoff: &mut Backoff,
+        fail_log: &mut FailureLog,
+    ) -> Result<(), String> {
+        match ev {
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                c.connected = true;
+                c.connack_ms = now_ms();
+                c.cursor = None;
+                c.pending.clear();
+                c.inflight.clear();
+                backoff.reset();
+                self.state.connected.store(true, Relaxed);
+                let backlog = self.queue.stats().events;
+                match fail_log.success() {
+                    LogAction::Recovered { count } => {
+                        tracing::info!(broker = %self.settings.mqtt.url, backlog, failed_attempts = count, "MQTT broker connected again")
+                    }
+                    _ => {
+                        tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
+                    }
+                }
+                let payload = encode::status(true, now_ms(), self.settings.devices);
+                client
+                    .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
+                    .map_err(|e| format!("cannot queue the status message: {e}"))?;
+                c.pending.push_back(None);
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                if let Some(seq) = c.pending.pop_front() {
+                    c.inflight.insert(pkid, seq);
+                }
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(Some(seq)) = c.inflight.remove(&ack.pkid) {
+                    match self.queue.ack(seq) {
+                        Ok(()) => Counters::inc(&self.counters.published),
+                        Err(e) => {
+                            Counters::inc(&self.counters.buffer_error);
+                            tracing::error!(seq, error = %e, "cannot remove acknowledged event from the buffer");
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Hands queued records to the client up to the window and the pacing budget.
+    fn fill(&self, client: &AsyncClient, c: &mut Conn, pacer: &mut Pacer) {
+        let max = usize::from(self.settings.mqtt.max_inflight);
+        while c.window() < max {
+            let want = max - c.window();
+            let batch = match self.queue.read_after(c.cursor, want) {
+                Ok(b) => b,
+                Err(e) => {
+                    Counters::inc(&self.counters.buffer_error);
+                    tracing::error!(error = %e, "cannot read the buffer");
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                return;
+            }
+            let backlog = self.queue.stats().events as usize > c.window() + max;
+            for (seq, rec) in batch {
+                let now = Instant::now();
+                if let Err(wait) = pacer.take(backlog, now) {
+                    c.pace_until = Some(now + wait);
+                    return;
+                }
+                let payload = if rec.created_ms < c.connack_ms {
+                    encode::mark_historical(&rec.payload)
+                } else {
+                    rec.payload
+                };
+                if let Err(e) = client.try_publish(rec.topic, QoS::AtLeastOnce, rec.retain, payload)
+                {
+                    // The request channel is sized above the window; this means the
+                    // event loop is gone. The connection error will follow.
+                    tracing::debug!(seq, error = %e, "publish not queued");
+                    return;
+                }
+                c.pending.push_back(Some(seq));
+                c.cursor = Some(seq);
+            }
+        }
+    }
+
+    /// Clean stop: retained offline status, then DISCONNECT, bounded by STOP_DEADLINE.
+    async fn stop(
+        &self,
+        client: &AsyncClient,
+        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+    ) {
+        let payload = encode::status(false, now_ms(), self.settings.devices);
+        if client
+            .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
+            .is_err()
+        {
+            return;
+        }
+        let _ = client.try_disconnect();
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+                Ok(Some(Ok(Event::Outgoing(Outgoing::Disconnect)))) | Ok(None) | Err(_) => break,
+                Ok(Some(Err(_))) => break,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        tracing::info!("MQTT session closed");
+    }
+}
+
+async fn poll_events(mut el: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
+    loop {
+        let r = el.poll().await;
+        let failed = r.is_err();
+        if tx.send(r).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn describe(e: &ConnectionError) -> String {
+    match e {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("broker refused the connection: {code:?}")
+        }
+        other => other.to_string(),
+    }
+}
+
+async fn sleep_opt(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps `d` unless cancelled first; false when cancelled.
+async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}

@@ -1,0 +1,46 @@
+//! Process-wide error and activity counters, shared by every task and published in the
+//! `stats` event. Plain atomics: incrementing one never blocks a driver.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+macro_rules! counters {
+    ($($name:ident),* $(,)?) => {
+        /// Error counters, published under `stats.errors` with these names.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $(pub $name: AtomicU64,)*
+            /// Events acknowledged by the broker (`stats.published`).
+            pub published: AtomicU64,
+        }
+
+        impl Counters {
+            /// `(name, value)` of every error counter, in declaration order.
+            pub fn errors(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name.load(Relaxed)),)*]
+            }
+        }
+    };
+}
+
+counters!(
+    modbus_timeout,
+    modbus_exception,
+    modbus_malformed,
+    modbus_transport,
+    connect_failed,
+    decode_error,
+    unknown_enum,
+    poll_overrun,
+    buffer_error,
+    buffer_corrupt_recovered,
+    mqtt_connection_lost,
+);
+
+impl Counters {
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Relaxed);
+    }
+}

@@ -1,0 +1,5 @@
+//! Operations: counters for `stats`, logging setup, rate-limited failure logs.
+
+pub mod counters;
+pub mod logging;
+pub mod ratelimit;

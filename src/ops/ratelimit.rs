@@ -1,0 +1,90 @@
+//! "Log once on failure, summarize at most every few minutes, once on recovery."
+//! Pure state machine, time injected, so every driver logs the same way.
+
+use std::time::{Duration, Instant};
+
+/// How often a persisting failure is summarized in the log.
+pub const SUMMARY_EVERY: Duration = Duration::from_secs(300);
+
+/// What the caller should log now.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogAction {
+    Nothing,
+    /// First failure after health: log it.
+    Failed,
+    /// Still failing: log a summary with `count` failures since the last line.
+    Summary {
+        count: u64,
+    },
+    /// Healthy again after `count` failures.
+    Recovered {
+        count: u64,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct FailureLog {
+    failing_since: Option<Instant>,
+    last_line: Option<Instant>,
+    since_line: u64,
+    total: u64,
+}
+
+impl FailureLog {
+    pub fn failure(&mut self, now: Instant) -> LogAction {
+        self.total += 1;
+        self.since_line += 1;
+        match self.last_line {
+            None => {
+                self.failing_since = Some(now);
+                self.last_line = Some(now);
+                self.since_line = 0;
+                LogAction::Failed
+            }
+            Some(t) if now.duration_since(t) >= SUMMARY_EVERY => {
+                let count = self.since_line;
+                self.last_line = Some(now);
+                self.since_line = 0;
+                LogAction::Summary { count }
+            }
+            Some(_) => LogAction::Nothing,
+        }
+    }
+
+    pub fn success(&mut self) -> LogAction {
+        if self.failing_since.take().is_some() {
+            let count = self.total;
+            *self = FailureLog::default();
+            LogAction::Recovered { count }
+        } else {
+            LogAction::Nothing
+        }
+    }
+
+    pub fn is_failing(&self) -> bool {
+        self.failing_since.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The failure log speaks once on failure, every SUMMARY_EVERY while failing, once on recovery.
+    use super::*;
+
+    #[test]
+    fn a_failing_device_is_logged_once_then_summarized_then_once_on_recovery() {
+        let t0 = Instant::now();
+        let mut log = FailureLog::default();
+        assert_eq!(log.success(), LogAction::Nothing);
+        assert_eq!(log.failure(t0), LogAction::Failed);
+        for i in 1..100 {
+            assert_eq!(log.failure(t0 + Duration::from_secs(i)), LogAction::Nothing);
+        }
+        assert_eq!(
+            log.failure(t0 + SUMMARY_EVERY),
+            LogAction::Summary { count: 100 }
+        );
+        assert_eq!(log.success(), LogAction::Recovered { count: 101 });
+        assert_eq!(log.success(), LogAction::Nothing);
+    }
+}

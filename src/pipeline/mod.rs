@@ -1,0 +1,274 @@
+//! The pipeline task: readings and device transitions in, durable records out.
+//!
+//! Invariants: one task stamps every buffered event, so `seq` order is publish order; an
+//! event is in the queue before the publisher is woken; the queue is flushed every
+//! `flush_every_ms` and once more when the input channel closes (shutdown), which bounds
+//! what a crash can lose.
+
+pub mod encode;
+pub mod report;
+
+use crate::buffer::{PushOutcome, Queue, Record};
+use crate::model::{Kind, Value, now_ms};
+use crate::ops::counters::Counters;
+use crate::profile::ProfileRef;
+use report::Reporter;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+
+/// Capacity of the channel from the drivers into the pipeline.
+pub const INPUT_CAPACITY: usize = 1024;
+
+/// What the pipeline knows about one device.
+#[derive(Debug)]
+pub struct DeviceInfo {
+    pub id: String,
+    pub kind: Kind,
+    pub profile: ProfileRef,
+    pub meta: serde_json::Map<String, serde_json::Value>,
+    pub heartbeat_ms: u64,
+}
+
+/// Messages from the drivers.
+#[derive(Debug)]
+pub enum Input {
+    /// Points read in one poll cycle (point index in the profile, value).
+    Reading {
+        device: Arc<DeviceInfo>,
+        values: Vec<(usize, Value)>,
+        at_ms: u64,
+    },
+    /// A device came online or went offline.
+    State {
+        device: Arc<DeviceInfo>,
+        online: bool,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    pub gateway: String,
+    pub topic_prefix: String,
+    pub flush_every: Duration,
+    /// None disables stats events.
+    pub stats_every: Option<Duration>,
+}
+
+pub struct Pipeline {
+    settings: PipelineSettings,
+    queue: Queue,
+    wake: Arc<Notify>,
+    counters: Arc<Counters>,
+    reporters: HashMap<String, Reporter>,
+    online: HashMap<String, bool>,
+    started: Instant,
+}
+
+impl Pipeline {
+    pub fn new(
+        settings: PipelineSettings,
+        queue: Queue,
+        wake: Arc<Notify>,
+        counters: Arc<Counters>,
+        devices: &[Arc<DeviceInfo>],
+    ) -> Pipeline {
+        Pipeline {
+            settings,
+            queue,
+            wake,
+            counters,
+            reporters: HashMap::new(),
+            online: devices.iter().map(|d| (d.id.clone(), false)).collect(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Runs until every sender of `rx` is dropped, then flushes the queue.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut flush = tokio::time::interval(self.settings.flush_every);
+        flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let stats_every = self
+            .settings
+            .stats_every
+            .unwrap_or(Duration::from_secs(3600));
+        let mut stats = tokio::time::interval_at(Instant::now() + stats_every, stats_every);
+        stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut dirty = false;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => { self.handle(m); dirty = true; }
+                    None => break,
+                },
+                _ = flush.tick() => {
+                    if dirty {
+                        self.flush().await;
+                        dirty = false;
+                    }
+                }
+                _ = stats.tick(), if self.settings.stats_every.is_some() => {
+                    self.emit_stats();
+                    dirty = true;
+                }
+            }
+        }
+        self.flush().await;
+    }
+
+    async fn flush(&self) {
+        let q = self.queue.clone();
+        let res = tokio::task::spawn_blocking(move || q.flush()).await;
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                Counters::inc(&self.counters.buffer_error);
+                tracing::error!(error = %e, "buffer flush failed");
+            }
+            Err(e) => tracing::error!(error = %e, "buffer flush task failed"),
+        }
+    }
+
+    pub fn handle(&mut self, msg: Input) {
+        match msg {
+            Input::State {
+                device,
+                online,
+                reason,
+            } => {
+                self.online.insert(device.id.clone(), online);
+                if online {
+                    if let Some(r) = self.reporters.get_mut(&device.id) {
+                        r.reset();
+                    }
+                }
+                self.emit_state(&device, online, reason.as_deref());
+            }
+            Input::Reading {
+                device,
+                values,
+                at_ms,
+            } => {
+                let reporter = self.reporters.entry(device.id.clone()).or_insert_with(|| {
+                    Reporter::new(device.profile.points.len(), device.heartbeat_ms)
+                });
+                let chosen = reporter.select(&device.profile.points, values, at_ms);
+                if chosen.is_empty() {
+                    return;
+                }
+                let points: Vec<(&str, &Value)> = chosen
+                    .iter()
+                    .filter_map(|(i, v)| {
+                        device.profile.points.get(*i).map(|p| (p.name.as_str(), v))
+                    })
+                    .collect();
+                let topic = self.topic(Some(&device.id), "telemetry");
+                let gw = self.settings.gateway.clone();
+                self.emit(topic, false, |seq, ts| {
+                    encode::telemetry(seq, ts, &gw, &device.id, device.kind, &points)
+                });
+            }
+        }
+    }
+
+    /// Publishes the birth certificate of `device`.
+    pub fn emit_state(&mut self, device: &DeviceInfo, online: bool, reason: Option<&str>) {
+        let topic = self.topic(Some(&device.id), "state");
+        let gw = self.settings.gateway.clone();
+        self.emit(topic, true, |seq, ts| {
+            encode::state(
+                seq,
+                ts,
+                &gw,
+                &encode::Birth {
+                    device: &device.id,
+                    kind: device.kind,
+                    profile: &device.profile.name,
+                    online,
+                    reason,
+                    meta: &device.meta,
+                    points: &device.profile.points,
+                },
+            )
+        });
+    }
+
+    fn emit_stats(&mut self) {
+        let b = self.queue.stats();
+        let online = self.online.values().filter(|o| **o).count() as u64;
+        let offline = self.online.len() as u64 - online;
+        let errors = self.counters.errors();
+        let published = self.counters.published.load(Relaxed);
+        let uptime_s = self.started.elapsed().as_secs();
+        let topic = self.topic(None, "stats");
+        let gw = self.settings.gateway.clone();
+        self.emit(topic, false, |seq, ts| {
+            encode::stats(
+                seq,
+                ts,
+                &gw,
+                &encode::StatsBody {
+                    uptime_s,
+                    buffer_events: b.events,
+                    buffer_bytes: b.bytes,
+                    buffer_dropped: b.dropped,
+                    published,
+                    online,
+                    offline,
+                    errors: &errors,
+                },
+            )
+        });
+    }
+
+    fn topic(&self, device: Option<&str>, leaf: &str) -> String {
+        match device {
+            Some(d) => format!(
+                "{}/{}/{}/{}",
+                self.settings.topic_prefix, self.settings.gateway, d, leaf
+            ),
+            None => format!(
+                "{}/{}/{}",
+                self.settings.topic_prefix, self.settings.gateway, leaf
+            ),
+        }
+    }
+
+    /// Stamps, encodes and queues one event, then wakes the publisher.
+    fn emit(&mut self, topic: String, retain: bool, build: impl FnOnce(u64, u64) -> Vec<u8>) {
+        let seq = match self.queue.next_seq() {
+            Ok(s) => s,
+            Err(e) => {
+                Counters::inc(&self.counters.buffer_error);
+                tracing::error!(error = %e, topic, "cannot allocate a sequence number; event lost");
+                return;
+            }
+        };
+        let ts = now_ms();
+        let payload = build(seq, ts);
+        let rec = Record {
+            topic,
+            payload,
+            retain,
+            created_ms: ts,
+        };
+        match self.queue.push(seq, &rec) {
+            Ok(PushOutcome::Stored { evicted: 0 }) => {}
+            Ok(PushOutcome::Stored { evicted }) => {
+                tracing::debug!(evicted, "buffer full: oldest events dropped");
+            }
+            Ok(PushOutcome::Rejected) => {
+                tracing::debug!(seq, "buffer full: newest event dropped");
+            }
+            Err(e) => {
+                Counters::inc(&self.counters.buffer_error);
+                tracing::error!(error = %e, seq, "cannot store event");
+            }
+        }
+        self.wake.notify_one();
+    }
+}

@@ -1,0 +1,203 @@
+//! One poll cycle of one device on an open Modbus context: block reads under a timeout,
+//! decoding, and the split between device exceptions (data: the device answered) and
+//! transport failures (the connection must be dropped: a late reply would otherwise be
+//! matched to the next request).
+
+use super::plan::Block;
+use crate::model::Value;
+use crate::ops::counters::Counters;
+use crate::profile::{Profile, Table, codec};
+use std::time::Duration;
+use tokio_modbus::client::{Context, Reader};
+use tokio_modbus::slave::SlaveContext;
+use tokio_modbus::{ExceptionCode, Slave};
+
+/// Why a poll cycle failed. The context must be dropped after every variant.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    #[error("read {table} {start}..{end} timed out after {ms} ms")]
+    Timeout {
+        table: &'static str,
+        start: u16,
+        end: u32,
+        ms: u128,
+    },
+    #[error("read {table} {start}..{end} failed: {source}")]
+    Transport {
+        table: &'static str,
+        start: u16,
+        end: u32,
+        #[source]
+        source: tokio_modbus::Error,
+    },
+    #[error("read {table} {start}..{end}: reply carries {got} values, expected {want}")]
+    Short {
+        table: &'static str,
+        start: u16,
+        end: u32,
+        got: usize,
+        want: u16,
+    },
+}
+
+/// A device exception on one block: the device is alive, these points are missing.
+#[derive(Debug, Clone)]
+pub struct BlockException {
+    pub table: Table,
+    pub start: u16,
+    pub count: u16,
+    pub code: ExceptionCode,
+}
+
+#[derive(Debug, Default)]
+pub struct Cycle {
+    pub values: Vec<(usize, Value)>,
+    pub exceptions: Vec<BlockException>,
+    pub decode_errors: Vec<String>,
+}
+
+enum Data {
+    Bits(Vec<bool>),
+    Words(Vec<u16>),
+}
+
+/// Reads every block of `profile` from `unit`. Exceptions are returned as data; any
+/// transport problem aborts the cycle with an error (the caller drops the context).
+pub async fn poll_cycle(
+    ctx: &mut Context,
+    unit: u8,
+    profile: &Profile,
+    blocks: &[Block],
+    timeout: Duration,
+    counters: &Counters,
+) -> Result<Cycle, CycleError> {
+    ctx.set_slave(Slave(unit));
+    let mut cycle = Cycle::default();
+    for b in blocks {
+        let table = b.table.as_str();
+        let end = u32::from(b.start) + u32::from(b.count);
+        let fut = async {
+            match b.table {
+                Table::Coil => ctx
+                    .read_coils(b.start, b.count)
+                    .await
+                    .map(|r| r.map(Data::Bits)),
+                Table::Discrete => ctx
+                    .read_discrete_inputs(b.start, b.count)
+                    .await
+                    .map(|r| r.map(Data::Bits)),
+                Table::Input => ctx
+                    .read_input_registers(b.start, b.count)
+                    .await
+                    .map(|r| r.map(Data::Words)),
+                Table::Holding => ctx
+                    .read_holding_registers(b.start, b.count)
+                    .await
+                    .map(|r| r.map(Data::Words)),
+            }
+        };
+        let data = match tokio::time::timeout(timeout, fut).await {
+            Err(_) => {
+                Counters::inc(&counters.modbus_timeout);
+                return Err(CycleError::Timeout {
+                    table,
+                    start: b.start,
+                    end,
+                    ms: timeout.as_millis(),
+                });
+            }
+            Ok(Err(source)) => {
+                match &source {
+                    tokio_modbus::Error::Protocol(_) => Counters::inc(&counters.modbus_malformed),
+                    tokio_modbus::Error::Transport(_) => Counters::inc(&counters.modbus_transport),
+                }
+                return Err(CycleError::Transport {
+                    table,
+                    start: b.start,
+                    end,
+                    source,
+                });
+            }
+            Ok(Ok(Err(code))) => {
+                Counters::inc(&counters.modbus_exception);
+                cycle.exceptions.push(BlockException {
+                    table: b.table,
+                    start: b.start,
+                    count: b.count,
+                    code,
+                });
+                continue;
+            }
+            Ok(Ok(Ok(d))) => d,
+        };
+        let got = match &data {
+            Data::Bits(v) => v.len(),
+            Data::Words(v) => v.len(),
+        };
+        if got < usize::from(b.count) {
+            Counters::inc(&counters.modbus_malformed);
+            return Err(CycleError::Short {
+                table,
+                start: b.start,
+                end,
+                got,
+                want: b.count,
+            });
+        }
+        decode_block(profile, b, &data, &mut cycle, counters);
+    }
+    Ok(cycle)
+}
+
+fn decode_block(profile: &Profile, b: &Block, data: &Data, cycle: &mut Cycle, counters: &Counters) {
+    for &(idx, off) in &b.points {
+        let Some(def) = profile.points.get(idx) else {
+            continue;
+        };
+        let off = usize::from(off);
+        let decoded = match (data, &def.reg) {
+            (Data::Bits(bits), _) => match bits.get(off) {
+                Some(bit) => codec::decode_bit(def, *bit),
+                None => continue,
+            },
+            (Data::Words(words), Some(reg)) => {
+                let span = usize::from(codec::span(reg, def.ty));
+                match words.get(off..off + span) {
+                    Some(w) => codec::decode_registers(def, w),
+                    None => continue,
+                }
+            }
+            (Data::Words(_), None) => continue,
+        };
+        match decoded {
+            Ok(d) => {
+                if d.unknown_enum {
+                    Counters::inc(&counters.unknown_enum);
+                }
+                cycle.values.push((idx, d.value));
+            }
+            Err(e) => {
+                Counters::inc(&counters.decode_error);
+                cycle.decode_errors.push(e.to_string());
+            }
+        }
+    }
+}
+
+/// Human meaning of an exception code, for the log.
+pub fn exception_meaning(code: ExceptionCode) -> &'static str {
+    match code {
+        ExceptionCode::IllegalFunction => {
+            "illegal function (the device does not support this table)"
+        }
+        ExceptionCode::IllegalDataAddress => "illegal data address (check the profile's addresses)",
+        ExceptionCode::IllegalDataValue => "illegal data value",
+        ExceptionCode::ServerDeviceFailure => "server device failure",
+        ExceptionCode::Acknowledge => "acknowledge (request accepted, still processing)",
+        ExceptionCode::ServerDeviceBusy => "server device busy",
+        ExceptionCode::MemoryParityError => "memory parity error",
+        ExceptionCode::GatewayPathUnavailable => "gateway path unavailable",
+        ExceptionCode::GatewayTargetDevice => "gateway target device failed to respond",
+        _ => "unknown exception code",
+    }
+}

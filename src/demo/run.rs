@@ -1,6 +1,183 @@
-pub async fn demo(
-    _d: Option<std::time::Duration>,
-    _c: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    Ok(())
+//! `polegate demo`: an embedded broker on a free loopback port, Modbus TCP simulators of
+//! the shipped profiles, the real `run` pipeline against them (configuration written as
+//! TOML and loaded like any other, temporary state directory), and a subscriber that
+//! prints every message. No root, no hardware, no other setup.
+
+use super::broker;
+use super::sim::{Sim, SimKind};
+use crate::app;
+use anyhow::Context as _;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The shipped profiles, embedded so the demo runs from any directory.
+const PROFILES: [(&str, &str); 3] = [
+    (
+        "generic-lamp-modbus.toml",
+        include_str!("../../plugins/generic/generic-lamp-modbus.toml"),
+    ),
+    (
+        "generic-ev-modbus.toml",
+        include_str!("../../plugins/generic/generic-ev-modbus.toml"),
+    ),
+    (
+        "eastron-sdm630.toml",
+        include_str!("../../plugins/eastron/eastron-sdm630.toml"),
+    ),
+];
+
+struct DemoDevice {
+    id: &'static str,
+    profile: &'static str,
+    kind: SimKind,
+    poll_ms: u64,
+    meta: &'static str,
+}
+
+const DEVICES: [DemoDevice; 4] = [
+    DemoDevice {
+        id: "lamp-017",
+        profile: "generic-lamp-modbus",
+        kind: SimKind::Lamp,
+        poll_ms: 1000,
+        meta: r#"{ pole = "P-017", street = "Rue de la Liberté", lat = 47.3220, lon = 5.0415 }"#,
+    },
+    DemoDevice {
+        id: "lamp-018",
+        profile: "generic-lamp-modbus",
+        kind: SimKind::Lamp,
+        poll_ms: 1000,
+        meta: r#"{ pole = "P-018", street = "Rue de la Liberté", lat = 47.3221, lon = 5.0409 }"#,
+    },
+    DemoDevice {
+        id: "evc-003",
+        profile: "generic-ev-modbus",
+        kind: SimKind::EvCharger,
+        poll_ms: 1000,
+        meta: r#"{ pole = "P-020", street = "Place Darcy" }"#,
+    },
+    DemoDevice {
+        id: "meter-main",
+        profile: "eastron-sdm630",
+        kind: SimKind::Sdm630,
+        poll_ms: 2000,
+        meta: r#"{ cabinet = "cab-dijon-0042", feeder = "A" }"#,
+    },
+];
+
+/// A private temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> anyhow::Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!(
+            "polegate-demo-{}-{}",
+            std::process::id(),
+            fastrand::u32(..)
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_config(dir: &Path, broker_port: u16, sims: &[(usize, SocketAddr)]) -> anyhow::Result<PathBuf> {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins)?;
+    for (name, text) in PROFILES {
+        std::fs::write(plugins.join(name), text)?;
+    }
+    let mut toml = format!(
+        "# Written by `polegate demo`.\n[gateway]\nid = \"cab-demo\"\nstate_dir = \"state\"\nplugins_dirs = [\"plugins\"]\n\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\n\
+         [buffer]\nflush_every_ms = 500\n\n[stats]\ninterval_s = 10\n"
+    );
+    for (i, addr) in sims {
+        let d = &DEVICES[*i];
+        toml.push_str(&format!(
+            "\n[[device]]\nid = \"{}\"\nprofile = \"{}\"\npoll_ms = {}\nheartbeat_s = 30\nmeta = {}\nmodbus = {{ address = \"{addr}\", unit = 1 }}\n",
+            d.id, d.profile, d.poll_ms, d.meta
+        ));
+    }
+    let path = dir.join("polegate.toml");
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// Runs the demo until `duration` elapses or `cancel` fires.
+pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyhow::Result<()> {
+    let tmp = TempDir::new()?;
+    let broker = broker::start("127.0.0.1:0".parse()?).context("starting the embedded MQTT broker")?;
+    let port = broker.port();
+    let sim_cancel = CancellationToken::new();
+    let mut sims = Vec::new();
+    for (i, d) in DEVICES.iter().enumerate() {
+        let sim = Sim::spawn(d.kind, "127.0.0.1:0".parse()?, sim_cancel.clone())
+            .await
+            .with_context(|| format!("starting the {} simulator", d.id))?;
+        sims.push(sim);
+        let _ = i;
+    }
+    let addrs: Vec<(usize, SocketAddr)> = sims.iter().enumerate().map(|(i, s)| (i, s.addr())).collect();
+    let path = write_config(&tmp.0, port, &addrs)?;
+    eprintln!(
+        "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
+        sims.len(),
+        path.display()
+    );
+    eprintln!("polegate demo: printing every MQTT message (topic, then payload); Ctrl-C stops");
+
+    // The printing subscriber.
+    let mut opts = MqttOptions::new("polegate-demo-printer", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    let (client, mut el) = AsyncClient::new(opts, 16);
+    client.subscribe("polegate/#", QoS::AtLeastOnce).await?;
+    let printer_cancel = cancel.clone();
+    let printer = tokio::spawn(async move {
+        loop {
+            let ev = tokio::select! {
+                _ = printer_cancel.cancelled() => return,
+                ev = el.poll() => ev,
+            };
+            match ev {
+                Ok(Event::Incoming(Incoming::Publish(p))) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("polegate demo: printer: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    });
+
+    let loaded = app::load(&path, true).map_err(|e| anyhow::anyhow!("demo config invalid:\n{}", e.join("\n")))?;
+    let run_cancel = cancel.child_token();
+    if let Some(d) = duration {
+        let c = run_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            c.cancel();
+        });
+    }
+    let res = app::run(loaded.config, loaded.registry, run_cancel, |_| {}).await;
+    // Let the printer show the final offline status.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel.cancel();
+    let _ = printer.await;
+    sim_cancel.cancel();
+    drop(broker);
+    res.map_err(Into::into)
 }

@@ -1,0 +1,379 @@
+//! Shared test harness: a real mosquitto broker (child process, restartable on the same
+//! port), an MQTT recorder, config files in a temporary directory, and the daemon run
+//! in-process through the same entry point as `polegate run`.
+#![allow(dead_code)]
+
+use polegate::app::{self, Handles};
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Upper bound for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A mosquitto broker on 127.0.0.1:port, without persistence (a restart loses every
+/// session and in-flight message, the worst case for delivery).
+pub struct Mosquitto {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub async fn start() -> Mosquitto {
+        Mosquitto::start_on(free_port()).await
+    }
+
+    pub async fn start_on(port: u16) -> Mosquitto {
+        let mut m = Mosquitto {
+            port,
+            dir: tempfile::tempdir().expect("tempdir"),
+            child: None,
+        };
+        m.restart().await;
+        m
+    }
+
+    /// Starts (again) on the same port and waits until it accepts connections.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n",
+                self.port
+            ),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (apt-get install mosquitto)");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "mosquitto did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Kills the broker (SIGKILL): connections drop, nothing is persisted.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One received message.
+#[derive(Debug, Clone)]
+pub struct Msg {
+    pub topic: String,
+    pub json: serde_json::Value,
+    pub retain: bool,
+}
+
+/// Subscribes to `filter` and records every message.
+pub struct Recorder {
+    rx: mpsc::UnboundedReceiver<Msg>,
+    pub seen: Vec<Msg>,
+    task: JoinHandle<()>,
+    subs: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Recorder {
+    pub async fn start(port: u16, filter: &str) -> Recorder {
+        let mut opts = MqttOptions::new(format!("rec-{}", fastrand::u32(..)), "127.0.0.1", port);
+        opts.set_keep_alive(Duration::from_secs(30));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut el) = AsyncClient::new(opts, 64);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let filter = filter.to_string();
+        let (sub_tx, mut subs) = tokio::sync::watch::channel(0u64);
+        let task = tokio::spawn(async move {
+            let _keep = client.clone();
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                        let _ = client.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                        sub_tx.send_modify(|n| *n += 1);
+                    }
+                    Ok(Event::Incoming(Incoming::Publish(p))) => {
+                        let json = serde_json::from_slice(&p.payload).unwrap_or_else(|e| {
+                            panic!("payload on {} is not JSON ({e}): {:?}", p.topic, p.payload)
+                        });
+                        let _ = tx.send(Msg {
+                            topic: p.topic.clone(),
+                            json,
+                            retain: p.retain,
+                        });
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(WAIT, subs.wait_for(|n| *n >= 1))
+            .await
+            .expect("recorder subscribed in time")
+            .expect("recorder alive");
+        Recorder {
+            rx,
+            seen: Vec::new(),
+            task,
+            subs,
+        }
+    }
+
+    /// Subscriptions acknowledged so far (one per broker connection).
+    pub fn subscriptions(&self) -> u64 {
+        *self.subs.borrow()
+    }
+
+    /// Waits until the recorder has subscribed more than `n` times (after a broker restart).
+    pub async fn wait_subscribed_after(&mut self, n: u64) {
+        tokio::time::timeout(WAIT, self.subs.wait_for(|s| *s > n))
+            .await
+            .expect("recorder resubscribed in time")
+            .expect("recorder alive");
+    }
+
+    /// Takes every message already received without waiting.
+    pub fn drain(&mut self) {
+        while let Ok(m) = self.rx.try_recv() {
+            self.seen.push(m);
+        }
+    }
+
+    /// Waits until a message satisfying `pred` arrives; returns it.
+    pub async fn wait_for(&mut self, what: &str, mut pred: impl FnMut(&Msg) -> bool) -> Msg {
+        if let Some(m) = self.seen.iter().find(|m| pred(m)) {
+            return m.clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}; seen: {:#?}", self.seen.iter().map(|m| (&m.topic, &m.json)).collect::<Vec<_>>()))
+                .expect("recorder alive");
+            self.seen.push(m.clone());
+            if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Waits until `pred` holds over everything seen so far.
+    pub async fn wait_until(&mut self, what: &str, mut pred: impl FnMut(&[Msg]) -> bool) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while !pred(&self.seen) {
+            let m = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}; seen {} messages", self.seen.len()))
+                .expect("recorder alive");
+            self.seen.push(m);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A gateway configuration in a temporary directory, pointing at the crate's plugins.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+pub fn plugins_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
+}
+
+impl Setup {
+    /// `extra` is appended to a base config: gateway `cab-test`, broker on `port`.
+    pub fn new(port: u16, extra: &str) -> Setup {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("polegate.toml");
+        let text = format!(
+            "[gateway]\nid = \"cab-test\"\nstate_dir = \"state\"\nplugins_dirs = [{plugins:?}]\n\n\
+             [mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nreconnect_min_ms = 50\nreconnect_max_ms = 300\n\n\
+             [buffer]\nflush_every_ms = 100\n\n[stats]\ninterval_s = 0\n\n{extra}",
+            plugins = plugins_dir().display().to_string(),
+        );
+        std::fs::write(&path, text).expect("write config");
+        Setup { dir, path }
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+}
+
+/// The daemon running in-process.
+pub struct Daemon {
+    pub cancel: CancellationToken,
+    pub handles: Handles,
+    task: JoinHandle<Result<(), app::RunError>>,
+}
+
+impl Daemon {
+    pub async fn start(setup: &Setup) -> Daemon {
+        let loaded = app::load(&setup.path, true).unwrap_or_else(|e| panic!("config invalid: {e:#?}"));
+        let cancel = CancellationToken::new();
+        let (htx, hrx) = tokio::sync::oneshot::channel();
+        let c = cancel.clone();
+        let task = tokio::spawn(async move {
+            app::run(loaded.config, loaded.registry, c, move |h| {
+                let _ = htx.send(h.clone());
+            })
+            .await
+        });
+        let handles = tokio::time::timeout(WAIT, hrx)
+            .await
+            .expect("daemon ready in time")
+            .expect("daemon started");
+        Daemon {
+            cancel,
+            handles,
+            task,
+        }
+    }
+
+    /// Clean stop (as on SIGTERM); returns how long it took.
+    pub async fn stop(self) -> Duration {
+        let t0 = tokio::time::Instant::now();
+        self.cancel.cancel();
+        tokio::time::timeout(WAIT, self.task)
+            .await
+            .expect("daemon stopped in time")
+            .expect("daemon task")
+            .expect("daemon result");
+        t0.elapsed()
+    }
+}
+
+/// `seq` of every buffered-event message (telemetry, state, stats, results) seen.
+pub fn seqs(msgs: &[Msg]) -> Vec<u64> {
+    msgs.iter()
+        .filter(|m| !m.topic.ends_with("/status"))
+        .filter_map(|m| m.json.get("seq").and_then(|s| s.as_u64()))
+        .collect()
+}
+
+/// A TCP proxy in front of the broker that a test can cut: disabling it drops every
+/// connection through it and refuses new ones (an uplink outage as the gateway sees it).
+pub struct Proxy {
+    pub port: u16,
+    enabled: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    generation: tokio::sync::watch::Sender<u64>,
+    task: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: u16) -> Proxy {
+        use std::sync::atomic::Ordering::SeqCst;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let enabled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (generation, gen_rx) = tokio::sync::watch::channel(0u64);
+        let en = enabled.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut down, _)) = listener.accept().await else { continue };
+                if !en.load(SeqCst) {
+                    drop(down);
+                    continue;
+                }
+                let mut gen_rx = gen_rx.clone();
+                gen_rx.mark_unchanged();
+                tokio::spawn(async move {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = gen_rx.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            enabled,
+            generation,
+            task,
+        }
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, std::sync::atomic::Ordering::SeqCst);
+        if !on {
+            self.generation.send_modify(|g| *g += 1);
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Waits (bounded) until `cond` holds, checking every 10 ms. For conditions that have no
+/// event to await (e.g. the queue draining in another task).
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !cond() {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Register image of a lamp (generic-lamp-modbus) with known values.
+pub fn lamp_registers(regs: &mut polegate::demo::sim::Registers) {
+    regs.coils[0] = true;
+    regs.holding[0] = 80;
+    regs.input[0] = 545; // 54.5 W
+    regs.input[1] = 0x0001; // energy 123456 Wh
+    regs.input[2] = 0xE240;
+    regs.input[3] = 2301; // 230.1 V
+    regs.input[4] = 237; // 0.237 A
+    regs.input[5] = 950; // 0.95
+    regs.input[6] = (-52i16) as u16; // -5.2 °C
+    regs.input[7] = 0;
+    regs.input[8] = 4000; // h
+    regs.input[9] = 0;
+    regs.input[10] = 1234;
+    regs.input[11] = 0b10; // driver failure
+}

@@ -1,3 +1,4 @@
 //! `polegate demo`: simulated pole hardware and an embedded broker.
 
+pub mod broker;
 pub mod sim;

@@ -1,4 +1,5 @@
 //! `polegate demo`: simulated pole hardware and an embedded broker.
 
+pub mod broker;
 pub mod run;
 pub mod sim;

@@ -116,7 +116,10 @@ fn write_config(dir: &Path, broker_port: u16, sims: &[(usize, SocketAddr)]) -> a
 /// Runs the demo until `duration` elapses or `cancel` fires.
 pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyhow::Result<()> {
     let tmp = TempDir::new()?;
-    let broker = broker::start("127.0.0.1:0".parse()?).context("starting the embedded MQTT broker")?;
+    let bind: SocketAddr = "127.0.0.1:0".parse()?;
+    let broker = tokio::task::spawn_blocking(move || broker::start(bind))
+        .await?
+        .context("starting the embedded MQTT broker")?;
     let port = broker.port();
     let sim_cancel = CancellationToken::new();
     let mut sims = Vec::new();

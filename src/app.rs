@@ -70,6 +70,9 @@ pub struct Handles {
     pub queue: Queue,
     pub counters: Arc<Counters>,
     pub session: Arc<SessionState>,
+    /// The pipeline's input, for tools that inject readings (benchmarks, later the
+    /// command path). Weak, so it never keeps the pipeline alive at shutdown.
+    pub input: mpsc::WeakSender<crate::pipeline::Input>,
 }
 
 /// Runs the daemon until `cancel`, then stops in order. `ready` is called once the
@@ -165,7 +168,9 @@ pub async fn run(
             drivers.clone(),
         )));
     }
-    drop(tx);
+    // Held until the drivers have stopped, so the pipeline (stats) runs even with no
+    // devices; then dropped so the pipeline drains and ends.
+    let input = tx.downgrade();
 
     let session_cancel = CancellationToken::new();
     let (session, session_state) = Session::new(
@@ -184,6 +189,7 @@ pub async fn run(
         queue: queue.clone(),
         counters: counters.clone(),
         session: session_state,
+        input,
     };
     tracing::info!(gateway = %cfg.gateway.id, devices = infos.len(), buffered = queue.stats().events, "polegate running");
     ready(&handles);
@@ -195,6 +201,7 @@ pub async fn run(
     for t in driver_tasks {
         let _ = tokio::time::timeout_at(deadline, t).await;
     }
+    drop(tx);
     // All senders are gone once the drivers are: the pipeline drains and flushes.
     if tokio::time::timeout_at(deadline, pipeline_task)
         .await

@@ -1,0 +1,395 @@
+//! Benchmark harness (not a test): drives simulated devices through the whole pipeline
+//! into a real broker (mosquitto) and reports throughput, CPU, RSS, replay drain rate and
+//! queue disk use. Run with `cargo bench --bench pipeline`; results go to BENCHMARKS.md.
+//!
+//! Parts:
+//! A. in-process: synthetic readings from 200 devices injected into the pipeline as fast
+//!    as it takes them; every event persisted in sled and acknowledged by the broker.
+//! B. the release binary as a child process polling N Modbus TCP simulators every P ms:
+//!    CPU (% of one core) and RSS of the daemon process.
+//! C. a 100,000-event backlog replayed by the release binary with replay_rate = 0: drain
+//!    rate, peak RSS, queue disk use after the drain.
+
+use polegate::buffer::{Queue, QueueOptions, Record};
+use polegate::demo::sim::{Sim, SimKind};
+use polegate::model::{Kind, Value, now_ms};
+use polegate::pipeline::{DeviceInfo, Input, encode};
+use polegate::profile::Registry;
+use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+struct Mosquitto(Child);
+
+impl Mosquitto {
+    fn start(dir: &Path, port: u16) -> Mosquitto {
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 1000000\n"
+            ),
+        )
+        .expect("conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto");
+        for _ in 0..500 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Mosquitto(child)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn plugins() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
+}
+
+fn config(dir: &Path, port: u16, extra: &str, devices: &str) -> PathBuf {
+    let p = dir.join("polegate.toml");
+    std::fs::write(
+        &p,
+        format!(
+            "[gateway]\nid = \"bench\"\nstate_dir = \"state\"\nplugins_dirs = [{:?}]\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n{extra}\n[stats]\ninterval_s = 0\n\n{devices}",
+            plugins().display().to_string()
+        ),
+    )
+    .expect("config");
+    p
+}
+
+/// (utime + stime) clock ticks and current/peak RSS in kB of a process.
+fn proc_sample(pid: u32) -> (u64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks, kb("VmRSS:"), kb("VmHWM:"))
+}
+
+fn clk_tck() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux we target.
+    100.0
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_size(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Counts messages on `filter` (QoS 0 subscription: the counter must not slow the broker).
+async fn counter(port: u16, filter: &str) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let mut o = MqttOptions::new(format!("bench-count-{}", fastrand::u32(..)), "127.0.0.1", port);
+    o.set_max_packet_size(1 << 20, 1 << 20);
+    o.set_keep_alive(Duration::from_secs(60));
+    let (client, mut el) = AsyncClient::new(o, 64);
+    let n = Arc::new(AtomicU64::new(0));
+    let n2 = n.clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let mut tx = Some(tx);
+    let filter = filter.to_string();
+    let task = tokio::spawn(async move {
+        let _c = client.clone();
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Incoming::ConnAck(_))) => {
+                    let _ = client.subscribe(filter.clone(), QoS::AtMostOnce).await;
+                }
+                Ok(Event::Incoming(Incoming::SubAck(_))) => {
+                    if let Some(t) = tx.take() {
+                        let _ = t.send(());
+                    }
+                }
+                Ok(Event::Incoming(Incoming::Publish(_))) => {
+                    n2.fetch_add(1, Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(10), rx).await;
+    (n, task)
+}
+
+fn spawn_daemon(cfg: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_polegate"))
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn polegate")
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+async fn part_a(secs: u64) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let _broker = Mosquitto::start(tmp.path(), port);
+    let cfg_path = config(tmp.path(), port, "max_inflight = 256\n", "");
+    let loaded = polegate::app::load(&cfg_path, true).expect("config");
+    let (reg, _) = Registry::load(&[plugins()]);
+    let profile = reg.get("generic-lamp-modbus").expect("lamp profile").clone();
+    let devices: Vec<Arc<DeviceInfo>> = (0..200)
+        .map(|i| {
+            Arc::new(DeviceInfo {
+                id: format!("lamp-{i:03}"),
+                kind: Kind::Lamp,
+                profile: profile.clone(),
+                meta: serde_json::Map::new(),
+                heartbeat_ms: 300_000,
+            })
+        })
+        .collect();
+    let cancel = CancellationToken::new();
+    let (htx, hrx) = tokio::sync::oneshot::channel();
+    let c = cancel.clone();
+    let task = tokio::spawn(async move {
+        polegate::app::run(loaded.config, loaded.registry, c, move |h| {
+            let _ = htx.send(h.clone());
+        })
+        .await
+    });
+    let h = hrx.await.expect("handles");
+    let input = h.input.upgrade().expect("pipeline input");
+    // Wait for the broker session.
+    while !h.session.connected.load(Relaxed) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let power = profile.point("power").map(|(i, _)| i).expect("power");
+    let voltage = profile.point("voltage").map(|(i, _)| i).expect("voltage");
+    let ru0 = rusage();
+    let t0 = Instant::now();
+    let p0 = h.counters.published.load(Relaxed);
+    let mut sent = 0u64;
+    let end = t0 + Duration::from_secs(secs);
+    let mut k = 0u64;
+    while Instant::now() < end {
+        for d in &devices {
+            k += 1;
+            let v = Input::Reading {
+                device: d.clone(),
+                values: vec![
+                    (power, Value::Float((k % 1000) as f64 + 0.5)),
+                    (voltage, Value::Float(230.0 + (k % 7) as f64)),
+                ],
+                at_ms: now_ms(),
+            };
+            if input.send(v).await.is_err() {
+                break;
+            }
+            sent += 1;
+        }
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let published = h.counters.published.load(Relaxed) - p0;
+    let ru1 = rusage();
+    let backlog = h.queue.stats().events;
+    drop(input);
+    cancel.cancel();
+    let _ = task.await;
+    println!(
+        "A. pipeline throughput, 200 devices, {secs} s: readings in {:.0}/s, telemetry events acknowledged by the broker {:.0}/s (every event written to sled first), backlog at end {backlog}, process CPU {:.0}% of one core (incl. injector and MQTT client)",
+        sent as f64 / el,
+        published as f64 / el,
+        (ru1 - ru0) / el * 100.0
+    );
+}
+
+fn rusage() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = s.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let t = f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    t as f64 / clk_tck()
+}
+
+async fn part_b(n: usize, poll_ms: u64, secs: u64) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let _broker = Mosquitto::start(tmp.path(), port);
+    let cancel = CancellationToken::new();
+    let mut sims = Vec::new();
+    let mut devices = String::new();
+    for i in 0..n {
+        let sim = Sim::spawn(SimKind::Lamp, "127.0.0.1:0".parse().unwrap(), cancel.clone())
+            .await
+            .expect("sim");
+        devices.push_str(&format!(
+            "[[device]]\nid = \"lamp-{i:03}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\nmodbus = {{ address = \"{}\", unit = 1 }}\n",
+            sim.addr()
+        ));
+        sims.push(sim);
+    }
+    let cfg = config(tmp.path(), port, "", &devices);
+    let (count, ctask) = counter(port, "polegate/bench/+/telemetry").await;
+    let child = spawn_daemon(&cfg);
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_secs(5)).await; // warm-up: connections, births
+    let (t0, _, _) = proc_sample(pid);
+    let c0 = count.load(Relaxed);
+    let w0 = Instant::now();
+    let reqs0: u64 = sims.iter().map(|s| s.requests()).sum();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (t1, rss, hwm) = proc_sample(pid);
+    let el = w0.elapsed().as_secs_f64();
+    let reqs1: u64 = sims.iter().map(|s| s.requests()).sum();
+    let c1 = count.load(Relaxed);
+    stop(child);
+    ctask.abort();
+    cancel.cancel();
+    let cpu = (t1 - t0) as f64 / clk_tck() / el * 100.0;
+    println!(
+        "B. {n} Modbus TCP devices polled every {poll_ms} ms, {secs} s: daemon CPU {cpu:.1}% of one core, RSS {:.1} MB (peak {:.1} MB), Modbus requests {:.0}/s, telemetry {:.0}/s",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        (reqs1 - reqs0) as f64 / el,
+        (c1 - c0) as f64 / el
+    );
+}
+
+async fn part_c(events: u64) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let port = free_port();
+    let _broker = Mosquitto::start(tmp.path(), port);
+    let cfg = config(tmp.path(), port, "replay_rate = 0\nmax_inflight = 256\n", "");
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).expect("state");
+    {
+        let q = Queue::open(&state.join("buffer"), QueueOptions::default()).expect("queue");
+        let v = Value::Float(54.5);
+        let v2 = Value::Int(80);
+        for i in 0..events {
+            let seq = q.next_seq().expect("seq");
+            let payload = encode::telemetry(
+                seq,
+                now_ms(),
+                "bench",
+                &format!("lamp-{:03}", i % 200),
+                Kind::Lamp,
+                &[("power", &v), ("dim_level", &v2), ("voltage", &v)],
+            );
+            q.push(
+                seq,
+                &Record {
+                    topic: format!("polegate/bench/lamp-{:03}/telemetry", i % 200),
+                    payload,
+                    retain: false,
+                    created_ms: now_ms(),
+                },
+            )
+            .expect("push");
+        }
+        q.flush().expect("flush");
+        let s = q.stats();
+        println!(
+            "C. backlog prepared: {} events, {} payload bytes, {:.1} MB on disk",
+            s.events,
+            s.bytes,
+            dir_size(&state) as f64 / 1e6
+        );
+    }
+    let (count, ctask) = counter(port, "polegate/bench/#").await;
+    let child = spawn_daemon(&cfg);
+    let pid = child.id();
+    let t0 = Instant::now();
+    let mut hwm = 0;
+    while count.load(Relaxed) < events && t0.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hwm = hwm.max(proc_sample(pid).2);
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let got = count.load(Relaxed);
+    // Give the last PUBACKs a moment, then stop cleanly and measure the disk.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hwm = hwm.max(proc_sample(pid).2);
+    stop(child);
+    ctask.abort();
+    let q = Queue::open(&state.join("buffer"), QueueOptions::default()).expect("reopen");
+    println!(
+        "C. replay of {events} events with replay_rate = 0: {got} received in {el:.2} s = {:.0} events/s (incl. daemon start), daemon peak RSS {:.1} MB, left in queue {}, queue disk after drain {:.1} MB",
+        got as f64 / el,
+        hwm as f64 / 1024.0,
+        q.stats().events,
+        dir_size(&state) as f64 / 1e6
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo test --all-targets` lists benches; nothing to list.
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        println!("machine: {} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), uname());
+        part_a(if quick { 3 } else { 10 }).await;
+        part_b(200, 1000, if quick { 5 } else { 30 }).await;
+        part_b(200, 500, if quick { 5 } else { 30 }).await;
+        part_c(if quick { 10_000 } else { 100_000 }).await;
+    });
+}
+
+fn uname() -> String {
+    Command::new("uname")
+        .arg("-srm")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}

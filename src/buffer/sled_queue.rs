@@ -14,6 +14,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// seqs reserved per durable write of the upper bound.
 pub const SEQ_BLOCK: u64 = 1024;
@@ -131,9 +132,8 @@ impl Queue {
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
             fs::create_dir_all(parent).map_err(|e| io_err("creating the parent directory", e))?;
         }
-        check_lock(dir)?;
         let mut corrupt_recoveries = 0;
-        let db = match open_sled(dir, &opts) {
+        let db = match open_sled_waiting(dir, &opts) {
             Ok(db) => db,
             Err(OpenFailure::Locked) => return Err(locked_error(dir)),
             Err(OpenFailure::Other(source)) => {
@@ -153,7 +153,7 @@ impl Queue {
                      queued events in it are not delivered"
                 );
                 corrupt_recoveries += 1;
-                match open_sled(dir, &opts) {
+                match open_sled_waiting(dir, &opts) {
                     Ok(db) => db,
                     Err(OpenFailure::Locked) => return Err(locked_error(dir)),
                     Err(OpenFailure::Other(source)) => {
@@ -507,6 +507,30 @@ impl Queue {
     }
 }
 
+/// How long `open` waits for the lock: sled releases it from background threads a little
+/// after the last handle of a previous instance is dropped, and a previous daemon may still
+/// be exiting.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+fn open_sled_waiting(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
+    let deadline = Instant::now() + LOCK_WAIT;
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let attempt = if lock_is_held(dir) {
+            Err(OpenFailure::Locked)
+        } else {
+            open_sled(dir, opts)
+        };
+        match attempt {
+            Err(OpenFailure::Locked) if Instant::now() < deadline => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
 enum OpenFailure {
     Locked,
     Corrupt(String),
@@ -560,16 +584,12 @@ fn classify(e: sled::Error) -> OpenFailure {
 }
 
 /// sled holds an exclusive `flock` on `<dir>/db` while open; probe it first so a second
-/// process gets a clear error instead of sled's.
-fn check_lock(dir: &Path) -> Result<(), BufferError> {
+/// process gets a clear error instead of relying on sled's message text alone.
+fn lock_is_held(dir: &Path) -> bool {
     let Ok(f) = fs::File::open(dir.join("db")) else {
-        return Ok(()); // no database yet, or unreadable: sled will say
+        return false; // no database yet, or unreadable: sled will say
     };
-    match f.try_lock() {
-        Ok(()) => Ok(()),
-        Err(fs::TryLockError::WouldBlock) => Err(locked_error(dir)),
-        Err(fs::TryLockError::Error(_)) => Ok(()),
-    }
+    matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock))
 }
 
 fn locked_error(dir: &Path) -> BufferError {

@@ -453,11 +453,11 @@ impl Queue {
 
     /// Makes every insert, ack and seq reservation durable.
     pub fn flush(&self) -> Result<(), BufferError> {
-        if self.inner.dirty.swap(false, Ordering::AcqRel) {
-            if let Err(e) = self.inner.db.flush() {
-                self.mark_dirty();
-                return Err(self.sled_err(e));
-            }
+        if self.inner.dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = self.inner.db.flush()
+        {
+            self.mark_dirty();
+            return Err(self.sled_err(e));
         }
         Ok(())
     }
@@ -543,6 +543,9 @@ fn open_sled(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
         .cache_capacity(opts.cache_bytes)
         // We flush on our own timer (flush_every_ms) and at shutdown.
         .flush_every_ms(None)
+        // LowSpace: measured no throughput difference from HighThroughput here (100k x 300 B,
+        // flush every 1000: 20-35k ev/s either way in a debug build, noise-dominated), and
+        // cabinet flash is small, so favour reclaiming segments.
         .mode(sled::Mode::LowSpace);
     // sled 0.34 can panic on some garbage files; under panic=unwind that is a corrupt
     // database too (with panic=abort this guard cannot help).

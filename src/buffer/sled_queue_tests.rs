@@ -11,7 +11,7 @@ fn rec(i: u64, payload_len: usize) -> Record {
     Record {
         topic: format!("polegate/cab-1/lamp-{i}/telemetry"),
         payload: vec![b'x'; payload_len],
-        retain: i % 2 == 0,
+        retain: i.is_multiple_of(2),
         created_ms: 1_700_000_000_000 + i,
     }
 }

@@ -29,6 +29,7 @@
 
 mod codec;
 mod kv;
+mod open;
 mod seqfile;
 mod sled_queue;
 

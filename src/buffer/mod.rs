@@ -10,10 +10,31 @@
 //!   at shutdown; a crash loses at most the unflushed suffix, never a hole.
 //! - A database that fails to open is moved aside (`buffer.corrupt-<time>`) and a fresh
 //!   one is started; the event is logged and counted, never a crash loop.
+//! - The seq floor also lives in a side file beside the directory (`<dir>.seq`, i.e.
+//!   `<state_dir>/buffer.seq`), replaced atomically (temp + fsync + rename + dir fsync)
+//!   whenever a block is reserved. Open starts at the max of the meta tree's bound, the side
+//!   file's and the last stored seq + 1, so a database moved aside (or a malformed meta
+//!   value, which is repaired in place and counted in `corrupt_recoveries`) cannot bring
+//!   an old seq back.
+//! - A stored record that does not decode is logged with its seq, moved to a quarantine
+//!   tree and skipped by [`Queue::read_after`]: it cannot block delivery of the others.
+//! - `max_bytes` bounds the sum of encoded record sizes (header + topic + payload), kept in
+//!   memory and rebuilt by a scan at open. sled's files never shrink, so `disk_bytes` can
+//!   exceed it; size the partition for about twice `max_bytes`.
+//! - Only one process may open the directory (sled's `flock` on `<dir>/db`); a second one
+//!   gets [`BufferError::Locked`].
+//!
+//! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
+//! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
+mod codec;
+mod kv;
+mod open;
+mod seqfile;
 mod sled_queue;
 
-pub use sled_queue::{BufferError, Queue};
+pub use kv::{KvStore, MAX_KV_NAME};
+pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
 
 use crate::config::OnFull;
 

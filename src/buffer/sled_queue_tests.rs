@@ -1,0 +1,456 @@
+//! Proves the queue contract in-process: ordering, idempotent acks, seq monotonicity across
+//! reopen, exact `on_full` accounting (also after reopen), recovery from a corrupt database
+//! and a malformed seq reservation, skipping of malformed records, the lock error, the
+//! KvStore, and a property test of random push/ack/read/reopen against a BTreeMap model.
+
+use super::*;
+use proptest::prelude::*;
+use std::collections::BTreeMap;
+
+fn rec(i: u64, payload_len: usize) -> Record {
+    Record {
+        topic: format!("polegate/cab-1/lamp-{i}/telemetry"),
+        payload: vec![b'x'; payload_len],
+        retain: i.is_multiple_of(2),
+        created_ms: 1_700_000_000_000 + i,
+    }
+}
+
+fn opts(max_bytes: u64, on_full: OnFull) -> QueueOptions {
+    QueueOptions {
+        max_bytes,
+        on_full,
+        cache_bytes: 1024 * 1024,
+    }
+}
+
+fn size(r: &Record) -> u64 {
+    codec::encoded_len(r).expect("short topic") as u64
+}
+
+fn push_new(q: &Queue, r: &Record) -> (u64, PushOutcome) {
+    let seq = q.next_seq().expect("next_seq");
+    (seq, q.push(seq, r).expect("push"))
+}
+
+#[test]
+fn pushed_records_read_back_in_seq_order_and_ack_removes_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
+    let seqs: Vec<u64> = (0..10).map(|i| push_new(&q, &rec(i, 20)).0).collect();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>(), "seqs start at 1");
+
+    let all = q.read_after(None, 100).expect("read");
+    assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), seqs);
+    assert_eq!(all[3].1, rec(3, 20));
+    let page = q.read_after(Some(4), 3).expect("read");
+    assert_eq!(
+        page.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        vec![5, 6, 7]
+    );
+    assert!(q.read_after(Some(u64::MAX), 3).expect("read").is_empty());
+    assert!(q.read_after(None, 0).expect("read").is_empty());
+
+    q.ack(1).expect("ack");
+    q.ack(5).expect("ack");
+    q.ack(5).expect("a second ack of the same seq is a no-op");
+    q.ack(999).expect("an unknown seq is ignored");
+    let left: Vec<u64> = q
+        .read_after(None, 100)
+        .expect("read")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(left, vec![2, 3, 4, 6, 7, 8, 9, 10]);
+    let st = q.stats();
+    assert_eq!(st.events, 8);
+    assert_eq!(
+        st.bytes,
+        (2..=10)
+            .filter(|i| *i != 5)
+            .map(|i| size(&rec(i - 1, 20)))
+            .sum::<u64>()
+    );
+    assert_eq!(q.purge().expect("purge"), 8);
+    assert_eq!(q.stats().events, 0);
+    assert_eq!(q.stats().bytes, 0);
+    assert_eq!(q.next_seq().expect("next"), 11, "purge does not rewind seq");
+}
+
+#[test]
+fn a_seq_not_handed_out_by_next_seq_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
+    assert!(matches!(
+        q.push(0, &rec(0, 1)),
+        Err(BufferError::SeqNotAllocated { seq: 0, .. })
+    ));
+    assert!(matches!(
+        q.push(1, &rec(0, 1)),
+        Err(BufferError::SeqNotAllocated { seq: 1, .. })
+    ));
+}
+
+#[test]
+fn seq_keeps_increasing_across_reopen_and_skips_the_rest_of_the_reserved_block() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let mut last = 0;
+    for round in 0..3 {
+        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+        for i in 0..5 {
+            let (seq, _) = push_new(&q, &rec(i, 10));
+            assert!(seq > last, "round {round}: {seq} after {last}");
+            last = seq;
+        }
+        q.flush().expect("flush");
+    }
+    // Each reopen starts past the block the previous run reserved.
+    assert_eq!(last, 2 * SEQ_BLOCK + 5);
+    assert_eq!(
+        seqfile::read(&tmp.path().join("buffer.seq")).expect("side file"),
+        Some(3 * SEQ_BLOCK + 1)
+    );
+}
+
+#[test]
+fn drop_oldest_evicts_exactly_enough_old_records_and_counts_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let one = size(&rec(0, 100));
+    let q = Queue::open(
+        &tmp.path().join("buffer"),
+        opts(one * 3, OnFull::DropOldest),
+    )
+    .expect("open");
+    for i in 0..3 {
+        assert_eq!(
+            push_new(&q, &rec(i, 100)).1,
+            PushOutcome::Stored { evicted: 0 }
+        );
+    }
+    assert_eq!(
+        push_new(&q, &rec(3, 100)).1,
+        PushOutcome::Stored { evicted: 1 }
+    );
+    // A record three times the size needs the whole buffer.
+    assert_eq!(
+        push_new(&q, &rec(4, 2 * 100 + 2 * (one as usize - 100) + 100)).1,
+        PushOutcome::Stored { evicted: 3 }
+    );
+    let st = q.stats();
+    assert_eq!((st.events, st.bytes, st.dropped), (1, one * 3, 4));
+    assert_eq!(q.read_after(None, 10).expect("read")[0].0, 5);
+    // Larger than max_bytes on its own: rejected, counted, nothing evicted.
+    assert_eq!(push_new(&q, &rec(6, 1000)).1, PushOutcome::Rejected);
+    let st = q.stats();
+    assert_eq!((st.events, st.dropped), (1, 5));
+}
+
+#[test]
+fn drop_newest_rejects_when_full_and_counts_each_rejection() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let one = size(&rec(0, 100));
+    let q = Queue::open(
+        &tmp.path().join("buffer"),
+        opts(one * 2, OnFull::DropNewest),
+    )
+    .expect("open");
+    assert_eq!(
+        push_new(&q, &rec(1, 100)).1,
+        PushOutcome::Stored { evicted: 0 }
+    );
+    assert_eq!(
+        push_new(&q, &rec(2, 100)).1,
+        PushOutcome::Stored { evicted: 0 }
+    );
+    assert_eq!(push_new(&q, &rec(3, 100)).1, PushOutcome::Rejected);
+    assert_eq!(push_new(&q, &rec(4, 100)).1, PushOutcome::Rejected);
+    let st = q.stats();
+    assert_eq!((st.events, st.bytes, st.dropped), (2, one * 2, 2));
+    q.ack(1).expect("ack");
+    assert_eq!(
+        push_new(&q, &rec(5, 100)).1,
+        PushOutcome::Stored { evicted: 0 }
+    );
+    let seqs: Vec<u64> = q
+        .read_after(None, 10)
+        .expect("read")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(seqs, vec![2, 5]);
+}
+
+#[test]
+fn max_bytes_accounting_is_rebuilt_on_reopen() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let one = size(&rec(0, 50));
+    {
+        let q = Queue::open(&dir, opts(one * 3, OnFull::DropNewest)).expect("open");
+        for i in 0..3 {
+            push_new(&q, &rec(i, 50));
+        }
+        q.ack(2).expect("ack");
+        q.flush().expect("flush");
+    }
+    let q = Queue::open(&dir, opts(one * 3, OnFull::DropNewest)).expect("reopen");
+    let st = q.stats();
+    assert_eq!((st.events, st.bytes, st.dropped), (2, one * 2, 0));
+    assert!(st.disk_bytes > 0);
+    assert_eq!(
+        push_new(&q, &rec(9, 50)).1,
+        PushOutcome::Stored { evicted: 0 }
+    );
+    assert_eq!(push_new(&q, &rec(10, 50)).1, PushOutcome::Rejected);
+}
+
+#[test]
+fn a_corrupt_database_is_moved_aside_and_a_fresh_one_keeps_the_seq_floor() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let last = {
+        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+        let (seq, _) = push_new(&q, &rec(1, 10));
+        q.flush().expect("flush");
+        seq
+    };
+    fs::write(
+        dir.join("conf"),
+        b"\xff\xfe not a sled config at all \x00\x01\x02",
+    )
+    .expect("garble conf");
+    fs::write(dir.join("db"), vec![0xA5u8; 4096]).expect("garble db");
+
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen recovers");
+    let st = q.stats();
+    assert_eq!(st.corrupt_recoveries, 1);
+    assert_eq!(st.events, 0);
+    let moved: Vec<String> = fs::read_dir(tmp.path())
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("buffer.corrupt-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    // buffer.corrupt-20261128T172425Z
+    let stamp = moved[0].trim_start_matches("buffer.corrupt-");
+    assert_eq!(stamp.len(), 16, "{stamp}");
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[8] == b'T',
+        "{stamp}"
+    );
+    assert!(
+        q.next_seq().expect("next") > last,
+        "the side file kept the seq floor"
+    );
+}
+
+#[test]
+fn a_malformed_seq_reservation_is_repaired_from_the_side_file_and_counted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    {
+        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+        let (seq, _) = push_new(&q, &rec(1, 10));
+        q.ack(seq).expect("ack");
+        q.flush().expect("flush");
+    }
+    {
+        let db = sled::open(&dir).expect("raw open");
+        let meta = db.open_tree(META_TREE).expect("meta");
+        meta.insert(META_RESERVED, &b"oops"[..]).expect("garble");
+        db.flush().expect("flush");
+    }
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    assert_eq!(q.stats().corrupt_recoveries, 1);
+    assert_eq!(q.next_seq().expect("next"), SEQ_BLOCK + 1);
+}
+
+#[test]
+fn a_malformed_record_is_skipped_and_quarantined_without_blocking_the_others() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    {
+        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+        for i in 0..3 {
+            push_new(&q, &rec(i, 10));
+        }
+        q.inner
+            .events
+            .insert(key(2), &b"\x01\x00short"[..])
+            .expect("garble");
+        q.inner.db.flush().expect("flush");
+    }
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    let seqs: Vec<u64> = q
+        .read_after(None, 10)
+        .expect("read")
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(seqs, vec![1, 3]);
+    assert_eq!(q.malformed_skipped(), 1);
+    assert_eq!(q.stats().events, 2);
+    assert_eq!(q.stats().bytes, size(&rec(0, 10)) + size(&rec(2, 10)));
+    assert_eq!(q.inner.quarantine.len(), 1);
+    assert_eq!(q.read_after(None, 10).expect("read again").len(), 2);
+    assert_eq!(
+        q.malformed_skipped(),
+        1,
+        "a quarantined record is not met again"
+    );
+    let err = BufferError::Malformed {
+        path: dir.clone(),
+        seq: 2,
+        what: "x".into(),
+    };
+    assert!(err.to_string().contains("record 2"));
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_a_clear_locked_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let _q = Queue::open(&dir, QueueOptions::default()).expect("open");
+    let err = Queue::open(&dir, QueueOptions::default()).expect_err("locked");
+    let msg = err.to_string();
+    assert!(matches!(err, BufferError::Locked { .. }), "{msg}");
+    assert!(msg.contains("in use by another polegate process"), "{msg}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    assert!(dir.exists(), "a locked database is never moved aside");
+}
+
+#[test]
+fn kv_stores_persist_beside_the_queue_and_iterate_by_prefix() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    {
+        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+        assert!(matches!(
+            q.kv("bad name"),
+            Err(BufferError::InvalidKvName { .. })
+        ));
+        let kv = q.kv("cmd-ids").expect("kv");
+        assert_eq!(kv.insert(b"lamp-1/c-1", b"1").expect("insert"), None);
+        kv.insert(b"lamp-1/c-2", b"2").expect("insert");
+        kv.insert(b"lamp-2/c-1", b"3").expect("insert");
+        assert_eq!(
+            kv.remove(b"lamp-2/c-1").expect("remove"),
+            Some(b"3".to_vec())
+        );
+        q.flush().expect("flush");
+    }
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    let kv = q.kv("cmd-ids").expect("kv");
+    assert_eq!(kv.get(b"lamp-1/c-2").expect("get"), Some(b"2".to_vec()));
+    let keys: Vec<Vec<u8>> = kv
+        .iter_prefix(b"lamp-1/")
+        .map(|r| r.expect("item").0)
+        .collect();
+    assert_eq!(keys, vec![b"lamp-1/c-1".to_vec(), b"lamp-1/c-2".to_vec()]);
+    assert_eq!(q.stats().events, 0, "kv entries are not queue events");
+    assert!(q.kv("other").expect("kv").is_empty());
+}
+
+#[test]
+fn flush_with_nothing_written_does_not_touch_sled() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
+    q.flush().expect("flush");
+    assert!(!q.inner.dirty.load(Ordering::Acquire));
+    push_new(&q, &rec(0, 1));
+    assert!(q.inner.dirty.load(Ordering::Acquire));
+    q.flush().expect("flush");
+    assert!(!q.inner.dirty.load(Ordering::Acquire));
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Push(usize),
+    /// Ack the n-th oldest queued seq (modulo the queue length).
+    Ack(usize),
+    Read(Option<usize>, usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0usize..120).prop_map(Op::Push),
+        2 => (0usize..8).prop_map(Op::Ack),
+        2 => (proptest::option::of(0usize..8), 1usize..6).prop_map(|(a, l)| Op::Read(a, l)),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_push_ack_read_reopen_matches_an_in_memory_model(
+        ops in proptest::collection::vec(op(), 1..40),
+        drop_oldest in any::<bool>(),
+    ) {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("buffer");
+        let max = 600u64;
+        let on_full = if drop_oldest { OnFull::DropOldest } else { OnFull::DropNewest };
+        let mut q = Queue::open(&dir, opts(max, on_full)).expect("open");
+        let mut model: BTreeMap<u64, Record> = BTreeMap::new();
+        let mut last_seq = 0;
+        for (i, op) in ops.into_iter().enumerate() {
+            match op {
+                Op::Push(len) => {
+                    let r = rec(i as u64, len);
+                    let seq = q.next_seq().expect("next_seq");
+                    prop_assert!(seq > last_seq);
+                    last_seq = seq;
+                    let sz = size(&r);
+                    let mut used: u64 = model.values().map(size).sum();
+                    let expected = if sz > max || (!drop_oldest && used + sz > max) {
+                        PushOutcome::Rejected
+                    } else {
+                        let mut evicted = 0;
+                        while used + sz > max {
+                            let (_, old) = model.pop_first().expect("model non-empty");
+                            used -= size(&old);
+                            evicted += 1;
+                        }
+                        model.insert(seq, r.clone());
+                        PushOutcome::Stored { evicted }
+                    };
+                    prop_assert_eq!(q.push(seq, &r).expect("push"), expected);
+                }
+                Op::Ack(n) => {
+                    if let Some(&seq) = model.keys().nth(n % model.len().max(1)) {
+                        model.remove(&seq);
+                        q.ack(seq).expect("ack");
+                    }
+                }
+                Op::Read(after, limit) => {
+                    let after = after.and_then(|n| model.keys().nth(n).copied());
+                    let got = q.read_after(after, limit).expect("read");
+                    let want: Vec<(u64, Record)> = model
+                        .range(after.map_or(0, |a| a + 1)..)
+                        .take(limit)
+                        .map(|(s, r)| (*s, r.clone()))
+                        .collect();
+                    prop_assert_eq!(got, want);
+                }
+                Op::Reopen => {
+                    q.flush().expect("flush");
+                    drop(q);
+                    q = Queue::open(&dir, opts(max, on_full)).expect("reopen");
+                }
+            }
+            let st = q.stats();
+            prop_assert_eq!(st.events, model.len() as u64);
+            prop_assert_eq!(st.bytes, model.values().map(size).sum::<u64>());
+        }
+        let all = q.read_after(None, usize::MAX).expect("read");
+        prop_assert_eq!(all, model.into_iter().collect::<Vec<_>>());
+    }
+}

@@ -118,9 +118,6 @@ mod tests {
     fn timestamps_are_rfc3339_utc_with_milliseconds() {
         assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(1_795_886_665_123), "2026-11-28T17:24:25.123Z");
-        assert_eq!(
-            parse_rfc3339("2026-11-28T17:24:25.123Z"),
-            Some(1_795_886_665_123)
-        );
+        assert_eq!(parse_rfc3339("2026-11-28T17:24:25.123Z"), Some(1_795_886_665_123));
     }
 }

@@ -580,15 +580,15 @@ fn check_point(
                     out.insert(n, label.clone());
                 }
                 Err(_) => r.err(
-                    key(&format!("values.\"{k}\"")),
+                    key(&format!("values.{k}")),
                     "key must be an integer raw value",
                 ),
             }
             if label.is_empty() {
-                r.err(key(&format!("values.\"{k}\"")), "label must not be empty");
+                r.err(key(&format!("values.{k}")), "label must not be empty");
             } else if !labels.insert(label.as_str()) {
                 r.err(
-                    key(&format!("values.\"{k}\"")),
+                    key(&format!("values.{k}")),
                     format!("label '{label}' is used twice"),
                 );
             }
@@ -746,19 +746,19 @@ fn check_register(
             if ty != PointType::Bool {
                 r.err(
                     key("type"),
-                    format!("a {} holds one bit: type must be bool", table.as_str()),
+                    format!("the {} table holds bits: type must be bool", table.as_str()),
                 );
             }
             if raw.bit.is_some() {
                 r.err(
                     key("bit"),
-                    format!("a {} is already one bit", table.as_str()),
+                    format!("the {} table already holds single bits", table.as_str()),
                 );
             }
         } else if ty == PointType::Bool && raw.bit.is_none() {
             r.err(
                 key("bit"),
-                format!("a bool on a {} register needs bit (0..=15)", table.as_str()),
+                format!("a bool in the {} table needs bit (0..=15)", table.as_str()),
             );
         } else if ty != PointType::Bool && raw.bit.is_some() {
             r.err(key("bit"), "only applies to type bool");
@@ -767,7 +767,7 @@ fn check_register(
             r.err(
                 key("writable"),
                 format!(
-                    "a {} is read-only (only coil and holding are writable)",
+                    "the {} table is read-only (only coil and holding are writable)",
                     table.as_str()
                 ),
             );
@@ -854,7 +854,7 @@ fn check_vocabulary(
                 for (k, label) in values {
                     if !labels.contains(&label.as_str()) {
                         r.err(
-                            key(&format!("values.\"{k}\"")),
+                            key(&format!("values.{k}")),
                             format!("'{label}' is not one of: {}", labels.join(", ")),
                         );
                     }
@@ -880,5 +880,263 @@ fn check_vocabulary(
             key("writable"),
             format!("{name} is a command: it must be writable"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Proves that the shipped plugins load, that every problem of a broken profile is
+    //! reported with its file and key path (line and column for syntax errors), and that
+    //! discovery walks vendor folders, tolerates missing dirs and reports duplicates.
+    use super::*;
+    use std::fs;
+
+    const LAMP_HEAD: &str = "name = \"t\"\nkind = \"lamp\"\nprotocol = \"modbus\"\n";
+
+    fn errors_of(text: &str) -> Vec<ProfileError> {
+        parse(Path::new("t.toml"), text).expect_err("must be rejected")
+    }
+
+    fn keys_of(text: &str) -> Vec<String> {
+        errors_of(text).into_iter().map(|e| e.key).collect()
+    }
+
+    fn point(body: &str) -> String {
+        format!("{LAMP_HEAD}[[point]]\n{body}\n")
+    }
+
+    #[test]
+    fn the_shipped_plugins_load_without_errors() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let (registry, errors) = Registry::load(&[dir]);
+        assert!(errors.is_empty(), "{errors:#?}");
+        let count = |name: &str| registry.get(name).map(|p| p.points.len());
+        assert_eq!(registry.len(), 3);
+        assert_eq!(count("generic-lamp-modbus"), Some(12));
+        assert_eq!(count("generic-ev-modbus"), Some(11));
+        assert_eq!(count("eastron-sdm630"), Some(16));
+        let ev = registry.get("generic-ev-modbus").expect("ev profile");
+        let (_, status) = ev.point("status").expect("status");
+        assert_eq!(status.values.as_ref().map(|v| v.len()), Some(9));
+        let (_, power) = ev.point("power").expect("power");
+        assert_eq!(power.reg.as_ref().map(|r| r.order), Some(WordOrder::Cdab));
+        let meter = registry.get("eastron-sdm630").expect("meter");
+        let (_, import) = meter.point("energy_import").expect("energy_import");
+        assert_eq!((import.scale, import.unit.as_deref()), (1000.0, Some("Wh")));
+    }
+
+    #[test]
+    fn a_syntax_error_names_its_line_and_column() {
+        let errors = errors_of("name = \"t\"\nkind = = \"lamp\"\n");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("line 2, column"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_with_its_key_path() {
+        let text = "name = \"t\"\nkind = \"lampp\"\nprotocol = \"modbus\"\ncolour = 1\n\
+            [[point]]\nname = \"dim_level\"\nunit = \"%\"\ntable = \"holding\"\naddress = 0\ntype = \"u17\"\n\
+            [[point]]\nname = \"power\"\nunit = \"W\"\ntable = \"input\"\naddress = \"zero\"\ntype = \"u16\"\n\
+            [[point]]\nname = \"voltage\"\nunit = \"V\"\ntable = \"input\"\naddress = 70000\ntype = \"u16\"\nwritable = true\n";
+        let keys = keys_of(text);
+        for want in [
+            "kind",
+            "colour",
+            "point[0].type",
+            "point[1].address",
+            "point[2].address",
+            "point[2].writable",
+        ] {
+            assert!(
+                keys.iter().any(|k| k == want),
+                "{want} missing from {keys:?}"
+            );
+        }
+        let shown = errors_of(text)[0].to_string();
+        assert!(shown.starts_with("t.toml: "), "{shown}");
+    }
+
+    #[test]
+    fn modbus_register_rules_are_enforced() {
+        let cases = [
+            (
+                "name = \"on\"\ntable = \"coil\"\naddress = 0\ntype = \"u16\"",
+                "point[0].type",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"bool\"",
+                "point[0].bit",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"bool\"\nbit = 16",
+                "point[0].bit",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nbit = 1",
+                "point[0].bit",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"string\"",
+                "point[0].length",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"string\"\nlength = 126",
+                "point[0].length",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nlength = 2",
+                "point[0].length",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u32\"\norder = \"ACBD\"",
+                "point[0].order",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"discrete\"\naddress = 0\ntype = \"bool\"\nwritable = true",
+                "point[0].writable",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 65535\ntype = \"u32\"",
+                "point[0].address",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\ntype = \"u16\"",
+                "point[0].address",
+            ),
+            (
+                "name = \"x_a\"\naddress = 0\ntype = \"u16\"",
+                "point[0].table",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nscale = 0",
+                "point[0].scale",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nscale = nan",
+                "point[0].scale",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nmin = 5\nmax = 1",
+                "point[0].min",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nvalues = { \"one\" = \"a\" }",
+                "point[0].values.one",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"f32\"\nvalues = { \"1\" = \"a\" }",
+                "point[0].values",
+            ),
+            (
+                "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\nwritable = \"yes\"",
+                "point[0].writable",
+            ),
+        ];
+        for (body, want) in cases {
+            let keys = keys_of(&point(body));
+            assert!(keys.iter().any(|k| k == want), "{body:?}: {keys:?}");
+        }
+    }
+
+    #[test]
+    fn units_and_names_must_follow_the_vocabulary() {
+        let kwh =
+            "name = \"energy\"\nunit = \"kWh\"\ntable = \"input\"\naddress = 0\ntype = \"f32\"";
+        assert_eq!(keys_of(&point(kwh)), ["point[0].unit"]);
+        let no_unit = "name = \"energy\"\ntable = \"input\"\naddress = 0\ntype = \"f32\"";
+        assert_eq!(keys_of(&point(no_unit)), ["point[0].unit"]);
+        let unknown =
+            "name = \"brightness\"\nunit = \"%\"\ntable = \"holding\"\naddress = 0\ntype = \"u16\"";
+        assert_eq!(keys_of(&point(unknown)), ["point[0].name"]);
+        let wrong_shape = "name = \"lamp_failure\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"";
+        assert_eq!(keys_of(&point(wrong_shape)), ["point[0].type"]);
+        let twice = "name = \"x_a\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\n[[point]]\n\
+            name = \"x_a\"\ntable = \"input\"\naddress = 1\ntype = \"u16\"";
+        assert_eq!(keys_of(&point(twice)), ["point[1].name"]);
+    }
+
+    #[test]
+    fn charger_status_labels_must_be_ocpp_names() {
+        let text = "name = \"t\"\nkind = \"ev_charger\"\nprotocol = \"modbus\"\n[[point]]\n\
+            name = \"status\"\ntable = \"input\"\naddress = 0\ntype = \"u16\"\n\
+            values = { \"0\" = \"available\", \"1\" = \"busy\" }\n";
+        assert_eq!(keys_of(text), ["point[0].values.1"]);
+    }
+
+    #[test]
+    fn serial_and_lora_points_reject_modbus_addressing_and_keep_their_tables() {
+        let serial = "name = \"pa\"\nkind = \"pa_speaker\"\nprotocol = \"serial\"\n\
+            [serial]\ndelimiter = \"\\r\\n\"\nscript = \"pa.rhai\"\n\
+            [[point]]\nname = \"volume\"\nunit = \"%\"\ntype = \"u16\"\ntable = \"holding\"\naddress = 3\n";
+        assert_eq!(keys_of(serial), ["point[0].table", "point[0].address"]);
+        let lora = "name = \"s\"\nkind = \"sensor\"\nprotocol = \"lora\"\nuplink_interval_s = 600\n\
+            [lora]\nscript = \"s.rhai\"\n\
+            [[point]]\nname = \"rssi\"\nunit = \"dBm\"\ntype = \"i16\"\n\
+            [[point]]\nname = \"humidity\"\nunit = \"%\"\ntype = \"f32\"\n";
+        let profile = parse(Path::new("s.toml"), lora).expect("valid lora profile");
+        assert_eq!(profile.uplink_interval_s, Some(600));
+        assert!(profile.lora.is_some_and(|t| t.contains_key("script")));
+        assert!(profile.points.iter().all(|p| p.reg.is_none()));
+        let rssi_on_modbus = point(
+            "name = \"rssi\"\nunit = \"dBm\"\ntable = \"input\"\naddress = 0\ntype = \"i16\"",
+        );
+        assert_eq!(keys_of(&rssi_on_modbus), ["point[0].name"]);
+    }
+
+    #[test]
+    fn profile_level_keys_are_checked() {
+        assert_eq!(
+            keys_of(
+                "kind = \"lamp\"\nprotocol = \"modbus\"\n[[point]]\nname = \"x_a\"\ntable = \"coil\"\naddress = 0\ntype = \"bool\"\n"
+            ),
+            ["name"]
+        );
+        assert_eq!(keys_of(LAMP_HEAD), ["point"]);
+        let keys = keys_of(&format!(
+            "{LAMP_HEAD}poll_ms = 0\n[lora]\nscript = \"x\"\n[[point]]\nname = \"x_a\"\ntable = \"coil\"\naddress = 0\ntype = \"bool\"\n"
+        ));
+        assert_eq!(keys, ["poll_ms", "lora"]);
+    }
+
+    #[test]
+    fn discovery_walks_vendor_folders_and_names_the_second_duplicate() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let body = "kind = \"lamp\"\nprotocol = \"modbus\"\n[[point]]\nname = \"on\"\ntable = \"coil\"\naddress = 0\ntype = \"bool\"\n";
+        fs::create_dir_all(tmp.path().join("acme/lamps")).expect("mkdir");
+        fs::write(tmp.path().join("a.toml"), format!("name = \"one\"\n{body}")).expect("write");
+        fs::write(
+            tmp.path().join("acme/lamps/b.toml"),
+            format!("name = \"two\"\n{body}"),
+        )
+        .expect("write");
+        fs::write(
+            tmp.path().join("acme/c.toml"),
+            format!("name = \"one\"\n{body}"),
+        )
+        .expect("write");
+        fs::write(tmp.path().join("acme/notes.txt"), "not a profile").expect("write");
+        fs::write(tmp.path().join("acme/broken.toml"), "name = ").expect("write");
+        let missing = tmp.path().join("nowhere");
+        let (registry, errors) = Registry::load(&[missing, tmp.path().to_path_buf()]);
+        assert_eq!(registry.len(), 2);
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        assert!(errors[0].file.ends_with("acme/broken.toml"));
+        assert!(errors[1].file.ends_with("acme/c.toml"));
+        assert_eq!(errors[1].key, "name");
+    }
+
+    #[test]
+    fn a_plugins_path_that_cannot_be_read_as_a_directory_is_an_error() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let file = tmp.path().join("plugins");
+        fs::write(&file, "").expect("write");
+        let (registry, errors) = Registry::load(&[file]);
+        assert!(registry.is_empty());
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("cannot read plugins directory"));
     }
 }

@@ -801,8 +801,8 @@ mod tests {
                 PointType::String => words.iter().map(|w| (w & 0x3F3F) + 0x2121).collect(),
                 _ => words,
             };
-            if ty == PointType::Bool {
-                if let Some(r) = p.reg.as_mut() { r.bit = Some(bit); }
+            if ty == PointType::Bool && let Some(r) = p.reg.as_mut() {
+                r.bit = Some(bit);
             }
             if scaled && matches!(ty, PointType::U16 | PointType::I16 | PointType::U32 | PointType::I32) {
                 p.scale = 0.1;

@@ -47,7 +47,7 @@ pub fn plan(points: &[PointDef], max_gap: u16) -> Vec<Block> {
     items.sort_by_key(|&(table, start, end, i)| (table, start, end, i));
 
     let mut blocks = Vec::new();
-    let mut current: Option<(Table, u32, u32, Vec<(usize, u32)>)> = None;
+    let mut current: Option<Open> = None;
     for (table, start, end, i) in items {
         let (limit, gap) = if table.is_bits() {
             (
@@ -57,35 +57,49 @@ pub fn plan(points: &[PointDef], max_gap: u16) -> Vec<Block> {
         } else {
             (u32::from(MAX_REGISTERS_PER_READ), u32::from(max_gap))
         };
-        if let Some((t, b_start, b_end, members)) = current.as_mut() {
-            let new_end = (*b_end).max(end);
-            if *t == table && start <= *b_end + gap && new_end - *b_start <= limit {
-                *b_end = new_end;
-                members.push((i, start));
+        if let Some(open) = current.as_mut() {
+            let new_end = open.end.max(end);
+            if open.table == table && start <= open.end + gap && new_end - open.start <= limit {
+                open.end = new_end;
+                open.members.push((i, start));
                 continue;
             }
         }
-        if let Some(done) = current.take() {
-            blocks.push(finish(done));
-        }
-        current = Some((table, start, end, vec![(i, start)]));
+        blocks.extend(current.take().map(Open::finish));
+        current = Some(Open {
+            table,
+            start,
+            end,
+            members: vec![(i, start)],
+        });
     }
-    if let Some(done) = current.take() {
-        blocks.push(finish(done));
-    }
+    blocks.extend(current.take().map(Open::finish));
     blocks
 }
 
-fn finish((table, start, end, members): (Table, u32, u32, Vec<(usize, u32)>)) -> Block {
-    let clamp = |x: u32| u16::try_from(x).unwrap_or(u16::MAX);
-    Block {
-        table,
-        start: clamp(start),
-        count: clamp(end - start),
-        points: members
-            .into_iter()
-            .map(|(i, s)| (i, clamp(s - start)))
-            .collect(),
+/// The block being grown, in u32 so a bad address cannot overflow.
+struct Open {
+    table: Table,
+    start: u32,
+    /// Exclusive.
+    end: u32,
+    /// (point index, absolute address)
+    members: Vec<(usize, u32)>,
+}
+
+impl Open {
+    fn finish(self) -> Block {
+        let clamp = |x: u32| u16::try_from(x).unwrap_or(u16::MAX);
+        Block {
+            table: self.table,
+            start: clamp(self.start),
+            count: clamp(self.end - self.start),
+            points: self
+                .members
+                .into_iter()
+                .map(|(i, s)| (i, clamp(s - self.start)))
+                .collect(),
+        }
     }
 }
 

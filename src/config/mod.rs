@@ -128,14 +128,8 @@ pub enum Transport {
         framing: Framing,
     },
     /// Modbus RTU/ASCII on a `[[bus]]`.
-    ModbusBus {
-        bus: String,
-        unit: u8,
-    },
-    Serial {
-        bus: String,
-        address: String,
-    },
+    ModbusBus { bus: String, unit: u8 },
+    Serial { bus: String, address: String },
     /// Kept raw until the LoRa issue.
     Lora(toml::Table),
 }

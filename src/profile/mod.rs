@@ -153,6 +153,13 @@ pub struct Profile {
     pub description: Option<String>,
     pub poll_ms: Option<u64>,
     pub points: Vec<PointDef>,
+    /// LoRa profiles: expected time between uplinks (drives `offline_after_s`, SPEC §8).
+    pub uplink_interval_s: Option<u64>,
+    /// The raw `[serial]` table of a serial profile (framing, poll, script), validated by
+    /// the serial driver.
+    pub serial: Option<toml::Table>,
+    /// The raw `[lora]` table of a LoRa profile (script), validated by the LoRa driver.
+    pub lora: Option<toml::Table>,
     /// The file it was loaded from.
     pub source: PathBuf,
 }

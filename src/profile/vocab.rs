@@ -1,1 +1,223 @@
-//! The normalized vocabulary (SPEC §4).
+//! The normalized vocabulary (SPEC §4): for each equipment kind, the point names the
+//! control room understands, their SI unit and the shape of their value.
+//!
+//! Invariant: a profile point is either listed here for its kind (plus `rssi`/`snr` for
+//! LoRa devices) or named `x_<something>`; its unit is exactly the one listed (profiles
+//! convert with `scale`, e.g. kWh registers become Wh).
+
+use super::Protocol;
+use crate::model::Kind;
+
+/// What kind of value a vocabulary point carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// A number (integer or float register types).
+    Number,
+    /// `true`/`false`: type `bool`.
+    Bool,
+    /// A label from a fixed list (an integer type with `values`, or a string).
+    Enum(&'static [&'static str]),
+    /// Anything but a bool (identifiers and codes: numbers or strings).
+    Any,
+}
+
+/// One normalized point name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub name: &'static str,
+    /// The SI unit the point must be published in; `None` for unitless points.
+    pub unit: Option<&'static str>,
+    pub shape: Shape,
+    /// Commands only (`play`, `stop`): there is nothing to read back.
+    pub write_only: bool,
+}
+
+const fn e(name: &'static str, unit: Option<&'static str>, shape: Shape) -> Entry {
+    Entry {
+        name,
+        unit,
+        shape,
+        write_only: false,
+    }
+}
+
+const fn w(name: &'static str, unit: Option<&'static str>, shape: Shape) -> Entry {
+    Entry {
+        name,
+        unit,
+        shape,
+        write_only: true,
+    }
+}
+
+use Shape::{Any, Bool, Number};
+
+/// OCPP 1.6 charge point status names, lower snake case (SPEC §4).
+pub const OCPP_STATUSES: &[&str] = &[
+    "available",
+    "preparing",
+    "charging",
+    "suspended_ev",
+    "suspended_evse",
+    "finishing",
+    "reserved",
+    "unavailable",
+    "faulted",
+];
+
+const LAMP: &[Entry] = &[
+    e("on", None, Bool),
+    e("dim_level", Some("%"), Number),
+    e("power", Some("W"), Number),
+    e("energy", Some("Wh"), Number),
+    e("voltage", Some("V"), Number),
+    e("current", Some("A"), Number),
+    e("power_factor", None, Number),
+    e("lamp_failure", None, Bool),
+    e("driver_failure", None, Bool),
+    e("burning_hours", Some("h"), Number),
+    e("temperature", Some("°C"), Number),
+    e("switch_count", None, Number),
+];
+
+const EV_CHARGER: &[Entry] = &[
+    e("status", None, Shape::Enum(OCPP_STATUSES)),
+    e("power", Some("W"), Number),
+    e("current", Some("A"), Number),
+    e("voltage", Some("V"), Number),
+    e("energy_session", Some("Wh"), Number),
+    e("energy_total", Some("Wh"), Number),
+    e("max_current", Some("A"), Number),
+    e("enabled", None, Bool),
+    e("plug_connected", None, Bool),
+    e("fault_code", None, Any),
+];
+
+const PA_SPEAKER: &[Entry] = &[
+    e("volume", Some("%"), Number),
+    e("muted", None, Bool),
+    e("playing", None, Bool),
+    e("amp_ok", None, Bool),
+    e("line_fault", None, Bool),
+    e("temperature", Some("°C"), Number),
+    w("play", None, Any),
+    w("stop", None, Bool),
+];
+
+const METER: &[Entry] = &[
+    e("voltage", Some("V"), Number),
+    e("current", Some("A"), Number),
+    e("power", Some("W"), Number),
+    e("energy_import", Some("Wh"), Number),
+    e("energy_export", Some("Wh"), Number),
+    e("frequency", Some("Hz"), Number),
+    e("power_factor", None, Number),
+];
+
+const SENSOR: &[Entry] = &[
+    e("temperature", Some("°C"), Number),
+    e("humidity", Some("%"), Number),
+    e("noise", Some("dB"), Number),
+    e("pm2_5", Some("µg/m³"), Number),
+    e("pm10", Some("µg/m³"), Number),
+    e("illuminance", Some("lx"), Number),
+    e("battery", Some("%"), Number),
+];
+
+/// Added by the gateway to every LoRa device (radio quality of the last uplink).
+pub const LORA: &[Entry] = &[e("rssi", Some("dBm"), Number), e("snr", Some("dB"), Number)];
+
+/// The vocabulary of one kind (without the LoRa radio points).
+pub fn entries(kind: Kind) -> &'static [Entry] {
+    match kind {
+        Kind::Lamp => LAMP,
+        Kind::EvCharger => EV_CHARGER,
+        Kind::PaSpeaker => PA_SPEAKER,
+        Kind::Meter => METER,
+        Kind::Sensor => SENSOR,
+    }
+}
+
+/// The vocabulary entry for `name` in `kind`, including `rssi`/`snr` for LoRa profiles.
+pub fn lookup(kind: Kind, protocol: Protocol, name: &str) -> Option<&'static Entry> {
+    let radio: &[Entry] = if protocol == Protocol::Lora {
+        LORA
+    } else {
+        &[]
+    };
+    entries(kind)
+        .iter()
+        .chain(radio.iter())
+        .find(|entry| entry.name == name)
+}
+
+/// Whether `name` is a normalized point of `kind` (radio points not included).
+pub fn is_known(kind: Kind, name: &str) -> bool {
+    entries(kind).iter().any(|entry| entry.name == name)
+}
+
+/// `Some(unit)` for a vocabulary point (`Some(None)` when it is unitless), `None` when
+/// `name` is not in the kind's vocabulary.
+pub fn expected_unit(kind: Kind, name: &str) -> Option<Option<&'static str>> {
+    entries(kind)
+        .iter()
+        .find(|entry| entry.name == name)
+        .map(|entry| entry.unit)
+}
+
+/// Whether `name` is a valid vendor-specific name: `x_` then ASCII letters, digits or `_`.
+pub fn is_extension(name: &str) -> bool {
+    name.strip_prefix("x_").is_some_and(|rest| {
+        !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// Unit comparison that accepts the Greek mu (U+03BC) for the micro sign (U+00B5), which
+/// look the same in every editor.
+pub fn same_unit(expected: &str, given: &str) -> bool {
+    expected == given || expected == given.replace('\u{3bc}', "\u{b5}")
+}
+
+#[cfg(test)]
+mod tests {
+    //! Proves the table matches SPEC §4 on the points operators rely on most.
+    use super::*;
+
+    #[test]
+    fn energy_is_always_published_in_watt_hours() {
+        assert_eq!(expected_unit(Kind::Lamp, "energy"), Some(Some("Wh")));
+        assert_eq!(
+            expected_unit(Kind::Meter, "energy_import"),
+            Some(Some("Wh"))
+        );
+        assert_eq!(
+            expected_unit(Kind::EvCharger, "energy_total"),
+            Some(Some("Wh"))
+        );
+    }
+
+    #[test]
+    fn names_belong_to_their_kind_only() {
+        assert!(is_known(Kind::Lamp, "dim_level"));
+        assert!(!is_known(Kind::Meter, "dim_level"));
+        assert!(!is_known(Kind::Sensor, "rssi"));
+        assert!(lookup(Kind::Sensor, Protocol::Lora, "rssi").is_some());
+        assert!(lookup(Kind::Sensor, Protocol::Modbus, "rssi").is_none());
+    }
+
+    #[test]
+    fn extension_names_need_a_suffix_of_word_characters() {
+        assert!(is_extension("x_serial_number"));
+        assert!(!is_extension("x_"));
+        assert!(!is_extension("x_bad name"));
+        assert!(!is_extension("serial"));
+    }
+
+    #[test]
+    fn unitless_points_expect_no_unit_and_micro_sign_variants_match() {
+        assert_eq!(expected_unit(Kind::Lamp, "power_factor"), Some(None));
+        assert_eq!(expected_unit(Kind::Lamp, "nonsense"), None);
+        assert!(same_unit("µg/m³", "\u{3bc}g/m³"));
+        assert!(!same_unit("Wh", "kWh"));
+    }
+}

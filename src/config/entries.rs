@@ -3,7 +3,7 @@
 //! the file that declared the entry. A duplicate id is reported at its second occurrence.
 
 use super::load::Origin;
-use super::validate::{Ctx, check_id, de, split_host_port};
+use super::validate::{Ctx, check_id, split_host_port};
 use super::{BusCfg, BusKind, DeviceCfg, Framing, Parity, Transport};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -112,12 +112,8 @@ pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<Bus
             cx.at(file, &key, "must be a table, written [[bus]]");
             continue;
         }
-        let b: RawBus = match de(v.clone(), &key) {
-            Ok(b) => b,
-            Err((k, m)) => {
-                cx.at(file, &k, m);
-                continue;
-            }
+        let Some(b) = cx.de::<RawBus>(Some(file), v.clone(), &key) else {
+            continue;
         };
         let id = match b.id {
             Some(id) => {
@@ -264,12 +260,8 @@ pub(super) fn devices(
             cx.at(file, &key, "must be a table, written [[device]]");
             continue;
         }
-        let d: RawDevice = match de(v.clone(), &key) {
-            Ok(d) => d,
-            Err((k, m)) => {
-                cx.at(file, &k, m);
-                continue;
-            }
+        let Some(d) = cx.de::<RawDevice>(Some(file), v.clone(), &key) else {
+            continue;
         };
         let id = match d.id {
             Some(id) => {

@@ -127,7 +127,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let merged = read_layers(path, env, &mut errors);
-    if !errors.is_empty() {
+    // Unreadable files and syntax errors stop here: indexes into the merged lists would
+    // be wrong and every key of a missing file would be reported as missing too.
+    if errors.iter().any(|e| e.key.is_empty()) {
         return Err(ConfigErrors(errors));
     }
     let state_directory = env

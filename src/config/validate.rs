@@ -10,6 +10,7 @@ use super::load::{ConfigError, Merged, Origin, join_key};
 use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, MqttCfg, OnFull, StatsCfg};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/polegate";
@@ -69,6 +70,9 @@ struct RawCommands {
 pub(super) struct Ctx<'a> {
     pub merged: &'a Merged,
     pub errors: &'a mut Vec<ConfigError>,
+    /// Keys already reported with a type or unknown-key error: later checks stay quiet
+    /// about them (no "is required" after "invalid type").
+    pub shaped: BTreeSet<String>,
 }
 
 impl Ctx<'_> {
@@ -78,6 +82,9 @@ impl Ctx<'_> {
         self.at(&file, key, message);
     }
     pub fn at(&mut self, file: &Path, key: &str, message: impl Into<String>) {
+        if self.shaped.contains(key) {
+            return;
+        }
         self.errors.push(ConfigError {
             file: file.to_path_buf(),
             key: key.to_string(),
@@ -94,11 +101,40 @@ impl Ctx<'_> {
             self.err(name, format!("must be a table, written [{name}]"));
             return None;
         }
-        match de::<T>(v.clone(), name) {
-            Ok(t) => Some(t),
-            Err((key, msg)) => {
-                self.err(&key, msg);
-                None
+        self.de(None, v.clone(), name)
+    }
+    /// Deserializes `v`, found at key `prefix` (in `file`, else whoever set the key),
+    /// reporting every unknown key and type error: each failing key is reported, removed,
+    /// and deserialization retried, so one typo does not hide the next.
+    pub fn de<T: DeserializeOwned>(
+        &mut self,
+        file: Option<&Path>,
+        mut v: toml::Value,
+        prefix: &str,
+    ) -> Option<T> {
+        loop {
+            let e = match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+                Ok(t) => return Some(t),
+                Err(e) => e,
+            };
+            let removed = remove_path(&mut v, e.path());
+            // The path already ends with an unknown key's name; toml may append
+            // context lines ("in `modbus`") that the path says better.
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            let msg = inner.lines().next().unwrap_or_default().trim().to_string();
+            let key = match path.as_str() {
+                "." => prefix.to_string(),
+                p if p.starts_with('[') => format!("{prefix}{p}"),
+                p => join_key(prefix, p),
+            };
+            match file {
+                Some(f) => self.at(f, &key, msg),
+                None => self.err(&key, msg),
+            }
+            self.shaped.insert(key);
+            if !removed {
+                return None;
             }
         }
     }
@@ -129,29 +165,33 @@ impl Ctx<'_> {
     }
 }
 
-/// Deserializes `v` and names the failing key as `prefix.path` with serde's message.
-pub(super) fn de<T: DeserializeOwned>(v: toml::Value, prefix: &str) -> Result<T, (String, String)> {
-    serde_path_to_error::deserialize::<_, T>(v).map_err(|e| {
-        let mut path = e.path().to_string();
-        let msg = e.inner().to_string();
-        // An unknown key is reported at its parent; name the key itself.
-        if let Some(field) = msg
-            .strip_prefix("unknown field `")
-            .and_then(|r| r.split('`').next())
-        {
-            path = if path == "." {
-                field.to_string()
-            } else {
-                format!("{path}.{field}")
-            };
-        }
-        let key = match path.as_str() {
-            "." => prefix.to_string(),
-            p if p.starts_with('[') => format!("{prefix}{p}"),
-            p => join_key(prefix, p),
+/// Removes the value at `path` from `v`; false when there is nothing to remove.
+fn remove_path(v: &mut toml::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segs: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Map { key }, toml::Value::Table(t)) => t.get_mut(key.as_str()),
+            (Segment::Seq { index }, toml::Value::Array(a)) => a.get_mut(*index),
+            _ => None,
         };
-        (key, msg)
-    })
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Map { key }, toml::Value::Table(t)) => t.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, toml::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
+    }
 }
 
 pub(crate) fn validate(
@@ -162,6 +202,7 @@ pub(crate) fn validate(
     let mut cx = Ctx {
         merged: &merged,
         errors,
+        shaped: BTreeSet::new(),
     };
     for key in merged.table.keys() {
         if !matches!(
@@ -306,7 +347,8 @@ pub(crate) fn split_host_port(s: &str, default: Option<u16>) -> Option<(String, 
             None => (s.to_string(), None),
         }
     };
-    if host.is_empty() || host.contains(':') || host.contains(char::is_whitespace) {
+    let bare = !host.starts_with('[');
+    if host.is_empty() || (bare && host.contains(':')) || host.contains(char::is_whitespace) {
         return None;
     }
     let port = match port {

@@ -3,7 +3,8 @@
 //! the file that declared the entry. A duplicate id is reported at its second occurrence.
 
 use super::load::Origin;
-use super::validate::{Ctx, check_id, split_host_port};
+use super::parse::{check_id, split_host_port};
+use super::validate::Ctx;
 use super::{BusCfg, BusKind, DeviceCfg, Framing, Parity, Transport};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -316,6 +317,13 @@ pub(super) fn devices(
         .map(|(n, _)| *n)
         .collect();
         let transport = match present.as_slice() {
+            // A transport with the wrong type was reported already.
+            [] if ["modbus", "serial", "lora"]
+                .iter()
+                .any(|t| cx.shaped.contains(&format!("{key}.{t}"))) =>
+            {
+                None
+            }
             [] => {
                 cx.at(
                     file,

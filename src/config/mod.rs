@@ -10,6 +10,7 @@
 pub mod check;
 mod entries;
 pub mod load;
+mod parse;
 #[cfg(test)]
 mod tests;
 mod validate;

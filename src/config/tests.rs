@@ -127,7 +127,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "keep_alive_wrong_type",
         "mqtt.keep_alive_s",
-        "invalid type: string \"30\"",
+        "invalid type: string \"30\", expected an integer",
     ),
     (
         "buffer_too_small",
@@ -640,7 +640,7 @@ fn the_shipped_example_config_is_valid() {
 
 #[test]
 fn sizes_accept_integers_and_binary_units() {
-    use super::validate::parse_size;
+    use super::parse::parse_size;
     let s = |x: &str| parse_size(&toml::Value::String(x.into()));
     assert_eq!(s("256MiB"), Some(256 << 20));
     assert_eq!(s("64 KiB"), Some(64 << 10));
@@ -653,7 +653,7 @@ fn sizes_accept_integers_and_binary_units() {
 
 #[test]
 fn broker_urls_default_their_port_by_scheme() {
-    use super::validate::parse_mqtt_url;
+    use super::parse::parse_mqtt_url;
     assert_eq!(parse_mqtt_url("mqtt://b"), Some((false, "b".into(), 1883)));
     assert_eq!(parse_mqtt_url("mqtts://b"), Some((true, "b".into(), 8883)));
     assert_eq!(

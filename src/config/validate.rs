@@ -7,6 +7,7 @@
 //! as strings so range and choice errors say what is expected in our own words.
 
 use super::load::{ConfigError, Merged, Origin, join_key};
+use super::parse::{check_id, parse_mqtt_url, parse_size};
 use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, MqttCfg, OnFull, StatsCfg};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -122,7 +123,7 @@ impl Ctx<'_> {
             // context lines ("in `modbus`") that the path says better.
             let path = e.path().to_string();
             let inner = e.inner().to_string();
-            let msg = inner.lines().next().unwrap_or_default().trim().to_string();
+            let msg = plain_types(inner.lines().next().unwrap_or_default().trim());
             let key = match path.as_str() {
                 "." => prefix.to_string(),
                 p if p.starts_with('[') => format!("{prefix}{p}"),
@@ -163,6 +164,22 @@ impl Ctx<'_> {
         }
         v
     }
+}
+
+/// serde names Rust types ("expected i64", "expected struct RawModbus"); say TOML.
+fn plain_types(msg: &str) -> String {
+    let mut m = msg
+        .replace("expected i64", "expected an integer")
+        .replace("expected a map", "expected a table")
+        .replace("expected a sequence", "expected an array");
+    if let Some(i) = m.find("expected struct ") {
+        let rest = &m[i + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        m = format!("{}expected a table{}", &m[..i], &rest[end..]);
+    }
+    m
 }
 
 /// Removes the value at `path` from `v`; false when there is nothing to remove.
@@ -247,21 +264,6 @@ pub(crate) fn validate(
     })
 }
 
-/// `[A-Za-z0-9_-]{1,64}`, the shape of gateway, bus and device ids.
-pub(crate) fn check_id(id: &str) -> Result<(), String> {
-    if id.is_empty()
-        || id.len() > 64
-        || !id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
-        return Err(format!(
-            "'{id}' is not a valid id: use 1 to 64 characters among A-Z a-z 0-9 _ -"
-        ));
-    }
-    Ok(())
-}
-
 pub(super) fn resolve(origin: &Origin, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
@@ -314,48 +316,6 @@ fn gateway(cx: &mut Ctx<'_>, state_directory: Option<&str>) -> GatewayCfg {
         state_dir,
         plugins_dirs,
     }
-}
-
-/// `mqtt://host[:port]` or `mqtts://host[:port]` -> (tls, host, port).
-pub(crate) fn parse_mqtt_url(url: &str) -> Option<(bool, String, u16)> {
-    let (tls, rest) = if let Some(r) = url.strip_prefix("mqtts://") {
-        (true, r)
-    } else {
-        (false, url.strip_prefix("mqtt://")?)
-    };
-    let rest = rest.strip_suffix('/').unwrap_or(rest);
-    if rest.contains(['/', '@', '?', '#']) {
-        return None;
-    }
-    let default_port = if tls { 8883 } else { 1883 };
-    let (host, port) = split_host_port(rest, Some(default_port))?;
-    Some((tls, host, port))
-}
-
-/// `host:port` (`[v6]:port` too); the port is 1..=65535. `default` applies when absent.
-pub(crate) fn split_host_port(s: &str, default: Option<u16>) -> Option<(String, u16)> {
-    let (host, port) = if let Some(r) = s.strip_prefix('[') {
-        let (h, after) = r.split_once(']')?;
-        match after.strip_prefix(':') {
-            Some(p) => (format!("[{h}]"), Some(p)),
-            None if after.is_empty() => (format!("[{h}]"), None),
-            None => return None,
-        }
-    } else {
-        match s.rsplit_once(':') {
-            Some((h, p)) => (h.to_string(), Some(p)),
-            None => (s.to_string(), None),
-        }
-    };
-    let bare = !host.starts_with('[');
-    if host.is_empty() || (bare && host.contains(':')) || host.contains(char::is_whitespace) {
-        return None;
-    }
-    let port = match port {
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p > 0)?,
-        None => default?,
-    };
-    Some((host, port))
 }
 
 fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
@@ -491,28 +451,6 @@ fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         reconnect_min_ms,
         reconnect_max_ms,
     })
-}
-
-/// `262144`, `"262144"`, `"256KiB"`, `"256 MiB"`, `"1GiB"`.
-pub(crate) fn parse_size(v: &toml::Value) -> Option<u64> {
-    match v {
-        toml::Value::Integer(i) => u64::try_from(*i).ok(),
-        toml::Value::String(s) => {
-            let s = s.trim();
-            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-            let (num, unit) = s.split_at(split);
-            let n: u64 = num.parse().ok()?;
-            let mult: u64 = match unit.trim() {
-                "" => 1,
-                "KiB" => 1 << 10,
-                "MiB" => 1 << 20,
-                "GiB" => 1 << 30,
-                _ => return None,
-            };
-            n.checked_mul(mult)
-        }
-        _ => None,
-    }
 }
 
 fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {

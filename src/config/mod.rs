@@ -3,15 +3,23 @@
 //! each naming the file, the key path (`device[3].modbus.unit`) and what is wrong.
 //!
 //! The types in this file are the validated form the rest of the daemon uses; the raw
-//! serde shapes and the checks live in `load.rs`.
+//! serde shapes and the checks live in `load.rs` (files, conf.d, environment),
+//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`); `check.rs` writes
+//! the summary of `polegate check`.
 
 pub mod check;
+mod entries;
 pub mod load;
+mod parse;
+#[cfg(test)]
+mod tests;
+mod validate;
 
 use crate::model::Kind;
 use std::path::PathBuf;
 
-pub use load::{ConfigError, ConfigErrors, cross_check, load};
+pub use entries::bus_kind_label;
+pub use load::{ConfigError, ConfigErrors, ENV_PREFIX, cross_check, load, load_with_env};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/polegate/polegate.toml";
 

@@ -1,0 +1,570 @@
+//! Validation of the `[[bus]]` and `[[device]]` entries. Key paths are 0-based indexes
+//! into the merged lists (main file first, then conf.d in name order); each error names
+//! the file that declared the entry. A duplicate id is reported at its second occurrence.
+
+use super::load::Origin;
+use super::parse::{check_id, split_host_port};
+use super::validate::Ctx;
+use super::{BusCfg, BusKind, DeviceCfg, Framing, Parity, Transport};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBus {
+    id: Option<String>,
+    kind: Option<String>,
+    port: Option<String>,
+    baud: Option<i64>,
+    parity: Option<String>,
+    data_bits: Option<i64>,
+    stop_bits: Option<i64>,
+    timeout_ms: Option<i64>,
+    retries: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    id: Option<String>,
+    profile: Option<String>,
+    enabled: Option<bool>,
+    poll_ms: Option<i64>,
+    heartbeat_s: Option<i64>,
+    meta: Option<toml::Table>,
+    modbus: Option<RawModbus>,
+    serial: Option<RawSerial>,
+    lora: Option<toml::Table>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModbus {
+    address: Option<String>,
+    unit: Option<i64>,
+    framing: Option<String>,
+    bus: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSerial {
+    bus: Option<String>,
+    address: Option<String>,
+}
+
+/// Every declared bus id with its kind when that parsed, valid entry or not, so a
+/// device referencing a broken bus is not also told the bus does not exist.
+pub(super) type BusIndex = BTreeMap<String, Option<BusKind>>;
+
+pub(super) fn bus_kind(s: &str) -> Option<BusKind> {
+    match s {
+        "modbus_rtu" => Some(BusKind::ModbusRtu),
+        "modbus_ascii" => Some(BusKind::ModbusAscii),
+        "serial" => Some(BusKind::Serial),
+        _ => None,
+    }
+}
+
+pub fn bus_kind_label(k: BusKind) -> &'static str {
+    match k {
+        BusKind::ModbusRtu => "modbus_rtu",
+        BusKind::ModbusAscii => "modbus_ascii",
+        BusKind::Serial => "serial",
+    }
+}
+
+/// Reports a duplicate id at its second occurrence; returns false then.
+fn first_use(
+    cx: &mut Ctx<'_>,
+    seen: &mut BTreeMap<String, (usize, PathBuf)>,
+    what: &str,
+    i: usize,
+    id: &str,
+    file: &Path,
+) -> bool {
+    if let Some((j, first_file)) = seen.get(id) {
+        let msg = format!(
+            "duplicate id '{id}': already used by {what}[{j}] in {}",
+            first_file.display()
+        );
+        cx.at(file, &format!("{what}[{i}].id"), msg);
+        return false;
+    }
+    seen.insert(id.to_string(), (i, file.to_path_buf()));
+    true
+}
+
+pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<BusCfg>, BusIndex) {
+    let mut out = Vec::new();
+    let mut index = BusIndex::new();
+    let mut seen = BTreeMap::new();
+    for (i, (v, origin)) in raw.iter().enumerate() {
+        let key = format!("bus[{i}]");
+        let file = origin.file.as_path();
+        if let Some(id) = v.get("id").and_then(|x| x.as_str())
+            && first_use(cx, &mut seen, "bus", i, id, file)
+        {
+            let kind = v.get("kind").and_then(|k| k.as_str()).and_then(bus_kind);
+            index.insert(id.to_string(), kind);
+        }
+        if !v.is_table() {
+            cx.at(file, &key, "must be a table, written [[bus]]");
+            continue;
+        }
+        let Some(b) = cx.de::<RawBus>(Some(file), v.clone(), &key) else {
+            continue;
+        };
+        let id = match b.id {
+            Some(id) => {
+                if let Err(m) = check_id(&id) {
+                    cx.at(file, &format!("{key}.id"), m);
+                }
+                id
+            }
+            None => {
+                cx.at(
+                    file,
+                    &format!("{key}.id"),
+                    "is required, e.g. id = \"rs485-1\"",
+                );
+                String::new()
+            }
+        };
+        let kind = match b.kind.as_deref() {
+            None => {
+                cx.at(
+                    file,
+                    &format!("{key}.kind"),
+                    "is required: modbus_rtu, modbus_ascii or serial",
+                );
+                BusKind::ModbusRtu
+            }
+            Some(s) => bus_kind(s).unwrap_or_else(|| {
+                let m =
+                    format!("'{s}' is not a bus kind: expected modbus_rtu, modbus_ascii or serial");
+                cx.at(file, &format!("{key}.kind"), m);
+                BusKind::ModbusRtu
+            }),
+        };
+        let port = match b.port {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            Some(_) => {
+                cx.at(file, &format!("{key}.port"), "must not be empty");
+                PathBuf::new()
+            }
+            None => {
+                cx.at(
+                    file,
+                    &format!("{key}.port"),
+                    "is required: the serial device, e.g. port = \"/dev/ttyS1\"",
+                );
+                PathBuf::new()
+            }
+        };
+        let parity = match b.parity.as_deref() {
+            None if kind == BusKind::Serial => Parity::None,
+            None | Some("even") => Parity::Even,
+            Some("none") => Parity::None,
+            Some("odd") => Parity::Odd,
+            Some(s) => {
+                let m = format!("'{s}' is not a parity: expected none, even or odd");
+                cx.at(file, &format!("{key}.parity"), m);
+                Parity::None
+            }
+        };
+        let baud = cx.int(
+            Some(file),
+            &format!("{key}.baud"),
+            b.baud,
+            9600,
+            1,
+            u32::MAX as i64,
+        ) as u32;
+        let data_bits = one_of(
+            cx,
+            file,
+            &format!("{key}.data_bits"),
+            b.data_bits,
+            8,
+            &[7, 8],
+        ) as u8;
+        let stop_bits = one_of(
+            cx,
+            file,
+            &format!("{key}.stop_bits"),
+            b.stop_bits,
+            1,
+            &[1, 2],
+        ) as u8;
+        let timeout_ms = cx.int(
+            Some(file),
+            &format!("{key}.timeout_ms"),
+            b.timeout_ms,
+            500,
+            1,
+            i64::MAX,
+        ) as u64;
+        let retries = cx.int(Some(file), &format!("{key}.retries"), b.retries, 1, 0, 100) as u32;
+        out.push(BusCfg {
+            id,
+            kind,
+            port,
+            baud,
+            parity,
+            data_bits,
+            stop_bits,
+            timeout_ms,
+            retries,
+            origin: format!("{}: {key}", file.display()),
+        });
+    }
+    (out, index)
+}
+
+fn one_of(
+    cx: &mut Ctx<'_>,
+    file: &Path,
+    key: &str,
+    v: Option<i64>,
+    default: i64,
+    allowed: &[i64],
+) -> i64 {
+    let v = v.unwrap_or(default);
+    if allowed.contains(&v) {
+        return v;
+    }
+    let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
+    cx.at(
+        file,
+        key,
+        format!("{v} is not allowed: expected {}", list.join(" or ")),
+    );
+    default
+}
+
+pub(super) fn devices(
+    cx: &mut Ctx<'_>,
+    raw: &[(toml::Value, Origin)],
+    buses: &BusIndex,
+) -> Vec<DeviceCfg> {
+    let mut out = Vec::new();
+    let mut seen = BTreeMap::new();
+    for (i, (v, origin)) in raw.iter().enumerate() {
+        let key = format!("device[{i}]");
+        let file = origin.file.as_path();
+        if let Some(id) = v.get("id").and_then(|x| x.as_str()) {
+            first_use(cx, &mut seen, "device", i, id, file);
+        }
+        if !v.is_table() {
+            cx.at(file, &key, "must be a table, written [[device]]");
+            continue;
+        }
+        let Some(d) = cx.de::<RawDevice>(Some(file), v.clone(), &key) else {
+            continue;
+        };
+        let id = match d.id {
+            Some(id) => {
+                if let Err(m) = check_id(&id) {
+                    cx.at(file, &format!("{key}.id"), m);
+                }
+                id
+            }
+            None => {
+                cx.at(
+                    file,
+                    &format!("{key}.id"),
+                    "is required, e.g. id = \"lamp-017\"",
+                );
+                String::new()
+            }
+        };
+        let profile = match d.profile {
+            Some(p) if !p.is_empty() => p,
+            _ => {
+                let m = "is required: a profile name from plugins_dirs, e.g. profile = \"generic-lamp-modbus\"";
+                cx.at(file, &format!("{key}.profile"), m);
+                String::new()
+            }
+        };
+        let poll_ms = d.poll_ms.map(|p| {
+            cx.int(
+                Some(file),
+                &format!("{key}.poll_ms"),
+                Some(p),
+                10_000,
+                10,
+                i64::MAX,
+            ) as u64
+        });
+        let heartbeat_s = cx.int(
+            Some(file),
+            &format!("{key}.heartbeat_s"),
+            d.heartbeat_s,
+            300,
+            1,
+            i64::MAX,
+        ) as u64;
+        let meta = meta(cx, file, &format!("{key}.meta"), d.meta.unwrap_or_default());
+        let present: Vec<&str> = [
+            ("modbus", d.modbus.is_some()),
+            ("serial", d.serial.is_some()),
+            ("lora", d.lora.is_some()),
+        ]
+        .iter()
+        .filter(|(_, p)| *p)
+        .map(|(n, _)| *n)
+        .collect();
+        let transport = match present.as_slice() {
+            // A transport with the wrong type was reported already.
+            [] if ["modbus", "serial", "lora"]
+                .iter()
+                .any(|t| cx.shaped.contains(&format!("{key}.{t}"))) =>
+            {
+                None
+            }
+            [] => {
+                cx.at(
+                    file,
+                    &key,
+                    "has no transport: set exactly one of modbus, serial or lora",
+                );
+                None
+            }
+            [_] => {
+                if let Some(m) = d.modbus {
+                    modbus(cx, file, &format!("{key}.modbus"), m, buses)
+                } else if let Some(s) = d.serial {
+                    serial(cx, file, &format!("{key}.serial"), s, buses)
+                } else {
+                    d.lora
+                        .and_then(|l| lora(cx, file, &format!("{key}.lora"), l))
+                }
+            }
+            [a, b] => {
+                cx.at(
+                    file,
+                    &key,
+                    format!("has both {a} and {b}; keep exactly one transport"),
+                );
+                None
+            }
+            _ => {
+                cx.at(
+                    file,
+                    &key,
+                    "has modbus, serial and lora; keep exactly one transport",
+                );
+                None
+            }
+        };
+        if let Some(transport) = transport {
+            out.push(DeviceCfg {
+                id,
+                profile,
+                enabled: d.enabled.unwrap_or(true),
+                poll_ms,
+                heartbeat_s,
+                meta,
+                transport,
+                origin: format!("{}: {key}", file.display()),
+            });
+        }
+    }
+    out
+}
+
+fn meta(
+    cx: &mut Ctx<'_>,
+    file: &Path,
+    key: &str,
+    t: toml::Table,
+) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value as J;
+    let mut out = serde_json::Map::new();
+    for (k, v) in t {
+        let j = match v {
+            toml::Value::String(s) => J::String(s),
+            toml::Value::Integer(i) => J::from(i),
+            toml::Value::Boolean(b) => J::Bool(b),
+            toml::Value::Datetime(d) => J::String(d.to_string()),
+            toml::Value::Float(f) => match serde_json::Number::from_f64(f) {
+                Some(n) => J::Number(n),
+                None => {
+                    cx.at(file, &format!("{key}.{k}"), "must be a finite number");
+                    continue;
+                }
+            },
+            toml::Value::Array(_) | toml::Value::Table(_) => {
+                cx.at(
+                    file,
+                    &format!("{key}.{k}"),
+                    "must be a string, number or boolean",
+                );
+                continue;
+            }
+        };
+        out.insert(k, j);
+    }
+    out
+}
+
+fn modbus(
+    cx: &mut Ctx<'_>,
+    file: &Path,
+    key: &str,
+    m: RawModbus,
+    buses: &BusIndex,
+) -> Option<Transport> {
+    match (m.address, m.bus) {
+        (Some(_), Some(_)) => {
+            let msg = "address and bus are mutually exclusive: address = \"host:port\" for Modbus over TCP, bus = \"<id>\" for a [[bus]]";
+            cx.at(file, key, msg);
+            None
+        }
+        (None, None) => {
+            let msg = "needs address = \"host:port\" (Modbus over TCP) or bus = \"<bus id>\" (RTU on a [[bus]])";
+            cx.at(file, key, msg);
+            None
+        }
+        (Some(address), None) => {
+            if split_host_port(&address, None).is_none() {
+                let msg = format!(
+                    "'{address}' is not host:port (port 1..=65535), e.g. \"10.0.0.17:502\""
+                );
+                cx.at(file, &format!("{key}.address"), msg);
+            }
+            let unit = cx.int(Some(file), &format!("{key}.unit"), m.unit, 1, 0, 255) as u8;
+            let framing = match m.framing.as_deref() {
+                None | Some("tcp") => Framing::Tcp,
+                Some("rtu") => Framing::Rtu,
+                Some(s) => {
+                    let msg = format!(
+                        "'{s}' is not a framing: expected tcp (Modbus TCP) or rtu (RTU over TCP)"
+                    );
+                    cx.at(file, &format!("{key}.framing"), msg);
+                    Framing::Tcp
+                }
+            };
+            Some(Transport::ModbusTcp {
+                address,
+                unit,
+                framing,
+            })
+        }
+        (None, Some(bus)) => {
+            if m.framing.is_some() {
+                let msg = "applies to address (Modbus over TCP) only; a [[bus]] has its own kind";
+                cx.at(file, &format!("{key}.framing"), msg);
+            }
+            let unit = match m.unit {
+                None => {
+                    cx.at(
+                        file,
+                        &format!("{key}.unit"),
+                        "is required on a bus: the slave address 1..=247",
+                    );
+                    1
+                }
+                u => cx.int(Some(file), &format!("{key}.unit"), u, 1, 1, 247) as u8,
+            };
+            match buses.get(&bus) {
+                None => {
+                    cx.at(
+                        file,
+                        &format!("{key}.bus"),
+                        format!("bus '{bus}' is not declared by any [[bus]]"),
+                    );
+                }
+                Some(Some(BusKind::Serial)) => {
+                    let msg = format!(
+                        "bus '{bus}' is a serial bus; Modbus needs a [[bus]] of kind modbus_rtu or modbus_ascii"
+                    );
+                    cx.at(file, &format!("{key}.bus"), msg);
+                }
+                Some(_) => {}
+            }
+            Some(Transport::ModbusBus { bus, unit })
+        }
+    }
+}
+
+fn serial(
+    cx: &mut Ctx<'_>,
+    file: &Path,
+    key: &str,
+    s: RawSerial,
+    buses: &BusIndex,
+) -> Option<Transport> {
+    let address = s.address.unwrap_or_else(|| {
+        let msg = "is required: the device's address on the line, e.g. address = \"01\"";
+        cx.at(file, &format!("{key}.address"), msg);
+        String::new()
+    });
+    let Some(bus) = s.bus else {
+        cx.at(
+            file,
+            &format!("{key}.bus"),
+            "is required: the id of a [[bus]] of kind serial",
+        );
+        return None;
+    };
+    match buses.get(&bus) {
+        None => cx.at(
+            file,
+            &format!("{key}.bus"),
+            format!("bus '{bus}' is not declared by any [[bus]]"),
+        ),
+        Some(Some(k)) if *k != BusKind::Serial => {
+            let msg = format!(
+                "bus '{bus}' is a {} bus; serial needs a [[bus]] of kind serial",
+                bus_kind_label(*k)
+            );
+            cx.at(file, &format!("{key}.bus"), msg);
+        }
+        Some(_) => {}
+    }
+    Some(Transport::Serial { bus, address })
+}
+
+/// Hex-digit count of the LoRaWAN identifiers and keys we can check before the LoRa
+/// issue gives `lora` a full shape.
+fn lora_hex_len(field: &str) -> Option<usize> {
+    match field {
+        "dev_eui" | "join_eui" | "app_eui" => Some(16),
+        "dev_addr" => Some(8),
+        f if f.ends_with("_key") => Some(32),
+        _ => None,
+    }
+}
+
+fn lora(cx: &mut Ctx<'_>, file: &Path, key: &str, t: toml::Table) -> Option<Transport> {
+    if !t.contains_key("dev_eui") {
+        cx.at(
+            file,
+            &format!("{key}.dev_eui"),
+            "is required: the device's DevEUI, 16 hex digits",
+        );
+    }
+    for (field, v) in &t {
+        let Some(n) = lora_hex_len(field) else {
+            continue;
+        };
+        let fkey = format!("{key}.{field}");
+        match v.as_str() {
+            None => cx.at(file, &fkey, format!("must be a string of {n} hex digits")),
+            Some(s) if s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) => {}
+            // Keys are secrets: never echo them.
+            Some(s) if field.ends_with("_key") => {
+                let msg = format!(
+                    "bad hex: expected {n} hex digits, got {} characters",
+                    s.chars().count()
+                );
+                cx.at(file, &fkey, msg);
+            }
+            Some(s) => cx.at(file, &fkey, format!("bad hex: '{s}' is not {n} hex digits")),
+        }
+    }
+    Some(Transport::Lora(t))
+}

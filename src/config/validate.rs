@@ -1,0 +1,502 @@
+//! Validation: the merged raw tree (see `load.rs`) into [`Config`], collecting every
+//! problem with the file that holds it and its key path.
+//!
+//! Each section and each `[[bus]]`/`[[device]]` entry is deserialized on its own (serde,
+//! `deny_unknown_fields`, through `serde_path_to_error` for the key path), so one bad
+//! entry never hides the problems of the others. Numbers deserialize as `i64` and enums
+//! as strings so range and choice errors say what is expected in our own words.
+
+use super::load::{ConfigError, Merged, Origin, join_key};
+use super::parse::{check_id, parse_mqtt_url, parse_size};
+use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, MqttCfg, OnFull, StatsCfg};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/polegate";
+pub const DEFAULT_PLUGINS_DIRS: [&str; 2] =
+    ["/etc/polegate/plugins", "/usr/share/polegate/plugins"];
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+pub const MIN_MAX_BYTES: u64 = 64 * 1024;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawGateway {
+    id: Option<String>,
+    state_dir: Option<String>,
+    plugins_dirs: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMqtt {
+    url: Option<String>,
+    client_id: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
+    topic_prefix: Option<String>,
+    keep_alive_s: Option<i64>,
+    max_inflight: Option<i64>,
+    replay_rate: Option<i64>,
+    reconnect_min_ms: Option<i64>,
+    reconnect_max_ms: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBuffer {
+    max_bytes: Option<toml::Value>,
+    flush_every_ms: Option<i64>,
+    on_full: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStats {
+    interval_s: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCommands {
+    enabled: Option<bool>,
+}
+
+/// Collects errors, each with the file that holds the key.
+pub(super) struct Ctx<'a> {
+    pub merged: &'a Merged,
+    pub errors: &'a mut Vec<ConfigError>,
+    /// Keys already reported with a type or unknown-key error: later checks stay quiet
+    /// about them (no "is required" after "invalid type").
+    pub shaped: BTreeSet<String>,
+}
+
+impl Ctx<'_> {
+    /// An error on a section key; the file is whoever set it (or declared its section).
+    pub fn err(&mut self, key: &str, message: impl Into<String>) {
+        let file = self.merged.origin_of(key).file;
+        self.at(&file, key, message);
+    }
+    pub fn at(&mut self, file: &Path, key: &str, message: impl Into<String>) {
+        if self.shaped.contains(key) {
+            return;
+        }
+        self.errors.push(ConfigError {
+            file: file.to_path_buf(),
+            key: key.to_string(),
+            message: message.into(),
+        });
+    }
+    /// Deserializes one section; a type or unknown-key error is reported and the
+    /// section's defaults are used so the other checks still run.
+    fn section<T: DeserializeOwned + Default>(&mut self, name: &str) -> Option<T> {
+        let Some(v) = self.merged.table.get(name) else {
+            return Some(T::default());
+        };
+        if !v.is_table() {
+            self.err(name, format!("must be a table, written [{name}]"));
+            return None;
+        }
+        self.de(None, v.clone(), name)
+    }
+    /// Deserializes `v`, found at key `prefix` (in `file`, else whoever set the key),
+    /// reporting every unknown key and type error: each failing key is reported, removed,
+    /// and deserialization retried, so one typo does not hide the next.
+    pub fn de<T: DeserializeOwned>(
+        &mut self,
+        file: Option<&Path>,
+        mut v: toml::Value,
+        prefix: &str,
+    ) -> Option<T> {
+        loop {
+            let e = match serde_path_to_error::deserialize::<_, T>(v.clone()) {
+                Ok(t) => return Some(t),
+                Err(e) => e,
+            };
+            let removed = remove_path(&mut v, e.path());
+            // The path already ends with an unknown key's name; toml may append
+            // context lines ("in `modbus`") that the path says better.
+            let path = e.path().to_string();
+            let inner = e.inner().to_string();
+            let msg = plain_types(inner.lines().next().unwrap_or_default().trim());
+            let key = match path.as_str() {
+                "." => prefix.to_string(),
+                p if p.starts_with('[') => format!("{prefix}{p}"),
+                p => join_key(prefix, p),
+            };
+            match file {
+                Some(f) => self.at(f, &key, msg),
+                None => self.err(&key, msg),
+            }
+            self.shaped.insert(key);
+            if !removed {
+                return None;
+            }
+        }
+    }
+    /// Checks an optional integer against a range, reporting `key: N is out of range`.
+    pub fn int(
+        &mut self,
+        file: Option<&Path>,
+        key: &str,
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        hi: i64,
+    ) -> i64 {
+        let v = v.unwrap_or(default);
+        if v < lo || v > hi {
+            let msg = if hi == i64::MAX {
+                format!("{v} is out of range: must be at least {lo}")
+            } else {
+                format!("{v} is out of range {lo}..={hi}")
+            };
+            match file {
+                Some(f) => self.at(f, key, msg),
+                None => self.err(key, msg),
+            }
+            return default;
+        }
+        v
+    }
+}
+
+/// serde names Rust types ("expected i64", "expected struct RawModbus"); say TOML.
+fn plain_types(msg: &str) -> String {
+    let mut m = msg
+        .replace("expected i64", "expected an integer")
+        .replace("expected a map", "expected a table")
+        .replace("expected a sequence", "expected an array");
+    if let Some(i) = m.find("expected struct ") {
+        let rest = &m[i + "expected struct ".len()..];
+        let end = rest
+            .find(|c: char| !c.is_ascii_alphanumeric())
+            .unwrap_or(rest.len());
+        m = format!("{}expected a table{}", &m[..i], &rest[end..]);
+    }
+    m
+}
+
+/// Removes the value at `path` from `v`; false when there is nothing to remove.
+fn remove_path(v: &mut toml::Value, path: &serde_path_to_error::Path) -> bool {
+    use serde_path_to_error::Segment;
+    let segs: Vec<&Segment> = path.iter().collect();
+    let Some((last, parents)) = segs.split_last() else {
+        return false;
+    };
+    let mut cur = v;
+    for seg in parents {
+        let next = match (seg, cur) {
+            (Segment::Map { key }, toml::Value::Table(t)) => t.get_mut(key.as_str()),
+            (Segment::Seq { index }, toml::Value::Array(a)) => a.get_mut(*index),
+            _ => None,
+        };
+        match next {
+            Some(n) => cur = n,
+            None => return false,
+        }
+    }
+    match (last, cur) {
+        (Segment::Map { key }, toml::Value::Table(t)) => t.remove(key.as_str()).is_some(),
+        (Segment::Seq { index }, toml::Value::Array(a)) if *index < a.len() => {
+            a.remove(*index);
+            true
+        }
+        _ => false,
+    }
+}
+
+pub(crate) fn validate(
+    merged: Merged,
+    state_directory: Option<&str>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Config> {
+    let mut cx = Ctx {
+        merged: &merged,
+        errors,
+        shaped: BTreeSet::new(),
+    };
+    for key in merged.table.keys() {
+        if !matches!(
+            key.as_str(),
+            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora"
+        ) {
+            cx.err(
+                key,
+                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, [[bus]] or [[device]]",
+            );
+        }
+    }
+    let gateway = gateway(&mut cx, state_directory);
+    let mqtt = mqtt(&mut cx, &gateway.id);
+    let buffer = buffer(&mut cx);
+    let stats = cx.section::<RawStats>("stats").map(|s| StatsCfg {
+        interval_s: cx.int(None, "stats.interval_s", s.interval_s, 60, 0, i64::MAX) as u64,
+    });
+    let commands = cx.section::<RawCommands>("commands").map(|c| CommandsCfg {
+        enabled: c.enabled.unwrap_or(true),
+    });
+    let lora = match merged.table.get("lora") {
+        None => None,
+        Some(toml::Value::Table(t)) => Some(t.clone()),
+        Some(_) => {
+            cx.err("lora", "must be a table, written [lora]");
+            None
+        }
+    };
+    let (buses, bus_index) = super::entries::buses(&mut cx, &merged.buses);
+    let devices = super::entries::devices(&mut cx, &merged.devices, &bus_index);
+    Some(Config {
+        path: merged.main.clone(),
+        gateway,
+        mqtt: mqtt?,
+        buffer: buffer?,
+        stats: stats?,
+        commands: commands?,
+        lora,
+        buses,
+        devices,
+    })
+}
+
+pub(super) fn resolve(origin: &Origin, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        origin.base.join(p)
+    }
+}
+
+fn gateway(cx: &mut Ctx<'_>, state_directory: Option<&str>) -> GatewayCfg {
+    let g = cx.section::<RawGateway>("gateway").unwrap_or_default();
+    let id = match g.id {
+        Some(id) => {
+            if let Err(m) = check_id(&id) {
+                cx.err("gateway.id", m);
+            }
+            id
+        }
+        None => {
+            cx.err(
+                "gateway.id",
+                "is required: the cabinet's name, e.g. id = \"cab-dijon-0042\"",
+            );
+            String::new()
+        }
+    };
+    let state_dir = match g.state_dir {
+        Some(s) if s.is_empty() => {
+            cx.err("gateway.state_dir", "must not be empty");
+            PathBuf::from(DEFAULT_STATE_DIR)
+        }
+        Some(s) => resolve(&cx.merged.origin_of("gateway.state_dir"), &s),
+        None => state_directory
+            .and_then(|v| v.split(':').next())
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_STATE_DIR), PathBuf::from),
+    };
+    let plugins_dirs = match g.plugins_dirs {
+        Some(dirs) => {
+            let origin = cx.merged.origin_of("gateway.plugins_dirs");
+            if dirs.is_empty() {
+                cx.err("gateway.plugins_dirs", "must name at least one directory");
+            }
+            dirs.iter().map(|d| resolve(&origin, d)).collect()
+        }
+        None => DEFAULT_PLUGINS_DIRS.iter().map(PathBuf::from).collect(),
+    };
+    GatewayCfg {
+        id,
+        state_dir,
+        plugins_dirs,
+    }
+}
+
+fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
+    let m = cx.section::<RawMqtt>("mqtt")?;
+    let (url, tls, host, port) = match m.url {
+        None => {
+            cx.err(
+                "mqtt.url",
+                "is required: mqtt://host[:port] or mqtts://host[:port]",
+            );
+            (String::new(), false, String::new(), 0)
+        }
+        Some(url) => match parse_mqtt_url(&url) {
+            Some((tls, host, port)) => (url, tls, host, port),
+            None => {
+                cx.err(
+                    "mqtt.url",
+                    format!("'{url}' is not mqtt://host[:port] or mqtts://host[:port] (credentials go in username and password)"),
+                );
+                (url, false, String::new(), 0)
+            }
+        },
+    };
+    let password = match (m.password, m.password_file) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                "mqtt.password_file",
+                "password and password_file are mutually exclusive; keep one",
+            );
+            None
+        }
+        (Some(p), None) => Some(p),
+        (None, Some(f)) => {
+            let path = resolve(&cx.merged.origin_of("mqtt.password_file"), &f);
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+                Err(e) => {
+                    cx.err(
+                        "mqtt.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    None
+                }
+            }
+        }
+        (None, None) => None,
+    };
+    let file_key = |cx: &mut Ctx<'_>, key: &str, v: Option<String>| {
+        v.map(|f| resolve(&cx.merged.origin_of(&format!("mqtt.{key}")), &f))
+    };
+    let ca_file = file_key(cx, "ca_file", m.ca_file);
+    let cert_file = file_key(cx, "cert_file", m.cert_file);
+    let key_file = file_key(cx, "key_file", m.key_file);
+    match (&cert_file, &key_file) {
+        (Some(_), None) => cx.err(
+            "mqtt.cert_file",
+            "needs key_file too (mutual TLS takes both)",
+        ),
+        (None, Some(_)) => cx.err(
+            "mqtt.key_file",
+            "needs cert_file too (mutual TLS takes both)",
+        ),
+        _ => {}
+    }
+    if !tls && !host.is_empty() {
+        for (key, set) in [
+            ("ca_file", &ca_file),
+            ("cert_file", &cert_file),
+            ("key_file", &key_file),
+        ] {
+            if set.is_some() {
+                cx.err(
+                    &format!("mqtt.{key}"),
+                    "applies to TLS only; use an mqtts:// url",
+                );
+            }
+        }
+    }
+    let topic_prefix = m.topic_prefix.unwrap_or_else(|| "polegate".into());
+    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
+        cx.err(
+            "mqtt.topic_prefix",
+            format!("'{topic_prefix}' is not a topic prefix: non-empty, no + or #, no trailing /"),
+        );
+    }
+    let keep_alive_s = cx.int(None, "mqtt.keep_alive_s", m.keep_alive_s, 30, 0, 65535) as u64;
+    let max_inflight = cx.int(None, "mqtt.max_inflight", m.max_inflight, 64, 1, 65535) as u16;
+    let replay_rate = cx.int(
+        None,
+        "mqtt.replay_rate",
+        m.replay_rate,
+        1000,
+        0,
+        u32::MAX as i64,
+    ) as u32;
+    let reconnect_min_ms = cx.int(
+        None,
+        "mqtt.reconnect_min_ms",
+        m.reconnect_min_ms,
+        500,
+        1,
+        i64::MAX,
+    ) as u64;
+    let reconnect_max_ms = cx.int(
+        None,
+        "mqtt.reconnect_max_ms",
+        m.reconnect_max_ms,
+        60_000,
+        1,
+        i64::MAX,
+    ) as u64;
+    if reconnect_min_ms > reconnect_max_ms {
+        cx.err(
+            "mqtt.reconnect_max_ms",
+            format!("{reconnect_max_ms} is below reconnect_min_ms ({reconnect_min_ms})"),
+        );
+    }
+    Some(MqttCfg {
+        url,
+        tls,
+        host,
+        port,
+        client_id: m.client_id.unwrap_or_else(|| gateway_id.to_string()),
+        username: m.username,
+        password,
+        ca_file,
+        cert_file,
+        key_file,
+        topic_prefix,
+        keep_alive_s,
+        max_inflight,
+        replay_rate,
+        reconnect_min_ms,
+        reconnect_max_ms,
+    })
+}
+
+fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {
+    let b = cx.section::<RawBuffer>("buffer")?;
+    let max_bytes = match &b.max_bytes {
+        None => DEFAULT_MAX_BYTES,
+        Some(v) => match parse_size(v) {
+            Some(n) if n >= MIN_MAX_BYTES => n,
+            Some(n) => {
+                cx.err(
+                    "buffer.max_bytes",
+                    format!("{n} bytes is too small: at least 64KiB"),
+                );
+                DEFAULT_MAX_BYTES
+            }
+            None => {
+                cx.err(
+                    "buffer.max_bytes",
+                    format!("{v} is not a size: an integer of bytes or a string like \"256MiB\" (KiB, MiB, GiB)"),
+                );
+                DEFAULT_MAX_BYTES
+            }
+        },
+    };
+    let flush_every_ms = cx.int(
+        None,
+        "buffer.flush_every_ms",
+        b.flush_every_ms,
+        1000,
+        1,
+        i64::MAX,
+    ) as u64;
+    let on_full = match b.on_full.as_deref() {
+        None | Some("drop_oldest") => OnFull::DropOldest,
+        Some("drop_newest") => OnFull::DropNewest,
+        Some(other) => {
+            cx.err(
+                "buffer.on_full",
+                format!("'{other}' is not a policy: expected drop_oldest or drop_newest"),
+            );
+            OnFull::DropOldest
+        }
+    };
+    Some(BufferCfg {
+        max_bytes,
+        flush_every_ms,
+        on_full,
+    })
+}

@@ -123,7 +123,11 @@ fn dir_size(p: &Path) -> u64 {
 
 /// Counts messages on `filter` (QoS 0 subscription: the counter must not slow the broker).
 async fn counter(port: u16, filter: &str) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
-    let mut o = MqttOptions::new(format!("bench-count-{}", fastrand::u32(..)), "127.0.0.1", port);
+    let mut o = MqttOptions::new(
+        format!("bench-count-{}", fastrand::u32(..)),
+        "127.0.0.1",
+        port,
+    );
     o.set_max_packet_size(1 << 20, 1 << 20);
     o.set_keep_alive(Duration::from_secs(60));
     let (client, mut el) = AsyncClient::new(o, 64);
@@ -168,7 +172,10 @@ fn spawn_daemon(cfg: &Path) -> Child {
 }
 
 fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
     let _ = child.wait();
 }
 
@@ -179,7 +186,10 @@ async fn part_a(secs: u64) {
     let cfg_path = config(tmp.path(), port, "max_inflight = 256\n", "");
     let loaded = polegate::app::load(&cfg_path, true).expect("config");
     let (reg, _) = Registry::load(&[plugins()]);
-    let profile = reg.get("generic-lamp-modbus").expect("lamp profile").clone();
+    let profile = reg
+        .get("generic-lamp-modbus")
+        .expect("lamp profile")
+        .clone();
     let devices: Vec<Arc<DeviceInfo>> = (0..200)
         .map(|i| {
             Arc::new(DeviceInfo {
@@ -263,9 +273,13 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     let mut sims = Vec::new();
     let mut devices = String::new();
     for i in 0..n {
-        let sim = Sim::spawn(SimKind::Lamp, "127.0.0.1:0".parse().unwrap(), cancel.clone())
-            .await
-            .expect("sim");
+        let sim = Sim::spawn(
+            SimKind::Lamp,
+            "127.0.0.1:0".parse().unwrap(),
+            cancel.clone(),
+        )
+        .await
+        .expect("sim");
         devices.push_str(&format!(
             "[[device]]\nid = \"lamp-{i:03}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\nmodbus = {{ address = \"{}\", unit = 1 }}\n",
             sim.addr()
@@ -303,7 +317,12 @@ async fn part_c(events: u64) {
     let tmp = tempfile::tempdir().expect("tmp");
     let port = free_port();
     let _broker = Mosquitto::start(tmp.path(), port);
-    let cfg = config(tmp.path(), port, "replay_rate = 0\nmax_inflight = 256\n", "");
+    let cfg = config(
+        tmp.path(),
+        port,
+        "replay_rate = 0\nmax_inflight = 256\n",
+        "",
+    );
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).expect("state");
     {
@@ -378,7 +397,13 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        println!("machine: {} cores, {}", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), uname());
+        println!(
+            "machine: {} cores, {}",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            uname()
+        );
         part_a(if quick { 3 } else { 10 }).await;
         part_b(200, 1000, if quick { 5 } else { 30 }).await;
         part_b(200, 500, if quick { 5 } else { 30 }).await;

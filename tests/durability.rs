@@ -21,15 +21,22 @@ fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequence() {
     let cancel = CancellationToken::new();
-    let sim = Sim::spawn(SimKind::Static, "127.0.0.1:0".parse().unwrap(), cancel.clone())
-        .await
-        .unwrap();
+    let sim = Sim::spawn(
+        SimKind::Static,
+        "127.0.0.1:0".parse().unwrap(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     lamp_registers(&mut sim.registers().lock().unwrap());
     // No broker yet: the port is closed.
     let port = free_port();
     let setup = Setup::new(port, &lamp(sim.addr(), 50));
     let d1 = Daemon::start(&setup).await;
-    eventually("birth and telemetry buffered", || d1.handles.queue.stats().events >= 2).await;
+    eventually("birth and telemetry buffered", || {
+        d1.handles.queue.stats().events >= 2
+    })
+    .await;
     sim.registers().lock().unwrap().holding[0] = 10;
     eventually("change buffered", || d1.handles.queue.stats().events >= 3).await;
     d1.stop().await;
@@ -43,8 +50,16 @@ async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequenc
         m.topic.ends_with("/telemetry") && m.json["points"]["dim_level"] == 20
     })
     .await;
-    let old: Vec<_> = rec.seen.iter().filter(|m| m.json["historical"] == true).collect();
-    assert!(old.len() >= 3, "backlog replayed as historical: {}", old.len());
+    let old: Vec<_> = rec
+        .seen
+        .iter()
+        .filter(|m| m.json["historical"] == true)
+        .collect();
+    assert!(
+        old.len() >= 3,
+        "backlog replayed as historical: {}",
+        old.len()
+    );
     let s = seqs(&rec.seen);
     let mut dedup = s.clone();
     dedup.dedup();
@@ -62,9 +77,13 @@ async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequenc
 async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = Sim::spawn(SimKind::Static, "127.0.0.1:0".parse().unwrap(), cancel.clone())
-        .await
-        .unwrap();
+    let sim = Sim::spawn(
+        SimKind::Static,
+        "127.0.0.1:0".parse().unwrap(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
     lamp_registers(&mut sim.registers().lock().unwrap());
     let regs = sim.registers();
     let c = cancel.clone();
@@ -96,7 +115,8 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
     };
 
     let mut child = spawn();
-    rec.wait_until("a stream of events", |s| seqs(s).len() >= 200).await;
+    rec.wait_until("a stream of events", |s| seqs(s).len() >= 200)
+        .await;
     child.kill().expect("SIGKILL");
     child.wait().unwrap();
     rec.drain();
@@ -105,7 +125,11 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
 
     let mut child = spawn();
     rec.wait_until("events after the restart", |s| {
-        s[n_before..].iter().filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none()).count() >= 20
+        s[n_before..]
+            .iter()
+            .filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none())
+            .count()
+            >= 20
     })
     .await;
     child.kill().unwrap();
@@ -114,7 +138,10 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
     for m in &rec.seen[n_before..] {
         if m.json.get("historical").is_none() && !m.topic.ends_with("/status") {
             let s = m.json["seq"].as_u64().unwrap();
-            assert!(s > before_max, "seq {s} reused (before the kill the max was {before_max})");
+            assert!(
+                s > before_max,
+                "seq {s} reused (before the kill the max was {before_max})"
+            );
         }
     }
 }

@@ -20,9 +20,13 @@ fn lamp_device(id: &str, addr: std::net::SocketAddr, poll_ms: u64) -> String {
 }
 
 async fn static_lamp(cancel: &CancellationToken) -> Sim {
-    let sim = Sim::spawn(SimKind::Static, "127.0.0.1:0".parse().unwrap(), cancel.clone())
-        .await
-        .expect("simulator");
+    let sim = Sim::spawn(
+        SimKind::Static,
+        "127.0.0.1:0".parse().unwrap(),
+        cancel.clone(),
+    )
+    .await
+    .expect("simulator");
     lamp_registers(&mut sim.registers().lock().unwrap());
     sim
 }
@@ -36,26 +40,40 @@ async fn a_lamp_is_published_as_birth_then_telemetry_with_the_exact_contract_pay
     let mut rec = Recorder::start(broker.port, "polegate/#").await;
     let daemon = Daemon::start(&setup).await;
 
-    let status = rec.wait_for("online status", |m| m.topic == "polegate/cab-test/status").await;
+    let status = rec
+        .wait_for("online status", |m| m.topic == "polegate/cab-test/status")
+        .await;
     assert_eq!(status.json["state"], "online");
     assert_eq!(status.json["devices"], 1);
     assert!(status.json["version"].is_string());
 
-    let state = rec.wait_for("birth", |m| m.topic == "polegate/cab-test/lamp-017/state").await;
+    let state = rec
+        .wait_for("birth", |m| m.topic == "polegate/cab-test/lamp-017/state")
+        .await;
     assert_eq!(state.json["state"], "online");
     assert_eq!(state.json["gateway"], "cab-test");
     assert_eq!(state.json["device"], "lamp-017");
     assert_eq!(state.json["kind"], "lamp");
     assert_eq!(state.json["profile"], "generic-lamp-modbus");
-    assert_eq!(state.json["meta"], json!({"pole": "P-017", "street": "Rue de la Liberté"}));
+    assert_eq!(
+        state.json["meta"],
+        json!({"pole": "P-017", "street": "Rue de la Liberté"})
+    );
     assert_eq!(
         state.json["points"]["dim_level"],
         json!({"unit": "%", "writable": true, "min": 0, "max": 100})
     );
-    assert_eq!(state.json["points"]["power"], json!({"unit": "W", "writable": false}));
+    assert_eq!(
+        state.json["points"]["power"],
+        json!({"unit": "W", "writable": false})
+    );
     assert!(state.json.get("reason").is_none());
 
-    let t = rec.wait_for("first telemetry", |m| m.topic.ends_with("/lamp-017/telemetry")).await;
+    let t = rec
+        .wait_for("first telemetry", |m| {
+            m.topic.ends_with("/lamp-017/telemetry")
+        })
+        .await;
     assert_eq!(
         t.json["points"],
         json!({"on": true, "dim_level": 80, "power": 54.5, "energy": 123456, "voltage": 230.1,
@@ -64,25 +82,35 @@ async fn a_lamp_is_published_as_birth_then_telemetry_with_the_exact_contract_pay
     );
     assert_eq!(t.json["kind"], "lamp");
     let ts = t.json["ts"].as_str().unwrap();
-    assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.', "ts {ts}");
+    assert!(
+        ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[19] == b'.',
+        "ts {ts}"
+    );
     assert!(t.json["seq"].as_u64().unwrap() > state.json["seq"].as_u64().unwrap());
     assert!(t.json.get("historical").is_none() || t.json["historical"] == true);
 
     // A change beyond the deadband is reported alone.
     sim.registers().lock().unwrap().holding[0] = 40;
     let t2 = rec
-        .wait_for("dim change", |m| m.topic.ends_with("/telemetry") && m.json["points"].get("dim_level") == Some(&json!(40)))
+        .wait_for("dim change", |m| {
+            m.topic.ends_with("/telemetry") && m.json["points"].get("dim_level") == Some(&json!(40))
+        })
         .await;
     assert_eq!(t2.json["points"], json!({"dim_level": 40}));
 
     let took = daemon.stop().await;
     assert!(took < Duration::from_secs(5), "clean stop took {took:?}");
     let off = rec
-        .wait_for("offline status", |m| m.topic == "polegate/cab-test/status" && m.json["state"] == "offline")
+        .wait_for("offline status", |m| {
+            m.topic == "polegate/cab-test/status" && m.json["state"] == "offline"
+        })
         .await;
     assert!(off.retain || true);
     let s = seqs(&rec.seen);
-    assert!(s.windows(2).all(|w| w[0] < w[1]), "seq not increasing: {s:?}");
+    assert!(
+        s.windows(2).all(|w| w[0] < w[1]),
+        "seq not increasing: {s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,27 +121,51 @@ async fn a_silent_device_goes_offline_after_three_failed_cycles_and_online_again
     let setup = Setup::new(broker.port, &lamp_device("lamp-017", sim.addr(), 100));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/lamp-017/#").await;
     let daemon = Daemon::start(&setup).await;
-    rec.wait_for("online", |m| m.topic.ends_with("/state") && m.json["state"] == "online").await;
+    rec.wait_for("online", |m| {
+        m.topic.ends_with("/state") && m.json["state"] == "online"
+    })
+    .await;
 
-    sim.set_fault(Fault::Exception(tokio_modbus::ExceptionCode::ServerDeviceBusy));
+    sim.set_fault(Fault::Exception(
+        tokio_modbus::ExceptionCode::ServerDeviceBusy,
+    ));
     sim.set_fault(Fault::Silent);
     let off = rec
-        .wait_for("offline", |m| m.topic.ends_with("/state") && m.json["state"] == "offline")
+        .wait_for("offline", |m| {
+            m.topic.ends_with("/state") && m.json["state"] == "offline"
+        })
         .await;
     let reason = off.json["reason"].as_str().unwrap_or_default().to_string();
     assert!(reason.contains("timed out"), "reason: {reason}");
-    assert!(daemon.handles.counters.modbus_timeout.load(std::sync::atomic::Ordering::Relaxed) >= 3);
+    assert!(
+        daemon
+            .handles
+            .counters
+            .modbus_timeout
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 3
+    );
 
     sim.set_fault(Fault::None);
     let before = rec.seen.len();
-    rec.wait_for("online again", |m| m.topic.ends_with("/state") && m.json["state"] == "online" && m.json["seq"].as_u64() > off.json["seq"].as_u64()).await;
+    rec.wait_for("online again", |m| {
+        m.topic.ends_with("/state")
+            && m.json["state"] == "online"
+            && m.json["seq"].as_u64() > off.json["seq"].as_u64()
+    })
+    .await;
     // Back online: every point is reported again.
     let t = rec
         .wait_for("full telemetry after recovery", |m| {
             m.topic.ends_with("/telemetry") && m.json["seq"].as_u64() > off.json["seq"].as_u64()
         })
         .await;
-    assert_eq!(t.json["points"].as_object().unwrap().len(), 12, "{}", t.json);
+    assert_eq!(
+        t.json["points"].as_object().unwrap().len(),
+        12,
+        "{}",
+        t.json
+    );
     let _ = before;
     daemon.stop().await;
 }
@@ -177,7 +229,10 @@ async fn a_broker_restarted_without_persistence_mid_flight_loses_no_event() {
     rec.wait_subscribed_after(subs).await;
     proxy.set_enabled(true);
 
-    rec.wait_until("historical replay", |s| s.iter().any(|m| m.json["historical"] == true)).await;
+    rec.wait_until("historical replay", |s| {
+        s.iter().any(|m| m.json["historical"] == true)
+    })
+    .await;
     cancel.cancel(); // readings stop changing
     let published = &daemon.handles.counters.published;
     eventually("queue drained", || daemon.handles.queue.stats().events == 0).await;
@@ -186,7 +241,10 @@ async fn a_broker_restarted_without_persistence_mid_flight_loses_no_event() {
         let q = &daemon.handles.queue;
         q.next_seq().expect("seq") - 1
     };
-    rec.wait_until("every seq", |s| seqs(s).contains(&last) || seqs(s).iter().max() >= Some(&last)).await;
+    rec.wait_until("every seq", |s| {
+        seqs(s).contains(&last) || seqs(s).iter().max() >= Some(&last)
+    })
+    .await;
     daemon.stop().await;
     rec.drain();
     let first = seqs(&rec.seen).into_iter().min().unwrap();

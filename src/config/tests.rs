@@ -38,6 +38,9 @@ fn profile(name: &str, kind: Kind, protocol: Protocol) -> Profile {
         description: None,
         poll_ms: None,
         points: Vec::new(),
+        uplink_interval_s: None,
+        serial: None,
+        lora: None,
         source: PathBuf::from(format!("/usr/share/polegate/plugins/{name}.toml")),
     }
 }

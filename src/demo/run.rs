@@ -90,7 +90,11 @@ impl Drop for TempDir {
     }
 }
 
-fn write_config(dir: &Path, broker_port: u16, sims: &[(usize, SocketAddr)]) -> anyhow::Result<PathBuf> {
+fn write_config(
+    dir: &Path,
+    broker_port: u16,
+    sims: &[(usize, SocketAddr)],
+) -> anyhow::Result<PathBuf> {
     let plugins = dir.join("plugins");
     std::fs::create_dir_all(&plugins)?;
     for (name, text) in PROFILES {
@@ -130,7 +134,11 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
         sims.push(sim);
         let _ = i;
     }
-    let addrs: Vec<(usize, SocketAddr)> = sims.iter().enumerate().map(|(i, s)| (i, s.addr())).collect();
+    let addrs: Vec<(usize, SocketAddr)> = sims
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.addr()))
+        .collect();
     let path = write_config(&tmp.0, port, &addrs)?;
     eprintln!(
         "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
@@ -166,7 +174,8 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
         }
     });
 
-    let loaded = app::load(&path, true).map_err(|e| anyhow::anyhow!("demo config invalid:\n{}", e.join("\n")))?;
+    let loaded = app::load(&path, true)
+        .map_err(|e| anyhow::anyhow!("demo config invalid:\n{}", e.join("\n")))?;
     let run_cancel = cancel.child_token();
     if let Some(d) = duration {
         let c = run_cancel.clone();

@@ -68,10 +68,16 @@ impl Mosquitto {
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "mosquitto did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "mosquitto did not start"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -182,7 +188,15 @@ impl Recorder {
         loop {
             let m = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}; seen: {:#?}", self.seen.iter().map(|m| (&m.topic, &m.json)).collect::<Vec<_>>()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for {what}; seen: {:#?}",
+                        self.seen
+                            .iter()
+                            .map(|m| (&m.topic, &m.json))
+                            .collect::<Vec<_>>()
+                    )
+                })
                 .expect("recorder alive");
             self.seen.push(m.clone());
             if pred(&m) {
@@ -197,7 +211,12 @@ impl Recorder {
         while !pred(&self.seen) {
             let m = tokio::time::timeout_at(deadline, self.rx.recv())
                 .await
-                .unwrap_or_else(|_| panic!("timed out waiting for {what}; seen {} messages", self.seen.len()))
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "timed out waiting for {what}; seen {} messages",
+                        self.seen.len()
+                    )
+                })
                 .expect("recorder alive");
             self.seen.push(m);
         }
@@ -249,7 +268,8 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(setup: &Setup) -> Daemon {
-        let loaded = app::load(&setup.path, true).unwrap_or_else(|e| panic!("config invalid: {e:#?}"));
+        let loaded =
+            app::load(&setup.path, true).unwrap_or_else(|e| panic!("config invalid: {e:#?}"));
         let cancel = CancellationToken::new();
         let (htx, hrx) = tokio::sync::oneshot::channel();
         let c = cancel.clone();
@@ -303,14 +323,18 @@ pub struct Proxy {
 impl Proxy {
     pub async fn start(upstream: u16) -> Proxy {
         use std::sync::atomic::Ordering::SeqCst;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
         let enabled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
         let (generation, gen_rx) = tokio::sync::watch::channel(0u64);
         let en = enabled.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((mut down, _)) = listener.accept().await else { continue };
+                let Ok((mut down, _)) = listener.accept().await else {
+                    continue;
+                };
                 if !en.load(SeqCst) {
                     drop(down);
                     continue;
@@ -318,7 +342,8 @@ impl Proxy {
                 let mut gen_rx = gen_rx.clone();
                 gen_rx.mark_unchanged();
                 tokio::spawn(async move {
-                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
                         return;
                     };
                     tokio::select! {
@@ -355,7 +380,10 @@ impl Drop for Proxy {
 pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -141,10 +141,8 @@ impl Pipeline {
                 reason,
             } => {
                 self.online.insert(device.id.clone(), online);
-                if online {
-                    if let Some(r) = self.reporters.get_mut(&device.id) {
-                        r.reset();
-                    }
+                if online && let Some(r) = self.reporters.get_mut(&device.id) {
+                    r.reset();
                 }
                 self.emit_state(&device, online, reason.as_deref());
             }

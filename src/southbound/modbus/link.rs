@@ -97,15 +97,12 @@ pub async fn run_link(
         delay: RECONNECT_MIN,
     };
     tracing::info!(address = %link.address, devices = link.devices.len(), "modbus link started");
-    loop {
-        let Some((i, deadline)) = states
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.next))
-            .min_by_key(|(_, t)| *t)
-        else {
-            break;
-        };
+    while let Some((i, deadline)) = states
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.next))
+        .min_by_key(|(_, t)| *t)
+    {
         tokio::select! {
             _ = cancel.cancelled() => break,
             _ = tokio::time::sleep_until(deadline) => {}

@@ -184,7 +184,12 @@ async fn part_a(secs: u64, rate: u64) {
     let tmp = tempfile::tempdir().expect("tmp");
     let port = free_port();
     let _broker = Mosquitto::start(tmp.path(), port);
-    let cfg_path = config(tmp.path(), port, "max_inflight = 256\nreplay_rate = 0\n", "");
+    let cfg_path = config(
+        tmp.path(),
+        port,
+        "max_inflight = 256\nreplay_rate = 0\n",
+        "",
+    );
     let loaded = polegate::app::load(&cfg_path, true).expect("config");
     let (reg, _) = Registry::load(&[plugins()]);
     let profile = reg
@@ -195,6 +200,7 @@ async fn part_a(secs: u64, rate: u64) {
         .map(|i| {
             Arc::new(DeviceInfo {
                 id: format!("lamp-{i:03}"),
+                online: Default::default(),
                 kind: Kind::Lamp,
                 profile: profile.clone(),
                 meta: serde_json::Map::new(),
@@ -244,6 +250,7 @@ async fn part_a(secs: u64, rate: u64) {
                     (voltage, Value::Float(230.0 + (k % 7) as f64)),
                 ],
                 at_ms: now_ms(),
+                force: Vec::new(),
             };
             if input.send(v).await.is_err() {
                 break;
@@ -260,7 +267,11 @@ async fn part_a(secs: u64, rate: u64) {
     let _ = task.await;
     println!(
         "A. pipeline, 200 devices, offered {}, {secs} s: readings in {:.0}/s, telemetry events acknowledged by the broker {:.0}/s (every event written to sled first), backlog growth {backlog}, process CPU {:.0}% of one core (incl. injector and MQTT client)",
-        if rate > 0 { format!("{rate}/s") } else { "unlimited".into() },
+        if rate > 0 {
+            format!("{rate}/s")
+        } else {
+            "unlimited".into()
+        },
         sent as f64 / el,
         published as f64 / el,
         (ru1 - ru0) / el * 100.0

@@ -3,13 +3,17 @@
 //! queue and flushes it, then the MQTT session publishes `offline` and disconnects.
 
 use crate::buffer::{Queue, QueueOptions};
+use crate::commands::dedup::Dedup;
+use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY, Route};
 use crate::config::{self, Config, Transport};
+use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Pipeline, PipelineSettings};
 use crate::profile::Registry;
+use crate::southbound::INBOX_CAPACITY;
 use crate::southbound::modbus::link::{PolledDevice, REQUEST_TIMEOUT, TcpLink, run_link};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +113,7 @@ pub async fn run(
         };
         let info = Arc::new(DeviceInfo {
             id: d.id.clone(),
+            online: Default::default(),
             kind: profile.kind,
             profile: profile.clone(),
             meta: d.meta.clone(),
@@ -160,14 +165,44 @@ pub async fn run(
 
     let drivers = cancel.child_token();
     let mut driver_tasks = Vec::new();
+    let mut routes = HashMap::new();
     for link in links.into_values() {
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
+        for (index, d) in link.devices.iter().enumerate() {
+            routes.insert(
+                d.info.id.clone(),
+                Route {
+                    info: d.info.clone(),
+                    inbox: inbox_tx.clone(),
+                    index,
+                },
+            );
+        }
         driver_tasks.push(tokio::spawn(run_link(
             link,
+            inbox_rx,
             tx.clone(),
             counters.clone(),
             drivers.clone(),
         )));
     }
+
+    // Commands: validation, dedup (persisted beside the queue), routing to the drivers.
+    let commands_tx = if cfg.commands.enabled {
+        let store = match queue.kv("cmd_ids") {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "command ids cannot be persisted; remembered in memory only");
+                None
+            }
+        };
+        let (ctx, crx) = mpsc::channel(COMMANDS_CAPACITY);
+        let cmds = Commands::new(routes, Dedup::open(store, now_ms()), tx.clone());
+        driver_tasks.push(tokio::spawn(cmds.run(crx, drivers.clone())));
+        Some(ctx)
+    } else {
+        None
+    };
     // Held until the drivers have stopped, so the pipeline (stats) runs even with no
     // devices; then dropped so the pipeline drains and ends.
     let input = tx.downgrade();
@@ -178,6 +213,7 @@ pub async fn run(
             mqtt: cfg.mqtt.clone(),
             gateway: cfg.gateway.id.clone(),
             devices: cfg.devices.iter().filter(|d| d.enabled).count(),
+            commands: commands_tx,
         },
         queue.clone(),
         wake,
@@ -191,7 +227,7 @@ pub async fn run(
         session: session_state,
         input,
     };
-    tracing::info!(gateway = %cfg.gateway.id, devices = infos.len(), buffered = queue.stats().events, "polegate running");
+    tracing::info!(gateway = %cfg.gateway.id, devices = infos.len(), buffered = queue.len(), "polegate running");
     ready(&handles);
 
     cancel.cancelled().await;
@@ -214,6 +250,6 @@ pub async fn run(
     if let Err(e) = queue.flush() {
         tracing::error!(error = %e, "final buffer flush failed");
     }
-    tracing::info!(buffered = queue.stats().events, "stopped");
+    tracing::info!(buffered = queue.len(), "stopped");
     Ok(())
 }

@@ -27,6 +27,7 @@ pub mod app;
 pub mod buffer;
 pub mod cli;
 mod cli_buffer;
+pub mod commands;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;

@@ -461,6 +461,17 @@ impl Queue {
         Ok(())
     }
 
+    /// Events in the queue (cheap: an in-memory counter).
+    pub fn len(&self) -> u64 {
+        lock(&self.inner.acct).events
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Counters and sizes; walks the database directory for `disk_bytes`, so call it
+    /// for reports, not per event.
     pub fn stats(&self) -> BufferStats {
         let acct = lock(&self.inner.acct);
         BufferStats {

@@ -16,6 +16,7 @@ use super::backoff::Backoff;
 use super::pace::Pacer;
 use super::tls;
 use crate::buffer::Queue;
+use crate::commands::{CommandIn, device_of_topic};
 use crate::config::MqttCfg;
 use crate::model::now_ms;
 use crate::ops::counters::Counters;
@@ -44,6 +45,8 @@ pub struct SessionSettings {
     pub gateway: String,
     /// Enabled devices, for the `status` payload.
     pub devices: usize,
+    /// Where `P/G/+/cmd` payloads go; None when `commands.enabled = false` (not subscribed).
+    pub commands: Option<mpsc::Sender<CommandIn>>,
 }
 
 /// Shared view of the session for status lines and tests.
@@ -113,7 +116,9 @@ impl Session {
         let m = &self.settings.mqtt;
         let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
         o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
-        o.set_clean_session(true);
+        // With commands, a persistent session lets the broker keep commands published
+        // while the gateway was away (the client id is stable).
+        o.set_clean_session(self.settings.commands.is_none());
         o.set_inflight(m.max_inflight.saturating_add(4));
         o.set_request_channel_capacity(usize::from(m.max_inflight) + 16);
         o.set_max_packet_size(1024 * 1024, 1024 * 1024);
@@ -252,7 +257,7 @@ impl Session {
                 c.inflight.clear();
                 backoff.reset();
                 self.state.connected.store(true, Relaxed);
-                let backlog = self.queue.stats().events;
+                let backlog = self.queue.len();
                 match fail_log.success() {
                     LogAction::Recovered { count } => {
                         tracing::info!(broker = %self.settings.mqtt.url, backlog, failed_attempts = count, "MQTT broker connected again")
@@ -266,6 +271,35 @@ impl Session {
                     .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
                     .map_err(|e| format!("cannot queue the status message: {e}"))?;
                 c.pending.push_back(None);
+                // Subscribe on every ConnAck: a broker without our session forgot it.
+                if self.settings.commands.is_some() {
+                    let filter = format!(
+                        "{}/{}/+/cmd",
+                        self.settings.mqtt.topic_prefix, self.settings.gateway
+                    );
+                    client
+                        .try_subscribe(filter, QoS::AtLeastOnce)
+                        .map_err(|e| format!("cannot queue the command subscription: {e}"))?;
+                }
+            }
+            Event::Incoming(Incoming::Publish(p)) => {
+                let base = format!(
+                    "{}/{}",
+                    self.settings.mqtt.topic_prefix, self.settings.gateway
+                );
+                if let (Some(tx), Some(dev)) =
+                    (&self.settings.commands, device_of_topic(&p.topic, &base))
+                    && tx
+                        .try_send(CommandIn {
+                            device: dev.to_string(),
+                            payload: p.payload.to_vec(),
+                            retained: p.retain,
+                        })
+                        .is_err()
+                {
+                    Counters::inc(&self.counters.command_dropped);
+                    tracing::warn!(topic = %p.topic, "command dropped: the command queue is full");
+                }
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {
                 if let Some(seq) = c.pending.pop_front() {
@@ -304,7 +338,7 @@ impl Session {
             if batch.is_empty() {
                 return;
             }
-            let backlog = self.queue.stats().events as usize > c.window() + max;
+            let backlog = self.queue.len() as usize > c.window() + max;
             for (seq, rec) in batch {
                 let now = Instant::now();
                 if let Err(wait) = pacer.take(backlog, now) {

@@ -34,6 +34,7 @@ counters!(
     buffer_error,
     buffer_corrupt_recovered,
     mqtt_connection_lost,
+    command_dropped,
 );
 
 impl Counters {

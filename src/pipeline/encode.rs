@@ -173,6 +173,38 @@ pub fn stats(seq: u64, ts_ms: u64, gateway: &str, s: &StatsBody<'_>) -> Vec<u8> 
     out.into_bytes()
 }
 
+/// `P/G/D/cmd/result`.
+pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &crate::commands::CmdResult) -> Vec<u8> {
+    let mut out = String::with_capacity(160);
+    head(&mut out, seq, ts_ms, gateway);
+    key(&mut out, "device");
+    json_str(&mut out, &r.device);
+    key(&mut out, "id");
+    match &r.id {
+        Some(id) => json_str(&mut out, id),
+        None => out.push_str("null"),
+    }
+    let _ = write!(out, ",\"ok\":{}", r.ok);
+    if r.ok || !r.points.is_empty() {
+        out.push_str(",\"points\":{");
+        for (i, (name, v)) in r.points.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            json_str(&mut out, name);
+            out.push(':');
+            json_value(&mut out, v);
+        }
+        out.push('}');
+    }
+    if let Some(e) = &r.error {
+        key(&mut out, "error");
+        json_str(&mut out, e);
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
 /// `P/G/status` (not buffered; also the last will).
 pub fn status(online: bool, ts_ms: u64, devices: usize) -> Vec<u8> {
     format!(

@@ -27,6 +27,8 @@ pub const INPUT_CAPACITY: usize = 1024;
 #[derive(Debug)]
 pub struct DeviceInfo {
     pub id: String,
+    /// Set by the driver on each transition; commands to an offline device fail fast.
+    pub online: std::sync::atomic::AtomicBool,
     pub kind: Kind,
     pub profile: ProfileRef,
     pub meta: serde_json::Map<String, serde_json::Value>,
@@ -41,7 +43,11 @@ pub enum Input {
         device: Arc<DeviceInfo>,
         values: Vec<(usize, Value)>,
         at_ms: u64,
+        /// Points reported whatever the deadband (read-back after a write).
+        force: Vec<usize>,
     },
+    /// The answer to a command.
+    CmdResult(crate::commands::CmdResult),
     /// A device came online or went offline.
     State {
         device: Arc<DeviceInfo>,
@@ -146,15 +152,21 @@ impl Pipeline {
                 }
                 self.emit_state(&device, online, reason.as_deref());
             }
+            Input::CmdResult(r) => {
+                let topic = self.topic(Some(&r.device), "cmd/result");
+                let gw = self.settings.gateway.clone();
+                self.emit(topic, false, |seq, ts| encode::cmd_result(seq, ts, &gw, &r));
+            }
             Input::Reading {
                 device,
                 values,
                 at_ms,
+                force,
             } => {
                 let reporter = self.reporters.entry(device.id.clone()).or_insert_with(|| {
                     Reporter::new(device.profile.points.len(), device.heartbeat_ms)
                 });
-                let chosen = reporter.select(&device.profile.points, values, at_ms);
+                let chosen = reporter.select(&device.profile.points, values, at_ms, &force);
                 if chosen.is_empty() {
                     return;
                 }

@@ -34,6 +34,7 @@ impl Reporter {
         defs: &[PointDef],
         values: Vec<(usize, Value)>,
         now_ms: u64,
+        force: &[usize],
     ) -> Vec<(usize, Value)> {
         let full = match self.last_full_ms {
             None => true,
@@ -48,6 +49,7 @@ impl Reporter {
                 continue;
             };
             let report = full
+                || force.contains(&idx)
                 || match slot {
                     None => true,
                     Some(prev) => changed(prev, &value, def.deadband),
@@ -107,12 +109,14 @@ mod tests {
             &defs,
             vec![(0, Value::Float(10.0)), (1, Value::Bool(true))],
             0,
+            &[],
         );
         assert_eq!(names(&defs, &first), ["power", "on"]);
         let same = r.select(
             &defs,
             vec![(0, Value::Float(10.5)), (1, Value::Bool(true))],
             1000,
+            &[],
         );
         assert!(
             same.is_empty(),
@@ -122,6 +126,7 @@ mod tests {
             &defs,
             vec![(0, Value::Float(11.0)), (1, Value::Bool(false))],
             2000,
+            &[],
         );
         assert_eq!(names(&defs, &moved), ["power", "on"]);
     }
@@ -130,9 +135,12 @@ mod tests {
     fn deadband_is_measured_from_the_last_reported_value_not_the_last_read() {
         let defs = vec![def("power", Some(1.0))];
         let mut r = Reporter::new(1, 300_000);
-        r.select(&defs, vec![(0, Value::Float(10.0))], 0);
-        assert!(r.select(&defs, vec![(0, Value::Float(10.6))], 1).is_empty());
-        let crept = r.select(&defs, vec![(0, Value::Float(11.0))], 2);
+        r.select(&defs, vec![(0, Value::Float(10.0))], 0, &[]);
+        assert!(
+            r.select(&defs, vec![(0, Value::Float(10.6))], 1, &[])
+                .is_empty()
+        );
+        let crept = r.select(&defs, vec![(0, Value::Float(11.0))], 2, &[]);
         assert_eq!(crept, vec![(0, Value::Float(11.0))]);
     }
 
@@ -140,9 +148,9 @@ mod tests {
     fn without_deadband_any_change_is_reported() {
         let defs = vec![def("x_count", None)];
         let mut r = Reporter::new(1, 300_000);
-        r.select(&defs, vec![(0, Value::Int(1))], 0);
-        assert!(r.select(&defs, vec![(0, Value::Int(1))], 1).is_empty());
-        assert_eq!(r.select(&defs, vec![(0, Value::Int(2))], 2).len(), 1);
+        r.select(&defs, vec![(0, Value::Int(1))], 0, &[]);
+        assert!(r.select(&defs, vec![(0, Value::Int(1))], 1, &[]).is_empty());
+        assert_eq!(r.select(&defs, vec![(0, Value::Int(2))], 2, &[]).len(), 1);
     }
 
     #[test]
@@ -150,32 +158,35 @@ mod tests {
         let defs = vec![def("power", Some(1.0)), def("on", None)];
         let mut r = Reporter::new(2, 10_000);
         let vals = || vec![(0, Value::Float(1.0)), (1, Value::Bool(true))];
-        assert_eq!(r.select(&defs, vals(), 0).len(), 2);
-        assert!(r.select(&defs, vals(), 9_999).is_empty());
-        assert_eq!(r.select(&defs, vals(), 10_000).len(), 2);
-        assert!(r.select(&defs, vals(), 15_000).is_empty());
+        assert_eq!(r.select(&defs, vals(), 0, &[]).len(), 2);
+        assert!(r.select(&defs, vals(), 9_999, &[]).is_empty());
+        assert_eq!(r.select(&defs, vals(), 10_000, &[]).len(), 2);
+        assert!(r.select(&defs, vals(), 15_000, &[]).is_empty());
     }
 
     #[test]
     fn after_a_reset_the_next_read_reports_everything() {
         let defs = vec![def("power", Some(1.0))];
         let mut r = Reporter::new(1, 300_000);
-        r.select(&defs, vec![(0, Value::Float(1.0))], 0);
+        r.select(&defs, vec![(0, Value::Float(1.0))], 0, &[]);
         r.reset();
-        assert_eq!(r.select(&defs, vec![(0, Value::Float(1.0))], 1).len(), 1);
+        assert_eq!(
+            r.select(&defs, vec![(0, Value::Float(1.0))], 1, &[]).len(),
+            1
+        );
     }
 
     #[test]
     fn text_values_are_reported_on_change_whatever_the_deadband() {
         let defs = vec![def("status", Some(5.0))];
         let mut r = Reporter::new(1, 300_000);
-        r.select(&defs, vec![(0, Value::Text("available".into()))], 0);
+        r.select(&defs, vec![(0, Value::Text("available".into()))], 0, &[]);
         assert!(
-            r.select(&defs, vec![(0, Value::Text("available".into()))], 1)
+            r.select(&defs, vec![(0, Value::Text("available".into()))], 1, &[])
                 .is_empty()
         );
         assert_eq!(
-            r.select(&defs, vec![(0, Value::Text("charging".into()))], 2)
+            r.select(&defs, vec![(0, Value::Text("charging".into()))], 2, &[])
                 .len(),
             1
         );

@@ -7,12 +7,16 @@
 
 use super::plan::{self, Block};
 use super::read::{CycleError, exception_meaning, poll_cycle};
+use super::write::write_point;
 use crate::config::Framing;
+use crate::model::Value;
 use crate::model::now_ms;
 use crate::ops::counters::Counters;
 use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
+use crate::southbound::{WriteOutcome, WriteRequest};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -76,6 +80,7 @@ struct Conn {
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
 pub async fn run_link(
     link: TcpLink,
+    mut inbox: mpsc::Receiver<WriteRequest>,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
@@ -104,7 +109,22 @@ pub async fn run_link(
         .min_by_key(|(_, t)| *t)
     {
         tokio::select! {
+            biased;
             _ = cancel.cancelled() => break,
+            // Commands go ahead of polls, between two transactions.
+            Some(req) = inbox.recv() => {
+                let msgs = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    m = run_write(&link, &mut conn, req, &counters) => m,
+                };
+                for m in msgs {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        r = tx.send(m) => if r.is_err() { return },
+                    }
+                }
+                continue;
+            }
             _ = tokio::time::sleep_until(deadline) => {}
         }
         let dev = &link.devices[i];
@@ -132,12 +152,12 @@ pub async fn run_link(
     tracing::info!(address = %link.address, "modbus link stopped");
 }
 
-async fn poll_once(
+/// Opens the connection if needed (respecting the reconnect backoff).
+async fn ensure_connected<'c>(
     link: &TcpLink,
-    conn: &mut Conn,
-    dev: &PolledDevice,
+    conn: &'c mut Conn,
     counters: &Counters,
-) -> Result<super::read::Cycle, String> {
+) -> Result<&'c mut Context, String> {
     if conn.ctx.is_none() {
         let now = Instant::now();
         if now < conn.next_attempt {
@@ -161,9 +181,16 @@ async fn poll_once(
             }
         }
     }
-    let Some(ctx) = conn.ctx.as_mut() else {
-        return Err("not connected".into());
-    };
+    conn.ctx.as_mut().ok_or_else(|| "not connected".to_string())
+}
+
+async fn poll_once(
+    link: &TcpLink,
+    conn: &mut Conn,
+    dev: &PolledDevice,
+    counters: &Counters,
+) -> Result<super::read::Cycle, String> {
+    let ctx = ensure_connected(link, conn, counters).await?;
     match poll_cycle(
         ctx,
         dev.unit,
@@ -179,6 +206,96 @@ async fn poll_once(
             // Drop the context: a late reply must never answer the next request.
             conn.ctx = None;
             Err(describe(&e, link))
+        }
+    }
+}
+
+/// Runs a command's writes in order, then reads the device back. Returns the messages
+/// for the pipeline (read-back telemetry).
+async fn run_write(
+    link: &TcpLink,
+    conn: &mut Conn,
+    req: WriteRequest,
+    counters: &Counters,
+) -> Vec<Input> {
+    let Some(dev) = link.devices.get(req.device) else {
+        let _ = req.reply.send(WriteOutcome {
+            points: vec![],
+            error: Some("device not served by this link".into()),
+        });
+        return vec![];
+    };
+    let info = &dev.info;
+    let mut applied = Vec::new();
+    let fail = |applied: Vec<(usize, Value)>, error: String| {
+        tracing::warn!(device_id = %info.id, error = %error, "command write failed");
+        WriteOutcome {
+            points: applied,
+            error: Some(error),
+        }
+    };
+    for (idx, value) in &req.writes {
+        let Some(def) = info.profile.points.get(*idx) else {
+            continue;
+        };
+        let ctx = match ensure_connected(link, conn, counters).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = req.reply.send(fail(applied, e));
+                return vec![];
+            }
+        };
+        match write_point(ctx, dev.unit, def, value, link.request_timeout, counters).await {
+            Ok(()) => applied.push((*idx, value.clone())),
+            Err(e) => {
+                if e.fatal {
+                    conn.ctx = None;
+                }
+                let msg = format!("point '{}': {} at {}", def.name, e.message, link.address);
+                let _ = req.reply.send(fail(applied, msg));
+                return vec![];
+            }
+        }
+    }
+    tracing::info!(device_id = %info.id, points = applied.len(), "command written");
+    let written: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
+    let readback = match ensure_connected(link, conn, counters).await {
+        Ok(ctx) => poll_cycle(
+            ctx,
+            dev.unit,
+            &info.profile,
+            &dev.blocks,
+            link.request_timeout,
+            counters,
+        )
+        .await
+        .map_err(|e| describe(&e, link)),
+        Err(e) => Err(e),
+    };
+    match readback {
+        Ok(cycle) => {
+            let points = written
+                .iter()
+                .filter_map(|i| cycle.values.iter().find(|(j, _)| j == i).cloned())
+                .collect();
+            let _ = req.reply.send(WriteOutcome {
+                points,
+                error: None,
+            });
+            vec![Input::Reading {
+                device: info.clone(),
+                values: cycle.values,
+                at_ms: now_ms(),
+                force: written,
+            }]
+        }
+        Err(e) => {
+            conn.ctx = None;
+            let _ = req.reply.send(fail(
+                applied,
+                format!("written, but the read-back failed: {e}"),
+            ));
+            vec![]
         }
     }
 }
@@ -234,6 +351,7 @@ fn judge(
                     tracing::warn!(device_id = %info.id, profile = %info.profile.name, error = %e, "point cannot be decoded");
                 }
                 tracing::info!(device_id = %info.id, profile = %info.profile.name, "device online");
+                info.online.store(true, Relaxed);
                 out.push(Input::State {
                     device: info.clone(),
                     online: true,
@@ -245,6 +363,7 @@ fn judge(
                     device: info.clone(),
                     values: cycle.values,
                     at_ms: now_ms(),
+                    force: Vec::new(),
                 });
             }
         }
@@ -261,6 +380,7 @@ fn judge(
             }
             if st.failures >= OFFLINE_AFTER_FAILURES && st.online != Some(false) {
                 st.online = Some(false);
+                info.online.store(false, Relaxed);
                 tracing::warn!(device_id = %info.id, profile = %info.profile.name, failures = st.failures, "device offline");
                 out.push(Input::State {
                     device: info.clone(),

@@ -5,3 +5,4 @@
 pub mod link;
 pub mod plan;
 pub mod read;
+pub mod write;

@@ -1,0 +1,139 @@
+//! Command ids seen recently (SPEC §8): remembered for at least `RETAIN_MS` and the last
+//! `RETAIN_COUNT`, across reloads and restarts (persisted in the buffer's database), so a
+//! QoS 1 redelivery or a replayed command is never executed twice.
+
+use crate::buffer::KvStore;
+use std::collections::{HashMap, VecDeque};
+
+pub const RETAIN_MS: u64 = 10 * 60 * 1000;
+pub const RETAIN_COUNT: usize = 1000;
+
+pub struct Dedup {
+    seen: HashMap<String, u64>,
+    order: VecDeque<(u64, String)>,
+    store: Option<KvStore>,
+}
+
+fn key(device: &str, id: &str) -> String {
+    format!("{device}\u{0}{id}")
+}
+
+impl Dedup {
+    /// Loads what `store` remembers (None: memory only, for tests).
+    pub fn open(store: Option<KvStore>, now_ms: u64) -> Dedup {
+        let mut entries: Vec<(u64, String)> = Vec::new();
+        if let Some(s) = &store {
+            for item in s.iter_prefix(b"") {
+                match item {
+                    Ok((k, v)) => {
+                        let (Ok(k), Ok(ms)) = (String::from_utf8(k), <[u8; 8]>::try_from(&v[..]))
+                        else {
+                            continue;
+                        };
+                        entries.push((u64::from_be_bytes(ms), k));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot load remembered command ids");
+                        break;
+                    }
+                }
+            }
+        }
+        entries.sort();
+        let mut d = Dedup {
+            seen: HashMap::new(),
+            order: VecDeque::new(),
+            store,
+        };
+        for (ms, k) in entries {
+            d.seen.insert(k.clone(), ms);
+            d.order.push_back((ms, k));
+        }
+        d.evict(now_ms);
+        d
+    }
+
+    /// True when (device, id) was seen recently; otherwise records it and returns false.
+    pub fn check_and_record(&mut self, device: &str, id: &str, now_ms: u64) -> bool {
+        let k = key(device, id);
+        if self.seen.contains_key(&k) {
+            return true;
+        }
+        if let Some(s) = &self.store
+            && let Err(e) = s.insert(k.as_bytes(), &now_ms.to_be_bytes())
+        {
+            tracing::warn!(error = %e, "cannot persist a command id");
+        }
+        self.seen.insert(k.clone(), now_ms);
+        self.order.push_back((now_ms, k));
+        self.evict(now_ms);
+        false
+    }
+
+    fn evict(&mut self, now_ms: u64) {
+        while self.order.len() > RETAIN_COUNT {
+            let Some((ms, _)) = self.order.front() else {
+                break;
+            };
+            if now_ms.saturating_sub(*ms) < RETAIN_MS {
+                break;
+            }
+            if let Some((_, k)) = self.order.pop_front() {
+                self.seen.remove(&k);
+                if let Some(s) = &self.store {
+                    let _ = s.remove(k.as_bytes());
+                }
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Ids are kept 10 minutes and at least the last 1000, and survive a reopen.
+    use super::*;
+    use crate::buffer::{Queue, QueueOptions};
+
+    #[test]
+    fn an_id_is_a_duplicate_until_both_ten_minutes_and_a_thousand_newer_ids_have_passed() {
+        let mut d = Dedup::open(None, 0);
+        assert!(!d.check_and_record("lamp", "c-1", 0));
+        assert!(d.check_and_record("lamp", "c-1", 1));
+        assert!(!d.check_and_record("other", "c-1", 1), "ids are per device");
+        for i in 0..1500 {
+            d.check_and_record("lamp", &format!("x{i}"), 2);
+        }
+        assert!(
+            d.check_and_record("lamp", "c-1", 3),
+            "younger than 10 min: kept"
+        );
+        d.check_and_record("lamp", "late", RETAIN_MS + 10);
+        assert!(
+            !d.check_and_record("lamp", "c-1", RETAIN_MS + 11),
+            "old and beyond 1000"
+        );
+        assert!(d.len() >= RETAIN_COUNT);
+    }
+
+    #[test]
+    fn remembered_ids_survive_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let q = Queue::open(&dir.path().join("b"), QueueOptions::default()).unwrap();
+            let mut d = Dedup::open(Some(q.kv("cmd_ids").unwrap()), 0);
+            d.check_and_record("lamp", "c-9", 5);
+            q.flush().unwrap();
+        }
+        let q = Queue::open(&dir.path().join("b"), QueueOptions::default()).unwrap();
+        let mut d = Dedup::open(Some(q.kv("cmd_ids").unwrap()), 10);
+        assert!(d.check_and_record("lamp", "c-9", 11));
+    }
+}

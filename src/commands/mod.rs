@@ -1,0 +1,265 @@
+//! Commands from the control room (SPEC §5 `cmd`, `cmd/result`; §8 "Commands").
+//!
+//! The MQTT session hands every `P/G/D/cmd` payload to this task. Each one is answered
+//! exactly once on `P/G/D/cmd/result` through the buffer, good or bad. Checks run before
+//! anything touches a device: payload shape, known device, duplicate id, expiry, the
+//! per-device rate limit, device online, and every point (all or nothing). Valid writes
+//! go to the owning driver's bounded inbox and run between its polls; the driver reads
+//! the points back and the result carries the read-back values.
+//!
+//! Retained commands are refused (a retained "dim to 40" would be re-applied on every
+//! reconnect); commands published while the gateway was offline reach it through its
+//! persistent MQTT session, and `expires` protects against stale ones.
+
+pub mod dedup;
+pub mod validate;
+
+use crate::model::{Value, now_ms};
+use crate::pipeline::{DeviceInfo, Input};
+use crate::southbound::{WriteOutcome, WriteRequest};
+use dedup::Dedup;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Capacity of the channel from the MQTT session.
+pub const INPUT_CAPACITY: usize = 256;
+/// Commands per second accepted per device (burst of the same size).
+pub const RATE_PER_DEVICE: f64 = 5.0;
+/// How long a driver may take to run a command (it may be mid-poll on a slow bus).
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A command as received.
+#[derive(Debug)]
+pub struct CommandIn {
+    /// The device named in the topic.
+    pub device: String,
+    pub payload: Vec<u8>,
+    pub retained: bool,
+}
+
+/// Where a device's writes go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub info: Arc<DeviceInfo>,
+    pub inbox: mpsc::Sender<WriteRequest>,
+    /// Index of the device within its driver.
+    pub index: usize,
+}
+
+/// The answer to one command, published on `cmd/result`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CmdResult {
+    pub device: String,
+    pub id: Option<String>,
+    pub ok: bool,
+    pub points: Vec<(String, Value)>,
+    pub error: Option<String>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+pub struct Commands {
+    routes: HashMap<String, Route>,
+    dedup: Dedup,
+    buckets: HashMap<String, Bucket>,
+    out: mpsc::Sender<Input>,
+}
+
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = CmdResult> + Send>>;
+
+impl Commands {
+    pub fn new(routes: HashMap<String, Route>, dedup: Dedup, out: mpsc::Sender<Input>) -> Commands {
+        Commands {
+            routes,
+            dedup,
+            buckets: HashMap::new(),
+            out,
+        }
+    }
+
+    /// Runs until `cancel` or until the session closes the channel. Results of writes
+    /// still running at cancel are reported as failed.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<CommandIn>, cancel: CancellationToken) {
+        let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                Some(done) = pending.next(), if !pending.is_empty() => self.publish(done).await,
+                msg = rx.recv() => match msg {
+                    None => break,
+                    Some(c) => {
+                        if let Some(p) = self.accept(c) {
+                            match p {
+                                Ok(fut) => pending.push(fut),
+                                Err(result) => self.publish(result).await,
+                            }
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn publish(&self, r: CmdResult) {
+        if r.ok {
+            tracing::info!(device_id = %r.device, id = ?r.id, "command done");
+        } else {
+            tracing::info!(device_id = %r.device, id = ?r.id, error = ?r.error, "command refused or failed");
+        }
+        let _ = self.out.send(Input::CmdResult(r)).await;
+    }
+
+    /// Validates a command; returns either the pending write or an immediate result.
+    fn accept(&mut self, c: CommandIn) -> Option<Result<Pending, CmdResult>> {
+        let now = now_ms();
+        let fail = |device: &str, id: Option<String>, error: String| {
+            Some(Err(CmdResult {
+                device: device.to_string(),
+                id,
+                ok: false,
+                points: vec![],
+                error: Some(error),
+            }))
+        };
+        let cmd = match validate::parse(&c.payload) {
+            Ok(cmd) => cmd,
+            Err(r) => return fail(&c.device, r.id, r.error),
+        };
+        let id = Some(cmd.id.clone());
+        let Some(route) = self.routes.get(&c.device).cloned() else {
+            return fail(&c.device, id, "unknown device".into());
+        };
+        if self.dedup.check_and_record(&c.device, &cmd.id, now) {
+            return fail(&c.device, id, format!("duplicate command id '{}'", cmd.id));
+        }
+        if c.retained {
+            return fail(
+                &c.device,
+                id,
+                "retained commands are not executed: publish commands without the retain flag"
+                    .into(),
+            );
+        }
+        if let Some(exp) = cmd.expires_ms
+            && exp <= now
+        {
+            return fail(&c.device, id, "command expired before it could run".into());
+        }
+        if !self.take_token(&c.device) {
+            return fail(
+                &c.device,
+                id,
+                format!(
+                    "rate limit exceeded: at most {RATE_PER_DEVICE} commands per second per device"
+                ),
+            );
+        }
+        let writes = match validate::validate(&route.info.profile, &cmd.points) {
+            Ok(w) => w,
+            Err(e) => return fail(&c.device, id, e),
+        };
+        if !route.info.online.load(Relaxed) {
+            return fail(&c.device, id, "device offline".into());
+        }
+        let (tx, rx) = oneshot::channel();
+        let req = WriteRequest {
+            device: route.index,
+            writes,
+            reply: tx,
+        };
+        if route.inbox.try_send(req).is_err() {
+            return fail(
+                &c.device,
+                id,
+                "device busy: too many commands waiting".into(),
+            );
+        }
+        let device = c.device.clone();
+        let info = route.info.clone();
+        Some(Ok(Box::pin(async move {
+            let outcome = match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+                Ok(Ok(o)) => o,
+                Ok(Err(_)) => WriteOutcome {
+                    points: vec![],
+                    error: Some("the driver stopped before running the command".into()),
+                },
+                Err(_) => WriteOutcome {
+                    points: vec![],
+                    error: Some(format!(
+                        "no answer from the driver within {} s",
+                        WRITE_TIMEOUT.as_secs()
+                    )),
+                },
+            };
+            let points = outcome
+                .points
+                .into_iter()
+                .filter_map(|(i, v)| info.profile.points.get(i).map(|p| (p.name.clone(), v)))
+                .collect();
+            CmdResult {
+                device,
+                id,
+                ok: outcome.error.is_none(),
+                points,
+                error: outcome.error,
+            }
+        })))
+    }
+
+    fn take_token(&mut self, device: &str) -> bool {
+        let now = Instant::now();
+        let b = self.buckets.entry(device.to_string()).or_insert(Bucket {
+            tokens: RATE_PER_DEVICE,
+            last: now,
+        });
+        let dt = now.saturating_duration_since(b.last).as_secs_f64();
+        b.last = now;
+        b.tokens = (b.tokens + dt * RATE_PER_DEVICE).min(RATE_PER_DEVICE);
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The device id of a `P/G/D/cmd` topic, given `P/G/`.
+pub fn device_of_topic<'t>(topic: &'t str, prefix_gateway: &str) -> Option<&'t str> {
+    let rest = topic.strip_prefix(prefix_gateway)?.strip_prefix('/')?;
+    let dev = rest.strip_suffix("/cmd")?;
+    (!dev.is_empty() && !dev.contains('/')).then_some(dev)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Topic parsing for commands.
+    use super::*;
+
+    #[test]
+    fn the_device_is_taken_from_the_command_topic() {
+        assert_eq!(
+            device_of_topic("polegate/g1/lamp-1/cmd", "polegate/g1"),
+            Some("lamp-1")
+        );
+        assert_eq!(
+            device_of_topic("polegate/g1/lamp-1/cmd/result", "polegate/g1"),
+            None
+        );
+        assert_eq!(
+            device_of_topic("polegate/g2/lamp-1/cmd", "polegate/g1"),
+            None
+        );
+        assert_eq!(device_of_topic("polegate/g1/a/b/cmd", "polegate/g1"), None);
+    }
+}

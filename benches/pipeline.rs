@@ -200,7 +200,7 @@ async fn part_a(secs: u64, rate: u64) {
         .map(|i| {
             Arc::new(DeviceInfo {
                 id: format!("lamp-{i:03}"),
-                online: Default::default(),
+                link: Default::default(),
                 kind: Kind::Lamp,
                 profile: profile.clone(),
                 meta: serde_json::Map::new(),

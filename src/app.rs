@@ -113,7 +113,7 @@ pub async fn run(
         };
         let info = Arc::new(DeviceInfo {
             id: d.id.clone(),
-            online: Default::default(),
+            link: Default::default(),
             kind: profile.kind,
             profile: profile.clone(),
             meta: d.meta.clone(),

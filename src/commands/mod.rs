@@ -7,15 +7,17 @@
 //! go to the owning driver's bounded inbox and run between its polls; the driver reads
 //! the points back and the result carries the read-back values.
 //!
-//! Retained commands are refused (a retained "dim to 40" would be re-applied on every
-//! reconnect); commands published while the gateway was offline reach it through its
-//! persistent MQTT session, and `expires` protects against stale ones.
+//! Offline delivery: the session is persistent (`clean_session = false`, stable client
+//! id), so the broker keeps QoS 1 commands published while the gateway was away and
+//! delivers them on reconnect; `expires` protects against stale ones. A retained command
+//! that the broker replays on (re)subscribe (retain flag set) is refused: it would
+//! otherwise be re-applied after every reconnect. Ids are remembered across restarts.
 
 pub mod dedup;
 pub mod validate;
 
 use crate::model::{Value, now_ms};
-use crate::pipeline::{DeviceInfo, Input};
+use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE};
 use crate::southbound::{WriteOutcome, WriteRequest};
 use dedup::Dedup;
 use futures_util::StreamExt;
@@ -168,7 +170,7 @@ impl Commands {
             Ok(w) => w,
             Err(e) => return fail(&c.device, id, e),
         };
-        if !route.info.online.load(Relaxed) {
+        if route.info.link.load(Relaxed) == LINK_OFFLINE {
             return fail(&c.device, id, "device offline".into());
         }
         let (tx, rx) = oneshot::channel();

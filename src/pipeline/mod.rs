@@ -23,12 +23,18 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// Capacity of the channel from the drivers into the pipeline.
 pub const INPUT_CAPACITY: usize = 1024;
 
+/// Device liveness as seen by its driver: not polled yet since start.
+pub const LINK_UNKNOWN: u8 = 0;
+pub const LINK_ONLINE: u8 = 1;
+pub const LINK_OFFLINE: u8 = 2;
+
 /// What the pipeline knows about one device.
 #[derive(Debug)]
 pub struct DeviceInfo {
     pub id: String,
-    /// Set by the driver on each transition; commands to an offline device fail fast.
-    pub online: std::sync::atomic::AtomicBool,
+    /// Set by the driver on each transition ([`LINK_UNKNOWN`], [`LINK_ONLINE`],
+    /// [`LINK_OFFLINE`]); commands to a device known to be offline fail fast.
+    pub link: std::sync::atomic::AtomicU8,
     pub kind: Kind,
     pub profile: ProfileRef,
     pub meta: serde_json::Map<String, serde_json::Value>,

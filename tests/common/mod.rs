@@ -111,6 +111,7 @@ pub struct Recorder {
     pub seen: Vec<Msg>,
     task: JoinHandle<()>,
     subs: tokio::sync::watch::Receiver<u64>,
+    cursor: usize,
 }
 
 impl Recorder {
@@ -133,9 +134,20 @@ impl Recorder {
                         sub_tx.send_modify(|n| *n += 1);
                     }
                     Ok(Event::Incoming(Incoming::Publish(p))) => {
-                        let json = serde_json::from_slice(&p.payload).unwrap_or_else(|e| {
-                            panic!("payload on {} is not JSON ({e}): {:?}", p.topic, p.payload)
-                        });
+                        // Command topics carry test input that may be invalid on purpose;
+                        // everything the gateway publishes must be JSON.
+                        let json = match serde_json::from_slice(&p.payload) {
+                            Ok(j) => j,
+                            Err(e) if p.topic.ends_with("/cmd") => {
+                                let _ = e;
+                                serde_json::Value::String(
+                                    String::from_utf8_lossy(&p.payload).into(),
+                                )
+                            }
+                            Err(e) => {
+                                panic!("payload on {} is not JSON ({e}): {:?}", p.topic, p.payload)
+                            }
+                        };
                         let _ = tx.send(Msg {
                             topic: p.topic.clone(),
                             json,
@@ -156,6 +168,7 @@ impl Recorder {
             seen: Vec::new(),
             task,
             subs,
+            cursor: 0,
         }
     }
 
@@ -200,6 +213,27 @@ impl Recorder {
                 .expect("recorder alive");
             self.seen.push(m.clone());
             if pred(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Like `wait_for`, but only messages not yet looked at count (the next match).
+    pub async fn wait_for_new(&mut self, what: &str, mut pred: impl FnMut(&Msg) -> bool) -> Msg {
+        let start = self.cursor;
+        if let Some(i) = self.seen[start..].iter().position(|m| pred(m)) {
+            self.cursor = start + i + 1;
+            return self.seen[start + i].clone();
+        }
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let m = tokio::time::timeout_at(deadline, self.rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+                .expect("recorder alive");
+            self.seen.push(m.clone());
+            if pred(&m) {
+                self.cursor = self.seen.len();
                 return m;
             }
         }
@@ -254,6 +288,18 @@ impl Setup {
         Setup { dir, path }
     }
 
+    /// Adds a profile file in a second plugins directory of this setup.
+    pub fn add_profile(&self, file: &str, text: &str) {
+        let dir = self.dir.path().join("more-plugins");
+        std::fs::create_dir_all(&dir).expect("plugins dir");
+        std::fs::write(dir.join(file), text).expect("write profile");
+        let cfg = std::fs::read_to_string(&self.path).expect("read config");
+        if !cfg.contains("more-plugins") {
+            let cfg = cfg.replacen("plugins_dirs = [", "plugins_dirs = [\"more-plugins\", ", 1);
+            std::fs::write(&self.path, cfg).expect("write config");
+        }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
@@ -301,6 +347,29 @@ impl Daemon {
             .expect("daemon result");
         t0.elapsed()
     }
+}
+
+/// Publishes `payload` on `topic` (QoS 1) from a throwaway client and waits for the PUBACK.
+pub async fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
+    let mut opts = MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut el) = AsyncClient::new(opts, 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
+        .await
+        .expect("queue publish");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Incoming::PubAck(_))) => return,
+                Ok(_) => {}
+                Err(e) => panic!("publisher: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("puback in time");
+    let _ = client.disconnect().await;
 }
 
 /// `seq` of every buffered-event message (telemetry, state, stats, results) seen.

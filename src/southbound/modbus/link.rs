@@ -13,7 +13,7 @@ use crate::model::Value;
 use crate::model::now_ms;
 use crate::ops::counters::Counters;
 use crate::ops::ratelimit::{FailureLog, LogAction};
-use crate::pipeline::{DeviceInfo, Input};
+use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE, LINK_ONLINE};
 use crate::southbound::{WriteOutcome, WriteRequest};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -351,7 +351,7 @@ fn judge(
                     tracing::warn!(device_id = %info.id, profile = %info.profile.name, error = %e, "point cannot be decoded");
                 }
                 tracing::info!(device_id = %info.id, profile = %info.profile.name, "device online");
-                info.online.store(true, Relaxed);
+                info.link.store(LINK_ONLINE, Relaxed);
                 out.push(Input::State {
                     device: info.clone(),
                     online: true,
@@ -380,7 +380,7 @@ fn judge(
             }
             if st.failures >= OFFLINE_AFTER_FAILURES && st.online != Some(false) {
                 st.online = Some(false);
-                info.online.store(false, Relaxed);
+                info.link.store(LINK_OFFLINE, Relaxed);
                 tracing::warn!(device_id = %info.id, profile = %info.profile.name, failures = st.failures, "device offline");
                 out.push(Input::State {
                     device: info.clone(),

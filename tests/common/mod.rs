@@ -221,7 +221,7 @@ impl Recorder {
     /// Like `wait_for`, but only messages not yet looked at count (the next match).
     pub async fn wait_for_new(&mut self, what: &str, mut pred: impl FnMut(&Msg) -> bool) -> Msg {
         let start = self.cursor;
-        if let Some(i) = self.seen[start..].iter().position(|m| pred(m)) {
+        if let Some(i) = self.seen[start..].iter().position(&mut pred) {
             self.cursor = start + i + 1;
             return self.seen[start + i].clone();
         }

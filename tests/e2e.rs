@@ -259,3 +259,29 @@ async fn a_broker_restarted_without_persistence_mid_flight_loses_no_event() {
     let max_seen = seqs(&rec.seen).into_iter().max().unwrap();
     assert_complete_and_ordered(&rec.seen, first, max_seen);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_events_report_buffer_devices_and_error_counters_on_their_interval() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = static_lamp(&cancel).await;
+    let setup = Setup::new(broker.port, &lamp_device("lamp-017", sim.addr(), 100));
+    let cfg = std::fs::read_to_string(&setup.path).unwrap();
+    std::fs::write(&setup.path, cfg.replace("interval_s = 0", "interval_s = 1")).unwrap();
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/stats").await;
+    let daemon = Daemon::start(&setup).await;
+    let s = rec
+        .wait_for("stats with the device online", |m| {
+            m.json["devices"]["online"] == 1
+        })
+        .await;
+    let j = &s.json;
+    assert_eq!(j["gateway"], "cab-test");
+    assert!(j["seq"].is_u64() && j["ts"].is_string() && j["uptime_s"].is_u64());
+    assert!(j["buffer"]["events"].is_u64() && j["buffer"]["bytes"].is_u64());
+    assert_eq!(j["buffer"]["dropped"], 0);
+    assert!(j["published"].as_u64().unwrap() >= 2, "{j}");
+    assert_eq!(j["devices"]["offline"], 0);
+    assert_eq!(j["errors"]["modbus_timeout"], 0);
+    daemon.stop().await;
+}

@@ -79,6 +79,8 @@ pub struct Pipeline {
     reporters: HashMap<String, Reporter>,
     online: HashMap<String, bool>,
     started: Instant,
+    /// Whether the last push found the buffer full (logged on change only).
+    full: bool,
 }
 
 impl Pipeline {
@@ -97,6 +99,7 @@ impl Pipeline {
             reporters: HashMap::new(),
             online: devices.iter().map(|d| (d.id.clone(), false)).collect(),
             started: Instant::now(),
+            full: false,
         }
     }
 
@@ -273,12 +276,32 @@ impl Pipeline {
             created_ms: ts,
         };
         match self.queue.push(seq, &rec) {
-            Ok(PushOutcome::Stored { evicted: 0 }) => {}
+            Ok(PushOutcome::Stored { evicted: 0 }) => {
+                if self.full {
+                    self.full = false;
+                    tracing::info!(
+                        dropped = self.queue.stats().dropped,
+                        "buffer has room again"
+                    );
+                }
+            }
             Ok(PushOutcome::Stored { evicted }) => {
-                tracing::debug!(evicted, "buffer full: oldest events dropped");
+                if !self.full {
+                    self.full = true;
+                    tracing::warn!(
+                        evicted,
+                        "buffer full: dropping the oldest events (on_full = drop_oldest)"
+                    );
+                }
             }
             Ok(PushOutcome::Rejected) => {
-                tracing::debug!(seq, "buffer full: newest event dropped");
+                if !self.full {
+                    self.full = true;
+                    tracing::warn!(
+                        seq,
+                        "buffer full: dropping new events (on_full = drop_newest)"
+                    );
+                }
             }
             Err(e) => {
                 Counters::inc(&self.counters.buffer_error);

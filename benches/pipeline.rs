@@ -412,7 +412,9 @@ fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs benches without it
     // (as a smoke test), where a minutes-long measurement does not belong.
     if !args.iter().any(|a| a == "--bench") {
-        println!("pipeline bench: run with `cargo bench --bench pipeline` (skipped under cargo test)");
+        println!(
+            "pipeline bench: run with `cargo bench --bench pipeline` (skipped under cargo test)"
+        );
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");

@@ -193,6 +193,21 @@ pub async fn cancel_on_signals(token: CancellationToken) {
     token.cancel();
 }
 
+/// Sends a reload trigger on every SIGHUP.
+pub async fn reload_on_sighup(tx: tokio::sync::mpsc::Sender<()>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; reload by file change only");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP received: reloading");
+        if tx.send(()).await.is_err() {
+            return;
+        }
+    }
+}
+
 fn run(path: &std::path::Path) -> i32 {
     let loaded = match app::load(path, false) {
         Ok(l) => l,
@@ -210,7 +225,23 @@ fn run(path: &std::path::Path) -> i32 {
     rt.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(cancel_on_signals(cancel.clone()));
-        match app::run(loaded.config, loaded.registry, cancel, |_| {}).await {
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        tokio::spawn(reload_on_sighup(reload_tx));
+        let opts = app::RunOptions {
+            config_path: Some(path.to_path_buf()),
+            watch_files: true,
+            lifecycle: None,
+        };
+        match app::run_with(
+            loaded.config,
+            loaded.registry,
+            cancel,
+            |_| {},
+            Some(reload_rx),
+            opts,
+        )
+        .await
+        {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 tracing::error!(error = %e, "fatal");

@@ -70,8 +70,11 @@ struct Bucket {
     last: Instant,
 }
 
+/// The current command routes; replaced as a whole on reload.
+pub type Routes = tokio::sync::watch::Receiver<Arc<HashMap<String, Route>>>;
+
 pub struct Commands {
-    routes: HashMap<String, Route>,
+    routes: Routes,
     dedup: Dedup,
     buckets: HashMap<String, Bucket>,
     out: mpsc::Sender<Input>,
@@ -80,7 +83,7 @@ pub struct Commands {
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = CmdResult> + Send>>;
 
 impl Commands {
-    pub fn new(routes: HashMap<String, Route>, dedup: Dedup, out: mpsc::Sender<Input>) -> Commands {
+    pub fn new(routes: Routes, dedup: Dedup, out: mpsc::Sender<Input>) -> Commands {
         Commands {
             routes,
             dedup,
@@ -138,7 +141,7 @@ impl Commands {
             Err(r) => return fail(&c.device, r.id, r.error),
         };
         let id = Some(cmd.id.clone());
-        let Some(route) = self.routes.get(&c.device).cloned() else {
+        let Some(route) = self.routes.borrow().get(&c.device).cloned() else {
             return fail(&c.device, id, "unknown device".into());
         };
         if self.dedup.check_and_record(&c.device, &cmd.id, now) {

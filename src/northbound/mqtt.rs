@@ -43,8 +43,8 @@ const STOP_DEADLINE: Duration = Duration::from_millis(2000);
 pub struct SessionSettings {
     pub mqtt: MqttCfg,
     pub gateway: String,
-    /// Enabled devices, for the `status` payload.
-    pub devices: usize,
+    /// Enabled devices, for the `status` payload (updated on reload).
+    pub devices: Arc<std::sync::atomic::AtomicUsize>,
     /// Where `P/G/+/cmd` payloads go; None when `commands.enabled = false` (not subscribed).
     pub commands: Option<mpsc::Sender<CommandIn>>,
 }
@@ -93,6 +93,17 @@ impl Session {
         counters: Arc<Counters>,
     ) -> (Session, Arc<SessionState>) {
         let state = Arc::new(SessionState::default());
+        Session::with_state(settings, queue, wake, counters, state)
+    }
+
+    /// Like `new`, reporting into an existing state (kept across session restarts).
+    pub fn with_state(
+        settings: SessionSettings,
+        queue: Queue,
+        wake: Arc<Notify>,
+        counters: Arc<Counters>,
+        state: Arc<SessionState>,
+    ) -> (Session, Arc<SessionState>) {
         (
             Session {
                 settings,
@@ -127,7 +138,7 @@ impl Session {
         }
         o.set_last_will(LastWill::new(
             self.topic_status(),
-            encode::status(false, now_ms(), self.settings.devices),
+            encode::status(false, now_ms(), self.settings.devices.load(Relaxed)),
             QoS::AtLeastOnce,
             true,
         ));
@@ -266,7 +277,7 @@ impl Session {
                         tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
                     }
                 }
-                let payload = encode::status(true, now_ms(), self.settings.devices);
+                let payload = encode::status(true, now_ms(), self.settings.devices.load(Relaxed));
                 client
                     .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
                     .map_err(|e| format!("cannot queue the status message: {e}"))?;
@@ -369,7 +380,7 @@ impl Session {
         client: &AsyncClient,
         ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
     ) {
-        let payload = encode::status(false, now_ms(), self.settings.devices);
+        let payload = encode::status(false, now_ms(), self.settings.devices.load(Relaxed));
         if client
             .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
             .is_err()

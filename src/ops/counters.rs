@@ -35,6 +35,7 @@ counters!(
     buffer_corrupt_recovered,
     mqtt_connection_lost,
     command_dropped,
+    reload_failed,
 );
 
 impl Counters {

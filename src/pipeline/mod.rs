@@ -54,6 +54,12 @@ pub enum Input {
     },
     /// The answer to a command.
     CmdResult(crate::commands::CmdResult),
+    /// After a reload: the enabled devices now (for the `stats` counts).
+    Devices(Vec<Arc<DeviceInfo>>),
+    /// After a reload: a device no longer in the configuration (offline, "removed").
+    Removed(Arc<DeviceInfo>),
+    /// After a reload: new topic prefix, gateway id, flush or stats intervals.
+    Settings(PipelineSettings),
     /// A device came online or went offline.
     State {
         device: Arc<DeviceInfo>,
@@ -62,7 +68,7 @@ pub enum Input {
     },
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PipelineSettings {
     pub gateway: String,
     pub topic_prefix: String,
@@ -117,6 +123,18 @@ impl Pipeline {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
+                    Some(Input::Settings(new)) => {
+                        if new.flush_every != self.settings.flush_every {
+                            flush = tokio::time::interval(new.flush_every);
+                            flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        }
+                        if new.stats_every != self.settings.stats_every {
+                            let every = new.stats_every.unwrap_or(Duration::from_secs(3600));
+                            stats = tokio::time::interval_at(Instant::now() + every, every);
+                            stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        }
+                        self.settings = new;
+                    }
                     Some(m) => { self.handle(m); dirty = true; }
                     None => break,
                 },
@@ -160,6 +178,20 @@ impl Pipeline {
                     r.reset();
                 }
                 self.emit_state(&device, online, reason.as_deref());
+            }
+            Input::Settings(s) => self.settings = s,
+            Input::Devices(list) => {
+                let old = std::mem::take(&mut self.online);
+                self.online = list
+                    .iter()
+                    .map(|d| (d.id.clone(), old.get(&d.id).copied().unwrap_or(false)))
+                    .collect();
+                self.reporters.retain(|id, _| self.online.contains_key(id));
+            }
+            Input::Removed(device) => {
+                self.online.remove(&device.id);
+                self.reporters.remove(&device.id);
+                self.emit_state(&device, false, Some("removed"));
             }
             Input::CmdResult(r) => {
                 let topic = self.topic(Some(&r.device), "cmd/result");

@@ -336,6 +336,46 @@ impl Daemon {
         }
     }
 
+    /// Starts with reload enabled: returns the daemon and its reload trigger (SIGHUP).
+    pub async fn start_reloadable(setup: &Setup, watch_files: bool) -> (Daemon, mpsc::Sender<()>) {
+        let loaded =
+            app::load(&setup.path, true).unwrap_or_else(|e| panic!("config invalid: {e:#?}"));
+        let cancel = CancellationToken::new();
+        let (htx, hrx) = tokio::sync::oneshot::channel();
+        let (rtx, rrx) = mpsc::channel(4);
+        let c = cancel.clone();
+        let opts = app::RunOptions {
+            config_path: Some(setup.path.clone()),
+            watch_files,
+            lifecycle: None,
+        };
+        let task = tokio::spawn(async move {
+            app::run_with(
+                loaded.config,
+                loaded.registry,
+                c,
+                move |h| {
+                    let _ = htx.send(h.clone());
+                },
+                Some(rrx),
+                opts,
+            )
+            .await
+        });
+        let handles = tokio::time::timeout(WAIT, hrx)
+            .await
+            .expect("daemon ready in time")
+            .expect("daemon started");
+        (
+            Daemon {
+                cancel,
+                handles,
+                task,
+            },
+            rtx,
+        )
+    }
+
     /// Clean stop (as on SIGTERM); returns how long it took.
     pub async fn stop(self) -> Duration {
         let t0 = tokio::time::Instant::now();

@@ -1,0 +1,154 @@
+//! Planning driver tasks from a configuration, and starting/stopping them. A plan has a
+//! key (the connection or bus it owns) and a fingerprint (everything that shapes its
+//! behaviour: transport settings, device entries, their profiles); reload compares
+//! fingerprints so an untouched driver keeps running and misses no poll.
+
+use crate::commands::Route;
+use crate::config::{self, Config, Transport};
+use crate::ops::counters::Counters;
+use crate::pipeline::{DeviceInfo, Input};
+use crate::profile::Registry;
+use crate::southbound::INBOX_CAPACITY;
+use crate::southbound::modbus::link::{PolledDevice, REQUEST_TIMEOUT, TcpLink, run_link};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How to run one planned driver.
+#[derive(Debug)]
+pub enum DriverKind {
+    ModbusTcp(TcpLink),
+}
+
+#[derive(Debug)]
+pub struct DriverPlan {
+    pub key: String,
+    pub fingerprint: String,
+    pub devices: Vec<Arc<DeviceInfo>>,
+    pub kind: DriverKind,
+}
+
+pub struct RunningDriver {
+    pub key: String,
+    pub fingerprint: String,
+    pub devices: Vec<Arc<DeviceInfo>>,
+    pub routes: Vec<(String, Route)>,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningDriver {
+    /// Stops the task (bounded by `deadline`).
+    pub async fn stop(self, deadline: tokio::time::Instant) {
+        self.cancel.cancel();
+        if tokio::time::timeout_at(deadline, self.task).await.is_err() {
+            tracing::warn!(driver = %self.key, "driver did not stop in time");
+        }
+    }
+}
+
+/// Device infos for every enabled device whose profile exists, by id.
+fn device_info(d: &config::DeviceCfg, registry: &Registry) -> Option<Arc<DeviceInfo>> {
+    let Some(profile) = registry.get(&d.profile) else {
+        tracing::error!(device_id = %d.id, profile = %d.profile, "profile not found; device skipped");
+        return None;
+    };
+    Some(Arc::new(DeviceInfo {
+        id: d.id.clone(),
+        link: Default::default(),
+        kind: profile.kind,
+        profile: profile.clone(),
+        meta: d.meta.clone(),
+        heartbeat_ms: d.heartbeat_s.saturating_mul(1000),
+    }))
+}
+
+/// Groups the configuration's enabled devices into driver tasks.
+pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
+    let mut tcp: BTreeMap<String, (TcpLink, String)> = BTreeMap::new();
+    for d in cfg.devices.iter().filter(|d| d.enabled) {
+        let Some(info) = device_info(d, registry) else {
+            continue;
+        };
+        let poll = Duration::from_millis(d.effective_poll_ms(info.profile.poll_ms));
+        match &d.transport {
+            Transport::ModbusTcp {
+                address,
+                unit,
+                framing,
+            } => {
+                let key = format!("modbus {framing:?} {address}");
+                let (link, fp) = tcp.entry(key).or_insert_with(|| {
+                    (
+                        TcpLink {
+                            address: address.clone(),
+                            framing: *framing,
+                            devices: Vec::new(),
+                            request_timeout: REQUEST_TIMEOUT,
+                        },
+                        String::new(),
+                    )
+                });
+                fp.push_str(&format!("{d:?}{:?}", info.profile));
+                link.devices.push(PolledDevice::new(info, *unit, poll));
+            }
+            other => {
+                tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet; device skipped");
+            }
+        }
+    }
+    tcp.into_iter()
+        .map(|(key, (link, fp))| DriverPlan {
+            fingerprint: format!("{key}|{:?}|{fp}", link.request_timeout),
+            devices: link.devices.iter().map(|d| d.info.clone()).collect(),
+            key,
+            kind: DriverKind::ModbusTcp(link),
+        })
+        .collect()
+}
+
+/// Starts a planned driver; its devices' command routes come back with it.
+pub fn spawn(
+    plan: DriverPlan,
+    tx: &mpsc::Sender<Input>,
+    counters: &Arc<Counters>,
+    parent: &CancellationToken,
+) -> RunningDriver {
+    let cancel = parent.child_token();
+    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
+    let routes = plan
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(index, info)| {
+            (
+                info.id.clone(),
+                Route {
+                    info: info.clone(),
+                    inbox: inbox_tx.clone(),
+                    index,
+                },
+            )
+        })
+        .collect();
+    let task = match plan.kind {
+        DriverKind::ModbusTcp(link) => tokio::spawn(run_link(
+            link,
+            inbox_rx,
+            tx.clone(),
+            counters.clone(),
+            cancel.clone(),
+        )),
+    };
+    RunningDriver {
+        key: plan.key,
+        fingerprint: plan.fingerprint,
+        devices: plan.devices,
+        routes,
+        cancel,
+        task,
+    }
+}

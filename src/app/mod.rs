@@ -1,0 +1,443 @@
+//! The supervisor: builds the components from a validated configuration, runs them,
+//! applies reloads as a diff, and shuts them down in order under a deadline: drivers
+//! stop, the pipeline drains into the queue and flushes it, then the MQTT session
+//! publishes `offline` and disconnects.
+//!
+//! Reload (SIGHUP or a file change): the new configuration is loaded and validated; if
+//! invalid, every error is logged and the running one stays. Otherwise only what changed
+//! is rebuilt: drivers whose fingerprint changed restart (births are re-sent when they
+//! poll), new ones start, removed devices get an offline state with reason "removed",
+//! untouched drivers keep running and miss no poll, the MQTT session is reopened only
+//! when `[mqtt]` (or the gateway id, or `commands.enabled`) changed, and the queue is
+//! never dropped. `state_dir` and `[buffer]` changes take effect at the next restart.
+
+pub mod drivers;
+pub mod filewatch;
+
+use crate::buffer::{Queue, QueueOptions};
+use crate::commands::dedup::Dedup;
+use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY, Route};
+use crate::config::{self, Config};
+use crate::model::now_ms;
+use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
+use crate::ops::counters::Counters;
+use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
+use crate::profile::Registry;
+use drivers::RunningDriver;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Everything a clean stop may take; SPEC §5 promises exit within 5 s.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot create state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Buffer(#[from] crate::buffer::BufferError),
+}
+
+/// Configuration and profiles, validated together; every problem as one line.
+pub struct Loaded {
+    pub config: Config,
+    pub registry: Registry,
+    /// Problems in profile files no device uses (warnings for `run`).
+    pub profile_warnings: Vec<String>,
+}
+
+/// Loads and validates the configuration and the profiles it uses.
+/// `strict` (for `check`) makes every profile problem an error.
+pub fn load(path: &Path, strict: bool) -> Result<Loaded, Vec<String>> {
+    let cfg =
+        config::load(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let (registry, profile_errors) = Registry::load(&cfg.gateway.plugins_dirs);
+    let mut errors: Vec<String> = config::cross_check(&cfg, &registry)
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    let profile_errors: Vec<String> = profile_errors.iter().map(|e| e.to_string()).collect();
+    if strict || !errors.is_empty() {
+        errors.extend(profile_errors.iter().cloned());
+    }
+    if errors.is_empty() {
+        Ok(Loaded {
+            config: cfg,
+            registry,
+            profile_warnings: if strict { vec![] } else { profile_errors },
+        })
+    } else {
+        Err(errors)
+    }
+}
+
+/// Handles the outside world (tests, demo, status lines) may keep.
+#[derive(Clone)]
+pub struct Handles {
+    pub queue: Queue,
+    pub counters: Arc<Counters>,
+    pub session: Arc<SessionState>,
+    /// The pipeline's input, for tools that inject readings (benchmarks, later the
+    /// command path). Weak, so it never keeps the pipeline alive at shutdown.
+    pub input: mpsc::WeakSender<crate::pipeline::Input>,
+}
+
+/// Lifecycle moments reported to the service manager (sd_notify) or a test.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lifecycle {
+    Ready,
+    Reloading,
+    Stopping,
+    /// One-line summary (`STATUS=`).
+    Status(String),
+}
+
+/// Optional behaviour of [`run_with`].
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Re-read from here on reload; None disables reload.
+    pub config_path: Option<PathBuf>,
+    /// Watch the config file, `conf.d/` and the plugins directories for changes.
+    pub watch_files: bool,
+    /// Called at each lifecycle moment.
+    pub lifecycle: Option<Arc<dyn Fn(Lifecycle) + Send + Sync>>,
+}
+
+impl RunOptions {
+    fn tell(&self, l: Lifecycle) {
+        if let Some(f) = &self.lifecycle {
+            f(l);
+        }
+    }
+}
+
+/// Runs the daemon until `cancel` (no reload), then stops in order. `ready` is called
+/// once the buffer and drivers are up (it does not wait for the broker).
+pub async fn run(
+    cfg: Config,
+    registry: Registry,
+    cancel: CancellationToken,
+    ready: impl FnOnce(&Handles),
+) -> Result<(), RunError> {
+    run_with(cfg, registry, cancel, ready, None, RunOptions::default()).await
+}
+
+fn pipeline_settings(cfg: &Config) -> PipelineSettings {
+    PipelineSettings {
+        gateway: cfg.gateway.id.clone(),
+        topic_prefix: cfg.mqtt.topic_prefix.clone(),
+        flush_every: Duration::from_millis(cfg.buffer.flush_every_ms.max(1)),
+        stats_every: (cfg.stats.interval_s > 0).then(|| Duration::from_secs(cfg.stats.interval_s)),
+    }
+}
+
+/// What decides whether the MQTT session must be reopened.
+fn session_identity(cfg: &Config) -> (config::MqttCfg, String, bool) {
+    (
+        cfg.mqtt.clone(),
+        cfg.gateway.id.clone(),
+        cfg.commands.enabled,
+    )
+}
+
+struct SessionSlot {
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Everything that lives across reloads.
+struct Supervisor {
+    cfg: Config,
+    queue: Queue,
+    counters: Arc<Counters>,
+    tx: mpsc::Sender<Input>,
+    wake: Arc<Notify>,
+    drivers_cancel: CancellationToken,
+    drivers: BTreeMap<String, RunningDriver>,
+    routes_tx: watch::Sender<Arc<HashMap<String, Route>>>,
+    commands_tx: mpsc::Sender<crate::commands::CommandIn>,
+    devices_count: Arc<AtomicUsize>,
+    session: Option<SessionSlot>,
+    session_state: Arc<SessionState>,
+}
+
+impl Supervisor {
+    fn device_infos(&self) -> Vec<Arc<DeviceInfo>> {
+        self.drivers
+            .values()
+            .flat_map(|d| d.devices.iter().cloned())
+            .collect()
+    }
+
+    fn publish_routes(&self) {
+        let routes: HashMap<String, Route> = self
+            .drivers
+            .values()
+            .flat_map(|d| d.routes.iter().cloned())
+            .collect();
+        self.routes_tx.send_replace(Arc::new(routes));
+    }
+
+    fn start_session(&mut self) {
+        let cancel = CancellationToken::new();
+        let (session, _) = Session::with_state(
+            SessionSettings {
+                mqtt: self.cfg.mqtt.clone(),
+                gateway: self.cfg.gateway.id.clone(),
+                devices: self.devices_count.clone(),
+                commands: self.cfg.commands.enabled.then(|| self.commands_tx.clone()),
+            },
+            self.queue.clone(),
+            self.wake.clone(),
+            self.counters.clone(),
+            self.session_state.clone(),
+        );
+        let task = tokio::spawn(session.run(cancel.clone()));
+        self.session = Some(SessionSlot { cancel, task });
+    }
+
+    async fn stop_session(&mut self, deadline: tokio::time::Instant) {
+        if let Some(s) = self.session.take() {
+            s.cancel.cancel();
+            let _ = tokio::time::timeout_at(deadline, s.task).await;
+        }
+    }
+
+    /// Applies a validated new configuration as a diff.
+    async fn apply(&mut self, new: Config, registry: &Registry) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        if new.gateway.state_dir != self.cfg.gateway.state_dir || new.buffer != self.cfg.buffer {
+            tracing::warn!("state_dir and [buffer] changes take effect at the next restart");
+        }
+        let plans = drivers::plan(&new, registry);
+        let wanted: HashMap<&str, &str> = plans
+            .iter()
+            .map(|p| (p.key.as_str(), p.fingerprint.as_str()))
+            .collect();
+        let old_ids: HashMap<String, Arc<DeviceInfo>> = self
+            .device_infos()
+            .into_iter()
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let (mut kept, mut restarted) = (0usize, 0usize);
+        let keys: Vec<String> = self.drivers.keys().cloned().collect();
+        for key in keys {
+            let same = wanted.get(key.as_str()).copied()
+                == self.drivers.get(&key).map(|d| d.fingerprint.as_str());
+            if !same && let Some(d) = self.drivers.remove(&key) {
+                d.stop(deadline).await;
+                restarted += 1;
+            }
+        }
+        for plan in plans {
+            if self.drivers.contains_key(&plan.key) {
+                kept += 1;
+                continue;
+            }
+            let d = drivers::spawn(plan, &self.tx, &self.counters, &self.drivers_cancel);
+            self.drivers.insert(d.key.clone(), d);
+        }
+        let new_infos = self.device_infos();
+        let new_ids: HashSet<&str> = new_infos.iter().map(|d| d.id.as_str()).collect();
+        let removed: Vec<Arc<DeviceInfo>> = old_ids
+            .into_iter()
+            .filter(|(id, _)| !new_ids.contains(id.as_str()))
+            .map(|(_, d)| d)
+            .collect();
+        let n_removed = removed.len();
+        for d in removed {
+            tracing::info!(device_id = %d.id, profile = %d.profile.name, "device removed");
+            let _ = self.tx.send(Input::Removed(d)).await;
+        }
+        let _ = self.tx.send(Input::Devices(new_infos.clone())).await;
+        if pipeline_settings(&new) != pipeline_settings(&self.cfg) {
+            let _ = self.tx.send(Input::Settings(pipeline_settings(&new))).await;
+        }
+        self.devices_count
+            .store(new.devices.iter().filter(|d| d.enabled).count(), Relaxed);
+        self.publish_routes();
+        let reopen = session_identity(&new) != session_identity(&self.cfg);
+        self.cfg = new;
+        if reopen {
+            tracing::info!("MQTT settings changed: reopening the session");
+            self.stop_session(deadline).await;
+            self.start_session();
+        }
+        tracing::info!(
+            drivers_kept = kept,
+            drivers_started_or_restarted = self.drivers.len() - kept,
+            drivers_stopped = restarted,
+            devices_removed = n_removed,
+            devices = new_infos.len(),
+            "configuration reloaded"
+        );
+    }
+}
+
+/// Like [`run`], with an optional reload trigger channel (SIGHUP) and options.
+pub async fn run_with(
+    cfg: Config,
+    registry: Registry,
+    cancel: CancellationToken,
+    ready: impl FnOnce(&Handles),
+    reload: Option<mpsc::Receiver<()>>,
+    opts: RunOptions,
+) -> Result<(), RunError> {
+    std::fs::create_dir_all(&cfg.gateway.state_dir).map_err(|source| RunError::StateDir {
+        path: cfg.gateway.state_dir.display().to_string(),
+        source,
+    })?;
+    let counters = Arc::new(Counters::default());
+    let queue = Queue::open(
+        &cfg.gateway.state_dir.join("buffer"),
+        QueueOptions {
+            max_bytes: cfg.buffer.max_bytes,
+            on_full: cfg.buffer.on_full,
+            ..QueueOptions::default()
+        },
+    )?;
+    let recovered = queue.stats().corrupt_recoveries;
+    Counters::add(&counters.buffer_corrupt_recovered, recovered);
+
+    let wake = Arc::new(Notify::new());
+    let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
+    let drivers_cancel = cancel.child_token();
+    let mut running = BTreeMap::new();
+    for plan in drivers::plan(&cfg, &registry) {
+        let d = drivers::spawn(plan, &tx, &counters, &drivers_cancel);
+        running.insert(d.key.clone(), d);
+    }
+    let infos: Vec<Arc<DeviceInfo>> = running
+        .values()
+        .flat_map(|d: &RunningDriver| d.devices.iter().cloned())
+        .collect();
+    let pipeline = Pipeline::new(
+        pipeline_settings(&cfg),
+        queue.clone(),
+        wake.clone(),
+        counters.clone(),
+        &infos,
+    );
+    let pipeline_task = tokio::spawn(pipeline.run(rx));
+
+    // Commands: validation, dedup (persisted beside the queue), routing to the drivers.
+    let store = match queue.kv("cmd_ids") {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::error!(error = %e, "command ids cannot be persisted; remembered in memory only");
+            None
+        }
+    };
+    let (routes_tx, routes_rx) = watch::channel(Arc::new(HashMap::new()));
+    let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
+    let commands = Commands::new(routes_rx, Dedup::open(store, now_ms()), tx.clone());
+    let commands_task = tokio::spawn(commands.run(commands_rx, drivers_cancel.clone()));
+
+    let input = tx.downgrade();
+    let mut sup = Supervisor {
+        devices_count: Arc::new(AtomicUsize::new(
+            cfg.devices.iter().filter(|d| d.enabled).count(),
+        )),
+        cfg,
+        queue: queue.clone(),
+        counters: counters.clone(),
+        tx,
+        wake,
+        drivers_cancel: drivers_cancel.clone(),
+        drivers: running,
+        routes_tx,
+        commands_tx,
+        session: None,
+        session_state: Arc::new(SessionState::default()),
+    };
+    sup.publish_routes();
+    sup.start_session();
+
+    let handles = Handles {
+        queue: queue.clone(),
+        counters: counters.clone(),
+        session: sup.session_state.clone(),
+        input,
+    };
+    tracing::info!(gateway = %sup.cfg.gateway.id, devices = infos.len(), buffered = queue.len(), "polegate running");
+    ready(&handles);
+    opts.tell(Lifecycle::Ready);
+
+    // Reload triggers: the caller's (SIGHUP) and the file watcher's.
+    let (trigger_tx, mut triggers) = mpsc::channel::<()>(4);
+    if let Some(mut r) = reload {
+        let t = trigger_tx.clone();
+        tokio::spawn(async move {
+            while r.recv().await.is_some() {
+                let _ = t.try_send(());
+            }
+        });
+    }
+    let _watcher = match (&opts.config_path, opts.watch_files) {
+        (Some(path), true) => filewatch::watch(path, &sup.cfg, trigger_tx.clone()),
+        _ => None,
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(()) = triggers.recv() => {
+                while triggers.try_recv().is_ok() {}
+                let Some(path) = opts.config_path.clone() else { continue };
+                opts.tell(Lifecycle::Reloading);
+                match load(&path, false) {
+                    Err(errors) => {
+                        for e in &errors {
+                            tracing::error!(problem = %e, "reload refused");
+                        }
+                        tracing::error!(errors = errors.len(), "invalid configuration: the running one stays");
+                        Counters::inc(&counters.reload_failed);
+                    }
+                    Ok(l) => {
+                        for w in &l.profile_warnings {
+                            tracing::warn!(problem = %w, "profile ignored");
+                        }
+                        sup.apply(l.config, &l.registry).await;
+                    }
+                }
+                opts.tell(Lifecycle::Ready);
+            }
+        }
+    }
+
+    opts.tell(Lifecycle::Stopping);
+    tracing::info!("stopping");
+    let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
+    drivers_cancel.cancel();
+    for (_, d) in std::mem::take(&mut sup.drivers) {
+        d.stop(deadline).await;
+    }
+    let _ = tokio::time::timeout_at(deadline, commands_task).await;
+    let Supervisor { tx, session, .. } = sup;
+    drop(tx);
+    // All senders are gone once the drivers are: the pipeline drains and flushes.
+    if tokio::time::timeout_at(deadline, pipeline_task)
+        .await
+        .is_err()
+    {
+        tracing::error!("pipeline did not drain before the deadline");
+    }
+    if let Some(s) = session {
+        s.cancel.cancel();
+        let _ = tokio::time::timeout_at(deadline, s.task).await;
+    }
+    if let Err(e) = queue.flush() {
+        tracing::error!(error = %e, "final buffer flush failed");
+    }
+    tracing::info!(buffered = queue.len(), "stopped");
+    Ok(())
+}

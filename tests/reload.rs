@@ -1,0 +1,161 @@
+//! Reload (SPEC §6): SIGHUP or a file change re-reads everything; an invalid new config
+//! is refused and the old one keeps running; a valid one is applied as a diff — added
+//! devices start with a birth, removed ones get an offline state with reason "removed",
+//! untouched ones keep polling without a new birth, and the MQTT session stays open.
+
+mod common;
+
+use common::*;
+use polegate::demo::sim::{Sim, SimKind};
+use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
+
+fn device(id: &str, addr: SocketAddr) -> String {
+    format!(
+        "[[device]]\nid = \"{id}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = 100\n\
+         modbus = {{ address = \"{addr}\", unit = 1 }}\n"
+    )
+}
+
+async fn lamp(cancel: &CancellationToken) -> Sim {
+    let s = Sim::spawn(
+        SimKind::Static,
+        "127.0.0.1:0".parse().unwrap(),
+        cancel.clone(),
+    )
+    .await
+    .unwrap();
+    lamp_registers(&mut s.registers().lock().unwrap());
+    s
+}
+
+fn rewrite(setup: &Setup, port: u16, devices: &str) {
+    let fresh = Setup::new(port, devices);
+    let text = std::fs::read_to_string(&fresh.path).unwrap();
+    std::fs::write(&setup.path, text).unwrap();
+}
+
+fn births(rec: &Recorder, device: &str) -> usize {
+    rec.seen
+        .iter()
+        .filter(|m| {
+            m.topic == format!("polegate/cab-test/{device}/state") && m.json["state"] == "online"
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_session() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let (a, b, c) = (
+        lamp(&cancel).await,
+        lamp(&cancel).await,
+        lamp(&cancel).await,
+    );
+    let setup = Setup::new(
+        broker.port,
+        &(device("lamp-a", a.addr()) + &device("lamp-b", b.addr())),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
+    let (daemon, reload) = Daemon::start_reloadable(&setup, false).await;
+    rec.wait_for("a online", |m| m.topic.ends_with("lamp-a/state"))
+        .await;
+    rec.wait_for("b online", |m| m.topic.ends_with("lamp-b/state"))
+        .await;
+
+    // An invalid config is refused; the running one stays.
+    std::fs::write(&setup.path, "[gateway]\nid = \"bad id!\"\n").unwrap();
+    reload.send(()).await.unwrap();
+    a.registers().lock().unwrap().holding[0] = 11;
+    rec.wait_for("a still polled", |m| {
+        m.topic.ends_with("lamp-a/telemetry") && m.json["points"]["dim_level"] == 11
+    })
+    .await;
+    eventually("reload failure counted", || {
+        daemon
+            .handles
+            .counters
+            .reload_failed
+            .load(std::sync::atomic::Ordering::Relaxed)
+            == 1
+    })
+    .await;
+
+    // Valid: b removed, c added, a untouched.
+    let a_requests = a.requests();
+    rewrite(
+        &setup,
+        broker.port,
+        &(device("lamp-a", a.addr()) + &device("lamp-c", c.addr())),
+    );
+    reload.send(()).await.unwrap();
+    let removed = rec
+        .wait_for("b removed", |m| {
+            m.topic.ends_with("lamp-b/state") && m.json["state"] == "offline"
+        })
+        .await;
+    assert_eq!(removed.json["reason"], "removed");
+    rec.wait_for("c born", |m| {
+        m.topic.ends_with("lamp-c/state") && m.json["state"] == "online"
+    })
+    .await;
+    a.registers().lock().unwrap().holding[0] = 22;
+    rec.wait_for("a still polled after reload", |m| {
+        m.topic.ends_with("lamp-a/telemetry") && m.json["points"]["dim_level"] == 22
+    })
+    .await;
+    assert!(a.requests() > a_requests);
+    assert_eq!(births(&rec, "lamp-a"), 1, "untouched device was restarted");
+    let onlines = rec
+        .seen
+        .iter()
+        .filter(|m| m.topic.ends_with("/status") && m.json["state"] == "online")
+        .count();
+    assert_eq!(
+        onlines, 1,
+        "MQTT session was reopened although [mqtt] did not change"
+    );
+
+    // A changed device restarts and is born again.
+    let changed = device("lamp-a", a.addr()).replace("poll_ms = 100", "poll_ms = 150");
+    rewrite(
+        &setup,
+        broker.port,
+        &(changed + &device("lamp-c", c.addr())),
+    );
+    reload.send(()).await.unwrap();
+    rec.wait_until("a born again", |s| {
+        s.iter()
+            .filter(|m| m.topic.ends_with("lamp-a/state") && m.json["state"] == "online")
+            .count()
+            == 2
+    })
+    .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_config_file_is_picked_up_without_a_signal() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let (a, b) = (lamp(&cancel).await, lamp(&cancel).await);
+    let setup = Setup::new(broker.port, &device("lamp-a", a.addr()));
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
+    let (daemon, _reload) = Daemon::start_reloadable(&setup, true).await;
+    rec.wait_for("a online", |m| m.topic.ends_with("lamp-a/state"))
+        .await;
+    // Editors replace files by rename: do the same.
+    let fresh = Setup::new(
+        broker.port,
+        &(device("lamp-a", a.addr()) + &device("lamp-b", b.addr())),
+    );
+    let tmp = setup.path.with_extension("toml.tmp");
+    std::fs::copy(&fresh.path, &tmp).unwrap();
+    std::fs::rename(&tmp, &setup.path).unwrap();
+    rec.wait_for("b born after the file changed", |m| {
+        m.topic.ends_with("lamp-b/state") && m.json["state"] == "online"
+    })
+    .await;
+    daemon.stop().await;
+}

@@ -154,6 +154,8 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
     let (client, mut el) = AsyncClient::new(opts, 16);
     client.subscribe("polegate/#", QoS::AtLeastOnce).await?;
     let printer_cancel = cancel.clone();
+    let (offline_tx, offline_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut offline_tx = Some(offline_tx);
     let printer = tokio::spawn(async move {
         loop {
             let ev = tokio::select! {
@@ -164,6 +166,12 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
                     let mut out = std::io::stdout().lock();
                     let _ = writeln!(out, "{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+                    if p.topic.ends_with("/status")
+                        && p.payload.windows(9).any(|w| w == b"\"offline\"")
+                        && let Some(t) = offline_tx.take()
+                    {
+                        let _ = t.send(());
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -185,8 +193,8 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
         });
     }
     let res = app::run(loaded.config, loaded.registry, run_cancel, |_| {}).await;
-    // Let the printer show the final offline status.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let the printer show the final offline status (bounded).
+    let _ = tokio::time::timeout(Duration::from_secs(2), offline_rx).await;
     cancel.cancel();
     let _ = printer.await;
     sim_cancel.cancel();

@@ -106,6 +106,7 @@ pub async fn run(
     // Devices and their links.
     let mut infos = Vec::new();
     let mut links: BTreeMap<(String, bool), TcpLink> = BTreeMap::new();
+    let mut serial_buses = crate::southbound::serial::Buses::default();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(profile) = registry.get(&d.profile) else {
             tracing::error!(device_id = %d.id, profile = %d.profile, "profile not found; device skipped");
@@ -137,6 +138,11 @@ pub async fn run(
                     })
                     .devices
                     .push(PolledDevice::new(info.clone(), *unit, poll));
+            }
+            Transport::Serial { bus, address } => {
+                if !serial_buses.add(&cfg, bus, info.clone(), address, poll) {
+                    continue;
+                }
             }
             other => {
                 tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet; device skipped");
@@ -186,6 +192,7 @@ pub async fn run(
             drivers.clone(),
         )));
     }
+    serial_buses.spawn(&mut routes, &mut driver_tasks, &tx, &counters, &drivers);
 
     // Commands: validation, dedup (persisted beside the queue), routing to the drivers.
     let commands_tx = if cfg.commands.enabled {

@@ -35,6 +35,11 @@ counters!(
     buffer_corrupt_recovered,
     mqtt_connection_lost,
     command_dropped,
+    script_error,
+    serial_frame_error,
+    serial_timeout,
+    serial_port_error,
+    serial_unattributed,
 );
 
 impl Counters {

@@ -187,7 +187,14 @@ impl Engine {
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
         self.inner
             .call_fn_with_options::<Dynamic>(options, &mut scope, &script.ast, func, args)
-            .map_err(|e| runtime_error(&script.path, func, *e))
+            .map_err(|e| {
+                let mut err = runtime_error(&script.path, func, *e);
+                // Limits hit inside a loop carry no position: point at the function.
+                if err.line.is_none() {
+                    err.line = fn_line(&script.text, func);
+                }
+                err
+            })
     }
 }
 
@@ -217,6 +224,14 @@ fn runtime_error(path: &Path, func: &str, e: EvalAltResult) -> ScriptError {
         line,
         message,
     }
+}
+
+/// The line where `fn func(` is defined, if the script defines it.
+fn fn_line(text: &str, func: &str) -> Option<usize> {
+    let pat = format!("fn {func}(");
+    text.lines()
+        .position(|l| l.trim_start().starts_with(&pat))
+        .map(|i| i + 1)
 }
 
 /// Rhai's Display appends " (line N, position M)"; the line is already in the prefix.

@@ -19,6 +19,11 @@ fn a_script_that_loops_forever_is_stopped_within_milliseconds() {
     let took = t.elapsed();
     assert!(err.message.contains("operations"), "{err}");
     assert_eq!(err.file, Path::new("test.rhai"));
+    assert_eq!(
+        err.line,
+        Some(1),
+        "the function's line when the limit has no position"
+    );
     // Debug builds are slow; release measures ~2 ms (BENCHMARKS-serial.md).
     assert!(took < Duration::from_millis(500), "took {took:?}");
 }

@@ -189,7 +189,7 @@ impl Task {
         }
         let mut values = Vec::new();
         for req in requests {
-            let frame = self.request(i, &req).await?;
+            let frame = self.request(i, &req, false).await?;
             let d = self.decode_reply(i, &frame)?;
             values.extend(d.values);
         }
@@ -197,8 +197,9 @@ impl Task {
     }
 
     /// Sends one request for device `i` and waits for its reply frame, handing frames of
-    /// other devices to them meanwhile. Frames the script ignores are skipped.
-    async fn request(&mut self, i: usize, req: &[u8]) -> Result<Vec<u8>, String> {
+    /// other devices to them meanwhile. Frames the script ignores are skipped, except
+    /// as the reply to a write (`#01 OK` carries no values).
+    async fn request(&mut self, i: usize, req: &[u8], write: bool) -> Result<Vec<u8>, String> {
         for f in self.port.take_pending() {
             self.unsolicited(f);
         }
@@ -227,7 +228,7 @@ impl Task {
                         Ok(Some(d)) if d.address.as_ref().is_some_and(|a| *a != dev.address) => {
                             self.attribute(d);
                         }
-                        Ok(None) => {}
+                        Ok(None) if !write => {}
                         _ => return Ok(f),
                     }
                 }
@@ -415,7 +416,7 @@ impl Task {
             }
             return self.port.send(&bytes).await;
         }
-        let reply = self.request(i, &bytes).await?;
+        let reply = self.request(i, &bytes, true).await?;
         let dev = &self.bus.devices[i];
         decode::ack(&self.engine, spec(dev), &reply).inspect_err(|e| {
             if e.starts_with("script error") {

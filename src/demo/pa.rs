@@ -2,7 +2,7 @@
 //! pseudo-terminal pair: answers `@AA?` with its status, applies `V`/`M`/`P`/`S` writes,
 //! and can push an unsolicited alarm, inject noise, or stay silent (tests and demo).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
@@ -120,6 +120,33 @@ impl PaSim {
     pub async fn push_line(&self, line: &str) {
         let _ = self.inject.send(format!("{line}\r\n").into_bytes()).await;
     }
+}
+
+/// Adds the amplifier to a demo configuration: its profile and script into `plugins`,
+/// a serial bus on the simulator's pseudo-terminal and a device `pa-001` into `config`.
+pub fn add_to_demo(plugins: &Path, config: &Path, sim: &PaSim) -> std::io::Result<()> {
+    std::fs::write(
+        plugins.join("generic-pa-serial.toml"),
+        include_str!("../../plugins/generic/generic-pa-serial.toml"),
+    )?;
+    std::fs::write(
+        plugins.join("generic-pa-serial.rhai"),
+        include_str!("../../plugins/generic/generic-pa-serial.rhai"),
+    )?;
+    let address = sim
+        .state
+        .lock()
+        .map(|s| s.address.clone())
+        .unwrap_or_default();
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().append(true).open(config)?;
+    writeln!(
+        f,
+        "\n[[bus]]\nid = \"pa-line\"\nkind = \"serial\"\nport = \"{}\"\nbaud = 9600\nparity = \"none\"\ntimeout_ms = 500\n\n\
+         [[device]]\nid = \"pa-001\"\nprofile = \"generic-pa-serial\"\npoll_ms = 2000\nheartbeat_s = 30\n\
+         meta = {{ pole = \"P-021\", street = \"Place Darcy\" }}\nserial = {{ bus = \"pa-line\", address = \"{address}\" }}",
+        sim.path.display()
+    )
 }
 
 async fn run(

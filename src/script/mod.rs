@@ -16,6 +16,8 @@
 
 mod helpers;
 
+pub use helpers::{crc16_modbus, hex_decode, hex_encode, sum8, xor8};
+
 use crate::model::Value;
 use rhai::{CallFnOptions, Dynamic, EvalAltResult, Scope};
 use std::fmt;

@@ -17,6 +17,7 @@
 //! - [`buffer`]: the durable queue.
 //! - [`pipeline`]: reporting rules and event encoding.
 //! - [`southbound`]: device drivers.
+//! - [`script`]: the sandboxed Rhai engine of serial and LoRa profiles.
 //! - [`northbound`]: the MQTT session.
 //! - [`app`]: the supervisor that wires them and shuts them down in order.
 //! - [`cli`]: the command line.
@@ -36,4 +37,5 @@ pub mod northbound;
 pub mod ops;
 pub mod pipeline;
 pub mod profile;
+pub mod script;
 pub mod southbound;

@@ -55,7 +55,11 @@ async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_se
     );
     let setup = Setup::new(
         broker.port,
-        &(device("lamp-a", a.addr()) + &device("lamp-b", b.addr())),
+        &format!(
+            "{}{}",
+            device("lamp-a", a.addr()),
+            device("lamp-b", b.addr())
+        ),
     );
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
     let (daemon, reload) = Daemon::start_reloadable(&setup, false).await;
@@ -87,7 +91,11 @@ async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_se
     rewrite(
         &setup,
         broker.port,
-        &(device("lamp-a", a.addr()) + &device("lamp-c", c.addr())),
+        &format!(
+            "{}{}",
+            device("lamp-a", a.addr()),
+            device("lamp-c", c.addr())
+        ),
     );
     reload.send(()).await.unwrap();
     let removed = rec
@@ -122,7 +130,7 @@ async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_se
     rewrite(
         &setup,
         broker.port,
-        &(changed + &device("lamp-c", c.addr())),
+        &format!("{}{}", changed, device("lamp-c", c.addr())),
     );
     reload.send(()).await.unwrap();
     rec.wait_until("a born again", |s| {
@@ -148,7 +156,11 @@ async fn a_changed_config_file_is_picked_up_without_a_signal() {
     // Editors replace files by rename: do the same.
     let fresh = Setup::new(
         broker.port,
-        &(device("lamp-a", a.addr()) + &device("lamp-b", b.addr())),
+        &format!(
+            "{}{}",
+            device("lamp-a", a.addr()),
+            device("lamp-b", b.addr())
+        ),
     );
     let tmp = setup.path.with_extension("toml.tmp");
     std::fs::copy(&fresh.path, &tmp).unwrap();

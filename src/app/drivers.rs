@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub enum DriverKind {
     ModbusTcp(TcpLink),
+    Serial(crate::southbound::serial::SerialBus),
 }
 
 #[derive(Debug)]
@@ -69,6 +70,8 @@ fn device_info(d: &config::DeviceCfg, registry: &Registry) -> Option<Arc<DeviceI
 /// Groups the configuration's enabled devices into driver tasks.
 pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     let mut tcp: BTreeMap<String, (TcpLink, String)> = BTreeMap::new();
+    let mut serial = crate::southbound::serial::Buses::default();
+    let mut serial_fp: BTreeMap<String, String> = BTreeMap::new();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(info) = device_info(d, registry) else {
             continue;
@@ -95,19 +98,37 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
                 fp.push_str(&format!("{d:?}{:?}", info.profile));
                 link.devices.push(PolledDevice::new(info, *unit, poll));
             }
+            Transport::Serial { bus, address } => {
+                let fp = format!("{d:?}{:?}", info.profile);
+                if serial.add(cfg, bus, info, address, poll) {
+                    serial_fp.entry(bus.clone()).or_default().push_str(&fp);
+                }
+            }
             other => {
                 tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet; device skipped");
             }
         }
     }
-    tcp.into_iter()
+    let mut plans: Vec<DriverPlan> = tcp
+        .into_iter()
         .map(|(key, (link, fp))| DriverPlan {
             fingerprint: format!("{key}|{:?}|{fp}", link.request_timeout),
             devices: link.devices.iter().map(|d| d.info.clone()).collect(),
             key,
             kind: DriverKind::ModbusTcp(link),
         })
-        .collect()
+        .collect();
+    for bus in serial.into_buses() {
+        let key = format!("serial {}", bus.cfg.id);
+        let fp = serial_fp.remove(&bus.cfg.id).unwrap_or_default();
+        plans.push(DriverPlan {
+            fingerprint: format!("{key}|{:?}|{fp}", bus.cfg),
+            devices: bus.devices.iter().map(|d| d.info.clone()).collect(),
+            key,
+            kind: DriverKind::Serial(bus),
+        });
+    }
+    plans
 }
 
 /// Starts a planned driver; its devices' command routes come back with it.
@@ -142,6 +163,9 @@ pub fn spawn(
             counters.clone(),
             cancel.clone(),
         )),
+        DriverKind::Serial(bus) => {
+            crate::southbound::serial::spawn_bus(bus, inbox_rx, tx, counters, &cancel)
+        }
     };
     RunningDriver {
         key: plan.key,

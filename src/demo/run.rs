@@ -140,6 +140,12 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
         .map(|(i, s)| (i, s.addr()))
         .collect();
     let path = write_config(&tmp.0, port, &addrs)?;
+    // A PA amplifier on a pseudo-terminal (serial line protocol, Rhai profile).
+    let pa = super::pa::PaSim::spawn("01", sim_cancel.clone())
+        .and_then(|pa| super::pa::add_to_demo(&tmp.0.join("plugins"), &path, &pa).map(|_| pa));
+    if let Err(e) = &pa {
+        eprintln!("polegate demo: no simulated PA amplifier ({e})");
+    }
     eprintln!(
         "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
         sims.len(),

@@ -36,6 +36,11 @@ counters!(
     mqtt_connection_lost,
     command_dropped,
     reload_failed,
+    script_error,
+    serial_frame_error,
+    serial_timeout,
+    serial_port_error,
+    serial_unattributed,
 );
 
 impl Counters {

@@ -16,7 +16,10 @@
 
 use super::codec::span;
 use super::vocab::{self, Shape};
-use super::{PointDef, PointType, Profile, Protocol, RegisterRef, Table, WordOrder};
+use super::{
+    PointDef, PointType, Profile, Protocol, RegisterRef, SerialEncoding, SerialFraming, SerialSpec,
+    Table, WordOrder,
+};
 use crate::model::Kind;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -378,6 +381,19 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
     }
 
     let points = check_points(&mut r, raw_points, kind, protocol);
+    let serial = match (&raw, protocol) {
+        (Some(raw), Some(Protocol::Serial)) => match &raw.serial {
+            Some(table) => check_serial(&mut r, table.clone(), &points),
+            None => {
+                r.err(
+                    "serial",
+                    "serial profiles need a [serial] table (framing, script)",
+                );
+                None
+            }
+        },
+        _ => None,
+    };
 
     match (raw, name, kind, protocol) {
         (Some(raw), Some(name), Some(kind), Some(protocol)) if r.errors.is_empty() => Ok(Profile {
@@ -390,7 +406,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
             poll_ms,
             points,
             uplink_interval_s,
-            serial: raw.serial,
+            serial,
             lora: raw.lora,
             source: path.to_path_buf(),
         }),
@@ -401,6 +417,138 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
             Err(r.errors)
         }
     }
+}
+
+const SERIAL_KEYS: &[&str] = &[
+    "delimiter",
+    "length",
+    "idle_ms",
+    "encoding",
+    "poll",
+    "script",
+    "expect_reply",
+    "max_frame",
+    "response_timeout_ms",
+];
+/// Bounds of `max_frame` (and of a fixed `length`): a serial frame, not a file transfer.
+const MAX_SERIAL_FRAME: i64 = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSerialSection {
+    delimiter: Option<String>,
+    length: Option<i64>,
+    idle_ms: Option<i64>,
+    encoding: Option<String>,
+    poll: Option<Vec<String>>,
+    script: Option<String>,
+    expect_reply: Option<bool>,
+    max_frame: Option<i64>,
+    response_timeout_ms: Option<i64>,
+}
+
+/// Validates `[serial]` and compiles its script (beside the profile file), so `check`
+/// reports script syntax errors with their file and line.
+fn check_serial(r: &mut Report, mut table: toml::Table, points: &[PointDef]) -> Option<SerialSpec> {
+    r.unknown_keys(&mut table, SERIAL_KEYS, "serial.");
+    let raw: RawSerialSection = r.raw(table, "serial.")?;
+    let in_range = |r: &mut Report, key: &str, v: i64, lo: i64, hi: i64| {
+        let ok = (lo..=hi).contains(&v);
+        if !ok {
+            r.err(
+                format!("serial.{key}"),
+                format!("must be within {lo}..={hi}, got {v}"),
+            );
+        }
+        ok.then_some(v)
+    };
+    let max_frame = match raw.max_frame {
+        Some(v) => in_range(r, "max_frame", v, 1, MAX_SERIAL_FRAME).map(|v| v as usize),
+        None => Some(256),
+    };
+    let framing = match (&raw.delimiter, raw.length, raw.idle_ms) {
+        (Some(d), None, None) if !d.is_empty() && d.len() <= 8 => {
+            Some(SerialFraming::Delimiter(d.as_bytes().to_vec()))
+        }
+        (Some(_), None, None) => {
+            r.err("serial.delimiter", "must be 1 to 8 bytes");
+            None
+        }
+        (None, Some(n), None) => {
+            in_range(r, "length", n, 1, MAX_SERIAL_FRAME).map(|n| SerialFraming::Length(n as usize))
+        }
+        (None, None, Some(ms)) => {
+            in_range(r, "idle_ms", ms, 1, 10_000).map(|ms| SerialFraming::IdleMs(ms as u64))
+        }
+        _ => {
+            r.err(
+                "serial",
+                "needs exactly one framing: delimiter = \"\\r\\n\", length = N or idle_ms = N",
+            );
+            None
+        }
+    };
+    let encoding = match raw.encoding.as_deref() {
+        None if raw.delimiter.is_some() => Some(SerialEncoding::Text),
+        None => Some(SerialEncoding::Binary),
+        Some("text") => Some(SerialEncoding::Text),
+        Some("binary") => Some(SerialEncoding::Binary),
+        Some(other) => {
+            r.err(
+                "serial.encoding",
+                format!("unknown value '{other}', expected one of: text, binary"),
+            );
+            None
+        }
+    };
+    if let (Some(SerialFraming::Length(n)), Some(max)) = (&framing, max_frame)
+        && *n > max
+    {
+        r.err(
+            "serial.length",
+            format!("{n} is larger than max_frame ({max})"),
+        );
+    }
+    let response_timeout_ms = match raw.response_timeout_ms {
+        Some(v) => Some(in_range(r, "response_timeout_ms", v, 1, 60_000)? as u64),
+        None => None,
+    };
+    let Some(script_name) = raw.script else {
+        r.err(
+            "serial.script",
+            "missing: the Rhai script that defines fn decode(frame)",
+        );
+        return None;
+    };
+    let script_path = r.file.parent().unwrap_or(Path::new(".")).join(&script_name);
+    let script = match crate::script::Engine::new().compile_file(&script_path) {
+        Ok(s) => s,
+        Err(e) => {
+            r.err("serial.script", e.to_string());
+            return None;
+        }
+    };
+    if !script.has_fn("decode", 1) {
+        r.err(
+            "serial.script",
+            format!("{script_name} does not define fn decode(frame)"),
+        );
+    }
+    if points.iter().any(|p| p.writable) && !script.has_fn("encode", 3) {
+        r.err(
+            "serial.script",
+            format!("{script_name} does not define fn encode(point, value, address), needed by writable points"),
+        );
+    }
+    Some(SerialSpec {
+        framing: framing?,
+        encoding: encoding?,
+        poll: raw.poll.unwrap_or_default(),
+        script,
+        expect_reply: raw.expect_reply.unwrap_or(true),
+        max_frame: max_frame?,
+        response_timeout_ms,
+    })
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -911,7 +1059,9 @@ mod tests {
         let (registry, errors) = Registry::load(&[dir]);
         assert!(errors.is_empty(), "{errors:#?}");
         let count = |name: &str| registry.get(name).map(|p| p.points.len());
-        assert_eq!(registry.len(), 3);
+        assert_eq!(registry.len(), 5);
+        assert_eq!(count("generic-pa-serial"), Some(8));
+        assert_eq!(count("generic-sensor-binary"), Some(3));
         assert_eq!(count("generic-lamp-modbus"), Some(12));
         assert_eq!(count("generic-ev-modbus"), Some(11));
         assert_eq!(count("eastron-sdm630"), Some(16));
@@ -1072,7 +1222,11 @@ mod tests {
         let serial = "name = \"pa\"\nkind = \"pa_speaker\"\nprotocol = \"serial\"\n\
             [serial]\ndelimiter = \"\\r\\n\"\nscript = \"pa.rhai\"\n\
             [[point]]\nname = \"volume\"\nunit = \"%\"\ntype = \"u16\"\ntable = \"holding\"\naddress = 3\n";
-        assert_eq!(keys_of(serial), ["point[0].table", "point[0].address"]);
+        // The script does not exist beside this in-memory profile: reported too.
+        assert_eq!(
+            keys_of(serial),
+            ["point[0].table", "point[0].address", "serial.script"]
+        );
         let lora = "name = \"s\"\nkind = \"sensor\"\nprotocol = \"lora\"\nuplink_interval_s = 600\n\
             [lora]\nscript = \"s.rhai\"\n\
             [[point]]\nname = \"rssi\"\nunit = \"dBm\"\ntype = \"i16\"\n\
@@ -1085,6 +1239,39 @@ mod tests {
             "name = \"rssi\"\nunit = \"dBm\"\ntable = \"input\"\naddress = 0\ntype = \"i16\"",
         );
         assert_eq!(keys_of(&rssi_on_modbus), ["point[0].name"]);
+    }
+
+    #[test]
+    fn a_serial_script_syntax_error_is_reported_with_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("bad.rhai"),
+            "fn decode(frame) {\n  let = 1;\n}\n",
+        )
+        .unwrap();
+        let text = "name = \"pa\"\nkind = \"pa_speaker\"\nprotocol = \"serial\"\n\
+            [serial]\ndelimiter = \"\\r\\n\"\nscript = \"bad.rhai\"\n\
+            [[point]]\nname = \"muted\"\ntype = \"bool\"\n";
+        let errs = parse(&dir.path().join("pa.toml"), text).expect_err("bad script");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "serial.script");
+        let want = format!("{}:2: syntax error", dir.path().join("bad.rhai").display());
+        assert!(errs[0].message.starts_with(&want), "{}", errs[0].message);
+        fs::write(dir.path().join("bad.rhai"), "fn decode(frame) { () }\n").unwrap();
+        let ok = parse(&dir.path().join("pa.toml"), text).expect("good script");
+        let spec = ok.serial.expect("serial spec");
+        assert_eq!(spec.encoding, crate::profile::SerialEncoding::Text);
+        assert!(spec.expect_reply);
+        let both = text.replace("[serial]\n", "[serial]\nlength = 4\n");
+        assert_eq!(keys_of_at(&dir.path().join("pa.toml"), &both), ["serial"]);
+    }
+
+    fn keys_of_at(path: &Path, text: &str) -> Vec<String> {
+        parse(path, text)
+            .expect_err("must be rejected")
+            .into_iter()
+            .map(|e| e.key)
+            .collect()
     }
 
     #[test]

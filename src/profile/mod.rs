@@ -155,13 +155,49 @@ pub struct Profile {
     pub points: Vec<PointDef>,
     /// LoRa profiles: expected time between uplinks (drives `offline_after_s`, SPEC §8).
     pub uplink_interval_s: Option<u64>,
-    /// The raw `[serial]` table of a serial profile (framing, poll, script), validated by
-    /// the serial driver.
-    pub serial: Option<toml::Table>,
+    /// The `[serial]` section of a serial profile (framing, poll, script), validated and
+    /// with its script compiled.
+    pub serial: Option<SerialSpec>,
     /// The raw `[lora]` table of a LoRa profile (script), validated by the LoRa driver.
     pub lora: Option<toml::Table>,
     /// The file it was loaded from.
     pub source: PathBuf,
+}
+
+/// How a serial line is cut into frames (SPEC §3: exactly one of these).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SerialFraming {
+    /// Frames end with these bytes (not passed to `decode`).
+    Delimiter(Vec<u8>),
+    /// Every frame has exactly this many bytes.
+    Length(usize),
+    /// A frame ends when the line stays silent this long (ms).
+    IdleMs(u64),
+}
+
+/// What `decode(frame)` receives: a string (text) or a blob (binary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SerialEncoding {
+    Text,
+    Binary,
+}
+
+/// The validated `[serial]` section of a serial profile (SPEC §3, §8 "Serial profiles").
+#[derive(Debug, Clone, PartialEq)]
+pub struct SerialSpec {
+    pub framing: SerialFraming,
+    pub encoding: SerialEncoding,
+    /// Requests sent each poll cycle, `{address}` substituted; empty when the script's
+    /// `fn poll(address)` builds them, or when the device only pushes frames.
+    pub poll: Vec<String>,
+    /// The compiled script (`decode`, `encode`, optional `ack` and `poll`).
+    pub script: crate::script::Script,
+    /// false: a write is ok once sent.
+    pub expect_reply: bool,
+    /// Longer frames are discarded (and the framer resynchronizes).
+    pub max_frame: usize,
+    /// Reply timeout; `None` takes the bus's `timeout_ms`.
+    pub response_timeout_ms: Option<u64>,
 }
 
 impl Profile {

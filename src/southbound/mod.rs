@@ -5,6 +5,7 @@
 //! and run between two poll transactions.
 
 pub mod modbus;
+pub mod serial;
 
 use crate::model::Value;
 use tokio::sync::oneshot;

@@ -1,0 +1,490 @@
+//! The task that owns one serial line and every device on it (SPEC §3, §8).
+//!
+//! Devices are polled earliest-deadline-first on a fixed grid, like the Modbus link; one
+//! request is outstanding at a time; commands run between two poll cycles. Between
+//! requests the task keeps reading, so unsolicited frames (a device pushing an alarm) are
+//! decoded too. A frame belongs to the device named by `decode`'s `address` key, else to
+//! the device whose request is outstanding, else to the only device on the bus.
+//! A script error or runaway script fails that frame's cycle (counted, logged with the
+//! device, script file and line), never the bus.
+
+use super::decode::{self, Decoded};
+use super::framing::Framed;
+use super::port::Port;
+use super::{SerialBus, SerialDevice};
+use crate::model::{Value, now_ms};
+use crate::ops::counters::Counters;
+use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::pipeline::Input;
+use crate::profile::SerialSpec;
+use crate::script::{Engine, ScriptError};
+use crate::southbound::modbus::link::OFFLINE_AFTER_FAILURES;
+use crate::southbound::{WriteOutcome, WriteRequest};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Problems in what a script returns (unknown keys, wrong types) are logged at most this often per device.
+const PROBLEM_LOG_EVERY: Duration = Duration::from_secs(300);
+
+struct DevState {
+    next: Instant,
+    failures: u32,
+    online: Option<bool>,
+    log: FailureLog,
+    /// A frame was attributed to it since its last cycle (push-only devices).
+    heard: bool,
+    problem_logged: Option<Instant>,
+}
+
+pub(super) struct Task {
+    bus: SerialBus,
+    engine: Engine,
+    port: Port,
+    states: Vec<DevState>,
+    counters: Arc<Counters>,
+    out: Vec<Input>,
+    bus_log: FailureLog,
+}
+
+fn spec(d: &SerialDevice) -> &SerialSpec {
+    d.spec()
+}
+
+impl Task {
+    pub(super) fn new(bus: SerialBus, port: Port, counters: Arc<Counters>) -> Task {
+        let start = Instant::now();
+        let states = bus
+            .devices
+            .iter()
+            .map(|_| DevState {
+                next: start,
+                failures: 0,
+                online: None,
+                log: FailureLog::default(),
+                heard: false,
+                problem_logged: None,
+            })
+            .collect();
+        Task {
+            bus,
+            engine: Engine::new(),
+            port,
+            states,
+            counters,
+            out: Vec::new(),
+            bus_log: FailureLog::default(),
+        }
+    }
+
+    fn timeout(&self, d: &SerialDevice) -> Duration {
+        Duration::from_millis(
+            spec(d)
+                .response_timeout_ms
+                .unwrap_or(self.bus.cfg.timeout_ms),
+        )
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<WriteRequest>,
+        tx: mpsc::Sender<Input>,
+        cancel: CancellationToken,
+    ) {
+        tracing::info!(bus_id = %self.bus.cfg.id, port = %self.bus.cfg.port.display(), devices = self.bus.devices.len(), "serial bus started");
+        let _ = self.port.ensure_open();
+        self.report_port();
+        while let Some((i, deadline)) = self
+            .states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i, s.next))
+            .min_by_key(|(_, t)| *t)
+        {
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(req) = inbox.recv() => {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = self.run_write(req) => {}
+                    }
+                }
+                f = self.port.next_frame(deadline) => {
+                    if let Some(f) = f {
+                        self.unsolicited(f);
+                    } else {
+                        let cycle = tokio::select! {
+                            _ = cancel.cancelled() => break,
+                            r = self.poll_cycle(i) => r,
+                        };
+                        self.advance(i);
+                        self.judge(i, cycle);
+                    }
+                }
+            }
+            self.report_port();
+            for m in std::mem::take(&mut self.out) {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    r = tx.send(m) => if r.is_err() { return },
+                }
+            }
+        }
+        tracing::info!(bus_id = %self.bus.cfg.id, "serial bus stopped");
+    }
+
+    /// Port trouble is a bus problem, logged once (then summarized) with the setting named.
+    fn report_port(&mut self) {
+        if let Some(e) = self.port.error.take() {
+            Counters::inc(&self.counters.serial_port_error);
+            match self.bus_log.failure(std::time::Instant::now()) {
+                LogAction::Failed => {
+                    tracing::error!(bus_id = %self.bus.cfg.id, error = %e, "serial bus error; retrying with backoff")
+                }
+                LogAction::Summary { count } => {
+                    tracing::error!(bus_id = %self.bus.cfg.id, error = %e, failures = count, "serial bus still failing")
+                }
+                _ => {}
+            }
+        } else if self.port.is_open()
+            && let LogAction::Recovered { count } = self.bus_log.success()
+        {
+            tracing::info!(bus_id = %self.bus.cfg.id, failures = count, "serial bus working again");
+        }
+    }
+
+    /// Fixed grid: the next slot after now; skipped slots are overruns.
+    fn advance(&mut self, i: usize) {
+        let poll = self.bus.devices[i].poll;
+        let st = &mut self.states[i];
+        st.next += poll;
+        let now = Instant::now();
+        if st.next <= now {
+            let behind = now.duration_since(st.next).as_nanos() / poll.as_nanos().max(1) + 1;
+            st.next += poll * behind as u32;
+            Counters::add(&self.counters.poll_overrun, behind as u64);
+        }
+    }
+
+    /// Sends device `i`'s poll requests and collects the replies' values.
+    async fn poll_cycle(&mut self, i: usize) -> Result<Vec<(usize, Value)>, String> {
+        let dev = &self.bus.devices[i];
+        let requests = decode::poll_requests(&self.engine, spec(dev), &dev.address)
+            .map_err(|e| self.script_failed(i, e))?;
+        if requests.is_empty() {
+            // Push-only device: alive when it was heard since the last cycle.
+            let heard = std::mem::take(&mut self.states[i].heard);
+            return if heard {
+                Ok(Vec::new())
+            } else {
+                Err(format!(
+                    "no frame from address {} during the last poll interval",
+                    dev.address
+                ))
+            };
+        }
+        let mut values = Vec::new();
+        for req in requests {
+            let frame = self.request(i, &req, false).await?;
+            let d = self.decode_reply(i, &frame)?;
+            values.extend(d.values);
+        }
+        Ok(values)
+    }
+
+    /// Sends one request for device `i` and waits for its reply frame, handing frames of
+    /// other devices to them meanwhile. Frames the script ignores are skipped, except
+    /// as the reply to a write (`#01 OK` carries no values).
+    async fn request(&mut self, i: usize, req: &[u8], write: bool) -> Result<Vec<u8>, String> {
+        for f in self.port.take_pending() {
+            self.unsolicited(f);
+        }
+        self.port.discard_input();
+        self.port.send(req).await?;
+        let timeout = self.timeout(&self.bus.devices[i]);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.port.next_frame(deadline).await {
+                None => {
+                    Counters::inc(&self.counters.serial_timeout);
+                    return Err(match self.port.error.as_ref() {
+                        Some(e) => e.clone(),
+                        None => format!(
+                            "no reply to {} within {} ms",
+                            printable(req),
+                            timeout.as_millis()
+                        ),
+                    });
+                }
+                Some(Framed::Overlong(n)) => self.overlong(n),
+                Some(Framed::Frame(f)) => {
+                    // Is it someone else's (an unsolicited frame with an address)?
+                    let dev = &self.bus.devices[i];
+                    match decode::decode(&self.engine, &dev.info.profile, spec(dev), &f) {
+                        Ok(Some(d)) if d.address.as_ref().is_some_and(|a| *a != dev.address) => {
+                            self.attribute(d);
+                        }
+                        Ok(None) if !write => {}
+                        _ => return Ok(f),
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode_reply(&mut self, i: usize, frame: &[u8]) -> Result<Decoded, String> {
+        let dev = &self.bus.devices[i];
+        match decode::decode(&self.engine, &dev.info.profile, spec(dev), frame) {
+            Ok(Some(d)) => {
+                self.note_problems(i, &d);
+                Ok(d)
+            }
+            Ok(None) => Ok(Decoded::default()),
+            Err(e) => Err(self.script_failed(i, e)),
+        }
+    }
+
+    fn script_failed(&self, i: usize, e: ScriptError) -> String {
+        Counters::inc(&self.counters.script_error);
+        let dev = &self.bus.devices[i];
+        tracing::debug!(device_id = %dev.info.id, script = %e.file.display(), line = ?e.line, error = %e.message, "script error");
+        format!("script error: {e}")
+    }
+
+    fn note_problems(&mut self, i: usize, d: &Decoded) {
+        Counters::add(&self.counters.unknown_enum, d.unknown_enums);
+        if d.problems.is_empty() {
+            return;
+        }
+        Counters::add(&self.counters.decode_error, d.problems.len() as u64);
+        let st = &mut self.states[i];
+        let now = Instant::now();
+        if st
+            .problem_logged
+            .is_none_or(|t| now.duration_since(t) >= PROBLEM_LOG_EVERY)
+        {
+            st.problem_logged = Some(now);
+            let dev = &self.bus.devices[i];
+            tracing::warn!(device_id = %dev.info.id, profile = %dev.info.profile.name,
+                script = %spec(dev).script.path().display(), problems = ?d.problems,
+                "decode returned values that are not points of the profile");
+        }
+    }
+
+    fn overlong(&mut self, n: usize) {
+        Counters::inc(&self.counters.serial_frame_error);
+        tracing::debug!(bus_id = %self.bus.cfg.id, bytes = n, "serial noise or overlong frame dropped");
+    }
+
+    /// A frame nobody asked for: decode it with each profile on the bus until one names
+    /// one of its devices (or the bus has a single device).
+    fn unsolicited(&mut self, f: Framed) {
+        let frame = match f {
+            Framed::Overlong(n) => return self.overlong(n),
+            Framed::Frame(f) => f,
+        };
+        let single = self.bus.devices.len() == 1;
+        let mut tried: Vec<&str> = Vec::new();
+        for (i, dev) in self.bus.devices.iter().enumerate() {
+            let name = dev.info.profile.name.as_str();
+            if tried.contains(&name) {
+                continue;
+            }
+            tried.push(name);
+            match decode::decode(&self.engine, &dev.info.profile, spec(dev), &frame) {
+                Ok(None) => return,
+                Ok(Some(d)) if d.address.is_some() || single => {
+                    if d.address.is_none() {
+                        self.deliver(i, d);
+                    } else {
+                        self.attribute(d);
+                    }
+                    return;
+                }
+                Ok(Some(_)) => {}
+                Err(e) if single => {
+                    let _ = self.script_failed(i, e);
+                    return;
+                }
+                Err(_) => {}
+            }
+        }
+        Counters::inc(&self.counters.serial_unattributed);
+        tracing::debug!(bus_id = %self.bus.cfg.id, frame = %printable(&frame), "frame not attributed to any device");
+    }
+
+    /// Delivers a decoded frame with an `address` to the device that has it.
+    fn attribute(&mut self, d: Decoded) {
+        let addr = d.address.clone().unwrap_or_default();
+        match self.bus.devices.iter().position(|x| x.address == addr) {
+            Some(i) => self.deliver(i, d),
+            None => {
+                Counters::inc(&self.counters.serial_unattributed);
+                tracing::debug!(bus_id = %self.bus.cfg.id, address = %addr, "frame for an address not configured on this bus");
+            }
+        }
+    }
+
+    fn deliver(&mut self, i: usize, d: Decoded) {
+        self.note_problems(i, &d);
+        self.states[i].heard = true;
+        if !d.values.is_empty() {
+            self.out.push(Input::Reading {
+                device: self.bus.devices[i].info.clone(),
+                values: d.values,
+                at_ms: now_ms(),
+                force: Vec::new(),
+            });
+        }
+    }
+
+    /// Runs a command's writes in order, then reads the device back.
+    async fn run_write(&mut self, req: WriteRequest) {
+        let Some(dev) = self.bus.devices.get(req.device) else {
+            let _ = req.reply.send(WriteOutcome {
+                points: vec![],
+                error: Some("device not served by this bus".into()),
+            });
+            return;
+        };
+        let i = req.device;
+        let info = dev.info.clone();
+        let mut applied: Vec<(usize, Value)> = Vec::new();
+        for (idx, value) in &req.writes {
+            let Some(def) = info.profile.points.get(*idx) else {
+                continue;
+            };
+            if let Err(e) = self.write_one(i, &def.name, value).await {
+                let error = format!("point '{}': {e}", def.name);
+                tracing::warn!(device_id = %info.id, error = %error, "command write failed");
+                let _ = req.reply.send(WriteOutcome {
+                    points: applied,
+                    error: Some(error),
+                });
+                return;
+            }
+            applied.push((*idx, value.clone()));
+        }
+        tracing::info!(device_id = %info.id, points = applied.len(), "command written");
+        let written: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
+        match self.poll_cycle(i).await {
+            Ok(values) => {
+                // Write-only points (play, stop) are not read back: their written value stands.
+                let points = applied
+                    .iter()
+                    .map(|(w, v)| {
+                        values
+                            .iter()
+                            .find(|(j, _)| j == w)
+                            .cloned()
+                            .unwrap_or((*w, v.clone()))
+                    })
+                    .collect();
+                let _ = req.reply.send(WriteOutcome {
+                    points,
+                    error: None,
+                });
+                if !values.is_empty() {
+                    self.out.push(Input::Reading {
+                        device: info,
+                        values,
+                        at_ms: now_ms(),
+                        force: written,
+                    });
+                }
+            }
+            Err(e) => {
+                let _ = req.reply.send(WriteOutcome {
+                    points: applied,
+                    error: Some(format!("written, but the read-back failed: {e}")),
+                });
+            }
+        }
+    }
+
+    async fn write_one(&mut self, i: usize, point: &str, value: &Value) -> Result<(), String> {
+        let dev = &self.bus.devices[i];
+        let bytes = decode::encode(&self.engine, spec(dev), point, value, &dev.address)
+            .map_err(|e| self.script_failed(i, e))?;
+        if !spec(dev).expect_reply {
+            for f in self.port.take_pending() {
+                self.unsolicited(f);
+            }
+            return self.port.send(&bytes).await;
+        }
+        let reply = self.request(i, &bytes, true).await?;
+        let dev = &self.bus.devices[i];
+        decode::ack(&self.engine, spec(dev), &reply).inspect_err(|e| {
+            if e.starts_with("script error") {
+                Counters::inc(&self.counters.script_error);
+            }
+        })
+    }
+
+    /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
+    fn judge(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, String>) {
+        let info = self.bus.devices[i].info.clone();
+        let st = &mut self.states[i];
+        match outcome {
+            Ok(values) => {
+                st.failures = 0;
+                if let LogAction::Recovered { count } = st.log.success() {
+                    tracing::info!(device_id = %info.id, profile = %info.profile.name, failures = count, "device responding again");
+                }
+                if st.online != Some(true) {
+                    st.online = Some(true);
+                    tracing::info!(device_id = %info.id, profile = %info.profile.name, "device online");
+                    info.link.store(crate::pipeline::LINK_ONLINE, Relaxed);
+                    self.out.push(Input::State {
+                        device: info.clone(),
+                        online: true,
+                        reason: None,
+                    });
+                }
+                if !values.is_empty() {
+                    self.out.push(Input::Reading {
+                        device: info,
+                        values,
+                        at_ms: now_ms(),
+                        force: Vec::new(),
+                    });
+                }
+            }
+            Err(reason) => {
+                st.failures += 1;
+                match st.log.failure(std::time::Instant::now()) {
+                    LogAction::Failed => {
+                        tracing::warn!(device_id = %info.id, bus_id = %self.bus.cfg.id, profile = %info.profile.name, error = %reason, "device poll failed")
+                    }
+                    LogAction::Summary { count } => {
+                        tracing::warn!(device_id = %info.id, bus_id = %self.bus.cfg.id, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
+                    }
+                    _ => {}
+                }
+                if st.failures >= OFFLINE_AFTER_FAILURES && st.online != Some(false) {
+                    st.online = Some(false);
+                    info.link.store(crate::pipeline::LINK_OFFLINE, Relaxed);
+                    tracing::warn!(device_id = %info.id, bus_id = %self.bus.cfg.id, profile = %info.profile.name, failures = st.failures, "device offline");
+                    self.out.push(Input::State {
+                        device: info,
+                        online: false,
+                        reason: Some(reason),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A request or frame for log lines: printable ASCII kept, the rest as `\xNN`.
+pub fn printable(b: &[u8]) -> String {
+    b.iter()
+        .flat_map(|c| std::ascii::escape_default(*c))
+        .map(char::from)
+        .take(120)
+        .collect()
+}

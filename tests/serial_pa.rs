@@ -1,0 +1,319 @@
+//! Serial line-protocol equipment end to end over pseudo-terminal pairs (parity none):
+//! the simulated PA-100 amplifier decoded through its Rhai profile into MQTT telemetry,
+//! an unsolicited alarm, a command round trip with read-back, noise and overlong frames,
+//! scripts that loop forever or return garbage, and a device that never answers.
+
+mod common;
+
+use common::*;
+use polegate::demo::pa::PaSim;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use serde_json::json;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+fn bus(id: &str, sim: &PaSim) -> String {
+    format!(
+        "[[bus]]\nid = \"{id}\"\nkind = \"serial\"\nport = \"{}\"\nbaud = 9600\nparity = \"none\"\ntimeout_ms = 300\n",
+        sim.path.display()
+    )
+}
+
+fn device(id: &str, profile: &str, bus: &str, address: &str) -> String {
+    format!(
+        "[[device]]\nid = \"{id}\"\nprofile = \"{profile}\"\npoll_ms = 200\n\
+         serial = {{ bus = \"{bus}\", address = \"{address}\" }}\n"
+    )
+}
+
+/// Adds a plugins dir with extra profiles (bad scripts) to the test config.
+fn with_extra_plugins(setup: &Setup, files: &[(&str, &str)]) {
+    let extra = setup.dir.path().join("extra-plugins");
+    std::fs::create_dir_all(&extra).unwrap();
+    for (name, text) in files {
+        std::fs::write(extra.join(name), text).unwrap();
+    }
+    let text = std::fs::read_to_string(&setup.path).unwrap();
+    let main = format!("plugins_dirs = [{:?}]", plugins_dir().display().to_string());
+    let both = format!(
+        "plugins_dirs = [{:?}, {:?}]",
+        plugins_dir().display().to_string(),
+        extra.display().to_string()
+    );
+    std::fs::write(&setup.path, text.replace(&main, &both)).unwrap();
+}
+
+fn pa_profile_with_script(name: &str, script: &str) -> String {
+    format!(
+        "name = \"{name}\"\nkind = \"pa_speaker\"\nprotocol = \"serial\"\n\
+         [serial]\ndelimiter = \"\\r\\n\"\npoll = [\"@{{address}}?\\r\\n\"]\nscript = \"{script}\"\n\
+         [[point]]\nname = \"volume\"\nunit = \"%\"\ntype = \"u16\"\n\
+         [[point]]\nname = \"temperature\"\nunit = \"°C\"\ntype = \"f32\"\n\
+         [[point]]\nname = \"muted\"\ntype = \"bool\"\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pa_amplifier_is_polled_decoded_and_its_unsolicited_alarm_is_published() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
+    let setup = Setup::new(
+        broker.port,
+        &format!(
+            "{}{}",
+            bus("pa-line", &sim),
+            device("pa-01", "generic-pa-serial", "pa-line", "01")
+        ),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+
+    let state = rec
+        .wait_for("birth", |m| m.topic == "polegate/cab-test/pa-01/state")
+        .await;
+    assert_eq!(state.json["state"], "online");
+    assert_eq!(state.json["kind"], "pa_speaker");
+    let t = rec
+        .wait_for("telemetry", |m| {
+            m.topic == "polegate/cab-test/pa-01/telemetry"
+        })
+        .await;
+    assert_eq!(
+        t.json["points"],
+        json!({"volume": 40, "muted": false, "playing": false, "amp_ok": true,
+               "line_fault": false, "temperature": 31.5})
+    );
+
+    // The amplifier pushes an alarm on its own, between two polls.
+    sim.push_line("!01 LINE=FAULT").await;
+    let alarm = rec
+        .wait_for("alarm", |m| {
+            m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["line_fault"] == true
+        })
+        .await;
+    assert_eq!(alarm.json["points"], json!({"line_fault": true}));
+    daemon.stop().await;
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_is_encoded_acknowledged_and_read_back() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = PaSim::spawn("07", cancel.clone()).unwrap();
+    let setup = Setup::new(
+        broker.port,
+        &format!(
+            "{}{}",
+            bus("pa-line", &sim),
+            device("pa-07", "generic-pa-serial", "pa-line", "07")
+        ),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    rec.wait_for("telemetry", |m| m.topic.ends_with("/pa-07/telemetry"))
+        .await;
+
+    let (client, mut el) = AsyncClient::new(MqttOptions::new("ctl", "127.0.0.1", broker.port), 10);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let cmd = |id: &str, points: serde_json::Value| {
+        json!({"id": id, "points": points}).to_string().into_bytes()
+    };
+    let topic = "polegate/cab-test/pa-07/cmd";
+    client
+        .publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            cmd("c1", json!({"volume": 55, "muted": true})),
+        )
+        .await
+        .unwrap();
+    let r = rec
+        .wait_for("result c1", |m| {
+            m.topic.ends_with("/pa-07/cmd/result") && m.json["id"] == "c1"
+        })
+        .await;
+    assert_eq!(r.json["ok"], true, "{}", r.json);
+    assert_eq!(r.json["points"], json!({"volume": 55, "muted": true}));
+    {
+        let s = sim.state.lock().unwrap();
+        assert_eq!(s.volume, 55);
+        assert!(
+            s.received.iter().any(|l| l == "@07V055"),
+            "{:?}",
+            s.received
+        );
+        assert!(s.received.iter().any(|l| l == "@07M1"));
+    }
+    // A write-only point: the written value stands in the result.
+    client
+        .publish(
+            topic,
+            QoS::AtLeastOnce,
+            false,
+            cmd("c2", json!({"play": 7})),
+        )
+        .await
+        .unwrap();
+    let r = rec
+        .wait_for("result c2", |m| {
+            m.topic.ends_with("/pa-07/cmd/result") && m.json["id"] == "c2"
+        })
+        .await;
+    assert_eq!(r.json["ok"], true, "{}", r.json);
+    assert_eq!(r.json["points"], json!({"play": 7}));
+    assert!(sim.state.lock().unwrap().playing);
+    daemon.stop().await;
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_and_overlong_frames_are_dropped_and_decoding_resumes() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
+    let setup = Setup::new(
+        broker.port,
+        &format!(
+            "{}{}",
+            bus("pa-line", &sim),
+            device("pa-01", "generic-pa-serial", "pa-line", "01")
+        ),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    rec.wait_for("telemetry", |m| m.topic.ends_with("/pa-01/telemetry"))
+        .await;
+    // Binary noise, then a 1000-byte line (max_frame is 128), then a real alarm.
+    let _ = sim.inject.send(vec![0x00, 0xFF, 0x13, 0x80, 0x7F]).await;
+    let _ = sim.inject.send(vec![b'Z'; 1000]).await;
+    let _ = sim.inject.send(b"\r\n".to_vec()).await;
+    sim.push_line("!01 AMP=FAIL").await;
+    rec.wait_for("alarm after noise", |m| {
+        m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["amp_ok"] == false
+    })
+    .await;
+    let counters = daemon.handles.counters.clone();
+    eventually("overlong frame counted", || {
+        counters.serial_frame_error.load(Relaxed) >= 1
+    })
+    .await;
+    // Polling goes on.
+    sim.state.lock().unwrap().volume = 12;
+    rec.wait_for("telemetry after noise", |m| {
+        m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["volume"] == 12
+    })
+    .await;
+    daemon.stop().await;
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_script_and_a_garbage_script_are_contained_and_other_buses_keep_going() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let good = PaSim::spawn("01", cancel.clone()).unwrap();
+    let looping = PaSim::spawn("01", cancel.clone()).unwrap();
+    let garbage = PaSim::spawn("01", cancel.clone()).unwrap();
+    let setup = Setup::new(
+        broker.port,
+        &[
+            bus("good", &good),
+            bus("loop", &looping),
+            bus("garbage", &garbage),
+            device("pa-good", "generic-pa-serial", "good", "01"),
+            device("pa-loop", "test-pa-loop", "loop", "01"),
+            device("pa-garbage", "test-pa-garbage", "garbage", "01"),
+        ]
+        .concat(),
+    );
+    with_extra_plugins(
+        &setup,
+        &[
+            (
+                "loop.toml",
+                &pa_profile_with_script("test-pa-loop", "loop.rhai"),
+            ),
+            (
+                "loop.rhai",
+                "fn decode(frame) {\n  let n = 0;\n  loop { n += 1; }\n}\n",
+            ),
+            (
+                "garbage.toml",
+                &pa_profile_with_script("test-pa-garbage", "garbage.rhai"),
+            ),
+            (
+                "garbage.rhai",
+                "fn decode(frame) {\n  #{ volume: [1, 2], muted: \"yes\", x_nope: 1, temperature: 20.5 }\n}\n",
+            ),
+        ],
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+
+    let off = rec
+        .wait_for("looping device offline", |m| {
+            m.topic.ends_with("/pa-loop/state") && m.json["state"] == "offline"
+        })
+        .await;
+    let reason = off.json["reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("loop.rhai:1:"), "{reason}");
+    assert!(reason.contains("operations"), "{reason}");
+    // Garbage values are dropped, the valid one is published.
+    let t = rec
+        .wait_for("garbage telemetry", |m| {
+            m.topic.ends_with("/pa-garbage/telemetry")
+        })
+        .await;
+    assert_eq!(t.json["points"], json!({"temperature": 20.5}));
+    // The good amplifier is unaffected and keeps reporting.
+    good.state.lock().unwrap().volume = 77;
+    rec.wait_for("good telemetry", |m| {
+        m.topic.ends_with("/pa-good/telemetry") && m.json["points"]["volume"] == 77
+    })
+    .await;
+    let c = &daemon.handles.counters;
+    assert!(c.script_error.load(Relaxed) >= 3);
+    assert!(c.decode_error.load(Relaxed) >= 3);
+    daemon.stop().await;
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_never_answers_goes_offline_and_commands_to_it_fail() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
+    sim.state.lock().unwrap().silent = true;
+    let setup = Setup::new(
+        broker.port,
+        &format!(
+            "{}{}",
+            bus("pa-line", &sim),
+            device("pa-01", "generic-pa-serial", "pa-line", "01")
+        ),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let t0 = tokio::time::Instant::now();
+    let daemon = Daemon::start(&setup).await;
+    let off = rec
+        .wait_for("offline", |m| {
+            m.topic.ends_with("/pa-01/state") && m.json["state"] == "offline"
+        })
+        .await;
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let reason = off.json["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("no reply to @01?"), "{reason}");
+    assert!(daemon.handles.counters.serial_timeout.load(Relaxed) >= 3);
+    // It comes back when it answers again.
+    sim.state.lock().unwrap().silent = false;
+    rec.wait_for("online again", |m| {
+        m.topic.ends_with("/pa-01/state") && m.json["state"] == "online"
+    })
+    .await;
+    daemon.stop().await;
+    cancel.cancel();
+}

@@ -4,16 +4,15 @@
 
 use crate::buffer::{Queue, QueueOptions};
 use crate::commands::dedup::Dedup;
-use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY, Route};
-use crate::config::{self, Config, Transport};
+use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY};
+use crate::config::{self, Config};
 use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Pipeline, PipelineSettings};
 use crate::profile::Registry;
-use crate::southbound::INBOX_CAPACITY;
-use crate::southbound::modbus::link::{PolledDevice, REQUEST_TIMEOUT, TcpLink, run_link};
-use std::collections::{BTreeMap, HashMap};
+use crate::southbound::modbus::LinkSet;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -105,7 +104,7 @@ pub async fn run(
 
     // Devices and their links.
     let mut infos = Vec::new();
-    let mut links: BTreeMap<(String, bool), TcpLink> = BTreeMap::new();
+    let mut links = LinkSet::new(&cfg.buses);
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(profile) = registry.get(&d.profile) else {
             tracing::error!(device_id = %d.id, profile = %d.profile, "profile not found; device skipped");
@@ -120,28 +119,9 @@ pub async fn run(
             heartbeat_ms: d.heartbeat_s.saturating_mul(1000),
         });
         let poll = Duration::from_millis(d.effective_poll_ms(profile.poll_ms));
-        match &d.transport {
-            Transport::ModbusTcp {
-                address,
-                unit,
-                framing,
-            } => {
-                let key = (address.clone(), *framing == config::Framing::Rtu);
-                links
-                    .entry(key)
-                    .or_insert_with(|| TcpLink {
-                        address: address.clone(),
-                        framing: *framing,
-                        devices: Vec::new(),
-                        request_timeout: REQUEST_TIMEOUT,
-                    })
-                    .devices
-                    .push(PolledDevice::new(info.clone(), *unit, poll));
-            }
-            other => {
-                tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet; device skipped");
-                continue;
-            }
+        if let Err(transport) = links.add(&d.transport, info.clone(), poll) {
+            tracing::warn!(device_id = %d.id, transport, "transport not supported by this build yet; device skipped");
+            continue;
         }
         infos.push(info);
     }
@@ -166,26 +146,7 @@ pub async fn run(
     let drivers = cancel.child_token();
     let mut driver_tasks = Vec::new();
     let mut routes = HashMap::new();
-    for link in links.into_values() {
-        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
-        for (index, d) in link.devices.iter().enumerate() {
-            routes.insert(
-                d.info.id.clone(),
-                Route {
-                    info: d.info.clone(),
-                    inbox: inbox_tx.clone(),
-                    index,
-                },
-            );
-        }
-        driver_tasks.push(tokio::spawn(run_link(
-            link,
-            inbox_rx,
-            tx.clone(),
-            counters.clone(),
-            drivers.clone(),
-        )));
-    }
+    links.spawn(&tx, &counters, &drivers, &mut driver_tasks, &mut routes);
 
     // Commands: validation, dedup (persisted beside the queue), routing to the drivers.
     let commands_tx = if cfg.commands.enabled {

@@ -144,6 +144,8 @@ struct Conn {
     next_attempt: Instant,
     delay: Duration,
     log: FailureLog,
+    /// Why the last connect failed, repeated while waiting for the next attempt.
+    last_error: String,
 }
 
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
@@ -171,6 +173,7 @@ pub async fn run_link(
         next_attempt: start,
         delay: RECONNECT_MIN,
         log: FailureLog::default(),
+        last_error: String::new(),
     };
     let mut last_overrun: Option<Instant> = None;
     tracing::info!(bus_id = %link.name, devices = link.devices.len(), "modbus link started");
@@ -241,8 +244,8 @@ async fn ensure_connected<'c>(
         let now = Instant::now();
         if now < conn.next_attempt {
             return Err(format!(
-                "not connected to {}; next attempt in {} ms",
-                link.name,
+                "{}; next attempt in {} ms",
+                conn.last_error,
                 conn.next_attempt.duration_since(now).as_millis()
             ));
         }
@@ -268,6 +271,7 @@ async fn ensure_connected<'c>(
                 let jitter = fastrand::u64(0..=conn.delay.as_millis() as u64 / 2);
                 conn.next_attempt = Instant::now() + conn.delay + Duration::from_millis(jitter);
                 conn.delay = (conn.delay * 2).min(RECONNECT_MAX);
+                conn.last_error.clone_from(&e);
                 return Err(e);
             }
         }
@@ -476,8 +480,21 @@ pub fn open_serial(bus: &BusCfg) -> Result<tokio_serial::SerialStream, String> {
         Parity::Even => (tokio_serial::Parity::Even, "even"),
         Parity::Odd => (tokio_serial::Parity::Odd, "odd"),
     };
+    let what = format!("parity = \"{label}\"");
     port.set_parity(parity)
-        .map_err(|e| refused(format!("parity = \"{label}\""), e))?;
+        .map_err(|e| refused(what.clone(), e))?;
+    // Some drivers (ptys) accept the ioctl but keep their setting: read it back.
+    match port.parity() {
+        Ok(p) if p == parity => {}
+        Ok(p) => {
+            let e = tokio_serial::Error::new(
+                tokio_serial::ErrorKind::InvalidInput,
+                format!("the driver kept parity {p}"),
+            );
+            return Err(refused(what, e));
+        }
+        Err(e) => return Err(refused(what, e)),
+    }
     let stop = if bus.stop_bits == 2 {
         StopBits::Two
     } else {

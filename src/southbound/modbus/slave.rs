@@ -236,7 +236,11 @@ impl SlaveBus {
                 if behaviour == Behaviour::BadChecksum {
                     let n = out.len();
                     let i = if self.mode == Mode::Rtu { n - 1 } else { n - 3 };
-                    out[i] = if out[i] == b'0' { b'1' } else { out[i] ^ 0x5A };
+                    out[i] = match self.mode {
+                        Mode::Rtu => out[i] ^ 0x5A,
+                        Mode::Ascii if out[i] == b'0' => b'1',
+                        Mode::Ascii => b'0',
+                    };
                 }
                 if self.chatter {
                     let mut stray = self.frame(u.wrapping_add(100), &[3, 2, 0, 0]);

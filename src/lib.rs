@@ -35,5 +35,6 @@ pub mod model;
 pub mod northbound;
 pub mod ops;
 pub mod pipeline;
+pub mod probe;
 pub mod profile;
 pub mod southbound;

@@ -5,7 +5,9 @@
 //! - A healthy device is polled on a fixed grid (`start + k * poll_ms`): deadlines never
 //!   drift; a slot that is already past when the previous cycle ends is skipped and
 //!   counted as an overrun (returned by [`Schedule::done`]), never silently stretched.
-//! - A failing device is probed no more often than keeps its share of the bus at
+//! - A failing device is retried at its poll rate until it has failed
+//!   [`BACKOFF_AFTER_FAILURES`] cycles in a row (it is then offline); from then on it is
+//!   probed no more often than keeps its share of the bus at
 //!   [`FAILING_SHARE_PCT`] percent: after a failed cycle that occupied the line for `t`,
 //!   its next probe is at least `t * (100 / share - 1)` later, and the interval doubles
 //!   (from `poll_ms`, up to [`PROBE_MAX`]) while it keeps failing. The first good cycle
@@ -17,6 +19,9 @@ use tokio::time::Instant;
 
 /// Most of the bus time a failing device may take, in percent.
 pub const FAILING_SHARE_PCT: u32 = 10;
+/// Failed cycles at the normal poll rate before backing off: as many as it takes to
+/// declare the device offline (SPEC §8), so offline is reported promptly.
+pub const BACKOFF_AFTER_FAILURES: u32 = 3;
 /// Longest interval between two probes of a failing device.
 pub const PROBE_MAX: Duration = Duration::from_secs(60);
 
@@ -84,9 +89,13 @@ impl Schedule {
             return behind;
         }
         s.failures += 1;
+        if s.failures < BACKOFF_AFTER_FAILURES {
+            s.next = now + s.poll;
+            return 0;
+        }
         let spent = now.saturating_duration_since(started);
         let fair = spent * (100 / FAILING_SHARE_PCT - 1);
-        if s.failures > 1 {
+        if s.failures > BACKOFF_AFTER_FAILURES {
             s.probe = (s.probe * 2).min(PROBE_MAX);
         }
         s.probe = s.probe.max(s.poll);
@@ -167,9 +176,18 @@ mod tests {
     fn a_recovered_device_returns_to_its_poll_rate() {
         let t0 = Instant::now();
         let mut s = Schedule::new(&[ms(100)], t0);
-        s.done(0, t0, t0 + ms(500), false);
+        let mut now = t0;
+        for k in 1..=BACKOFF_AFTER_FAILURES {
+            let (_, due) = s.next().expect("device");
+            if k > 1 {
+                // Retried at the poll rate until offline.
+                assert_eq!(due, now + ms(100));
+            }
+            now = due + ms(500);
+            s.done(0, due, now, false);
+        }
         let (_, due) = s.next().expect("device");
-        assert!(due >= t0 + ms(500) + ms(4500));
+        assert!(due >= now + ms(4500));
         s.done(0, due, due + ms(10), true);
         assert_eq!(s.failures(0), 0);
         assert_eq!(s.next(), Some((0, due + ms(110))));

@@ -132,6 +132,8 @@ pub struct SlaveBus {
     pub wire: Option<Timing>,
     /// Send another unit's frame before every reply (a chattering line).
     pub chatter: bool,
+    /// TCP connections accepted by [`SlaveBus::serve_tcp`].
+    pub connections: AtomicU64,
 }
 
 impl SlaveBus {
@@ -144,6 +146,7 @@ impl SlaveBus {
                 .collect(),
             wire: None,
             chatter: false,
+            connections: AtomicU64::new(0),
         }
     }
 
@@ -274,6 +277,8 @@ impl SlaveBus {
                 c = listener.accept() => c,
             };
             if let Ok((s, _)) = conn {
+                self.connections.fetch_add(1, Relaxed);
+                let _ = s.set_nodelay(true);
                 tokio::spawn(self.clone().serve(s, cancel.clone()));
             }
         }

@@ -230,3 +230,92 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient
 pub fn recoverable(e: &tokio_modbus::Error) -> bool {
     matches!(e, tokio_modbus::Error::Transport(io) if io.kind() == io::ErrorKind::InvalidData)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::duplex;
+    use tokio_modbus::client::{Context, Reader};
+
+    fn reply(unit: u8, value: u16) -> Vec<u8> {
+        frame::rtu_frame(unit, &[0x03, 0x02, (value >> 8) as u8, value as u8])
+    }
+
+    #[tokio::test]
+    async fn a_late_reply_after_a_timeout_is_drained_and_never_answers_the_next_request() {
+        let (ours, mut line) = duplex(1024);
+        let counters = Arc::new(Counters::default());
+        let client = FramedClient::new(
+            ours,
+            Mode::Rtu,
+            Timing::new(19200, 8, false, 1),
+            counters.clone(),
+        );
+        let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
+        ctx.set_slave(Slave(5));
+        // First request: nobody answers in time.
+        let first =
+            tokio::time::timeout(Duration::from_millis(50), ctx.read_holding_registers(0, 1)).await;
+        assert!(first.is_err(), "timed out");
+        let mut req = [0u8; 8];
+        line.read_exact(&mut req)
+            .await
+            .expect("request 1 on the line");
+        // Its answer arrives late, before the second request.
+        line.write_all(&reply(5, 111)).await.expect("late reply");
+        let slave = async {
+            let mut req = [0u8; 8];
+            line.read_exact(&mut req)
+                .await
+                .expect("request 2 on the line");
+            line.write_all(&reply(5, 222)).await.expect("reply");
+        };
+        let (second, ()) = tokio::join!(ctx.read_holding_registers(0, 1), slave);
+        assert_eq!(second.expect("transport").expect("no exception"), [222]);
+        assert_eq!(
+            counters
+                .modbus_stray_frame
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stray_frame_before_the_reply_is_skipped_and_a_bad_crc_is_an_error_that_keeps_the_line()
+     {
+        let (ours, mut line) = duplex(1024);
+        let counters = Arc::new(Counters::default());
+        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), counters.clone());
+        let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
+        ctx.set_slave(Slave(2));
+        let slave = async {
+            let mut req = [0u8; 8];
+            line.read_exact(&mut req).await.expect("request");
+            let mut out = reply(9, 1);
+            out.extend(reply(2, 7));
+            line.write_all(&out).await.expect("reply");
+            line.read_exact(&mut req).await.expect("request");
+            let mut bad = reply(2, 8);
+            bad[4] ^= 1;
+            line.write_all(&bad).await.expect("reply");
+        };
+        let ((a, b), ()) = tokio::join!(
+            async {
+                let a = ctx.read_holding_registers(0, 1).await;
+                let b = ctx.read_holding_registers(0, 1).await;
+                (a, b)
+            },
+            slave
+        );
+        assert_eq!(a.expect("transport").expect("no exception"), [7]);
+        let e = b.expect_err("bad CRC");
+        assert!(recoverable(&e), "{e}");
+        assert!(e.to_string().contains("CRC"));
+        assert_eq!(
+            counters
+                .modbus_crc_error
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+}

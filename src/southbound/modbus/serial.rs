@@ -9,9 +9,10 @@
 //! transport unchanged.
 //!
 //! Invariants:
-//! - One transaction at a time (`&mut self`); before each request the line is drained
-//!   until it has been silent for the inter-frame gap, and whatever arrived is discarded
-//!   and counted (`modbus_stray_frame`): a late reply can never answer the next request.
+//! - One transaction at a time (`&mut self`); the inter-frame gap before each request is
+//!   spent listening, and whatever arrives is discarded and counted
+//!   (`modbus_stray_frame`); after a timeout the line is drained for a full gap from
+//!   then on: a late reply can never answer the next request.
 //! - A request leaves at least one gap (3.5 character times, 1.75 ms above 19200 baud)
 //!   after the last byte seen on the line or the estimated end of our own last frame.
 //! - Only a frame with our unit, our function (or its exception) and a valid CRC/LRC is
@@ -83,6 +84,8 @@ pub struct FramedClient<S> {
     unit: u8,
     /// Earliest instant the next request may start.
     quiet_from: Instant,
+    /// The last transaction did not complete: drain a full gap before the next.
+    dirty: bool,
     buf: Vec<u8>,
     counters: Arc<Counters>,
 }
@@ -104,28 +107,42 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             timing,
             unit: 1,
             quiet_from: Instant::now(),
+            dirty: true,
             buf: Vec::with_capacity(256),
             counters,
         }
     }
 
-    /// Reads and discards until the line has been silent for the gap (bounded).
+    /// The pacing gap before a request, spent listening: whatever arrives is discarded
+    /// and extends the wait until the line has been silent for the gap. After an
+    /// unfinished transaction (timeout, fresh port) the line is drained for at least one
+    /// gap from now. Bounded by [`MAX_DRAIN`].
     async fn drain(&mut self) -> io::Result<()> {
         let silence = self.timing.gap.max(MIN_DRAIN_SILENCE);
-        let until = Instant::now() + MAX_DRAIN;
+        let now = Instant::now();
+        let mut until = if self.dirty {
+            self.quiet_from.max(now + silence)
+        } else {
+            self.quiet_from
+        };
+        let hard = now + MAX_DRAIN;
         let mut junk = [0u8; 256];
         let mut dropped = !self.buf.is_empty();
         self.buf.clear();
         loop {
-            let wait = silence.min(until.saturating_duration_since(Instant::now()));
-            if wait.is_zero() {
-                break;
-            }
-            match tokio::time::timeout(wait, self.stream.read(&mut junk)).await {
+            // `timeout_at` polls the read once even when `until` has passed, so bytes
+            // already buffered are always seen.
+            match tokio::time::timeout_at(until.min(hard), self.stream.read(&mut junk)).await {
                 Err(_) => break,
                 Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(Ok(_)) => dropped = true,
+                Ok(Ok(_)) => {
+                    dropped = true;
+                    until = Instant::now() + silence;
+                }
                 Ok(Err(e)) => return Err(e),
+            }
+            if Instant::now() >= hard {
+                break;
             }
         }
         if dropped {
@@ -150,10 +167,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             Mode::Rtu => frame::rtu_frame(unit, &pdu),
             Mode::Ascii => frame::ascii_frame(unit, &pdu),
         };
-        // Pacing first (the gap after the last frame), then a drain of whatever
-        // arrived meanwhile (late replies, strays).
-        tokio::time::sleep_until(self.quiet_from).await;
         self.drain().await?;
+        self.dirty = true;
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
         self.quiet_from =
@@ -169,11 +184,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                 match scan {
                     Scan::Reply { pdu, len } => {
                         self.buf.drain(..len);
+                        self.dirty = false;
                         self.quiet_from = Instant::now() + self.timing.gap;
                         return Ok(pdu);
                     }
                     Scan::BadChecksum { len } => {
                         self.buf.drain(..len);
+                        self.dirty = false;
                         Counters::inc(&self.counters.modbus_crc_error);
                         self.quiet_from = Instant::now() + self.timing.gap;
                         let what = if self.mode == Mode::Rtu { "CRC" } else { "LRC" };

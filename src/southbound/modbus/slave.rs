@@ -134,6 +134,11 @@ pub struct SlaveBus {
     pub chatter: bool,
     /// TCP connections accepted by [`SlaveBus::serve_tcp`].
     pub connections: AtomicU64,
+    /// With `wire`: the theoretical line time of every answered transaction (request
+    /// and reply characters plus two inter-frame gaps), in nanoseconds.
+    pub wire_ns: AtomicU64,
+    /// Answered transactions.
+    pub answered: AtomicU64,
 }
 
 impl SlaveBus {
@@ -147,6 +152,8 @@ impl SlaveBus {
             wire: None,
             chatter: false,
             connections: AtomicU64::new(0),
+            wire_ns: AtomicU64::new(0),
+            answered: AtomicU64::new(0),
         }
     }
 
@@ -253,10 +260,13 @@ impl SlaveBus {
                 if let Some(t) = self.wire {
                     let chars = (req_len + out.len()) as u32;
                     tokio::time::sleep(t.char_time * chars + t.gap).await;
+                    let line = t.char_time * chars + t.gap * 2;
+                    self.wire_ns.fetch_add(line.as_nanos() as u64, Relaxed);
                 }
                 if stream.write_all(&out).await.is_err() {
                     return;
                 }
+                self.answered.fetch_add(1, Relaxed);
             }
             let n = tokio::select! {
                 _ = cancel.cancelled() => return,

@@ -259,7 +259,7 @@ impl SlaveBus {
                 }
                 if let Some(t) = self.wire {
                     let chars = (req_len + out.len()) as u32;
-                    tokio::time::sleep(t.char_time * chars + t.gap).await;
+                    wire_delay(t.char_time * chars + t.gap).await;
                     let line = t.char_time * chars + t.gap * 2;
                     self.wire_ns.fetch_add(line.as_nanos() as u64, Relaxed);
                 }
@@ -292,6 +292,19 @@ impl SlaveBus {
                 tokio::spawn(self.clone().serve(s, cancel.clone()));
             }
         }
+    }
+}
+
+/// Sleeps `d` with sub-millisecond precision (the tokio timer ticks in whole
+/// milliseconds, which would make the simulated line slower than the wire): the timer
+/// for the bulk, a yielding wait for the last millisecond. Benchmarks only.
+async fn wire_delay(d: std::time::Duration) {
+    let end = tokio::time::Instant::now() + d;
+    if let Some(bulk) = d.checked_sub(std::time::Duration::from_millis(1)) {
+        tokio::time::sleep(bulk).await;
+    }
+    while tokio::time::Instant::now() < end {
+        tokio::task::yield_now().await;
     }
 }
 

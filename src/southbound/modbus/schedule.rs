@@ -9,7 +9,8 @@
 //!   [`BACKOFF_AFTER_FAILURES`] cycles in a row (it is then offline); from then on it is
 //!   probed no more often than keeps its share of the bus at
 //!   [`FAILING_SHARE_PCT`] percent: after a failed cycle that occupied the line for `t`,
-//!   its next probe is at least `t * (100 / share - 1)` later, and the interval doubles
+//!   its next probe is at least `t * 100 / share` later (not `t * (100 / share - 1)`:
+//!   the margin pays for the drain and pacing a timeout adds to the next transaction), and the interval doubles
 //!   (from `poll_ms`, up to [`PROBE_MAX`]) while it keeps failing. The first good cycle
 //!   puts it back on its grid.
 //! - Ties go to the lower index (configuration order), so the order is deterministic.
@@ -94,7 +95,7 @@ impl Schedule {
             return 0;
         }
         let spent = now.saturating_duration_since(started);
-        let fair = spent * (100 / FAILING_SHARE_PCT - 1);
+        let fair = spent * (100 / FAILING_SHARE_PCT);
         if s.failures > BACKOFF_AFTER_FAILURES {
             s.probe = (s.probe * 2).min(PROBE_MAX);
         }

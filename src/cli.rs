@@ -46,6 +46,11 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
+    /// Read registers from a device at the cabinet, raw and decoded.
+    Probe {
+        #[command(subcommand)]
+        protocol: ProbeProtocol,
+    },
     /// Inspect or purge the on-disk buffer (with the daemon stopped).
     Buffer {
         #[command(subcommand)]
@@ -53,6 +58,12 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH, global = true)]
         config: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProbeProtocol {
+    /// Modbus TCP, RTU over TCP, or RTU/ASCII on a serial port.
+    Modbus(crate::probe::ModbusProbe),
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,6 +100,9 @@ pub fn main() -> i32 {
         Command::Profiles { config } => profiles(&config),
         Command::Buffer { action, config } => crate::cli_buffer::buffer(&config, action),
         Command::Demo { duration } => demo(duration),
+        Command::Probe {
+            protocol: ProbeProtocol::Modbus(args),
+        } => crate::probe::modbus(&args),
     }
 }
 

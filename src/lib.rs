@@ -36,6 +36,7 @@ pub mod model;
 pub mod northbound;
 pub mod ops;
 pub mod pipeline;
+pub mod probe;
 pub mod profile;
 pub mod script;
 pub mod southbound;

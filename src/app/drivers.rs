@@ -9,8 +9,8 @@ use crate::ops::counters::Counters;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::profile::Registry;
 use crate::southbound::INBOX_CAPACITY;
-use crate::southbound::modbus::link::{PolledDevice, REQUEST_TIMEOUT, TcpLink, run_link};
-use std::collections::BTreeMap;
+use crate::southbound::modbus::LinkSet;
+use crate::southbound::modbus::link::{Link, run_link};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// How to run one planned driver.
 #[derive(Debug)]
 pub enum DriverKind {
-    ModbusTcp(TcpLink),
+    Modbus(Link),
     Serial(crate::southbound::serial::SerialBus),
 }
 
@@ -69,62 +69,41 @@ fn device_info(d: &config::DeviceCfg, registry: &Registry) -> Option<Arc<DeviceI
 
 /// Groups the configuration's enabled devices into driver tasks.
 pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
-    let mut tcp: BTreeMap<String, (TcpLink, String)> = BTreeMap::new();
+    let mut modbus = LinkSet::new(&cfg.buses);
     let mut serial = crate::southbound::serial::Buses::default();
-    let mut serial_fp: BTreeMap<String, String> = BTreeMap::new();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(info) = device_info(d, registry) else {
             continue;
         };
         let poll = Duration::from_millis(d.effective_poll_ms(info.profile.poll_ms));
         match &d.transport {
-            Transport::ModbusTcp {
-                address,
-                unit,
-                framing,
-            } => {
-                let key = format!("modbus {framing:?} {address}");
-                let (link, fp) = tcp.entry(key).or_insert_with(|| {
-                    (
-                        TcpLink {
-                            address: address.clone(),
-                            framing: *framing,
-                            devices: Vec::new(),
-                            request_timeout: REQUEST_TIMEOUT,
-                        },
-                        String::new(),
-                    )
-                });
-                fp.push_str(&format!("{d:?}{:?}", info.profile));
-                link.devices.push(PolledDevice::new(info, *unit, poll));
-            }
             Transport::Serial { bus, address } => {
-                let fp = format!("{d:?}{:?}", info.profile);
-                if serial.add(cfg, bus, info, address, poll) {
-                    serial_fp.entry(bus.clone()).or_default().push_str(&fp);
-                }
+                serial.add(cfg, bus, info, address, poll);
             }
             other => {
-                tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet; device skipped");
+                if let Err(transport) = modbus.add(other, info, poll) {
+                    tracing::warn!(device_id = %d.id, transport, "transport not supported by this build yet; device skipped");
+                }
             }
         }
     }
-    let mut plans: Vec<DriverPlan> = tcp
+    // Fingerprints are taken from freshly planned drivers, so runtime state never
+    // enters them; any difference in settings, devices or profiles restarts the driver.
+    let mut plans: Vec<DriverPlan> = modbus
+        .into_links()
         .into_iter()
-        .map(|(key, (link, fp))| DriverPlan {
-            fingerprint: format!("{key}|{:?}|{fp}", link.request_timeout),
+        .map(|(key, link)| DriverPlan {
+            fingerprint: format!("{link:?}"),
             devices: link.devices.iter().map(|d| d.info.clone()).collect(),
-            key,
-            kind: DriverKind::ModbusTcp(link),
+            key: format!("modbus {key}"),
+            kind: DriverKind::Modbus(link),
         })
         .collect();
     for bus in serial.into_buses() {
-        let key = format!("serial {}", bus.cfg.id);
-        let fp = serial_fp.remove(&bus.cfg.id).unwrap_or_default();
         plans.push(DriverPlan {
-            fingerprint: format!("{key}|{:?}|{fp}", bus.cfg),
+            fingerprint: format!("{bus:?}"),
             devices: bus.devices.iter().map(|d| d.info.clone()).collect(),
-            key,
+            key: format!("serial {}", bus.cfg.id),
             kind: DriverKind::Serial(bus),
         });
     }
@@ -156,7 +135,7 @@ pub fn spawn(
         })
         .collect();
     let task = match plan.kind {
-        DriverKind::ModbusTcp(link) => tokio::spawn(run_link(
+        DriverKind::Modbus(link) => tokio::spawn(run_link(
             link,
             inbox_rx,
             tx.clone(),

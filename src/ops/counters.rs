@@ -27,6 +27,8 @@ counters!(
     modbus_exception,
     modbus_malformed,
     modbus_transport,
+    modbus_crc_error,
+    modbus_stray_frame,
     connect_failed,
     decode_error,
     unknown_enum,

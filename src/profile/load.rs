@@ -1059,7 +1059,7 @@ mod tests {
         let (registry, errors) = Registry::load(&[dir]);
         assert!(errors.is_empty(), "{errors:#?}");
         let count = |name: &str| registry.get(name).map(|p| p.points.len());
-        assert_eq!(registry.len(), 5);
+        assert_eq!(registry.len(), 6);
         assert_eq!(count("generic-pa-serial"), Some(8));
         assert_eq!(count("generic-sensor-binary"), Some(3));
         assert_eq!(count("generic-lamp-modbus"), Some(12));

@@ -1,14 +1,22 @@
-//! The task that owns one Modbus TCP (or RTU-over-TCP) connection and every device
-//! behind it. Devices are polled earliest-deadline-first on a fixed grid (deadlines
-//! advance by `poll_ms` from the start, so polling never drifts; a missed slot is
-//! skipped and counted as an overrun, never silently stretched). Exactly one transaction
-//! is on the connection at a time. After a timeout or transport error the connection is
-//! dropped and reopened with backoff.
+//! The task that owns one Modbus connection or serial line and every device behind it:
+//! a Modbus TCP connection, an RTU-over-TCP stream to a serial device server, or an
+//! RS-485 port in RTU or ASCII mode. Devices (several unit ids on one address or bus)
+//! share it through the earliest-deadline-first [`Schedule`]. Exactly one transaction
+//! is on the line at a time; commands run between two polls.
+//!
+//! After a timeout or transport error on Modbus TCP the connection is dropped and
+//! reopened with backoff (tokio-modbus would match a late reply to the next request).
+//! Serial framings ([`FramedClient`]) keep the port: they drain the line before every
+//! request, so a late reply is discarded; they reopen only on an I/O error (a USB
+//! adapter unplugged). A port that refuses a setting is a bus error naming the setting,
+//! retried with backoff; other links are unaffected.
 
 use super::plan::{self, Block};
 use super::read::{CycleError, exception_meaning, poll_cycle};
+use super::schedule::Schedule;
+use super::serial::{FramedClient, Mode, Timing, recoverable};
 use super::write::write_point;
-use crate::config::Framing;
+use crate::config::{BusCfg, Framing, Parity};
 use crate::model::Value;
 use crate::model::now_ms;
 use crate::ops::counters::Counters;
@@ -33,6 +41,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3000);
 /// Reconnect backoff bounds.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(500);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// A link reports "keeping up again" after this long without an overrun.
+pub const OVERRUN_QUIET: Duration = Duration::from_secs(30);
 
 /// One device polled on a link.
 #[derive(Debug, Clone)]
@@ -55,17 +65,75 @@ impl PolledDevice {
     }
 }
 
-/// A TCP endpoint and the devices behind it.
+/// Where a link's transactions go.
 #[derive(Debug, Clone)]
-pub struct TcpLink {
-    pub address: String,
-    pub framing: Framing,
+pub enum Endpoint {
+    /// `host:port`, Modbus TCP or RTU frames over TCP.
+    Tcp { address: String, framing: Framing },
+    /// A serial line (RS-485) in RTU or ASCII mode.
+    Serial { bus: BusCfg, mode: Mode },
+}
+
+/// A connection or serial line and the devices behind it.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// What the logs call it: the address or the bus id.
+    pub name: String,
+    pub endpoint: Endpoint,
     pub devices: Vec<PolledDevice>,
     pub request_timeout: Duration,
+    /// Extra attempts of a timed-out cycle before it counts as failed.
+    pub retries: u32,
+}
+
+impl Link {
+    pub fn tcp(address: &str, framing: Framing) -> Link {
+        Link {
+            name: address.to_string(),
+            endpoint: Endpoint::Tcp {
+                address: address.to_string(),
+                framing,
+            },
+            devices: Vec::new(),
+            request_timeout: REQUEST_TIMEOUT,
+            retries: 0,
+        }
+    }
+
+    pub fn bus(bus: &BusCfg, mode: Mode) -> Link {
+        Link {
+            name: bus.id.clone(),
+            endpoint: Endpoint::Serial {
+                bus: bus.clone(),
+                mode,
+            },
+            devices: Vec::new(),
+            request_timeout: Duration::from_millis(bus.timeout_ms.max(1)),
+            retries: bus.retries,
+        }
+    }
+
+    /// Our own framing keeps the line usable after a timeout or a bad frame.
+    fn framed(&self) -> bool {
+        !matches!(
+            self.endpoint,
+            Endpoint::Tcp {
+                framing: Framing::Tcp,
+                ..
+            }
+        )
+    }
+
+    fn keeps_connection(&self, e: &CycleError) -> bool {
+        self.framed()
+            && match e {
+                CycleError::Timeout { .. } | CycleError::Short { .. } => true,
+                CycleError::Transport { source, .. } => recoverable(source),
+            }
+    }
 }
 
 struct DevState {
-    next: Instant,
     failures: u32,
     online: Option<bool>,
     log: FailureLog,
@@ -75,22 +143,26 @@ struct Conn {
     ctx: Option<Context>,
     next_attempt: Instant,
     delay: Duration,
+    log: FailureLog,
+    /// Why the last connect failed, repeated while waiting for the next attempt.
+    last_error: String,
 }
 
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
 pub async fn run_link(
-    link: TcpLink,
+    link: Link,
     mut inbox: mpsc::Receiver<WriteRequest>,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
 ) {
     let start = Instant::now();
+    let polls: Vec<Duration> = link.devices.iter().map(|d| d.poll).collect();
+    let mut schedule = Schedule::new(&polls, start);
     let mut states: Vec<DevState> = link
         .devices
         .iter()
         .map(|_| DevState {
-            next: start,
             failures: 0,
             online: None,
             log: FailureLog::default(),
@@ -100,14 +172,12 @@ pub async fn run_link(
         ctx: None,
         next_attempt: start,
         delay: RECONNECT_MIN,
+        log: FailureLog::default(),
+        last_error: String::new(),
     };
-    tracing::info!(address = %link.address, devices = link.devices.len(), "modbus link started");
-    while let Some((i, deadline)) = states
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (i, s.next))
-        .min_by_key(|(_, t)| *t)
-    {
+    let mut last_overrun: Option<Instant> = None;
+    tracing::info!(bus_id = %link.name, devices = link.devices.len(), "modbus link started");
+    while let Some((i, deadline)) = schedule.next() {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -128,20 +198,32 @@ pub async fn run_link(
             _ = tokio::time::sleep_until(deadline) => {}
         }
         let dev = &link.devices[i];
-        let outcome = tokio::select! {
-            _ = cancel.cancelled() => break,
-            r = poll_once(&link, &mut conn, dev, &counters) => r,
-        };
-        let st = &mut states[i];
-        // Fixed grid: next slot after now; skipped slots are overruns.
-        st.next += dev.poll;
-        let now = Instant::now();
-        if st.next <= now {
-            let behind = now.duration_since(st.next).as_nanos() / dev.poll.as_nanos().max(1) + 1;
-            st.next += dev.poll * behind as u32;
-            Counters::add(&counters.poll_overrun, behind as u64);
+        let started = Instant::now();
+        let mut outcome = Err(String::new());
+        for attempt in 0..=link.retries {
+            outcome = tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = poll_once(&link, &mut conn, dev, &counters) => r,
+            };
+            // Retry only what a retry can fix: a lost or garbled reply.
+            if outcome.is_ok() || conn.ctx.is_none() || attempt == link.retries {
+                break;
+            }
         }
-        let msgs = judge(dev, st, outcome);
+        let now = Instant::now();
+        let overruns = schedule.done(i, started, now, outcome.is_ok());
+        if overruns > 0 {
+            Counters::add(&counters.poll_overrun, overruns);
+            if last_overrun.is_none() {
+                tracing::warn!(bus_id = %link.name, device_id = %dev.info.id, skipped = overruns,
+                    "bus cannot keep up with the configured poll_ms; poll slots skipped (see stats.errors.poll_overrun)");
+            }
+            last_overrun = Some(now);
+        } else if last_overrun.is_some_and(|t| now.duration_since(t) > OVERRUN_QUIET) {
+            last_overrun = None;
+            tracing::info!(bus_id = %link.name, "bus keeping up with its poll rates again");
+        }
+        let msgs = judge(&link.name, dev, &mut states[i], outcome);
         for m in msgs {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -149,34 +231,47 @@ pub async fn run_link(
             }
         }
     }
-    tracing::info!(address = %link.address, "modbus link stopped");
+    tracing::info!(bus_id = %link.name, "modbus link stopped");
 }
 
 /// Opens the connection if needed (respecting the reconnect backoff).
 async fn ensure_connected<'c>(
-    link: &TcpLink,
+    link: &Link,
     conn: &'c mut Conn,
-    counters: &Counters,
+    counters: &Arc<Counters>,
 ) -> Result<&'c mut Context, String> {
     if conn.ctx.is_none() {
         let now = Instant::now();
         if now < conn.next_attempt {
             return Err(format!(
-                "not connected to {}; next attempt in {} ms",
-                link.address,
+                "{}; next attempt in {} ms",
+                conn.last_error,
                 conn.next_attempt.duration_since(now).as_millis()
             ));
         }
-        match connect(&link.address, link.framing).await {
+        match connect(&link.endpoint, counters).await {
             Ok(ctx) => {
+                if let LogAction::Recovered { count } = conn.log.success() {
+                    tracing::info!(bus_id = %link.name, failures = count, "bus connected again");
+                }
                 conn.ctx = Some(ctx);
                 conn.delay = RECONNECT_MIN;
             }
             Err(e) => {
                 Counters::inc(&counters.connect_failed);
+                match conn.log.failure(std::time::Instant::now()) {
+                    LogAction::Failed => {
+                        tracing::warn!(bus_id = %link.name, error = %e, "bus error")
+                    }
+                    LogAction::Summary { count } => {
+                        tracing::warn!(bus_id = %link.name, error = %e, failures = count, "bus still failing")
+                    }
+                    _ => {}
+                }
                 let jitter = fastrand::u64(0..=conn.delay.as_millis() as u64 / 2);
                 conn.next_attempt = Instant::now() + conn.delay + Duration::from_millis(jitter);
                 conn.delay = (conn.delay * 2).min(RECONNECT_MAX);
+                conn.last_error.clone_from(&e);
                 return Err(e);
             }
         }
@@ -185,10 +280,10 @@ async fn ensure_connected<'c>(
 }
 
 async fn poll_once(
-    link: &TcpLink,
+    link: &Link,
     conn: &mut Conn,
     dev: &PolledDevice,
-    counters: &Counters,
+    counters: &Arc<Counters>,
 ) -> Result<super::read::Cycle, String> {
     let ctx = ensure_connected(link, conn, counters).await?;
     match poll_cycle(
@@ -203,9 +298,12 @@ async fn poll_once(
     {
         Ok(c) => Ok(c),
         Err(e) => {
-            // Drop the context: a late reply must never answer the next request.
-            conn.ctx = None;
-            Err(describe(&e, link))
+            // Modbus TCP: drop the context, a late reply must never answer the next
+            // request. Serial framings drain instead and keep the line.
+            if !link.keeps_connection(&e) {
+                conn.ctx = None;
+            }
+            Err(describe(&e, link, dev.unit))
         }
     }
 }
@@ -213,10 +311,10 @@ async fn poll_once(
 /// Runs a command's writes in order, then reads the device back. Returns the messages
 /// for the pipeline (read-back telemetry).
 async fn run_write(
-    link: &TcpLink,
+    link: &Link,
     conn: &mut Conn,
     req: WriteRequest,
-    counters: &Counters,
+    counters: &Arc<Counters>,
 ) -> Vec<Input> {
     let Some(dev) = link.devices.get(req.device) else {
         let _ = req.reply.send(WriteOutcome {
@@ -251,7 +349,10 @@ async fn run_write(
                 if e.fatal {
                     conn.ctx = None;
                 }
-                let msg = format!("point '{}': {} at {}", def.name, e.message, link.address);
+                let msg = format!(
+                    "point '{}': {} at {} unit {}",
+                    def.name, e.message, link.name, dev.unit
+                );
                 let _ = req.reply.send(fail(applied, msg));
                 return vec![];
             }
@@ -269,7 +370,7 @@ async fn run_write(
             counters,
         )
         .await
-        .map_err(|e| describe(&e, link)),
+        .map_err(|e| describe(&e, link, dev.unit)),
         Err(e) => Err(e),
     };
     match readback {
@@ -300,30 +401,113 @@ async fn run_write(
     }
 }
 
-fn describe(e: &CycleError, link: &TcpLink) -> String {
-    format!("{e} at {}", link.address)
+fn describe(e: &CycleError, link: &Link, unit: u8) -> String {
+    match &link.endpoint {
+        Endpoint::Tcp { .. } if link.devices.len() == 1 => format!("{e} at {}", link.name),
+        Endpoint::Tcp { .. } => format!("{e} at {} unit {unit}", link.name),
+        Endpoint::Serial { .. } => format!("{e} on bus {} unit {unit}", link.name),
+    }
 }
 
-async fn connect(address: &str, framing: Framing) -> Result<Context, String> {
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-        Err(_) => {
-            return Err(format!(
-                "connect to {address} timed out after {} ms",
-                CONNECT_TIMEOUT.as_millis()
-            ));
+/// Opens a transport and wraps it in a tokio-modbus context.
+pub async fn connect(endpoint: &Endpoint, counters: &Arc<Counters>) -> Result<Context, String> {
+    match endpoint {
+        Endpoint::Tcp { address, framing } => {
+            let stream =
+                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
+                    Err(_) => {
+                        return Err(format!(
+                            "connect to {address} timed out after {} ms",
+                            CONNECT_TIMEOUT.as_millis()
+                        ));
+                    }
+                    Ok(Err(e)) => return Err(format!("connect to {address} failed: {e}")),
+                    Ok(Ok(s)) => s,
+                };
+            let _ = stream.set_nodelay(true);
+            Ok(match framing {
+                Framing::Tcp => tokio_modbus::client::tcp::attach(stream),
+                Framing::Rtu => {
+                    let client =
+                        FramedClient::new(stream, Mode::Rtu, Timing::none(), counters.clone());
+                    Context::from(Box::new(client) as Box<dyn tokio_modbus::client::Client>)
+                }
+            })
         }
-        Ok(Err(e)) => return Err(format!("connect to {address} failed: {e}")),
-        Ok(Ok(s)) => s,
+        Endpoint::Serial { bus, mode } => {
+            let port = open_serial(bus)?;
+            let timing = Timing::new(
+                bus.baud,
+                bus.data_bits,
+                bus.parity != Parity::None,
+                bus.stop_bits,
+            );
+            let client = FramedClient::new(port, *mode, timing, counters.clone());
+            Ok(Context::from(
+                Box::new(client) as Box<dyn tokio_modbus::client::Client>
+            ))
+        }
+    }
+}
+
+/// Opens a serial port and applies each setting separately, so a refusal names it.
+pub fn open_serial(bus: &BusCfg) -> Result<tokio_serial::SerialStream, String> {
+    use tokio_serial::{DataBits, SerialPort, SerialPortBuilderExt, StopBits};
+    let path = bus.port.display().to_string();
+    let mut port = tokio_serial::new(&path, bus.baud)
+        .open_native_async()
+        .map_err(|e| {
+            format!(
+                "bus {}: cannot open {path} at {} baud: {e}",
+                bus.id, bus.baud
+            )
+        })?;
+    let refused = |what: String, e: tokio_serial::Error| {
+        format!(
+            "bus {}: port {path} refuses {what}: {e} (fix [[bus]] {what} or the adapter)",
+            bus.id
+        )
     };
-    let _ = stream.set_nodelay(true);
-    Ok(match framing {
-        Framing::Tcp => tokio_modbus::client::tcp::attach(stream),
-        Framing::Rtu => tokio_modbus::client::rtu::attach(stream),
-    })
+    let data = if bus.data_bits == 7 {
+        DataBits::Seven
+    } else {
+        DataBits::Eight
+    };
+    port.set_data_bits(data)
+        .map_err(|e| refused(format!("data_bits = {}", bus.data_bits), e))?;
+    let (parity, label) = match bus.parity {
+        Parity::None => (tokio_serial::Parity::None, "none"),
+        Parity::Even => (tokio_serial::Parity::Even, "even"),
+        Parity::Odd => (tokio_serial::Parity::Odd, "odd"),
+    };
+    let what = format!("parity = \"{label}\"");
+    port.set_parity(parity)
+        .map_err(|e| refused(what.clone(), e))?;
+    // Some drivers (ptys) accept the ioctl but keep their setting: read it back.
+    match port.parity() {
+        Ok(p) if p == parity => {}
+        Ok(p) => {
+            let e = tokio_serial::Error::new(
+                tokio_serial::ErrorKind::InvalidInput,
+                format!("the driver kept parity {p}"),
+            );
+            return Err(refused(what, e));
+        }
+        Err(e) => return Err(refused(what, e)),
+    }
+    let stop = if bus.stop_bits == 2 {
+        StopBits::Two
+    } else {
+        StopBits::One
+    };
+    port.set_stop_bits(stop)
+        .map_err(|e| refused(format!("stop_bits = {}", bus.stop_bits), e))?;
+    Ok(port)
 }
 
 /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
 fn judge(
+    bus: &str,
     dev: &PolledDevice,
     st: &mut DevState,
     outcome: Result<super::read::Cycle, String>,
@@ -334,7 +518,7 @@ fn judge(
         Ok(cycle) => {
             st.failures = 0;
             if let LogAction::Recovered { count } = st.log.success() {
-                tracing::info!(device_id = %info.id, profile = %info.profile.name, failures = count, "device responding again");
+                tracing::info!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, failures = count, "device responding again");
             }
             for e in &cycle.exceptions {
                 tracing::debug!(device_id = %info.id, table = e.table.as_str(), start = e.start, count = e.count,
@@ -343,14 +527,14 @@ fn judge(
             if st.online != Some(true) {
                 st.online = Some(true);
                 if let Some(e) = cycle.exceptions.first() {
-                    tracing::warn!(device_id = %info.id, profile = %info.profile.name, table = e.table.as_str(),
+                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, table = e.table.as_str(),
                         start = e.start, count = e.count, meaning = exception_meaning(e.code),
                         "device online but some points answer with an exception");
                 }
                 if let Some(e) = cycle.decode_errors.first() {
-                    tracing::warn!(device_id = %info.id, profile = %info.profile.name, error = %e, "point cannot be decoded");
+                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %e, "point cannot be decoded");
                 }
-                tracing::info!(device_id = %info.id, profile = %info.profile.name, "device online");
+                tracing::info!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, "device online");
                 info.link.store(LINK_ONLINE, Relaxed);
                 out.push(Input::State {
                     device: info.clone(),
@@ -371,17 +555,17 @@ fn judge(
             st.failures += 1;
             match st.log.failure(std::time::Instant::now()) {
                 LogAction::Failed => {
-                    tracing::warn!(device_id = %info.id, profile = %info.profile.name, error = %reason, "device poll failed")
+                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %reason, "device poll failed")
                 }
                 LogAction::Summary { count } => {
-                    tracing::warn!(device_id = %info.id, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
+                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
                 }
                 _ => {}
             }
             if st.failures >= OFFLINE_AFTER_FAILURES && st.online != Some(false) {
                 st.online = Some(false);
                 info.link.store(LINK_OFFLINE, Relaxed);
-                tracing::warn!(device_id = %info.id, profile = %info.profile.name, failures = st.failures, "device offline");
+                tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, failures = st.failures, "device offline");
                 out.push(Input::State {
                     device: info.clone(),
                     online: false,

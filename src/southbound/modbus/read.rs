@@ -109,6 +109,9 @@ pub async fn poll_cycle(
             Ok(Err(source)) => {
                 match &source {
                     tokio_modbus::Error::Protocol(_) => Counters::inc(&counters.modbus_malformed),
+                    // Bad checksums and garbled frames were counted by the framing.
+                    tokio_modbus::Error::Transport(e)
+                        if e.kind() == std::io::ErrorKind::InvalidData => {}
                     tokio_modbus::Error::Transport(_) => Counters::inc(&counters.modbus_transport),
                 }
                 return Err(CycleError::Transport {

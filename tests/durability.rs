@@ -45,6 +45,15 @@ async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequenc
     let broker = Mosquitto::start_on(port).await;
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
     let d2 = Daemon::start(&setup).await;
+    // Events created before the new connection came up are historical by contract; a
+    // change made once the session is up is live.
+    eventually("session connected", || {
+        d2.handles
+            .session
+            .connected
+            .load(std::sync::atomic::Ordering::Relaxed)
+    })
+    .await;
     sim.registers().lock().unwrap().holding[0] = 20;
     rec.wait_for("live telemetry", |m| {
         m.topic.ends_with("/telemetry") && m.json["points"]["dim_level"] == 20

@@ -11,6 +11,7 @@
 //!   with `F_` by default; we turn that off.) Should the journal socket be unusable,
 //!   tracing-journald's init fails and we fall back to stderr, which systemd also captures.
 
+use std::io::IsTerminal;
 use std::sync::OnceLock;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -47,6 +48,7 @@ pub fn init_for(config_level: Option<&str>) -> Option<Sink> {
     let stderr_layer = || {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
     };
     let journal = if stderr_is_journal() {

@@ -10,7 +10,7 @@
 # Targets:
 #   aarch64-unknown-linux-musl       static, runs on any aarch64 Linux      (preferred)
 #   armv7-unknown-linux-musleabihf   static, runs on any armv7 hard-float Linux
-#   aarch64-unknown-linux-gnu        needs glibc >= 2.34 on the gateway (measured)
+#   aarch64-unknown-linux-gnu        needs glibc >= 2.34 (as armv7, x86_64; not built here)
 #   armv7-unknown-linux-gnueabihf    needs glibc >= 2.34 (measured; Debian 11 has 2.31)
 #   x86_64-unknown-linux-gnu         native
 # Static musl is preferred: binaries linked against Debian 12's cross glibc need glibc of

@@ -13,6 +13,9 @@
 #   aarch64-unknown-linux-gnu        needs glibc >= 2.34 (as armv7, x86_64; not built here)
 #   armv7-unknown-linux-gnueabihf    needs glibc >= 2.34 (measured; Debian 11 has 2.31)
 #   x86_64-unknown-linux-gnu         native
+#   <gnu target>.2.28                 glibc floor 2.28 through `cargo zigbuild` (PyPI ziglang,
+#                                     crates.io cargo-zigbuild; no Debian cross gcc needed),
+#                                     e.g. armv7-unknown-linux-gnueabihf.2.28
 # Static musl is preferred: binaries linked against Debian 12's cross glibc need glibc of
 # Debian 12, newer than many gateway images.
 #
@@ -39,8 +42,16 @@ while [ $# -gt 0 ]; do
   shift
 done
 
+# A ".X.Y" suffix on a gnu target asks for that glibc floor through cargo zigbuild.
+glibc=""
+rust_target="$target"
+if [[ "$target" =~ ^(.*-gnu[a-z]*)\.([0-9]+\.[0-9]+)$ ]]; then
+  rust_target="${BASH_REMATCH[1]}"
+  glibc="${BASH_REMATCH[2]}"
+fi
+
 # target -> gcc triple, Debian packages for the compiler and the libc headers
-case "$target" in
+case "$rust_target" in
   aarch64-unknown-linux-musl|aarch64-unknown-linux-gnu)
     gcc=aarch64-linux-gnu-gcc; pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross) ;;
   armv7-unknown-linux-musleabihf|armv7-unknown-linux-gnueabihf)
@@ -51,16 +62,30 @@ case "$target" in
 esac
 
 # 1. The Rust standard library for the target.
-if ! rustup target list --installed | grep -qx "$target"; then
-  echo "cross/build.sh: installing the Rust standard library for $target (rustup)" >&2
-  if ! rustup target add "$target" >&2; then
-    die "the Rust standard library for $target is missing and 'rustup target add $target' \
+if ! rustup target list --installed | grep -qx "$rust_target"; then
+  echo "cross/build.sh: installing the Rust standard library for $rust_target (rustup)" >&2
+  if ! rustup target add "$rust_target" >&2; then
+    die "the Rust standard library for $rust_target is missing and 'rustup target add $rust_target' \
 failed (see above: static.rust-lang.org must serve rust-std for $(rustc --version | cut -d' ' -f2)). \
 Install it from another mirror (RUSTUP_DIST_SERVER) or build another target."
   fi
 fi
 
-# 2. A C cross compiler (ring compiles C and assembly) that also links the binary.
+# 2. zig as C compiler and linker (glibc floor), or a Debian C cross compiler (ring
+#    compiles C and assembly) that also links the binary.
+if [ -n "$glibc" ]; then
+  gcc=""
+  if ! command -v zig >/dev/null 2>&1 && ! python3 -m ziglang version >/dev/null 2>&1; then
+    echo "cross/build.sh: installing zig (pip install ziglang)" >&2
+    python3 -m pip install -q ziglang >&2 \
+      || die "zig is missing and 'pip install ziglang' failed"
+  fi
+  if ! command -v cargo-zigbuild >/dev/null 2>&1; then
+    echo "cross/build.sh: installing cargo-zigbuild (cargo install)" >&2
+    cargo install --locked cargo-zigbuild >&2 \
+      || die "cargo-zigbuild is missing and 'cargo install cargo-zigbuild' failed"
+  fi
+fi
 if [ -n "$gcc" ] && ! command -v "$gcc" >/dev/null 2>&1; then
   echo "cross/build.sh: installing ${pkgs[*]} (apt-get)" >&2
   if [ "$(id -u)" = 0 ]; then
@@ -77,16 +102,18 @@ if [ -n "$gcc" ] && ! command -v "$gcc" >/dev/null 2>&1; then
 fi
 
 if [ -n "$gcc" ]; then
-  tvar="$(echo "$target" | tr 'a-z-' 'A-Z_')"
-  export "CC_${target//-/_}=$gcc"
+  tvar="$(echo "$rust_target" | tr 'a-z-' 'A-Z_')"
+  export "CC_${rust_target//-/_}=$gcc"
   export "CARGO_TARGET_${tvar}_LINKER=$gcc"
 fi
 
+build=(build)
+[ -z "$glibc" ] || build=(zigbuild)
 start=$(date +%s)
-cargo build --locked --profile "$profile" --target "$target" "${features[@]}" >&2
+cargo "${build[@]}" --locked --profile "$profile" --target "$target" "${features[@]}" >&2
 elapsed=$(( $(date +%s) - start ))
 
-out_dir="${CARGO_TARGET_DIR:-target}/$target/$profile"
+out_dir="${CARGO_TARGET_DIR:-target}/$rust_target/$profile"
 bin="$out_dir/polegate"
 [ -x "$bin" ] || die "cargo reported success but $bin is missing"
 size=$(stat -c %s "$bin")

@@ -1,6 +1,10 @@
 //! `polegate buffer stats|dump|purge`, for a technician with the daemon stopped.
+//!
+//! The daemon holds the buffer's lock while it runs; opening it then fails after a short
+//! wait with [`BufferError::Locked`], which we turn into a message that says what to do and
+//! exit code 3 (runtime), without touching the buffer.
 
-use crate::buffer::{Queue, QueueOptions};
+use crate::buffer::{BufferError, Queue, QueueOptions};
 use crate::cli::{BufferAction, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use std::path::Path;
 
@@ -22,6 +26,10 @@ pub fn buffer(config: &Path, action: BufferAction) -> i32 {
         },
     ) {
         Ok(q) => q,
+        Err(BufferError::Locked { path, holder, .. }) => {
+            eprintln!("{}", daemon_running_message(&path, &holder));
+            return EXIT_RUNTIME;
+        }
         Err(e) => {
             eprintln!("polegate: cannot open the buffer: {e}");
             return EXIT_RUNTIME;
@@ -83,4 +91,14 @@ pub fn buffer(config: &Path, action: BufferAction) -> i32 {
             }
         },
     }
+}
+
+/// What a technician reads when the daemon (or another `polegate buffer`) holds the buffer.
+fn daemon_running_message(path: &Path, holder: &str) -> String {
+    format!(
+        "polegate: the buffer at {} is in use by a running polegate ({holder}).\n\
+         Stop the daemon first (`systemctl stop polegate`), run this command again, then \
+         `systemctl start polegate`.",
+        path.display()
+    )
 }

@@ -1,14 +1,160 @@
-//! Logging setup: stderr with key/value fields; level from `RUST_LOG` (default info).
+//! Logging setup: the systemd journal when our stderr is connected to it, stderr otherwise.
+//!
+//! Invariants:
+//! - Logging starts before the configuration is read ([`init`] from `cli.rs`); the level
+//!   from the config is applied later with [`init_for`] / [`set_level`].
+//! - `RUST_LOG`, when set, wins over the config level; the default is `info`, and the
+//!   embedded demo broker (`rumqttd`) is always silenced unless `RUST_LOG` names it.
+//! - Under systemd, tracing fields become journal fields without a prefix, upper-cased:
+//!   `device_id` → `DEVICE_ID`, `bus_id` → `BUS_ID`, `profile` → `PROFILE`, so
+//!   `journalctl -u polegate DEVICE_ID=lamp-017` works. (tracing-journald prefixes fields
+//!   with `F_` by default; we turn that off.) Should the journal socket be unusable,
+//!   tracing-journald's init fails and we fall back to stderr, which systemd also captures.
 
-use tracing_subscriber::EnvFilter;
+use std::io::IsTerminal;
+use std::sync::OnceLock;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
-/// Installs the global subscriber once; later calls are no-ops (tests, demo).
+/// Directives appended to every level so the demo broker stays quiet.
+const ALWAYS: &str = "rumqttd=off";
+const DEFAULT_LEVEL: &str = "info";
+
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sink {
+    Journal,
+    Stderr,
+}
+
+static FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
+/// Installs the global subscriber once at the default level; later calls are no-ops.
 pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,rumqttd=off"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
+    init_for(None);
+}
+
+/// Installs the global subscriber (first call) or applies `config_level` (later calls).
+/// `config_level` is an `EnvFilter` directive string such as `"debug"` or
+/// `"info,polegate::southbound=debug"`; `RUST_LOG` overrides it.
+/// Returns the sink in use, or `None` when another subscriber was installed first (tests).
+pub fn init_for(config_level: Option<&str>) -> Option<Sink> {
+    if FILTER.get().is_some() {
+        set_level(config_level);
+        return Some(current_sink());
+    }
+    let (filter, handle) = reload::Layer::new(build_filter(config_level));
+    let stderr_layer = || {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+    };
+    let journal = if stderr_is_journal() {
+        match tracing_journald::layer() {
+            Ok(layer) => Some(layer.with_field_prefix(None)),
+            Err(e) => {
+                eprintln!(
+                    "polegate: the journal socket is unusable ({e}); logging to stderr instead"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let sink = if journal.is_some() {
+        Sink::Journal
+    } else {
+        Sink::Stderr
+    };
+    let installed = match journal {
+        Some(j) => Registry::default().with(filter).with(j).try_init(),
+        None => Registry::default()
+            .with(filter)
+            .with(stderr_layer())
+            .try_init(),
+    };
+    if installed.is_err() {
+        return None;
+    }
+    let _ = FILTER.set(handle);
+    let _ = SINK.set(sink);
+    Some(sink)
+}
+
+static SINK: OnceLock<Sink> = OnceLock::new();
+
+fn current_sink() -> Sink {
+    SINK.get().copied().unwrap_or(Sink::Stderr)
+}
+
+/// Applies the config's level (e.g. after a reload). Ignored while `RUST_LOG` is set.
+pub fn set_level(config_level: Option<&str>) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    if let Some(handle) = FILTER.get() {
+        let _ = handle.reload(build_filter(config_level));
+    }
+}
+
+fn build_filter(config_level: Option<&str>) -> EnvFilter {
+    if let Ok(f) = EnvFilter::try_from_default_env() {
+        return f;
+    }
+    let level = config_level.unwrap_or(DEFAULT_LEVEL);
+    EnvFilter::try_new(filter_directives(level))
+        .unwrap_or_else(|_| EnvFilter::new(filter_directives(DEFAULT_LEVEL)))
+}
+
+/// `level` plus the always-on directives.
+fn filter_directives(level: &str) -> String {
+    format!("{level},{ALWAYS}")
+}
+
+/// systemd sets `JOURNAL_STREAM=<dev>:<ino>` for a service whose stderr/stdout is the
+/// journal; it only counts when it still matches our stderr (a child with redirected
+/// stderr inherits the variable).
+fn stderr_is_journal() -> bool {
+    let Some(var) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some(ids) = parse_journal_stream(&var.to_string_lossy()) else {
+        return false;
+    };
+    stderr_dev_ino() == Some(ids)
+}
+
+fn parse_journal_stream(s: &str) -> Option<(u64, u64)> {
+    let (dev, ino) = s.trim().split_once(':')?;
+    Some((dev.parse().ok()?, ino.parse().ok()?))
+}
+
+fn stderr_dev_ino() -> Option<(u64, u64)> {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let fd = std::io::stderr().as_fd().try_clone_to_owned().ok()?;
+    let meta = std::fs::File::from(fd).metadata().ok()?;
+    Some((meta.dev(), meta.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Journal detection and level directives.
+    use super::*;
+
+    #[test]
+    fn journal_stream_is_two_decimal_numbers() {
+        assert_eq!(parse_journal_stream("8:12345"), Some((8, 12345)));
+        assert_eq!(parse_journal_stream("8:x"), None);
+        assert_eq!(parse_journal_stream(""), None);
+    }
+
+    #[test]
+    fn every_level_keeps_the_demo_broker_quiet() {
+        assert_eq!(filter_directives("debug"), "debug,rumqttd=off");
+        assert!(EnvFilter::try_new(filter_directives("info,polegate=trace")).is_ok());
+    }
 }

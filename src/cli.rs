@@ -244,7 +244,7 @@ fn run(path: &std::path::Path) -> i32 {
         let opts = app::RunOptions {
             config_path: Some(path.to_path_buf()),
             watch_files: true,
-            lifecycle: None,
+            notifier: Some(std::sync::Arc::new(crate::ops::notify::Notifier::from_env())),
         };
         match app::run_with(
             loaded.config,

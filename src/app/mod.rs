@@ -21,6 +21,8 @@ use crate::config::{self, Config};
 use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
+use crate::ops::notify::{Liveness, Notifier, status_line};
+use crate::pipeline::LINK_ONLINE;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
 use crate::profile::Registry;
 use drivers::RunningDriver;
@@ -92,16 +94,6 @@ pub struct Handles {
     pub input: mpsc::WeakSender<crate::pipeline::Input>,
 }
 
-/// Lifecycle moments reported to the service manager (sd_notify) or a test.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Lifecycle {
-    Ready,
-    Reloading,
-    Stopping,
-    /// One-line summary (`STATUS=`).
-    Status(String),
-}
-
 /// Optional behaviour of [`run_with`].
 #[derive(Clone, Default)]
 pub struct RunOptions {
@@ -109,17 +101,15 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Watch the config file, `conf.d/` and the plugins directories for changes.
     pub watch_files: bool,
-    /// Called at each lifecycle moment.
-    pub lifecycle: Option<Arc<dyn Fn(Lifecycle) + Send + Sync>>,
+    /// The service manager (sd_notify): READY, RELOADING, STOPPING, STATUS, WATCHDOG.
+    pub notifier: Option<Arc<Notifier>>,
 }
 
-impl RunOptions {
-    fn tell(&self, l: Lifecycle) {
-        if let Some(f) = &self.lifecycle {
-            f(l);
-        }
-    }
-}
+/// How often the supervisor refreshes `STATUS=` and considers a watchdog ping.
+const SUPERVISOR_TICK: Duration = Duration::from_secs(1);
+/// A task that has not turned its loop for this long is stalled (idle tasks turn at
+/// least every second or every `flush_every_ms`).
+const STALL_AFTER: Duration = Duration::from_secs(10);
 
 /// Runs the daemon until `cancel` (no reload), then stops in order. `ready` is called
 /// once the buffer and drivers are up (it does not wait for the broker).
@@ -169,6 +159,7 @@ struct Supervisor {
     devices_count: Arc<AtomicUsize>,
     session: Option<SessionSlot>,
     session_state: Arc<SessionState>,
+    liveness: Arc<Liveness>,
 }
 
 impl Supervisor {
@@ -177,6 +168,21 @@ impl Supervisor {
             .values()
             .flat_map(|d| d.devices.iter().cloned())
             .collect()
+    }
+
+    /// The `STATUS=` line.
+    fn status(&self) -> String {
+        let infos = self.device_infos();
+        let online = infos
+            .iter()
+            .filter(|d| d.link.load(Relaxed) == LINK_ONLINE)
+            .count();
+        status_line(
+            online,
+            self.devices_count.load(Relaxed),
+            self.queue.len(),
+            self.session_state.connected.load(Relaxed),
+        )
     }
 
     fn publish_routes(&self) {
@@ -202,6 +208,7 @@ impl Supervisor {
             self.counters.clone(),
             self.session_state.clone(),
         );
+        let session = session.with_heartbeat(self.liveness.register("publisher"));
         let task = tokio::spawn(session.run(cancel.clone()));
         self.session = Some(SessionSlot { cancel, task });
     }
@@ -321,13 +328,15 @@ pub async fn run_with(
         .values()
         .flat_map(|d: &RunningDriver| d.devices.iter().cloned())
         .collect();
+    let liveness = Arc::new(Liveness::new());
     let pipeline = Pipeline::new(
         pipeline_settings(&cfg),
         queue.clone(),
         wake.clone(),
         counters.clone(),
         &infos,
-    );
+    )
+    .with_heartbeat(liveness.register("pipeline"));
     let pipeline_task = tokio::spawn(pipeline.run(rx));
 
     // Commands: validation, dedup (persisted beside the queue), routing to the drivers.
@@ -359,6 +368,7 @@ pub async fn run_with(
         commands_tx,
         session: None,
         session_state: Arc::new(SessionState::default()),
+        liveness: liveness.clone(),
     };
     sup.publish_routes();
     sup.start_session();
@@ -371,7 +381,18 @@ pub async fn run_with(
     };
     tracing::info!(gateway = %sup.cfg.gateway.id, devices = infos.len(), buffered = queue.len(), "polegate running");
     ready(&handles);
-    opts.tell(Lifecycle::Ready);
+    let notifier = opts
+        .notifier
+        .clone()
+        .unwrap_or_else(|| Arc::new(Notifier::disabled()));
+    notifier.ready();
+    let mut last_status = sup.status();
+    notifier.status(&last_status);
+    let watchdog = notifier.watchdog_interval();
+    let supervisor_hb = liveness.register("supervisor");
+    let mut tick =
+        tokio::time::interval(watchdog.map_or(SUPERVISOR_TICK, |w| w.min(SUPERVISOR_TICK)));
+    let mut stale_logged = false;
 
     // Reload triggers: the caller's (SIGHUP) and the file watcher's.
     let (trigger_tx, mut triggers) = mpsc::channel::<()>(4);
@@ -388,12 +409,32 @@ pub async fn run_with(
         _ => None,
     };
     loop {
+        supervisor_hb.beat();
         tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = tick.tick() => {
+                let line = sup.status();
+                if line != last_status {
+                    notifier.status(&line);
+                    last_status = line;
+                }
+                if let Some(every) = watchdog {
+                    // Ping only while every task turns its loop: a stalled pipeline or
+                    // publisher stops the pings and systemd restarts us.
+                    let stale = liveness.stale((every * 2).max(STALL_AFTER));
+                    if stale.is_empty() {
+                        notifier.watchdog();
+                        stale_logged = false;
+                    } else if !stale_logged {
+                        tracing::error!(tasks = ?stale, "tasks stalled: withholding the watchdog ping");
+                        stale_logged = true;
+                    }
+                }
+            }
             Some(()) = triggers.recv() => {
                 while triggers.try_recv().is_ok() {}
                 let Some(path) = opts.config_path.clone() else { continue };
-                opts.tell(Lifecycle::Reloading);
+                notifier.reloading();
                 match load(&path, false) {
                     Err(errors) => {
                         for e in &errors {
@@ -409,12 +450,14 @@ pub async fn run_with(
                         sup.apply(l.config, &l.registry).await;
                     }
                 }
-                opts.tell(Lifecycle::Ready);
+                notifier.ready();
+                last_status = sup.status();
+                notifier.status(&last_status);
             }
         }
     }
 
-    opts.tell(Lifecycle::Stopping);
+    notifier.stopping();
     tracing::info!("stopping");
     let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
     drivers_cancel.cancel();

@@ -55,7 +55,11 @@ pub struct SessionState {
     pub connected: AtomicBool,
 }
 
+/// How often an idle session still turns its loop (liveness for the watchdog).
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
 pub struct Session {
+    heartbeat: Option<crate::ops::notify::Heartbeat>,
     settings: SessionSettings,
     queue: Queue,
     wake: Arc<Notify>,
@@ -106,6 +110,7 @@ impl Session {
     ) -> (Session, Arc<SessionState>) {
         (
             Session {
+                heartbeat: None,
                 settings,
                 queue,
                 wake,
@@ -114,6 +119,34 @@ impl Session {
             },
             state,
         )
+    }
+
+    /// Reports liveness through `hb` (gates the systemd watchdog).
+    pub fn with_heartbeat(mut self, hb: crate::ops::notify::Heartbeat) -> Session {
+        self.heartbeat = Some(hb);
+        self
+    }
+
+    fn beat(&self) {
+        if let Some(hb) = &self.heartbeat {
+            hb.beat();
+        }
+    }
+
+    /// Sleeps `d` unless cancelled first, beating meanwhile; false when cancelled.
+    async fn sleep_or_cancel(&self, d: Duration, cancel: &CancellationToken) -> bool {
+        let end = Instant::now() + d;
+        loop {
+            self.beat();
+            let now = Instant::now();
+            if now >= end {
+                return true;
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return false,
+                _ = tokio::time::sleep((end - now).min(IDLE_TICK)) => {}
+            }
+        }
     }
 
     fn topic_status(&self) -> String {
@@ -169,7 +202,7 @@ impl Session {
                     if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {
                         tracing::error!(error = %e, "MQTT TLS setup failed");
                     }
-                    if !sleep_or_cancel(backoff.next_wait(), &cancel).await {
+                    if !self.sleep_or_cancel(backoff.next_wait(), &cancel).await {
                         return;
                     }
                     continue;
@@ -202,7 +235,7 @@ impl Session {
                         }
                         _ => {}
                     }
-                    if !sleep_or_cancel(backoff.next_wait(), &cancel).await {
+                    if !self.sleep_or_cancel(backoff.next_wait(), &cancel).await {
                         return;
                     }
                 }
@@ -228,7 +261,9 @@ impl Session {
             inflight: HashMap::new(),
             pace_until: None,
         };
+        let mut idle = tokio::time::interval(IDLE_TICK);
         loop {
+            self.beat();
             let pace_deadline = c.pace_until;
             tokio::select! {
                 biased;
@@ -244,6 +279,7 @@ impl Session {
                 },
                 _ = self.wake.notified(), if c.connected => {}
                 _ = sleep_opt(pace_deadline), if pace_deadline.is_some() => { c.pace_until = None; }
+                _ = idle.tick() => {}
             }
             if c.connected && c.pace_until.is_none() {
                 self.fill(client, &mut c, &mut pacer);
@@ -423,13 +459,5 @@ async fn sleep_opt(t: Option<Instant>) {
     match t {
         Some(t) => tokio::time::sleep_until(t).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Sleeps `d` unless cancelled first; false when cancelled.
-async fn sleep_or_cancel(d: Duration, cancel: &CancellationToken) -> bool {
-    tokio::select! {
-        _ = cancel.cancelled() => false,
-        _ = tokio::time::sleep(d) => true,
     }
 }

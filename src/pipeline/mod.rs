@@ -11,6 +11,7 @@ pub mod report;
 use crate::buffer::{PushOutcome, Queue, Record};
 use crate::model::{Kind, Value, now_ms};
 use crate::ops::counters::Counters;
+use crate::ops::notify::Heartbeat;
 use crate::profile::ProfileRef;
 use report::Reporter;
 use std::collections::HashMap;
@@ -87,6 +88,8 @@ pub struct Pipeline {
     started: Instant,
     /// Whether the last push found the buffer full (logged on change only).
     full: bool,
+    /// Beats on every loop turn (the flush timer guarantees turns) for the watchdog.
+    heartbeat: Option<Heartbeat>,
 }
 
 impl Pipeline {
@@ -106,7 +109,14 @@ impl Pipeline {
             online: devices.iter().map(|d| (d.id.clone(), false)).collect(),
             started: Instant::now(),
             full: false,
+            heartbeat: None,
         }
+    }
+
+    /// Reports liveness through `hb` (gates the systemd watchdog).
+    pub fn with_heartbeat(mut self, hb: Heartbeat) -> Pipeline {
+        self.heartbeat = Some(hb);
+        self
     }
 
     /// Runs until every sender of `rx` is dropped, then flushes the queue.
@@ -120,8 +130,14 @@ impl Pipeline {
         let mut stats = tokio::time::interval_at(Instant::now() + stats_every, stats_every);
         stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut dirty = false;
+        // Turns the loop at least every second for the watchdog's liveness check.
+        let mut idle = tokio::time::interval(Duration::from_secs(1));
         loop {
+            if let Some(hb) = &self.heartbeat {
+                hb.beat();
+            }
             tokio::select! {
+                _ = idle.tick() => {}
                 msg = rx.recv() => match msg {
                     Some(Input::Settings(new)) => {
                         if new.flush_every != self.settings.flush_every {

@@ -347,7 +347,7 @@ impl Daemon {
         let opts = app::RunOptions {
             config_path: Some(setup.path.clone()),
             watch_files,
-            lifecycle: None,
+            notifier: None,
         };
         let task = tokio::spawn(async move {
             app::run_with(

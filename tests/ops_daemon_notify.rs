@@ -1,0 +1,76 @@
+//! The real daemon under a service manager (SPEC §6): with NOTIFY_SOCKET and
+//! WATCHDOG_USEC set, `polegate run` sends READY=1 once its buffer and drivers are up
+//! (the broker is unreachable: it does not wait for it), a STATUS= line, WATCHDOG=1 pings
+//! while its tasks are alive, RELOADING=1 then READY=1 around a SIGHUP reload, and
+//! STOPPING=1 on SIGTERM, then exits 0.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn wait_for(sock: &UnixDatagram, seen: &mut Vec<String>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut buf = [0u8; 4096];
+    while !seen.iter().any(|m| m.contains(what)) {
+        assert!(Instant::now() < deadline, "no {what:?} in {seen:?}");
+        if let Ok(n) = sock.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+    }
+}
+
+#[test]
+fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock_path = dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let cfg = dir.path().join("polegate.toml");
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    // Port 1 on loopback: nothing listens, the broker is unreachable.
+    std::fs::write(
+        &cfg,
+        format!(
+            "[gateway]\nid = \"cab-notify\"\nstate_dir = \"state\"\nplugins_dirs = [{:?}]\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n",
+            plugins.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_polegate"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let mut seen = Vec::new();
+    wait_for(&sock, &mut seen, "READY=1");
+    wait_for(
+        &sock,
+        &mut seen,
+        "STATUS=0/0 devices online, 0 buffered, broker disconnected",
+    );
+    // Broker down is normal life: the watchdog keeps being fed.
+    wait_for(&sock, &mut seen, "WATCHDOG=1");
+    let pings = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    let mut later = Vec::new();
+    wait_for(&sock, &mut later, "WATCHDOG=1");
+    assert!(pings >= 1);
+
+    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    let mut reload = Vec::new();
+    wait_for(&sock, &mut reload, "RELOADING=1");
+    wait_for(&sock, &mut reload, "READY=1");
+
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let mut stop = Vec::new();
+    wait_for(&sock, &mut stop, "STOPPING=1");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -230,6 +230,7 @@ fn run(path: &std::path::Path) -> i32 {
             return EXIT_CONFIG;
         }
     };
+    crate::ops::logging::set_level(loaded.config.gateway.log_level.as_deref());
     for w in &loaded.profile_warnings {
         tracing::warn!(problem = %w, "profile ignored");
     }

@@ -444,6 +444,7 @@ pub async fn run_with(
                         Counters::inc(&counters.reload_failed);
                     }
                     Ok(l) => {
+                        crate::ops::logging::set_level(l.config.gateway.log_level.as_deref());
                         for w in &l.profile_warnings {
                             tracing::warn!(problem = %w, "profile ignored");
                         }

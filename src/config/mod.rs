@@ -43,6 +43,8 @@ pub struct GatewayCfg {
     pub id: String,
     pub state_dir: PathBuf,
     pub plugins_dirs: Vec<PathBuf>,
+    /// `gateway.log_level`: a level or an `EnvFilter` directive; `RUST_LOG` wins.
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,7 @@ struct RawGateway {
     id: Option<String>,
     state_dir: Option<String>,
     plugins_dirs: Option<Vec<String>>,
+    log_level: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -311,10 +312,21 @@ fn gateway(cx: &mut Ctx<'_>, state_directory: Option<&str>) -> GatewayCfg {
         }
         None => DEFAULT_PLUGINS_DIRS.iter().map(PathBuf::from).collect(),
     };
+    let log_level = match g.log_level {
+        Some(l) if tracing_subscriber::EnvFilter::try_new(&l).is_err() || l.trim().is_empty() => {
+            cx.err(
+                "gateway.log_level",
+                format!("{l:?} is not a log level: use error, warn, info, debug or trace (or a RUST_LOG-style filter such as \"info,polegate::southbound=debug\")"),
+            );
+            None
+        }
+        other => other,
+    };
     GatewayCfg {
         id,
         state_dir,
         plugins_dirs,
+        log_level,
     }
 }
 

@@ -36,4 +36,5 @@ pub mod northbound;
 pub mod ops;
 pub mod pipeline;
 pub mod profile;
+pub mod script;
 pub mod southbound;

@@ -4,6 +4,7 @@
 //! it, never in parallel. Commands reach a driver as [`WriteRequest`]s on a bounded inbox
 //! and run between two poll transactions.
 
+pub mod lora;
 pub mod modbus;
 
 use crate::model::Value;

@@ -105,6 +105,8 @@ pub async fn run(
 
     // Devices and their links.
     let mut infos = Vec::new();
+    let mut lora_devices = Vec::new();
+    let script_engine = crate::script::Engine::new();
     let mut links: BTreeMap<(String, bool), TcpLink> = BTreeMap::new();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(profile) = registry.get(&d.profile) else {
@@ -138,8 +140,25 @@ pub async fn run(
                     .devices
                     .push(PolledDevice::new(info.clone(), *unit, poll));
             }
+            Transport::Lora(l) if cfg.lora.is_some() => {
+                let codec = match crate::southbound::lora::codec::LoraCodec::load(
+                    &script_engine,
+                    profile,
+                ) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(device_id = %d.id, error = %e, "LoRa profile script unusable; uplinks not decoded");
+                        None
+                    }
+                };
+                lora_devices.push(crate::southbound::lora::core::LoraDevice {
+                    info: info.clone(),
+                    cfg: l.clone(),
+                    codec,
+                });
+            }
             other => {
-                tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet; device skipped");
+                tracing::warn!(device_id = %d.id, transport = other.label(), "transport not supported by this build yet (a LoRa device needs [lora]); device skipped");
                 continue;
             }
         }
@@ -185,6 +204,35 @@ pub async fn run(
             counters.clone(),
             drivers.clone(),
         )));
+    }
+
+    // LoRa: one UDP socket (or the network server's MQTT) only when [lora] is present.
+    if let Some(lcfg) = &cfg.lora {
+        let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
+        for (index, d) in lora_devices.iter().enumerate() {
+            routes.insert(
+                d.info.id.clone(),
+                Route {
+                    info: d.info.clone(),
+                    inbox: inbox_tx.clone(),
+                    index,
+                },
+            );
+        }
+        match crate::southbound::lora::spawn(
+            lcfg,
+            lora_devices,
+            &queue,
+            counters.clone(),
+            inbox_rx,
+            tx.clone(),
+            drivers.clone(),
+        )
+        .await
+        {
+            Ok(task) => driver_tasks.push(task),
+            Err(e) => tracing::error!(error = %e, "LoRa source not started"),
+        }
     }
 
     // Commands: validation, dedup (persisted beside the queue), routing to the drivers.

@@ -303,6 +303,10 @@ pub(super) fn device(
             None
         }
     };
+    if !ok {
+        // One problem per field: no "is required" after a bad value.
+        return None;
+    }
     let b16 = |s: &Option<String>| s.as_deref().and_then(hex_bytes::<16>).map(Key);
     let b8 = |s: &Option<String>| s.as_deref().and_then(hex_bytes::<8>);
     let activation = match raw.activation.as_deref() {

@@ -35,6 +35,11 @@ counters!(
     buffer_corrupt_recovered,
     mqtt_connection_lost,
     command_dropped,
+    lora_malformed,
+    lora_bad_mic,
+    lora_replay,
+    lora_unknown_device,
+    lora_mac_ignored,
 );
 
 impl Counters {

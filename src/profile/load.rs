@@ -911,8 +911,9 @@ mod tests {
         let (registry, errors) = Registry::load(&[dir]);
         assert!(errors.is_empty(), "{errors:#?}");
         let count = |name: &str| registry.get(name).map(|p| p.points.len());
-        assert_eq!(registry.len(), 3);
+        assert_eq!(registry.len(), 4);
         assert_eq!(count("generic-lamp-modbus"), Some(12));
+        assert_eq!(count("generic-lamp-lora"), Some(9));
         assert_eq!(count("generic-ev-modbus"), Some(11));
         assert_eq!(count("eastron-sdm630"), Some(16));
         let ev = registry.get("generic-ev-modbus").expect("ev profile");

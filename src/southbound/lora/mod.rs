@@ -6,6 +6,7 @@
 //! `udp.rs` (the task that owns the UDP socket), `chirpstack.rs` (the same devices behind
 //! an existing network server).
 
+pub mod chirpstack;
 pub mod codec;
 pub mod core;
 pub mod semtech;
@@ -51,8 +52,16 @@ pub async fn spawn(
             );
             Ok(tokio::spawn(udp::run_udp(sock, core, inbox, out, cancel)))
         }
-        LoraSource::Chirpstack(_) => {
-            Err("the ChirpStack source is not available in this build".into())
+        LoraSource::Chirpstack(c) => {
+            tracing::info!(url = %c.url, application_id = %c.application_id, devices = devices.len(), "LoRa devices through the ChirpStack integration");
+            Ok(tokio::spawn(chirpstack::run_chirpstack(
+                c.clone(),
+                devices,
+                counters,
+                inbox,
+                out,
+                cancel,
+            )))
         }
     }
 }

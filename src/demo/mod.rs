@@ -1,5 +1,6 @@
 //! `polegate demo`: simulated pole hardware and an embedded broker.
 
 pub mod broker;
+pub mod lora;
 pub mod run;
 pub mod sim;

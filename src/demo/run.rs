@@ -140,6 +140,8 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
         .map(|(i, s)| (i, s.addr()))
         .collect();
     let path = write_config(&tmp.0, port, &addrs)?;
+    let lora_port = super::lora::prepare(&path, &tmp.0).context("writing the LoRa demo config")?;
+    tokio::spawn(super::lora::forwarder(lora_port, sim_cancel.clone()));
     eprintln!(
         "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
         sims.len(),

@@ -95,6 +95,7 @@ pub struct Core {
     online: Vec<bool>,
     logs: HashMap<&'static str, FailureLog>,
     next_token: u16,
+    saved_join_nonce: u32,
 }
 
 impl Core {
@@ -120,6 +121,7 @@ impl Core {
             &store,
         );
         let n = devices.len();
+        let server_join_nonce = server.join_nonce;
         Core {
             server,
             devices,
@@ -133,6 +135,7 @@ impl Core {
             online: vec![false; n],
             logs: HashMap::new(),
             next_token: fastrand::u16(..),
+            saved_join_nonce: server_join_nonce,
         }
     }
 
@@ -159,7 +162,10 @@ impl Core {
             .store
             .save(&dev_eui, &self.server.states[device])
             .is_ok();
-        ok &= self.store.save_join_nonce(self.server.join_nonce).is_ok();
+        if self.server.join_nonce != self.saved_join_nonce {
+            ok &= self.store.save_join_nonce(self.server.join_nonce).is_ok();
+            self.saved_join_nonce = self.server.join_nonce;
+        }
         if flush && let Some(q) = &self.queue {
             ok &= q.flush().is_ok();
         }

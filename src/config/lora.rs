@@ -379,3 +379,76 @@ pub(super) fn device(
         offline_after_s,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! `[lora]` and `lora = {…}` get a typed shape; problems name file and key path.
+    use super::*;
+    use crate::config::load_with_env;
+
+    const HEAD: &str = "[gateway]\nid = \"g\"\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\n";
+
+    fn load(body: &str) -> Result<crate::config::Config, Vec<(String, String)>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("polegate.toml");
+        std::fs::write(&p, format!("{HEAD}{body}")).unwrap();
+        load_with_env(&p, &[]).map_err(|e| e.0.into_iter().map(|e| (e.key, e.message)).collect())
+    }
+
+    #[test]
+    fn lora_sections_and_devices_parse_into_typed_values() {
+        let cfg = load(
+            "[lora]\nlisten = \"0.0.0.0:1700\"\nnet_id = \"000013\"\ndev_addr_prefix = \"26000000/7\"\n\
+             [[device]]\nid = \"a\"\nprofile = \"p\"\nlora = { dev_eui = \"0004a30b001c0530\", activation = \"abp\", dev_addr = \"26011bda\", nwk_s_key = \"000102030405060708090a0b0c0d0e0f\", app_s_key = \"f0e0d0c0b0a090807060504030201000\", offline_after_s = 60 }\n\
+             [[device]]\nid = \"b\"\nprofile = \"p\"\nlora = { dev_eui = \"0004a30b001c0531\", activation = \"otaa\", join_eui = \"70b3d57ed0000001\", app_key = \"2b7e151628aed2a6abf7158809cf4f3c\" }\n",
+        )
+        .expect("valid");
+        let l = cfg.lora.unwrap();
+        assert_eq!(l.listen, "0.0.0.0:1700".parse().unwrap());
+        assert_eq!(
+            (l.net_id, l.dev_addr_prefix),
+            ([0, 0, 0x13], (0x2600_0000, 7))
+        );
+        let crate::config::Transport::Lora(a) = &cfg.devices[0].transport else {
+            panic!()
+        };
+        assert!(matches!(
+            a.activation,
+            Activation::Abp {
+                dev_addr: 0x2601_1bda,
+                ..
+            }
+        ));
+        assert_eq!(a.offline_after_s, Some(60));
+        let crate::config::Transport::Lora(b) = &cfg.devices[1].transport else {
+            panic!()
+        };
+        assert!(matches!(b.activation, Activation::Otaa { .. }));
+        assert!(
+            !format!("{b:?}").contains("2b7e15"),
+            "keys are redacted in Debug"
+        );
+    }
+
+    #[test]
+    fn bad_lora_settings_name_their_key() {
+        let e = load("[lora]\nregion = \"US915\"\ndev_addr_prefix = \"26/7\"\nsource = \"semtech_udp\"\nlistn = 1\n")
+            .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"lora.listn"), "{e:?}");
+        let e = load("[lora]\nregion = \"US915\"\ndev_addr_prefix = \"26/7\"\n").unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["lora.region", "lora.dev_addr_prefix"]);
+        let e = load("[lora]\nsource = \"chirpstack\"\n").unwrap_err();
+        assert_eq!(e[0].0, "lora.chirpstack");
+        let e = load(
+            "[[device]]\nid = \"a\"\nprofile = \"p\"\nlora = { dev_eui = \"0004a30b001c0530\", activation = \"abp\", dev_addr = \"26011bda\" }\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["device[0].lora.nwk_s_key", "device[0].lora.app_s_key"]
+        );
+    }
+}

@@ -8,9 +8,9 @@
 //! for [`DEDUP_WINDOW`] and handled once, with the best SNR, then RSSI.
 
 use super::codec::LoraCodec;
-use super::semtech::{self, Packet, Rxpk, Txpk};
+use super::semtech::{self, Packet, Rxpk};
 use super::server::{Accepted, Device, Rejected, Server};
-use super::session::{Downlink, MAX_PENDING, Store};
+use super::session::{Downlink, Store};
 use crate::buffer::Queue;
 use crate::commands::CmdResult;
 use crate::config::lora::{LoraCfg, LoraDeviceCfg};
@@ -18,7 +18,6 @@ use crate::model::Value;
 use crate::ops::counters::Counters;
 use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
-use crate::southbound::{WriteOutcome, WriteRequest};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,16 +62,16 @@ impl LoraDevice {
     }
 }
 
-struct Heard {
-    first: Instant,
-    gateway: [u8; 8],
-    rx: Rxpk,
+pub(super) struct Heard {
+    pub(super) first: Instant,
+    pub(super) gateway: [u8; 8],
+    pub(super) rx: Rxpk,
 }
 
-struct InFlight {
-    device: usize,
-    id: Option<String>,
-    points: Vec<(String, serde_json::Value)>,
+pub(super) struct InFlight {
+    pub(super) device: usize,
+    pub(super) id: Option<String>,
+    pub(super) points: Vec<(String, serde_json::Value)>,
 }
 
 /// Output of one step.
@@ -85,17 +84,17 @@ pub struct Out {
 pub struct Core {
     pub server: Server,
     pub devices: Vec<LoraDevice>,
-    store: Store,
-    queue: Option<Queue>,
-    counters: Arc<Counters>,
-    gateways: HashMap<[u8; 8], SocketAddr>,
-    heard: HashMap<Vec<u8>, Heard>,
-    inflight: HashMap<u16, InFlight>,
-    last_uplink: Vec<Instant>,
-    online: Vec<bool>,
-    logs: HashMap<&'static str, FailureLog>,
-    next_token: u16,
-    saved_join_nonce: u32,
+    pub(super) store: Store,
+    pub(super) queue: Option<Queue>,
+    pub(super) counters: Arc<Counters>,
+    pub(super) gateways: HashMap<[u8; 8], SocketAddr>,
+    pub(super) heard: HashMap<Vec<u8>, Heard>,
+    pub(super) inflight: HashMap<u16, InFlight>,
+    pub(super) last_uplink: Vec<Instant>,
+    pub(super) online: Vec<bool>,
+    pub(super) logs: HashMap<&'static str, FailureLog>,
+    pub(super) next_token: u16,
+    pub(super) saved_join_nonce: u32,
 }
 
 impl Core {
@@ -156,7 +155,7 @@ impl Core {
         }
     }
 
-    fn persist(&mut self, device: usize, flush: bool) -> bool {
+    pub(super) fn persist(&mut self, device: usize, flush: bool) -> bool {
         let dev_eui = self.devices[device].cfg.dev_eui;
         let mut ok = self
             .store
@@ -413,124 +412,9 @@ impl Core {
             }
         }
     }
-
-    fn take_pending(&mut self, device: usize, now_ms: u64) -> Option<Downlink> {
-        let st = &mut self.server.states[device];
-        st.pending
-            .retain(|p| p.expires_ms > now_ms || p.id.is_some());
-        let i = st.pending.iter().position(|p| p.expires_ms > now_ms)?;
-        Some(st.pending.remove(i))
-    }
-
-    /// Sends `phy` in RX1 (`delay` after the uplink), or RX2 when RX1 is too close.
-    fn transmit(
-        &mut self,
-        now: Instant,
-        h: &Heard,
-        delay_us: u32,
-        phy: &[u8],
-        out: &mut Out,
-    ) -> Option<u16> {
-        let Some(&addr) = self.gateways.get(&h.gateway) else {
-            tracing::warn!(gateway = %super::session::hex(&h.gateway), "no PULL_DATA from this gateway yet: downlink dropped");
-            return None;
-        };
-        let elapsed = now.saturating_duration_since(h.first);
-        let rx1 = Duration::from_micros(u64::from(delay_us));
-        let (tmst, freq, datr) = if elapsed + TX_MARGIN < rx1 {
-            let datr = h.rx.datr.as_str().unwrap_or(RX2_DATR).to_string();
-            (h.rx.tmst.wrapping_add(delay_us), h.rx.freq, datr)
-        } else if elapsed + TX_MARGIN < rx1 + Duration::from_secs(1) {
-            (
-                h.rx.tmst.wrapping_add(delay_us + 1_000_000),
-                RX2_FREQ_MHZ,
-                RX2_DATR.to_string(),
-            )
-        } else {
-            tracing::warn!("downlink too late for RX1 and RX2: dropped");
-            return None;
-        };
-        let txpk = Txpk {
-            imme: false,
-            tmst,
-            freq,
-            rfch: 0,
-            powe: TX_POWER_DBM,
-            modu: "LORA".into(),
-            datr,
-            codr: "4/5".into(),
-            ipol: true,
-            size: phy.len() as u32,
-            data: semtech::b64(phy),
-            ncrc: true,
-        };
-        self.next_token = self.next_token.wrapping_add(1);
-        let token = self.next_token;
-        out.datagrams.push((addr, semtech::pull_resp(token, &txpk)));
-        Some(token)
-    }
-
-    /// A command for a LoRa device: encoded, queued persistently, answered `queued`.
-    pub fn write(&mut self, req: WriteRequest, now_ms: u64) {
-        let outcome = self.queue_write(&req, now_ms);
-        let _ = req.reply.send(outcome);
-    }
-
-    fn queue_write(&mut self, req: &WriteRequest, now_ms: u64) -> WriteOutcome {
-        let fail = |e: String| WriteOutcome {
-            points: vec![],
-            error: Some(e),
-        };
-        let Some(dev) = self.devices.get(req.device) else {
-            return fail("unknown LoRa device".into());
-        };
-        let Some(codec) = &dev.codec else {
-            return fail("the device's profile has no LoRa script".into());
-        };
-        if self.server.states[req.device].session.is_none() {
-            return fail("the device has not joined yet".into());
-        }
-        let mut frames = Vec::new();
-        for (i, v) in &req.writes {
-            let Some(p) = dev.info.profile.points.get(*i) else {
-                return fail("unknown point".into());
-            };
-            match codec.encode(&p.name, v) {
-                Ok(f) => frames.push((p.name.clone(), v.clone(), f)),
-                Err(e) => return fail(format!("encode_downlink failed for '{}': {e}", p.name)),
-            }
-        }
-        let st = &mut self.server.states[req.device];
-        if st.pending.len() + frames.len() > MAX_PENDING {
-            return fail(format!(
-                "device busy: {MAX_PENDING} downlinks already wait for its next uplink"
-            ));
-        }
-        let points: Vec<(String, serde_json::Value)> = frames
-            .iter()
-            .map(|(n, v, _)| (n.clone(), v.to_json()))
-            .collect();
-        let expires_ms = req.expires_ms.unwrap_or(now_ms + DEFAULT_EXPIRES_MS);
-        for (_, _, (fport, bytes)) in frames {
-            st.pending.push(Downlink {
-                id: req.id.clone(),
-                fport,
-                bytes,
-                expires_ms,
-                points: points.clone(),
-            });
-        }
-        if !self.persist(req.device, true) {
-            return fail("the command could not be persisted".into());
-        }
-        WriteOutcome {
-            points: req.writes.clone(),
-            error: None,
-        }
-    }
 }
 
-fn json_value(v: &serde_json::Value) -> Value {
+pub(super) fn json_value(v: &serde_json::Value) -> Value {
     match v {
         serde_json::Value::Bool(b) => Value::Bool(*b),
         serde_json::Value::Number(n) => match n.as_i64() {

@@ -9,6 +9,7 @@
 pub mod chirpstack;
 pub mod codec;
 pub mod core;
+mod downlink;
 pub mod semtech;
 pub mod server;
 pub mod session;

@@ -373,6 +373,33 @@ pub(super) fn device(
         }
     };
     let dev_eui = b8(&dev_eui)?;
+    let source = match cx.merged.table.get("lora") {
+        None => {
+            cx.at(
+                file,
+                key,
+                "a LoRa device needs a [lora] section (source, listen)",
+            );
+            return None;
+        }
+        Some(t) => t
+            .get("source")
+            .and_then(|s| s.as_str())
+            .unwrap_or("semtech_udp"),
+    };
+    match (&activation, source) {
+        (Activation::External, "semtech_udp") => {
+            let msg = "with lora.source = \"semtech_udp\" set activation keys: dev_addr, nwk_s_key and app_s_key (ABP) or app_key (OTAA)";
+            cx.at(file, key, msg);
+            return None;
+        }
+        (Activation::Abp { .. } | Activation::Otaa { .. }, "chirpstack") => {
+            let msg = "with lora.source = \"chirpstack\" the network server holds the keys: keep only dev_eui";
+            cx.at(file, key, msg);
+            return None;
+        }
+        _ => {}
+    }
     ok.then_some(LoraDeviceCfg {
         dev_eui,
         activation,

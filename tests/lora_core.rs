@@ -204,3 +204,64 @@ fn a_queued_command_expires_when_no_uplink_comes_in_time() {
     );
     assert!(c.server.states[0].pending.is_empty());
 }
+
+/// lora-packet's ABP confirmed uplink (FCnt 2): needs an ACK downlink.
+const CONFIRMED: [u8; 17] = [
+    0x80, 0xda, 0x1b, 0x01, 0x26, 0x00, 0x02, 0x00, 0x0a, 0xc5, 0x30, 0x55, 0x45, 0xd8, 0xd4, 0xd2,
+    0x51,
+];
+
+fn txpk_of(out: &Out) -> semtech::Txpk {
+    let (_, d) = out
+        .datagrams
+        .iter()
+        .find(|(_, d)| d[3] == semtech::PULL_RESP)
+        .expect("a PULL_RESP");
+    let v: serde_json::Value = serde_json::from_slice(&d[4..]).unwrap();
+    serde_json::from_value(v["txpk"].clone()).unwrap()
+}
+
+#[test]
+fn a_downlink_goes_in_rx1_when_there_is_time_and_in_rx2_otherwise() {
+    let gw = "127.0.0.1:7000".parse().unwrap();
+    for (late_ms, tmst, freq, datr) in [
+        (200u64, 1_000_000u32, 868.1, "SF7BW125"),
+        (900, 2_000_000, 869.525, "SF12BW125"),
+    ] {
+        let mut c = core();
+        let t0 = Instant::now();
+        let mut out = Out::default();
+        c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
+        let rx = semtech::rxpk_of(&CONFIRMED, 0, -90, 3.0);
+        c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+        let mut out = Out::default();
+        c.tick(t0 + Duration::from_millis(late_ms), 0, &mut out);
+        let t = txpk_of(&out);
+        assert_eq!((t.tmst, t.freq, t.datr.as_str()), (tmst, freq, datr));
+        assert!(t.ipol && !t.imme);
+        // An ACK: FCtrl.ACK set, FCntDown 0, no FPort.
+        let phy = t.phy().unwrap();
+        assert_eq!((phy[0], phy[5] & 0x20, phy.len()), (0x60, 0x20, 12));
+        assert_eq!(c.server.states[0].session.as_ref().unwrap().fcnt_down, 1);
+    }
+}
+
+#[test]
+fn without_a_pull_data_from_the_gateway_no_downlink_is_sent() {
+    let mut c = core();
+    let t0 = Instant::now();
+    let mut out = Out::default();
+    let rx = semtech::rxpk_of(&CONFIRMED, 0, -90, 3.0);
+    c.datagram(
+        t0,
+        "127.0.0.1:7001".parse().unwrap(),
+        &semtech::push_data(2, [1; 8], &[rx]),
+        &mut out,
+    );
+    c.tick(t0 + Duration::from_millis(250), 0, &mut out);
+    assert!(
+        out.datagrams
+            .iter()
+            .all(|(_, d)| d[3] != semtech::PULL_RESP)
+    );
+}

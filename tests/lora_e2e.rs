@@ -76,11 +76,19 @@ impl Forwarder {
     }
 
     async fn uplink(&self, phy: &[u8], tmst: u32, rssi: i32, snr: f64) {
+        self.send_uplink(phy, tmst, rssi, snr).await;
+        self.push_ack().await;
+    }
+
+    async fn send_uplink(&self, phy: &[u8], tmst: u32, rssi: i32, snr: f64) {
         let rx = semtech::rxpk_of(phy, tmst, rssi, snr);
         self.push
             .send(&semtech::push_data(7, self.eui, &[rx]))
             .await
             .unwrap();
+    }
+
+    async fn push_ack(&self) {
         let mut b = [0u8; 64];
         let n = tokio::time::timeout(WAIT, self.push.recv(&mut b))
             .await
@@ -163,8 +171,11 @@ async fn an_abp_uplink_heard_by_two_gateways_is_published_once_with_the_best_snr
     );
 
     let f = phy("uplink", 0);
-    a.uplink(&f, 1000, -100, -3.5).await;
-    b.uplink(&f, 2000, -80, 7.25).await;
+    // Both copies inside the dedup window (sent before either ack is awaited).
+    a.send_uplink(&f, 1000, -100, -3.5).await;
+    b.send_uplink(&f, 2000, -80, 7.25).await;
+    a.push_ack().await;
+    b.push_ack().await;
     let state = rec
         .wait_for("online birth", |m| {
             m.topic == "polegate/cab-test/lamp-abp/state"

@@ -238,6 +238,8 @@ async fn a_command_writes_over_rtu_and_answers_with_the_read_back_value() {
         .send(WriteRequest {
             device: 0,
             writes: vec![(dim, Value::Int(42))],
+            id: None,
+            expires_ms: None,
             reply,
         })
         .await

@@ -21,6 +21,11 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub enum DriverKind {
     Modbus(Link),
+    /// The cabinet's LoRa source (Semtech UDP or ChirpStack) and its devices.
+    Lora(
+        Box<crate::config::lora::LoraCfg>,
+        Vec<crate::southbound::lora::core::LoraDevice>,
+    ),
     Serial(crate::southbound::serial::SerialBus),
 }
 
@@ -71,6 +76,8 @@ fn device_info(d: &config::DeviceCfg, registry: &Registry) -> Option<Arc<DeviceI
 pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     let mut modbus = LinkSet::new(&cfg.buses);
     let mut serial = crate::southbound::serial::Buses::default();
+    let mut lora = Vec::new();
+    let script_engine = crate::script::Engine::new();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(info) = device_info(d, registry) else {
             continue;
@@ -79,6 +86,23 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
         match &d.transport {
             Transport::Serial { bus, address } => {
                 serial.add(cfg, bus, info, address, poll);
+            }
+            Transport::Lora(l) if cfg.lora.is_some() => {
+                let codec = match crate::southbound::lora::codec::LoraCodec::load(
+                    &script_engine,
+                    &info.profile,
+                ) {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        tracing::error!(device_id = %d.id, error = %e, "LoRa profile script unusable; uplinks not decoded");
+                        None
+                    }
+                };
+                lora.push(crate::southbound::lora::core::LoraDevice {
+                    info,
+                    cfg: l.clone(),
+                    codec,
+                });
             }
             other => {
                 if let Err(transport) = modbus.add(other, info, poll) {
@@ -99,6 +123,19 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
             kind: DriverKind::Modbus(link),
         })
         .collect();
+    // LoRa: one UDP socket (or the network server's MQTT) only when [lora] is present.
+    if let Some(lcfg) = &cfg.lora {
+        let fp: String = lora
+            .iter()
+            .map(|d| format!("{:?}{:?}", d.info, d.cfg))
+            .collect();
+        plans.push(DriverPlan {
+            fingerprint: format!("{lcfg:?}|{fp}"),
+            devices: lora.iter().map(|d| d.info.clone()).collect(),
+            key: "lora".into(),
+            kind: DriverKind::Lora(Box::new(lcfg.clone()), lora),
+        });
+    }
     for bus in serial.into_buses() {
         plans.push(DriverPlan {
             fingerprint: format!("{bus:?}"),
@@ -110,13 +147,15 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     plans
 }
 
-/// Starts a planned driver; its devices' command routes come back with it.
-pub fn spawn(
+/// Starts a planned driver; its devices' command routes come back with it. None when
+/// it cannot start (logged; e.g. the LoRa UDP port is taken).
+pub async fn spawn(
     plan: DriverPlan,
+    queue: &crate::buffer::Queue,
     tx: &mpsc::Sender<Input>,
     counters: &Arc<Counters>,
     parent: &CancellationToken,
-) -> RunningDriver {
+) -> Option<RunningDriver> {
     let cancel = parent.child_token();
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let routes = plan
@@ -145,13 +184,32 @@ pub fn spawn(
         DriverKind::Serial(bus) => {
             crate::southbound::serial::spawn_bus(bus, inbox_rx, tx, counters, &cancel)
         }
+        DriverKind::Lora(lcfg, devices) => {
+            match crate::southbound::lora::spawn(
+                &lcfg,
+                devices,
+                queue,
+                counters.clone(),
+                inbox_rx,
+                tx.clone(),
+                cancel.clone(),
+            )
+            .await
+            {
+                Ok(task) => task,
+                Err(e) => {
+                    tracing::error!(error = %e, "LoRa source not started");
+                    return None;
+                }
+            }
+        }
     };
-    RunningDriver {
+    Some(RunningDriver {
         key: plan.key,
         fingerprint: plan.fingerprint,
         devices: plan.devices,
         routes,
         cancel,
         task,
-    }
+    })
 }

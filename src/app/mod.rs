@@ -251,8 +251,17 @@ impl Supervisor {
                 kept += 1;
                 continue;
             }
-            let d = drivers::spawn(plan, &self.tx, &self.counters, &self.drivers_cancel);
-            self.drivers.insert(d.key.clone(), d);
+            if let Some(d) = drivers::spawn(
+                plan,
+                &self.queue,
+                &self.tx,
+                &self.counters,
+                &self.drivers_cancel,
+            )
+            .await
+            {
+                self.drivers.insert(d.key.clone(), d);
+            }
         }
         let new_infos = self.device_infos();
         let new_ids: HashSet<&str> = new_infos.iter().map(|d| d.id.as_str()).collect();
@@ -321,8 +330,9 @@ pub async fn run_with(
     let drivers_cancel = cancel.child_token();
     let mut running = BTreeMap::new();
     for plan in drivers::plan(&cfg, &registry) {
-        let d = drivers::spawn(plan, &tx, &counters, &drivers_cancel);
-        running.insert(d.key.clone(), d);
+        if let Some(d) = drivers::spawn(plan, &queue, &tx, &counters, &drivers_cancel).await {
+            running.insert(d.key.clone(), d);
+        }
     }
     let infos: Vec<Arc<DeviceInfo>> = running
         .values()

@@ -63,6 +63,8 @@ pub struct CmdResult {
     pub ok: bool,
     pub points: Vec<(String, Value)>,
     pub error: Option<String>,
+    /// LoRa: `queued`, then `sent`, `expired` or `failed` (SPEC §8 "LoRa commands").
+    pub status: Option<String>,
 }
 
 struct Bucket {
@@ -134,6 +136,7 @@ impl Commands {
                 ok: false,
                 points: vec![],
                 error: Some(error),
+                status: None,
             }))
         };
         let cmd = match validate::parse(&c.payload) {
@@ -180,6 +183,8 @@ impl Commands {
         let req = WriteRequest {
             device: route.index,
             writes,
+            id: Some(cmd.id.clone()),
+            expires_ms: cmd.expires_ms,
             reply: tx,
         };
         if route.inbox.try_send(req).is_err() {
@@ -211,12 +216,15 @@ impl Commands {
                 .into_iter()
                 .filter_map(|(i, v)| info.profile.points.get(i).map(|p| (p.name.clone(), v)))
                 .collect();
+            let ok = outcome.error.is_none();
+            let lora = info.profile.protocol == crate::profile::Protocol::Lora;
             CmdResult {
                 device,
                 id,
-                ok: outcome.error.is_none(),
+                ok,
                 points,
                 error: outcome.error,
+                status: (ok && lora).then(|| "queued".to_string()),
             }
         })))
     }

@@ -528,43 +528,6 @@ fn serial(
     Some(Transport::Serial { bus, address })
 }
 
-/// Hex-digit count of the LoRaWAN identifiers and keys we can check before the LoRa
-/// issue gives `lora` a full shape.
-fn lora_hex_len(field: &str) -> Option<usize> {
-    match field {
-        "dev_eui" | "join_eui" | "app_eui" => Some(16),
-        "dev_addr" => Some(8),
-        f if f.ends_with("_key") => Some(32),
-        _ => None,
-    }
-}
-
 fn lora(cx: &mut Ctx<'_>, file: &Path, key: &str, t: toml::Table) -> Option<Transport> {
-    if !t.contains_key("dev_eui") {
-        cx.at(
-            file,
-            &format!("{key}.dev_eui"),
-            "is required: the device's DevEUI, 16 hex digits",
-        );
-    }
-    for (field, v) in &t {
-        let Some(n) = lora_hex_len(field) else {
-            continue;
-        };
-        let fkey = format!("{key}.{field}");
-        match v.as_str() {
-            None => cx.at(file, &fkey, format!("must be a string of {n} hex digits")),
-            Some(s) if s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) => {}
-            // Keys are secrets: never echo them.
-            Some(s) if field.ends_with("_key") => {
-                let msg = format!(
-                    "bad hex: expected {n} hex digits, got {} characters",
-                    s.chars().count()
-                );
-                cx.at(file, &fkey, msg);
-            }
-            Some(s) => cx.at(file, &fkey, format!("bad hex: '{s}' is not {n} hex digits")),
-        }
-    }
-    Some(Transport::Lora(t))
+    super::lora::device(cx, file, key, t).map(Transport::Lora)
 }

@@ -10,6 +10,7 @@
 pub mod check;
 mod entries;
 pub mod load;
+pub mod lora;
 mod parse;
 #[cfg(test)]
 mod tests;
@@ -32,8 +33,8 @@ pub struct Config {
     pub buffer: BufferCfg,
     pub stats: StatsCfg,
     pub commands: CommandsCfg,
-    /// Kept raw until the LoRa issue gives it a validated shape.
-    pub lora: Option<toml::Table>,
+    /// `[lora]`: the LoRaWAN source; None opens no LoRa socket.
+    pub lora: Option<lora::LoraCfg>,
     pub buses: Vec<BusCfg>,
     pub devices: Vec<DeviceCfg>,
 }
@@ -147,8 +148,8 @@ pub enum Transport {
         bus: String,
         address: String,
     },
-    /// Kept raw until the LoRa issue.
-    Lora(toml::Table),
+    /// LoRaWAN identity and keys (SPEC §2 `lora = {…}`).
+    Lora(lora::LoraDeviceCfg),
 }
 
 impl Transport {

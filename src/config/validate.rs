@@ -244,7 +244,7 @@ pub(crate) fn validate(
     });
     let lora = match merged.table.get("lora") {
         None => None,
-        Some(toml::Value::Table(t)) => Some(t.clone()),
+        Some(v @ toml::Value::Table(_)) => super::lora::gateway(&mut cx, v),
         Some(_) => {
             cx.err("lora", "must be a table, written [lora]");
             None

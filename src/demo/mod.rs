@@ -1,6 +1,7 @@
 //! `polegate demo`: simulated pole hardware and an embedded broker.
 
 pub mod broker;
+pub mod lora;
 pub mod pa;
 pub mod run;
 pub mod sim;

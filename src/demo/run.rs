@@ -146,6 +146,8 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
     if let Err(e) = &pa {
         eprintln!("polegate demo: no simulated PA amplifier ({e})");
     }
+    let lora_port = super::lora::prepare(&path, &tmp.0).context("writing the LoRa demo config")?;
+    tokio::spawn(super::lora::forwarder(lora_port, sim_cancel.clone()));
     eprintln!(
         "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
         sims.len(),

@@ -43,6 +43,11 @@ counters!(
     serial_timeout,
     serial_port_error,
     serial_unattributed,
+    lora_malformed,
+    lora_bad_mic,
+    lora_replay,
+    lora_unknown_device,
+    lora_mac_ignored,
 );
 
 impl Counters {

@@ -201,6 +201,10 @@ pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &crate::commands::CmdR
         key(&mut out, "error");
         json_str(&mut out, e);
     }
+    if let Some(s) = &r.status {
+        key(&mut out, "status");
+        json_str(&mut out, s);
+    }
     out.push('}');
     out.into_bytes()
 }

@@ -260,6 +260,29 @@ struct RawPoint {
 }
 
 /// The problems of one file, with the key path prefix of the table being checked.
+/// `[lora]` of a LoRa profile: `script = "name.rhai"`, a file beside the profile (SPEC §3).
+fn check_lora_section(r: &mut Report<'_>, lora: Option<&toml::Table>) {
+    let Some(t) = lora else {
+        r.err(
+            "lora",
+            "is required for a lora profile: [lora] script = \"name.rhai\"",
+        );
+        return;
+    };
+    for k in t.keys().filter(|k| k.as_str() != "script") {
+        r.err(format!("lora.{k}"), "unknown key; expected script");
+    }
+    match t.get("script").map(|v| v.as_str()) {
+        None => r.err(
+            "lora.script",
+            "is required: the Rhai file defining decode_uplink",
+        ),
+        Some(None) => r.err("lora.script", "must be a string (a file name)"),
+        // The file itself is compiled (and reported) when the LoRa driver starts.
+        Some(Some(_)) => {}
+    }
+}
+
 struct Report<'a> {
     file: &'a Path,
     errors: Vec<ProfileError>,
@@ -377,6 +400,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
                 "uplink_interval_s",
                 "only lora profiles take uplink_interval_s",
             );
+        }
+        if protocol == Protocol::Lora {
+            check_lora_section(&mut r, raw.lora.as_ref());
         }
     }
 
@@ -1054,15 +1080,25 @@ mod tests {
     }
 
     #[test]
+    fn a_lora_profile_needs_a_lora_table_naming_its_script() {
+        let head = "name = \"s\"\nkind = \"sensor\"\nprotocol = \"lora\"\n";
+        let pt = "[[point]]\nname = \"humidity\"\nunit = \"%\"\ntype = \"f32\"\n";
+        assert_eq!(keys_of(&format!("{head}{pt}")), ["lora"]);
+        let bad = format!("{head}[lora]\nscrpt = \"s.rhai\"\n{pt}");
+        assert_eq!(keys_of(&bad), ["lora.scrpt", "lora.script"]);
+    }
+
+    #[test]
     fn the_shipped_plugins_load_without_errors() {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins");
         let (registry, errors) = Registry::load(&[dir]);
         assert!(errors.is_empty(), "{errors:#?}");
         let count = |name: &str| registry.get(name).map(|p| p.points.len());
-        assert_eq!(registry.len(), 6);
+        assert_eq!(registry.len(), 7);
         assert_eq!(count("generic-pa-serial"), Some(8));
         assert_eq!(count("generic-sensor-binary"), Some(3));
         assert_eq!(count("generic-lamp-modbus"), Some(12));
+        assert_eq!(count("generic-lamp-lora"), Some(9));
         assert_eq!(count("generic-ev-modbus"), Some(11));
         assert_eq!(count("eastron-sdm630"), Some(16));
         let ev = registry.get("generic-ev-modbus").expect("ev profile");

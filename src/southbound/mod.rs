@@ -4,6 +4,7 @@
 //! it, never in parallel. Commands reach a driver as [`WriteRequest`]s on a bounded inbox
 //! and run between two poll transactions.
 
+pub mod lora;
 pub mod modbus;
 pub mod serial;
 
@@ -20,6 +21,10 @@ pub struct WriteRequest {
     pub device: usize,
     /// (point index in the profile, engineering value: scale not yet inverted)
     pub writes: Vec<(usize, Value)>,
+    /// The command's id (LoRa drivers report `sent`/`expired` later, SPEC §8).
+    pub id: Option<String>,
+    /// The command's `expires`, wall-clock ms (LoRa downlinks wait for an uplink).
+    pub expires_ms: Option<u64>,
     pub reply: oneshot::Sender<WriteOutcome>,
 }
 

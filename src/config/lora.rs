@@ -1,0 +1,481 @@
+//! The typed shape of `[lora]` and of a device's `lora = {…}` (SPEC §2).
+//!
+//! Identifiers and keys are written big-endian, as people write them (the radio frames
+//! carry EUIs and DevAddr little-endian; `southbound::lora` converts). Keys are secrets:
+//! errors never echo them and `Debug` redacts them.
+
+use super::load::join_key;
+use super::parse::parse_mqtt_url;
+use super::validate::{Ctx, resolve};
+use serde::Deserialize;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A 128-bit AES key; `Debug` never prints it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Key(pub [u8; 16]);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(<redacted>)")
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraCfg {
+    pub source: LoraSource,
+    /// Where the Semtech UDP packet forwarders send to.
+    pub listen: SocketAddr,
+    /// Only "EU868" for now.
+    pub region: String,
+    /// NetID, big-endian.
+    pub net_id: [u8; 3],
+    /// OTAA addresses: (prefix, prefix length in bits).
+    pub dev_addr_prefix: (u32, u8),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoraSource {
+    SemtechUdp,
+    Chirpstack(ChirpstackCfg),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChirpstackCfg {
+    pub url: String,
+    pub host: String,
+    pub port: u16,
+    pub application_id: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraDeviceCfg {
+    /// DevEUI, big-endian.
+    pub dev_eui: [u8; 8],
+    pub activation: Activation,
+    /// Silence after which the device is offline (SPEC §8); None: from the profile.
+    pub offline_after_s: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activation {
+    /// DevAddr as written (big-endian value).
+    Abp {
+        dev_addr: u32,
+        nwk_s_key: Key,
+        app_s_key: Key,
+    },
+    Otaa {
+        join_eui: [u8; 8],
+        app_key: Key,
+    },
+    /// `source = "chirpstack"`: the network server holds the keys.
+    External,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLora {
+    source: Option<String>,
+    listen: Option<String>,
+    region: Option<String>,
+    net_id: Option<String>,
+    dev_addr_prefix: Option<String>,
+    chirpstack: Option<RawChirpstack>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChirpstack {
+    url: String,
+    application_id: String,
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDevice {
+    dev_eui: Option<toml::Value>,
+    activation: Option<String>,
+    dev_addr: Option<toml::Value>,
+    nwk_s_key: Option<toml::Value>,
+    app_s_key: Option<toml::Value>,
+    join_eui: Option<toml::Value>,
+    app_eui: Option<toml::Value>,
+    app_key: Option<toml::Value>,
+    offline_after_s: Option<i64>,
+}
+
+pub(crate) fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// `[lora]`, when present.
+pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<LoraCfg> {
+    let raw: RawLora = cx.de(None, v.clone(), "lora")?;
+    let mut ok = true;
+    let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:1700".into());
+    let listen = listen_s.parse::<SocketAddr>().unwrap_or_else(|_| {
+        cx.err(
+            "lora.listen",
+            format!("'{listen_s}' is not an ip:port address"),
+        );
+        ok = false;
+        SocketAddr::from(([127, 0, 0, 1], 1700))
+    });
+    let region = raw.region.unwrap_or_else(|| "EU868".into());
+    if region != "EU868" {
+        cx.err(
+            "lora.region",
+            format!("'{region}' is not supported: only EU868"),
+        );
+        ok = false;
+    }
+    let net_id = match raw.net_id.as_deref().map(hex_bytes::<3>) {
+        None => [0; 3],
+        Some(Some(n)) => n,
+        Some(None) => {
+            cx.err("lora.net_id", "bad hex: expected 6 hex digits");
+            ok = false;
+            [0; 3]
+        }
+    };
+    let dev_addr_prefix = match raw.dev_addr_prefix.as_deref() {
+        None => (0x2600_0000, 7),
+        Some(s) => match s.split_once('/').and_then(|(a, l)| {
+            let a = u32::from_be_bytes(hex_bytes::<4>(a)?);
+            let l: u8 = l.parse().ok().filter(|l| (1..=31).contains(l))?;
+            Some((a & (u32::MAX << (32 - l)), l))
+        }) {
+            Some(p) => p,
+            None => {
+                cx.err(
+                    "lora.dev_addr_prefix",
+                    format!("'{s}' is not 8 hex digits '/' a length 1..=31, like 26000000/7"),
+                );
+                ok = false;
+                (0, 0)
+            }
+        },
+    };
+    let source = match raw.source.as_deref().unwrap_or("semtech_udp") {
+        "semtech_udp" => {
+            if raw.chirpstack.is_some() {
+                cx.err("lora.chirpstack", "only used with source = \"chirpstack\"");
+                ok = false;
+            }
+            LoraSource::SemtechUdp
+        }
+        "chirpstack" => match raw.chirpstack {
+            None => {
+                cx.err(
+                    "lora.chirpstack",
+                    "is required with source = \"chirpstack\": { url, application_id }",
+                );
+                return None;
+            }
+            Some(c) => chirpstack(cx, c)?,
+        },
+        other => {
+            cx.err(
+                "lora.source",
+                format!("'{other}' is not semtech_udp or chirpstack"),
+            );
+            return None;
+        }
+    };
+    ok.then_some(LoraCfg {
+        source,
+        listen,
+        region,
+        net_id,
+        dev_addr_prefix,
+    })
+}
+
+fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
+    let Some((false, host, port)) = parse_mqtt_url(&c.url) else {
+        cx.err(
+            "lora.chirpstack.url",
+            format!("'{}' is not mqtt://host[:port]", c.url),
+        );
+        return None;
+    };
+    let password = match (c.password, c.password_file) {
+        (Some(_), Some(_)) => {
+            cx.err(
+                "lora.chirpstack.password_file",
+                "password and password_file are mutually exclusive; keep one",
+            );
+            return None;
+        }
+        (p, None) => p,
+        (None, Some(f)) => {
+            let path = resolve(&cx.merged.origin_of("lora.chirpstack"), &f);
+            match std::fs::read_to_string(&path) {
+                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+                Err(e) => {
+                    cx.err(
+                        "lora.chirpstack.password_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    Some(LoraSource::Chirpstack(ChirpstackCfg {
+        url: c.url,
+        host,
+        port,
+        application_id: c.application_id,
+        username: c.username,
+        password,
+    }))
+}
+
+/// A device's `lora = {…}` at `key` in `file`.
+pub(super) fn device(
+    cx: &mut Ctx<'_>,
+    file: &Path,
+    key: &str,
+    t: toml::Table,
+) -> Option<LoraDeviceCfg> {
+    let raw: RawDevice = cx.de(Some(file), toml::Value::Table(t), key)?;
+    let mut ok = true;
+    let mut hex = |cx: &mut Ctx<'_>, field: &str, v: &Option<toml::Value>, n: usize| {
+        let fkey = join_key(key, field);
+        let v = v.as_ref()?;
+        let Some(s) = v.as_str() else {
+            cx.at(file, &fkey, format!("must be a string of {n} hex digits"));
+            ok = false;
+            return None;
+        };
+        if s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Some(s.to_string());
+        }
+        ok = false;
+        if field.ends_with("_key") {
+            let msg = format!(
+                "bad hex: expected {n} hex digits, got {} characters",
+                s.chars().count()
+            );
+            cx.at(file, &fkey, msg);
+        } else {
+            cx.at(file, &fkey, format!("bad hex: '{s}' is not {n} hex digits"));
+        }
+        None
+    };
+    let dev_eui = hex(cx, "dev_eui", &raw.dev_eui, 16);
+    let dev_addr = hex(cx, "dev_addr", &raw.dev_addr, 8);
+    let nwk_s_key = hex(cx, "nwk_s_key", &raw.nwk_s_key, 32);
+    let app_s_key = hex(cx, "app_s_key", &raw.app_s_key, 32);
+    let join_eui = hex(cx, "join_eui", &raw.join_eui, 16);
+    let app_eui = hex(cx, "app_eui", &raw.app_eui, 16);
+    let app_key = hex(cx, "app_key", &raw.app_key, 32);
+    if raw.dev_eui.is_none() {
+        cx.at(
+            file,
+            &join_key(key, "dev_eui"),
+            "is required: the device's DevEUI, 16 hex digits",
+        );
+        ok = false;
+    }
+    let offline_after_s = match raw.offline_after_s {
+        None => None,
+        Some(n) if n >= 1 => Some(n as u64),
+        Some(n) => {
+            let k = join_key(key, "offline_after_s");
+            cx.at(file, &k, format!("{n} is out of range: must be at least 1"));
+            ok = false;
+            None
+        }
+    };
+    if !ok {
+        // One problem per field: no "is required" after a bad value.
+        return None;
+    }
+    let b16 = |s: &Option<String>| s.as_deref().and_then(hex_bytes::<16>).map(Key);
+    let b8 = |s: &Option<String>| s.as_deref().and_then(hex_bytes::<8>);
+    let activation = match raw.activation.as_deref() {
+        None if raw.dev_addr.is_none() && raw.app_key.is_none() => Activation::External,
+        Some("abp") | None if raw.dev_addr.is_some() => {
+            let mut need = |field: &str, present: bool| {
+                if !present {
+                    let k = join_key(key, field);
+                    cx.at(file, &k, "is required for ABP: 32 hex digits");
+                }
+                present
+            };
+            let n = need("nwk_s_key", raw.nwk_s_key.is_some());
+            let a = need("app_s_key", raw.app_s_key.is_some());
+            match (
+                dev_addr.as_deref().and_then(hex_bytes::<4>),
+                b16(&nwk_s_key),
+                b16(&app_s_key),
+            ) {
+                (Some(d), Some(n), Some(a)) => Activation::Abp {
+                    dev_addr: u32::from_be_bytes(d),
+                    nwk_s_key: n,
+                    app_s_key: a,
+                },
+                _ => {
+                    let _ = (n, a);
+                    return None;
+                }
+            }
+        }
+        Some("abp") => {
+            cx.at(
+                file,
+                &join_key(key, "dev_addr"),
+                "is required for ABP: 8 hex digits",
+            );
+            return None;
+        }
+        Some("otaa") | None => {
+            if raw.app_key.is_none() {
+                cx.at(
+                    file,
+                    &join_key(key, "app_key"),
+                    "is required for OTAA: 32 hex digits",
+                );
+                return None;
+            }
+            let je = b8(&join_eui).or(b8(&app_eui)).unwrap_or([0; 8]);
+            match b16(&app_key) {
+                Some(k) => Activation::Otaa {
+                    join_eui: je,
+                    app_key: k,
+                },
+                None => return None,
+            }
+        }
+        Some(other) => {
+            cx.at(
+                file,
+                &join_key(key, "activation"),
+                format!("'{other}' is not abp or otaa"),
+            );
+            return None;
+        }
+    };
+    let dev_eui = b8(&dev_eui)?;
+    let source = match cx.merged.table.get("lora") {
+        None => {
+            cx.at(
+                file,
+                key,
+                "a LoRa device needs a [lora] section (source, listen)",
+            );
+            return None;
+        }
+        Some(t) => t
+            .get("source")
+            .and_then(|s| s.as_str())
+            .unwrap_or("semtech_udp"),
+    };
+    match (&activation, source) {
+        (Activation::External, "semtech_udp") => {
+            let msg = "with lora.source = \"semtech_udp\" set activation keys: dev_addr, nwk_s_key and app_s_key (ABP) or app_key (OTAA)";
+            cx.at(file, key, msg);
+            return None;
+        }
+        (Activation::Abp { .. } | Activation::Otaa { .. }, "chirpstack") => {
+            let msg = "with lora.source = \"chirpstack\" the network server holds the keys: keep only dev_eui";
+            cx.at(file, key, msg);
+            return None;
+        }
+        _ => {}
+    }
+    ok.then_some(LoraDeviceCfg {
+        dev_eui,
+        activation,
+        offline_after_s,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `[lora]` and `lora = {…}` get a typed shape; problems name file and key path.
+    use super::*;
+    use crate::config::load_with_env;
+
+    const HEAD: &str = "[gateway]\nid = \"g\"\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\n";
+
+    fn load(body: &str) -> Result<crate::config::Config, Vec<(String, String)>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("polegate.toml");
+        std::fs::write(&p, format!("{HEAD}{body}")).unwrap();
+        load_with_env(&p, &[]).map_err(|e| e.0.into_iter().map(|e| (e.key, e.message)).collect())
+    }
+
+    #[test]
+    fn lora_sections_and_devices_parse_into_typed_values() {
+        let cfg = load(
+            "[lora]\nlisten = \"0.0.0.0:1700\"\nnet_id = \"000013\"\ndev_addr_prefix = \"26000000/7\"\n\
+             [[device]]\nid = \"a\"\nprofile = \"p\"\nlora = { dev_eui = \"0004a30b001c0530\", activation = \"abp\", dev_addr = \"26011bda\", nwk_s_key = \"000102030405060708090a0b0c0d0e0f\", app_s_key = \"f0e0d0c0b0a090807060504030201000\", offline_after_s = 60 }\n\
+             [[device]]\nid = \"b\"\nprofile = \"p\"\nlora = { dev_eui = \"0004a30b001c0531\", activation = \"otaa\", join_eui = \"70b3d57ed0000001\", app_key = \"2b7e151628aed2a6abf7158809cf4f3c\" }\n",
+        )
+        .expect("valid");
+        let l = cfg.lora.unwrap();
+        assert_eq!(l.listen, "0.0.0.0:1700".parse().unwrap());
+        assert_eq!(
+            (l.net_id, l.dev_addr_prefix),
+            ([0, 0, 0x13], (0x2600_0000, 7))
+        );
+        let crate::config::Transport::Lora(a) = &cfg.devices[0].transport else {
+            panic!()
+        };
+        assert!(matches!(
+            a.activation,
+            Activation::Abp {
+                dev_addr: 0x2601_1bda,
+                ..
+            }
+        ));
+        assert_eq!(a.offline_after_s, Some(60));
+        let crate::config::Transport::Lora(b) = &cfg.devices[1].transport else {
+            panic!()
+        };
+        assert!(matches!(b.activation, Activation::Otaa { .. }));
+        assert!(
+            !format!("{b:?}").contains("2b7e15"),
+            "keys are redacted in Debug"
+        );
+    }
+
+    #[test]
+    fn bad_lora_settings_name_their_key() {
+        let e = load("[lora]\nregion = \"US915\"\ndev_addr_prefix = \"26/7\"\nsource = \"semtech_udp\"\nlistn = 1\n")
+            .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(keys.contains(&"lora.listn"), "{e:?}");
+        let e = load("[lora]\nregion = \"US915\"\ndev_addr_prefix = \"26/7\"\n").unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["lora.region", "lora.dev_addr_prefix"]);
+        let e = load("[lora]\nsource = \"chirpstack\"\n").unwrap_err();
+        assert_eq!(e[0].0, "lora.chirpstack");
+        let e = load(
+            "[[device]]\nid = \"a\"\nprofile = \"p\"\nlora = { dev_eui = \"0004a30b001c0530\", activation = \"abp\", dev_addr = \"26011bda\" }\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = e.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["device[0].lora.nwk_s_key", "device[0].lora.app_s_key"]
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! LoRa profile scripts (SPEC §3): `fn decode_uplink(fport, bytes)` returns a map of
+//! point → value (or `()` to ignore the frame); `fn encode_downlink(point, value)`
+//! returns `#{ fport: N, bytes: blob }`. Pure apart from the script engine's sandbox.
+
+use crate::model::Value;
+use crate::profile::ProfileRef;
+use crate::script::{Engine, Script, dynamic_to_value, value_to_dynamic};
+
+/// A LoRa profile's compiled script plus the indexes of the gateway-added points.
+#[derive(Debug, Clone)]
+pub struct LoraCodec {
+    engine: Engine,
+    script: Script,
+    profile: ProfileRef,
+    pub rssi: Option<usize>,
+    pub snr: Option<usize>,
+}
+
+impl LoraCodec {
+    /// Compiles the profile's `[lora] script` (resolved beside the profile file).
+    pub fn load(engine: &Engine, profile: &ProfileRef) -> Result<LoraCodec, String> {
+        let name = profile
+            .lora
+            .as_ref()
+            .and_then(|t| t.get("script"))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| {
+                format!(
+                    "{}: lora.script is required for a LoRa profile",
+                    profile.source.display()
+                )
+            })?;
+        let dir = profile
+            .source
+            .parent()
+            .unwrap_or_else(|| std::path::Path::new("."));
+        let script = engine
+            .compile_file(&dir.join(name))
+            .map_err(|e| e.to_string())?;
+        if !script.has_fn("decode_uplink", 2) {
+            return Err(format!(
+                "{}: the script defines no fn decode_uplink(fport, bytes)",
+                profile.source.display()
+            ));
+        }
+        Ok(LoraCodec {
+            engine: engine.clone(),
+            script,
+            rssi: profile.point("rssi").map(|(i, _)| i),
+            snr: profile.point("snr").map(|(i, _)| i),
+            profile: profile.clone(),
+        })
+    }
+
+    /// Decodes one application payload into (point index, value); keys that are not
+    /// points of the profile are an error naming them.
+    pub fn decode(&self, fport: u8, bytes: &[u8]) -> Result<Vec<(usize, Value)>, String> {
+        let d = self
+            .engine
+            .call(
+                &self.script,
+                "decode_uplink",
+                (i64::from(fport), bytes.to_vec()),
+            )
+            .map_err(|e| e.to_string())?;
+        if d.is_unit() {
+            return Ok(vec![]);
+        }
+        let Some(map) = d.try_cast::<rhai::Map>() else {
+            return Err("decode_uplink must return a map of point -> value, or ()".into());
+        };
+        let mut out = Vec::with_capacity(map.len());
+        for (k, v) in map {
+            let Some((i, _)) = self.profile.point(k.as_str()) else {
+                return Err(format!(
+                    "decode_uplink returned '{k}', not a point of the profile"
+                ));
+            };
+            let Some(v) = dynamic_to_value(&v) else {
+                return Err(format!(
+                    "decode_uplink returned a non-scalar value for '{k}'"
+                ));
+            };
+            out.push((i, v));
+        }
+        Ok(out)
+    }
+
+    /// Encodes one point write as (FPort, FRMPayload).
+    pub fn encode(&self, point: &str, value: &Value) -> Result<(u8, Vec<u8>), String> {
+        if !self.script.has_fn("encode_downlink", 2) {
+            return Err("the profile's script defines no fn encode_downlink(point, value)".into());
+        }
+        let d = self
+            .engine
+            .call(
+                &self.script,
+                "encode_downlink",
+                (point.to_string(), value_to_dynamic(value)),
+            )
+            .map_err(|e| e.to_string())?;
+        let bad = || "encode_downlink must return #{ fport: 1..=223, bytes: blob }".to_string();
+        let map = d.try_cast::<rhai::Map>().ok_or_else(bad)?;
+        let fport = map
+            .get("fport")
+            .and_then(|p| p.as_int().ok())
+            .filter(|p| (1..=223).contains(p))
+            .ok_or_else(bad)? as u8;
+        let bytes = map
+            .get("bytes")
+            .and_then(|b| b.clone().try_cast::<rhai::Blob>())
+            .ok_or_else(bad)?;
+        if bytes.len() > 51 {
+            return Err(format!(
+                "encode_downlink returned {} bytes; at most 51 fit every EU868 data rate",
+                bytes.len()
+            ));
+        }
+        Ok((fport, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shipped LoRa lamp profile decodes and encodes through its script.
+    use super::*;
+    use crate::profile::Registry;
+    use std::path::PathBuf;
+
+    fn codec() -> LoraCodec {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let (reg, errors) = Registry::load(&[dir]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let p = reg.get("generic-lamp-lora").expect("profile").clone();
+        LoraCodec::load(&Engine::new(), &p).expect("script")
+    }
+
+    #[test]
+    fn the_lamp_script_decodes_an_uplink_into_profile_points() {
+        let c = codec();
+        let v = c
+            .decode(2, &[0b011, 80, 0x02, 0x1c, 0, 0, 0x30, 0x39, 0xfb])
+            .unwrap();
+        let get = |n: &str| {
+            let (i, _) = c.profile.point(n).unwrap();
+            v.iter().find(|(j, _)| *j == i).map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("on"), Some(Value::Bool(true)));
+        assert_eq!(get("lamp_failure"), Some(Value::Bool(true)));
+        assert_eq!(get("dim_level"), Some(Value::Int(80)));
+        assert_eq!(get("power"), Some(Value::Float(54.0)));
+        assert_eq!(get("energy"), Some(Value::Int(12345)));
+        assert_eq!(get("temperature"), Some(Value::Int(-5)));
+        assert!(c.decode(3, &[1]).unwrap().is_empty());
+        assert!(c.rssi.is_some() && c.snr.is_some());
+    }
+
+    #[test]
+    fn the_lamp_script_encodes_downlinks() {
+        let c = codec();
+        assert_eq!(
+            c.encode("dim_level", &Value::Int(40)).unwrap(),
+            (10, vec![1, 40])
+        );
+        assert_eq!(
+            c.encode("on", &Value::Bool(false)).unwrap(),
+            (10, vec![2, 0])
+        );
+        assert!(c.encode("power", &Value::Int(1)).is_err());
+    }
+}

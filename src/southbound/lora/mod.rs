@@ -1,0 +1,68 @@
+//! LoRaWAN devices (SPEC §2 `[lora]`, §3 LoRa profiles, §8 "LoRaWAN", "LoRa commands").
+//!
+//! Layout: `semtech.rs` (Semtech UDP v2 codec, pure), `server.rs` (LoRaWAN 1.0.x uplinks,
+//! joins and downlinks over the `lorawan` crate, pure), `session.rs` (state persisted in
+//! the queue's database), `codec.rs` (profile scripts: `decode_uplink`/`encode_downlink`),
+//! `udp.rs` (the task that owns the UDP socket), `chirpstack.rs` (the same devices behind
+//! an existing network server).
+
+pub mod chirpstack;
+pub mod codec;
+pub mod core;
+mod downlink;
+pub mod semtech;
+pub mod server;
+pub mod session;
+pub mod udp;
+
+use crate::buffer::Queue;
+use crate::config::lora::{LoraCfg, LoraSource};
+use crate::ops::counters::Counters;
+use crate::pipeline::Input;
+use crate::southbound::WriteRequest;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Starts the LoRa source of `cfg`: the Semtech UDP socket on `listen`, or the ChirpStack
+/// integration. Sessions live in the queue's database (`kv:lora`).
+pub async fn spawn(
+    cfg: &LoraCfg,
+    devices: Vec<core::LoraDevice>,
+    queue: &Queue,
+    counters: Arc<Counters>,
+    inbox: mpsc::Receiver<WriteRequest>,
+    out: mpsc::Sender<Input>,
+    cancel: CancellationToken,
+) -> Result<JoinHandle<()>, String> {
+    match &cfg.source {
+        LoraSource::SemtechUdp => {
+            let kv = queue.kv("lora").map_err(|e| e.to_string())?;
+            let sock = tokio::net::UdpSocket::bind(cfg.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} (lora.listen): {e}", cfg.listen))?;
+            tracing::info!(listen = %cfg.listen, devices = devices.len(), "LoRa Semtech UDP listening");
+            let core = core::Core::new(
+                cfg,
+                devices,
+                session::Store::new(kv),
+                Some(queue.clone()),
+                counters,
+                std::time::Instant::now(),
+            );
+            Ok(tokio::spawn(udp::run_udp(sock, core, inbox, out, cancel)))
+        }
+        LoraSource::Chirpstack(c) => {
+            tracing::info!(url = %c.url, application_id = %c.application_id, devices = devices.len(), "LoRa devices through the ChirpStack integration");
+            Ok(tokio::spawn(chirpstack::run_chirpstack(
+                c.clone(),
+                devices,
+                counters,
+                inbox,
+                out,
+                cancel,
+            )))
+        }
+    }
+}

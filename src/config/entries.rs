@@ -32,6 +32,8 @@ struct RawDevice {
     enabled: Option<bool>,
     poll_ms: Option<i64>,
     heartbeat_s: Option<i64>,
+    /// LoRa devices: offline after this long without an uplink (SPEC §8, device key).
+    offline_after_s: Option<i64>,
     meta: Option<toml::Table>,
     modbus: Option<RawModbus>,
     serial: Option<RawSerial>,
@@ -307,6 +309,23 @@ pub(super) fn devices(
             i64::MAX,
         ) as u64;
         let meta = meta(cx, file, &format!("{key}.meta"), d.meta.unwrap_or_default());
+        let offline_after_s = d.offline_after_s.map(|v| {
+            cx.int(
+                Some(file),
+                &format!("{key}.offline_after_s"),
+                Some(v),
+                v,
+                1,
+                i64::MAX,
+            ) as u64
+        });
+        if offline_after_s.is_some() && d.lora.is_none() {
+            cx.at(
+                file,
+                &format!("{key}.offline_after_s"),
+                "applies to LoRa devices only (polled devices go offline after 3 failed polls)",
+            );
+        }
         let present: Vec<&str> = [
             ("modbus", d.modbus.is_some()),
             ("serial", d.serial.is_some()),
@@ -358,6 +377,13 @@ pub(super) fn devices(
                 );
                 None
             }
+        };
+        let transport = match (transport, offline_after_s) {
+            (Some(Transport::Lora(mut l)), Some(s)) => {
+                l.offline_after_s = Some(s);
+                Some(Transport::Lora(l))
+            }
+            (t, _) => t,
         };
         if let Some(transport) = transport {
             out.push(DeviceCfg {

@@ -671,3 +671,27 @@ fn broker_urls_default_their_port_by_scheme() {
     assert_eq!(parse_mqtt_url("mqtt://b/x"), None);
     assert_eq!(parse_mqtt_url("tcp://b"), None);
 }
+
+#[test]
+fn offline_after_s_is_a_device_key_for_lora_devices_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("polegate.toml");
+    let base = "[gateway]\nid = \"g\"\n[mqtt]\nurl = \"mqtt://127.0.0.1\"\n[lora]\n";
+    let lora_dev = "[[device]]\nid = \"s1\"\nprofile = \"p\"\noffline_after_s = 600\n\
+        lora = { dev_eui = \"0004a30b001c0530\", activation = \"abp\", dev_addr = \"26011bda\", \
+        nwk_s_key = \"000102030405060708090a0b0c0d0e0f\", app_s_key = \"f0e0d0c0b0a090807060504030201000\" }\n";
+    std::fs::write(&path, format!("{base}{lora_dev}")).unwrap();
+    let cfg = load_with_env(&path, &[]).expect("valid");
+    match &cfg.devices[0].transport {
+        Transport::Lora(l) => assert_eq!(l.offline_after_s, Some(600)),
+        other => panic!("not lora: {other:?}"),
+    }
+    let modbus_dev = "[[device]]\nid = \"m1\"\nprofile = \"p\"\noffline_after_s = 600\n\
+        modbus = { address = \"10.0.0.1:502\" }\n";
+    std::fs::write(&path, format!("{base}{modbus_dev}")).unwrap();
+    let errs = load_with_env(&path, &[]).expect_err("invalid").0;
+    assert!(
+        errs.iter().any(|e| e.key == "device[0].offline_after_s"),
+        "{errs:?}"
+    );
+}

@@ -30,21 +30,9 @@ fn range_checked(name: &str, v: INT, lo: INT, hi: INT) -> Res<INT> {
     }
 }
 
-/// CRC-16/Modbus (poly 0xA001 reflected, init 0xFFFF). Transmitted low byte first.
-pub fn crc16_modbus(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &b in data {
-        crc ^= b as u16;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
+/// CRC-16/Modbus (poly 0xA001 reflected, init 0xFFFF), transmitted low byte first: the
+/// same function the Modbus RTU framing uses.
+pub use crate::southbound::modbus::frame::crc16 as crc16_modbus;
 
 pub fn sum8(data: &[u8]) -> u8 {
     data.iter().fold(0u8, |a, b| a.wrapping_add(*b))

@@ -283,5 +283,28 @@ async fn stats_events_report_buffer_devices_and_error_counters_on_their_interval
     assert!(j["published"].as_u64().unwrap() >= 2, "{j}");
     assert_eq!(j["devices"]["offline"], 0);
     assert_eq!(j["errors"]["modbus_timeout"], 0);
+    let link = sim.addr().to_string();
+    assert_eq!(j["links"][&link]["modbus_timeout"], 0, "{j}");
+    assert_eq!(j["device_errors"], json!({}), "{j}");
+
+    // A device that stops answering shows its timeouts on itself and on its link.
+    sim.set_fault(Fault::Silent);
+    let s = rec
+        .wait_for("stats with the device's timeouts", |m| {
+            m.json["device_errors"]["lamp-017"]["modbus_timeout"].as_u64() >= Some(1)
+        })
+        .await;
+    let j = &s.json;
+    let device = j["device_errors"]["lamp-017"]["modbus_timeout"].as_u64();
+    assert!(
+        j["links"][&link]["modbus_timeout"].as_u64() >= device,
+        "{j}"
+    );
+    assert!(j["errors"]["modbus_timeout"].as_u64() >= device, "{j}");
+    assert_eq!(
+        j["device_errors"]["lamp-017"].as_object().map(|o| o.len()),
+        Some(1),
+        "only non-zero counters: {j}"
+    );
     daemon.stop().await;
 }

@@ -146,6 +146,10 @@ pub struct StatsBody<'a> {
     pub online: u64,
     pub offline: u64,
     pub errors: &'a [(&'static str, u64)],
+    /// Modbus error counters per link (all of them).
+    pub links: &'a crate::ops::counters::Named,
+    /// Modbus error counters per device (non-zero ones, devices with errors only).
+    pub device_errors: &'a crate::ops::counters::Named,
 }
 
 /// `P/G/stats`.
@@ -163,14 +167,38 @@ pub fn stats(seq: u64, ts_ms: u64, gateway: &str, s: &StatsBody<'_>) -> Vec<u8> 
         s.online,
         s.offline
     );
-    for (i, (k, v)) in s.errors.iter().enumerate() {
+    counts(&mut out, s.errors);
+    out.push_str("},\"links\":");
+    named(&mut out, s.links);
+    out.push_str(",\"device_errors\":");
+    named(&mut out, s.device_errors);
+    out.push('}');
+    out.into_bytes()
+}
+
+/// `"name":n,...` (names are static identifiers, never escaped).
+fn counts(out: &mut String, c: &[(&'static str, u64)]) {
+    for (i, (k, v)) in c.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         let _ = write!(out, "\"{k}\":{v}");
     }
-    out.push_str("}}");
-    out.into_bytes()
+}
+
+/// `{"<name>":{"counter":n,...},...}`.
+fn named(out: &mut String, n: &crate::ops::counters::Named) {
+    out.push('{');
+    for (i, (name, c)) in n.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_str(out, name);
+        out.push_str(":{");
+        counts(out, c);
+        out.push('}');
+    }
+    out.push('}');
 }
 
 /// `P/G/D/cmd/result`.
@@ -316,7 +344,15 @@ mod tests {
     }
 
     #[test]
-    fn stats_and_status_are_valid_json() {
+    fn stats_and_status_are_valid_json_with_errors_per_link_and_per_device() {
+        let links = vec![(
+            "10.0.0.17:502".to_string(),
+            vec![("modbus_timeout", 4), ("modbus_exception", 1)],
+        )];
+        let device_errors = vec![(
+            "lamp-\"017\"".to_string(),
+            vec![("modbus_timeout", 3), ("modbus_exception", 1)],
+        )];
         let s = stats(
             3,
             0,
@@ -330,9 +366,19 @@ mod tests {
                 online: 2,
                 offline: 1,
                 errors: &[("modbus_timeout", 4)],
+                links: &links,
+                device_errors: &device_errors,
             },
         );
-        assert_eq!(parse(&s)["errors"]["modbus_timeout"], 4);
+        assert_eq!(parse(&s)["errors"], json!({"modbus_timeout": 4}));
+        assert_eq!(
+            parse(&s)["links"],
+            json!({"10.0.0.17:502": {"modbus_timeout": 4, "modbus_exception": 1}})
+        );
+        assert_eq!(
+            parse(&s)["device_errors"],
+            json!({"lamp-\"017\"": {"modbus_timeout": 3, "modbus_exception": 1}})
+        );
         assert_eq!(parse(&s)["devices"]["offline"], 1);
         assert_eq!(parse(&status(true, 0, 3))["devices"], 3);
     }

@@ -269,6 +269,8 @@ impl Pipeline {
         let online = self.online.values().filter(|o| **o).count() as u64;
         let offline = self.online.len() as u64 - online;
         let errors = self.counters.errors();
+        let links = self.counters.breakdown.links();
+        let device_errors = self.counters.breakdown.device_errors();
         let published = self.counters.published.load(Relaxed);
         let uptime_s = self.started.elapsed().as_secs();
         let topic = self.topic(None, "stats");
@@ -287,6 +289,8 @@ impl Pipeline {
                     online,
                     offline,
                     errors: &errors,
+                    links: &links,
+                    device_errors: &device_errors,
                 },
             )
         });

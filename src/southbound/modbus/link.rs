@@ -15,11 +15,12 @@ use super::plan::{self, Block};
 use super::read::{CycleError, exception_meaning, poll_cycle};
 use super::schedule::Schedule;
 use super::serial::{FramedClient, Mode, Timing, recoverable};
+use super::tally::Tally;
 use super::write::write_point;
 use crate::config::{BusCfg, Framing, Parity};
 use crate::model::Value;
 use crate::model::now_ms;
-use crate::ops::counters::Counters;
+use crate::ops::counters::{Counters, ModbusError};
 use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE, LINK_ONLINE};
 use crate::southbound::{WriteOutcome, WriteRequest};
@@ -156,6 +157,7 @@ pub async fn run_link(
     counters: Arc<Counters>,
     cancel: CancellationToken,
 ) {
+    let tally = Tally::for_link(counters, &link);
     let start = Instant::now();
     let polls: Vec<Duration> = link.devices.iter().map(|d| d.poll).collect();
     let mut schedule = Schedule::new(&polls, start);
@@ -185,7 +187,7 @@ pub async fn run_link(
             Some(req) = inbox.recv() => {
                 let msgs = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    m = run_write(&link, &mut conn, req, &counters) => m,
+                    m = run_write(&link, &mut conn, req, &tally) => m,
                 };
                 for m in msgs {
                     tokio::select! {
@@ -203,7 +205,7 @@ pub async fn run_link(
         for attempt in 0..=link.retries {
             outcome = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = poll_once(&link, &mut conn, dev, &counters) => r,
+                r = poll_once(&link, &mut conn, dev, &tally) => r,
             };
             // Retry only what a retry can fix: a lost or garbled reply.
             if outcome.is_ok() || conn.ctx.is_none() || attempt == link.retries {
@@ -213,7 +215,7 @@ pub async fn run_link(
         let now = Instant::now();
         let overruns = schedule.done(i, started, now, outcome.is_ok());
         if overruns > 0 {
-            Counters::add(&counters.poll_overrun, overruns);
+            Counters::add(&tally.counters().poll_overrun, overruns);
             if last_overrun.is_none() {
                 tracing::warn!(bus_id = %link.name, device_id = %dev.info.id, skipped = overruns,
                     "bus cannot keep up with the configured poll_ms; poll slots skipped (see stats.errors.poll_overrun)");
@@ -238,7 +240,7 @@ pub async fn run_link(
 async fn ensure_connected<'c>(
     link: &Link,
     conn: &'c mut Conn,
-    counters: &Arc<Counters>,
+    tally: &Tally,
 ) -> Result<&'c mut Context, String> {
     if conn.ctx.is_none() {
         let now = Instant::now();
@@ -249,7 +251,7 @@ async fn ensure_connected<'c>(
                 conn.next_attempt.duration_since(now).as_millis()
             ));
         }
-        match connect(&link.endpoint, counters).await {
+        match connect_with(&link.endpoint, tally).await {
             Ok(ctx) => {
                 if let LogAction::Recovered { count } = conn.log.success() {
                     tracing::info!(bus_id = %link.name, failures = count, "bus connected again");
@@ -258,7 +260,7 @@ async fn ensure_connected<'c>(
                 conn.delay = RECONNECT_MIN;
             }
             Err(e) => {
-                Counters::inc(&counters.connect_failed);
+                tally.count(ModbusError::ConnectFailed, None);
                 match conn.log.failure(std::time::Instant::now()) {
                     LogAction::Failed => {
                         tracing::warn!(bus_id = %link.name, error = %e, "bus error")
@@ -283,16 +285,16 @@ async fn poll_once(
     link: &Link,
     conn: &mut Conn,
     dev: &PolledDevice,
-    counters: &Arc<Counters>,
+    tally: &Tally,
 ) -> Result<super::read::Cycle, String> {
-    let ctx = ensure_connected(link, conn, counters).await?;
+    let ctx = ensure_connected(link, conn, tally).await?;
     match poll_cycle(
         ctx,
         dev.unit,
         &dev.info.profile,
         &dev.blocks,
         link.request_timeout,
-        counters,
+        tally,
     )
     .await
     {
@@ -310,12 +312,7 @@ async fn poll_once(
 
 /// Runs a command's writes in order, then reads the device back. Returns the messages
 /// for the pipeline (read-back telemetry).
-async fn run_write(
-    link: &Link,
-    conn: &mut Conn,
-    req: WriteRequest,
-    counters: &Arc<Counters>,
-) -> Vec<Input> {
+async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tally) -> Vec<Input> {
     let Some(dev) = link.devices.get(req.device) else {
         let _ = req.reply.send(WriteOutcome {
             points: vec![],
@@ -336,14 +333,14 @@ async fn run_write(
         let Some(def) = info.profile.points.get(*idx) else {
             continue;
         };
-        let ctx = match ensure_connected(link, conn, counters).await {
+        let ctx = match ensure_connected(link, conn, tally).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = req.reply.send(fail(applied, e));
                 return vec![];
             }
         };
-        match write_point(ctx, dev.unit, def, value, link.request_timeout, counters).await {
+        match write_point(ctx, dev.unit, def, value, link.request_timeout, tally).await {
             Ok(()) => applied.push((*idx, value.clone())),
             Err(e) => {
                 if e.fatal {
@@ -360,14 +357,14 @@ async fn run_write(
     }
     tracing::info!(device_id = %info.id, points = applied.len(), "command written");
     let written: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
-    let readback = match ensure_connected(link, conn, counters).await {
+    let readback = match ensure_connected(link, conn, tally).await {
         Ok(ctx) => poll_cycle(
             ctx,
             dev.unit,
             &info.profile,
             &dev.blocks,
             link.request_timeout,
-            counters,
+            tally,
         )
         .await
         .map_err(|e| describe(&e, link, dev.unit)),
@@ -409,8 +406,14 @@ fn describe(e: &CycleError, link: &Link, unit: u8) -> String {
     }
 }
 
-/// Opens a transport and wraps it in a tokio-modbus context.
+/// Opens a transport and wraps it in a tokio-modbus context; its framing errors are
+/// counted process-wide only (`polegate probe`).
 pub async fn connect(endpoint: &Endpoint, counters: &Arc<Counters>) -> Result<Context, String> {
+    connect_with(endpoint, &Tally::process_only(counters.clone())).await
+}
+
+/// Opens a transport whose framing errors go to `tally`.
+async fn connect_with(endpoint: &Endpoint, tally: &Tally) -> Result<Context, String> {
     match endpoint {
         Endpoint::Tcp { address, framing } => {
             let stream =
@@ -429,7 +432,7 @@ pub async fn connect(endpoint: &Endpoint, counters: &Arc<Counters>) -> Result<Co
                 Framing::Tcp => tokio_modbus::client::tcp::attach(stream),
                 Framing::Rtu => {
                     let client =
-                        FramedClient::new(stream, Mode::Rtu, Timing::none(), counters.clone());
+                        FramedClient::new(stream, Mode::Rtu, Timing::none(), tally.clone());
                     Context::from(Box::new(client) as Box<dyn tokio_modbus::client::Client>)
                 }
             })
@@ -442,7 +445,7 @@ pub async fn connect(endpoint: &Endpoint, counters: &Arc<Counters>) -> Result<Co
                 bus.parity != Parity::None,
                 bus.stop_bits,
             );
-            let client = FramedClient::new(port, *mode, timing, counters.clone());
+            let client = FramedClient::new(port, *mode, timing, tally.clone());
             Ok(Context::from(
                 Box::new(client) as Box<dyn tokio_modbus::client::Client>
             ))

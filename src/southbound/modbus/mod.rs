@@ -1,7 +1,8 @@
 //! Modbus drivers. `plan` coalesces points into block reads (pure), `schedule` orders
 //! the devices sharing a line (pure), `frame` is the serial framing (pure), `serial` the
 //! RTU/ASCII client on a stream, `read`/`write` one poll cycle or command on any
-//! transport, and `link` the task that owns one connection or serial line.
+//! transport, `link` the task that owns one connection or serial line, and `tally` where
+//! its errors are counted.
 //! [`LinkSet`] groups configured devices into links: every device with the same TCP
 //! address (several unit ids behind one gateway or device server) or the same `[[bus]]`
 //! shares one link, one connection and one scheduler.
@@ -13,6 +14,7 @@ pub mod read;
 pub mod schedule;
 pub mod serial;
 pub mod slave;
+pub mod tally;
 pub mod write;
 
 use crate::commands::Route;

@@ -4,8 +4,9 @@
 //! matched to the next request).
 
 use super::plan::Block;
+use super::tally::Tally;
 use crate::model::Value;
-use crate::ops::counters::Counters;
+use crate::ops::counters::{Counters, ModbusError};
 use crate::profile::{Profile, Table, codec};
 use std::time::Duration;
 use tokio_modbus::client::{Context, Reader};
@@ -69,7 +70,7 @@ pub async fn poll_cycle(
     profile: &Profile,
     blocks: &[Block],
     timeout: Duration,
-    counters: &Counters,
+    tally: &Tally,
 ) -> Result<Cycle, CycleError> {
     ctx.set_slave(Slave(unit));
     let mut cycle = Cycle::default();
@@ -98,7 +99,7 @@ pub async fn poll_cycle(
         };
         let data = match tokio::time::timeout(timeout, fut).await {
             Err(_) => {
-                Counters::inc(&counters.modbus_timeout);
+                tally.count(ModbusError::Timeout, Some(unit));
                 return Err(CycleError::Timeout {
                     table,
                     start: b.start,
@@ -108,11 +109,15 @@ pub async fn poll_cycle(
             }
             Ok(Err(source)) => {
                 match &source {
-                    tokio_modbus::Error::Protocol(_) => Counters::inc(&counters.modbus_malformed),
+                    tokio_modbus::Error::Protocol(_) => {
+                        tally.count(ModbusError::Malformed, Some(unit))
+                    }
                     // Bad checksums and garbled frames were counted by the framing.
                     tokio_modbus::Error::Transport(e)
                         if e.kind() == std::io::ErrorKind::InvalidData => {}
-                    tokio_modbus::Error::Transport(_) => Counters::inc(&counters.modbus_transport),
+                    tokio_modbus::Error::Transport(_) => {
+                        tally.count(ModbusError::Transport, Some(unit))
+                    }
                 }
                 return Err(CycleError::Transport {
                     table,
@@ -122,7 +127,7 @@ pub async fn poll_cycle(
                 });
             }
             Ok(Ok(Err(code))) => {
-                Counters::inc(&counters.modbus_exception);
+                tally.count(ModbusError::Exception, Some(unit));
                 cycle.exceptions.push(BlockException {
                     table: b.table,
                     start: b.start,
@@ -138,7 +143,7 @@ pub async fn poll_cycle(
             Data::Words(v) => v.len(),
         };
         if got < usize::from(b.count) {
-            Counters::inc(&counters.modbus_malformed);
+            tally.count(ModbusError::Malformed, Some(unit));
             return Err(CycleError::Short {
                 table,
                 start: b.start,
@@ -147,7 +152,7 @@ pub async fn poll_cycle(
                 want: b.count,
             });
         }
-        decode_block(profile, b, &data, &mut cycle, counters);
+        decode_block(profile, b, &data, &mut cycle, tally.counters());
     }
     Ok(cycle)
 }

@@ -22,10 +22,10 @@
 //!   request timeout (read.rs/write.rs); drains are bounded by [`MAX_DRAIN`].
 
 use super::frame::{self, Scan};
-use crate::ops::counters::Counters;
+use super::tally::Tally;
+use crate::ops::counters::ModbusError;
 use async_trait::async_trait;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -87,7 +87,7 @@ pub struct FramedClient<S> {
     /// The last transaction did not complete: drain a full gap before the next.
     dirty: bool,
     buf: Vec<u8>,
-    counters: Arc<Counters>,
+    tally: Tally,
 }
 
 impl<S> std::fmt::Debug for FramedClient<S> {
@@ -100,7 +100,7 @@ impl<S> std::fmt::Debug for FramedClient<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
-    pub fn new(stream: S, mode: Mode, timing: Timing, counters: Arc<Counters>) -> Self {
+    pub fn new(stream: S, mode: Mode, timing: Timing, tally: Tally) -> Self {
         FramedClient {
             stream,
             mode,
@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             quiet_from: Instant::now(),
             dirty: true,
             buf: Vec::with_capacity(256),
-            counters,
+            tally,
         }
     }
 
@@ -146,7 +146,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             }
         }
         if dropped {
-            Counters::inc(&self.counters.modbus_stray_frame);
+            // Nobody's reply: the link's, not a device's.
+            self.tally.count(ModbusError::StrayFrame, None);
             tracing::debug!(unit = self.unit, "discarded bytes left on the line");
         }
         Ok(())
@@ -191,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                     Scan::BadChecksum { len } => {
                         self.buf.drain(..len);
                         self.dirty = false;
-                        Counters::inc(&self.counters.modbus_crc_error);
+                        self.tally.count(ModbusError::CrcError, Some(unit));
                         self.quiet_from = Instant::now() + self.timing.gap;
                         let what = if self.mode == Mode::Rtu { "CRC" } else { "LRC" };
                         return Err(io::Error::new(
@@ -201,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                     }
                     Scan::Stray { len } => {
                         self.buf.drain(..len);
-                        Counters::inc(&self.counters.modbus_stray_frame);
+                        self.tally.count(ModbusError::StrayFrame, None);
                     }
                     Scan::Garbage => {
                         self.buf.remove(0);
@@ -230,7 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient
         let unit = self.unit;
         let pdu = self.transact(unit, &request).await?;
         frame::decode_response(&request, &pdu).map_err(|e| {
-            Counters::inc(&self.counters.modbus_malformed);
+            self.tally.count(ModbusError::Malformed, Some(unit));
             tokio_modbus::Error::Transport(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("garbled reply from unit {unit}: {e}"),
@@ -251,6 +252,8 @@ pub fn recoverable(e: &tokio_modbus::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::counters::Counters;
+    use std::sync::Arc;
     use tokio::io::duplex;
     use tokio_modbus::client::{Context, Reader};
 
@@ -266,7 +269,7 @@ mod tests {
             ours,
             Mode::Rtu,
             Timing::new(19200, 8, false, 1),
-            counters.clone(),
+            Tally::process_only(counters.clone()),
         );
         let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
         ctx.set_slave(Slave(5));
@@ -302,7 +305,8 @@ mod tests {
      {
         let (ours, mut line) = duplex(1024);
         let counters = Arc::new(Counters::default());
-        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), counters.clone());
+        let tally = Tally::new(counters.clone(), "bus-a", [(2, "meter-2"), (9, "meter-9")]);
+        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), tally);
         let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
         ctx.set_slave(Slave(2));
         let slave = async {
@@ -333,6 +337,16 @@ mod tests {
                 .modbus_crc_error
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
+        );
+        // The bad CRC is unit 2's; the frame for unit 9 came unasked, so only the bus
+        // counts it.
+        let links = counters.breakdown.links();
+        assert_eq!(links[0].0, "bus-a");
+        assert!(links[0].1.contains(&("modbus_crc_error", 1)), "{links:?}");
+        assert!(links[0].1.contains(&("modbus_stray_frame", 1)), "{links:?}");
+        assert_eq!(
+            counters.breakdown.device_errors(),
+            vec![("meter-2".to_string(), vec![("modbus_crc_error", 1)])]
         );
     }
 }

@@ -2,8 +2,9 @@
 //! (5 for a coil, 6 for one register, 16 for several, read-modify-write for one bit of a
 //! holding register, all in the same transaction slot), scale inverted by the codec.
 
+use super::tally::Tally;
 use crate::model::Value;
-use crate::ops::counters::Counters;
+use crate::ops::counters::ModbusError;
 use crate::profile::{PointDef, Table, codec};
 use std::time::Duration;
 use tokio_modbus::Slave;
@@ -20,26 +21,27 @@ pub struct WriteError {
 async fn timed<T>(
     what: &str,
     timeout: Duration,
-    counters: &Counters,
+    tally: &Tally,
+    unit: u8,
     fut: impl std::future::Future<Output = tokio_modbus::Result<T>>,
 ) -> Result<T, WriteError> {
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => {
-            Counters::inc(&counters.modbus_timeout);
+            tally.count(ModbusError::Timeout, Some(unit));
             Err(WriteError {
                 message: format!("{what} timed out after {} ms", timeout.as_millis()),
                 fatal: true,
             })
         }
         Ok(Err(e)) => {
-            Counters::inc(&counters.modbus_transport);
+            tally.count(ModbusError::Transport, Some(unit));
             Err(WriteError {
                 message: format!("{what} failed: {e}"),
                 fatal: true,
             })
         }
         Ok(Ok(Err(code))) => {
-            Counters::inc(&counters.modbus_exception);
+            tally.count(ModbusError::Exception, Some(unit));
             Err(WriteError {
                 message: format!(
                     "{what}: device answered exception {code:?} ({})",
@@ -59,7 +61,7 @@ pub async fn write_point(
     p: &PointDef,
     value: &Value,
     timeout: Duration,
-    counters: &Counters,
+    tally: &Tally,
 ) -> Result<(), WriteError> {
     ctx.set_slave(Slave(unit));
     let Some(reg) = &p.reg else {
@@ -79,7 +81,8 @@ pub async fn write_point(
             timed(
                 &format!("write coil {a}"),
                 timeout,
-                counters,
+                tally,
+                unit,
                 ctx.write_single_coil(a, on),
             )
             .await
@@ -89,12 +92,13 @@ pub async fn write_point(
             let cur = timed(
                 &format!("read holding {a} before setting bit"),
                 timeout,
-                counters,
+                tally,
+                unit,
                 ctx.read_holding_registers(a, 1),
             )
             .await?;
             let Some(&cur) = cur.first() else {
-                Counters::inc(&counters.modbus_malformed);
+                tally.count(ModbusError::Malformed, Some(unit));
                 return Err(WriteError {
                     message: format!("read holding {a}: empty reply"),
                     fatal: true,
@@ -104,7 +108,8 @@ pub async fn write_point(
             timed(
                 &format!("write holding {a}"),
                 timeout,
-                counters,
+                tally,
+                unit,
                 ctx.write_single_register(a, merged),
             )
             .await
@@ -116,7 +121,8 @@ pub async fn write_point(
                     timed(
                         &format!("write holding {a}"),
                         timeout,
-                        counters,
+                        tally,
+                        unit,
                         ctx.write_single_register(a, *w),
                     )
                     .await
@@ -126,7 +132,8 @@ pub async fn write_point(
                     timed(
                         &format!("write holding {a}..{end}"),
                         timeout,
-                        counters,
+                        tally,
+                        unit,
                         ctx.write_multiple_registers(a, &words),
                     )
                     .await

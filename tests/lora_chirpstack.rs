@@ -1,7 +1,9 @@
 //! `lora.source = "chirpstack"` against a real broker standing in for ChirpStack v4's
 //! MQTT integration: a recorded-format `event/up` becomes the same normalized telemetry
 //! (decoded by the same profile script, RSSI/SNR from the best `rxInfo`), and a command
-//! becomes a `command/down` whose `event/txack` turns `queued` into `sent`.
+//! becomes a `command/down` whose `event/txack` turns `queued` into `sent`. Pending
+//! downlinks are persisted: after a restart a late txack still gives `sent`, and a
+//! command whose txack never comes is reported `expired`.
 
 mod common;
 
@@ -125,5 +127,109 @@ async fn chirpstack_events_become_telemetry_and_commands_become_downlinks() {
         })
         .await;
     assert_eq!(r.json["points"]["dim_level"], 40);
+    daemon.stop().await;
+}
+
+fn config(port: u16) -> String {
+    format!(
+        "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ url = \"mqtt://127.0.0.1:{port}\", application_id = \"{APP}\" }}\n\n\
+         [[device]]\nid = \"lamp-ns\"\nprofile = \"generic-lamp-lora\"\nlora = {{ dev_eui = \"0004a30b001c0532\" }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_between_downlink_and_txack_still_reports_sent_and_expired() {
+    let broker = Mosquitto::start().await;
+    let setup = Setup::new(broker.port, &config(broker.port));
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    let (ns, _task, mut downs) = client(broker.port).await;
+    ns.subscribe(
+        format!("application/{APP}/device/+/command/down"),
+        rumqttc::QoS::AtLeastOnce,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let soon = std::time::SystemTime::now() + Duration::from_secs(4);
+    let expires = humantime::format_rfc3339_seconds(soon).to_string();
+    for cmd in [
+        r#"{"id":"c-late","point":"dim_level","value":30}"#.to_string(),
+        format!(r#"{{"id":"c-lost","point":"on","value":false,"expires":"{expires}"}}"#),
+    ] {
+        ns.publish(
+            "polegate/cab-test/lamp-ns/cmd",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            cmd.into_bytes(),
+        )
+        .await
+        .unwrap();
+    }
+    let mut ids = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let (_, down) = tokio::time::timeout(WAIT, downs.recv())
+            .await
+            .expect("command/down in time")
+            .unwrap();
+        let down: serde_json::Value = serde_json::from_slice(&down).unwrap();
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(down["data"].as_str().unwrap())
+            .unwrap();
+        ids.insert(data, down["id"].as_str().unwrap().to_string());
+    }
+    for id in ["c-late", "c-lost"] {
+        rec.wait_for(id, |m| {
+            m.topic.ends_with("lamp-ns/cmd/result")
+                && m.json["id"] == id
+                && m.json["status"] == "queued"
+        })
+        .await;
+    }
+    daemon.stop().await;
+
+    // The network server reports the first downlink only once the gateway is back.
+    let daemon = Daemon::start(&setup).await;
+    let ack = serde_json::json!({
+        "downlinkId": 8, "time": "2026-11-28T10:00:05Z",
+        "deviceInfo": {"devEui": "0004a30b001c0532", "applicationId": APP},
+        "queueItemId": ids[&vec![1u8, 30]], "fCntDown": 4, "gatewayId": "0016c001ff10d3f6"
+    });
+    let mut sent = None;
+    for _ in 0..50 {
+        ns.publish(
+            format!("application/{APP}/device/0004a30b001c0532/event/txack"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            ack.to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rec.drain();
+        sent = rec
+            .seen
+            .iter()
+            .find(|m| m.topic.ends_with("lamp-ns/cmd/result") && m.json["status"] == "sent")
+            .cloned();
+        if sent.is_some() {
+            break;
+        }
+    }
+    let sent = sent.expect("sent after the restart");
+    assert_eq!(sent.json["id"], "c-late");
+    assert_eq!(sent.json["points"]["dim_level"], 30);
+    let expired = rec
+        .wait_for("expired", |m| {
+            m.topic.ends_with("lamp-ns/cmd/result") && m.json["status"] == "expired"
+        })
+        .await;
+    assert_eq!(expired.json["id"], "c-lost");
+    assert!(
+        !rec.seen
+            .iter()
+            .any(|m| m.json["id"] == "c-lost" && m.json["status"] == "sent")
+    );
     daemon.stop().await;
 }

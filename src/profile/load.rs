@@ -261,7 +261,9 @@ struct RawPoint {
 
 /// The problems of one file, with the key path prefix of the table being checked.
 /// `[lora]` of a LoRa profile: `script = "name.rhai"`, a file beside the profile (SPEC §3).
-fn check_lora_section(r: &mut Report<'_>, lora: Option<&toml::Table>) {
+/// The script is compiled here, so `check` reports its syntax errors with file and line,
+/// and a missing `decode_uplink` (or `encode_downlink` when a point is writable).
+fn check_lora_section(r: &mut Report<'_>, lora: Option<&toml::Table>, points: &[PointDef]) {
     let Some(t) = lora else {
         r.err(
             "lora",
@@ -272,14 +274,32 @@ fn check_lora_section(r: &mut Report<'_>, lora: Option<&toml::Table>) {
     for k in t.keys().filter(|k| k.as_str() != "script") {
         r.err(format!("lora.{k}"), "unknown key; expected script");
     }
-    match t.get("script").map(|v| v.as_str()) {
-        None => r.err(
+    let script_name = match t.get("script").map(|v| v.as_str()) {
+        None => {
+            return r.err(
+                "lora.script",
+                "is required: the Rhai file defining decode_uplink",
+            );
+        }
+        Some(None) => return r.err("lora.script", "must be a string (a file name)"),
+        Some(Some(name)) => name,
+    };
+    let script_path = r.file.parent().unwrap_or(Path::new(".")).join(script_name);
+    let script = match crate::script::Engine::new().compile_file(&script_path) {
+        Ok(s) => s,
+        Err(e) => return r.err("lora.script", e.to_string()),
+    };
+    if !script.has_fn("decode_uplink", 2) {
+        r.err(
             "lora.script",
-            "is required: the Rhai file defining decode_uplink",
-        ),
-        Some(None) => r.err("lora.script", "must be a string (a file name)"),
-        // The file itself is compiled (and reported) when the LoRa driver starts.
-        Some(Some(_)) => {}
+            format!("{script_name} does not define fn decode_uplink(fport, bytes)"),
+        );
+    }
+    if points.iter().any(|p| p.writable) && !script.has_fn("encode_downlink", 2) {
+        r.err(
+            "lora.script",
+            format!("{script_name} does not define fn encode_downlink(point, value), needed by writable points"),
+        );
     }
 }
 
@@ -401,12 +421,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
                 "only lora profiles take uplink_interval_s",
             );
         }
-        if protocol == Protocol::Lora {
-            check_lora_section(&mut r, raw.lora.as_ref());
-        }
     }
 
     let points = check_points(&mut r, raw_points, kind, protocol);
+    if let (Some(raw), Some(Protocol::Lora)) = (&raw, protocol) {
+        check_lora_section(&mut r, raw.lora.as_ref(), &points);
+    }
     let serial = match (&raw, protocol) {
         (Some(raw), Some(Protocol::Serial)) => match &raw.serial {
             Some(table) => check_serial(&mut r, table.clone(), &points),
@@ -1267,7 +1287,13 @@ mod tests {
             [lora]\nscript = \"s.rhai\"\n\
             [[point]]\nname = \"rssi\"\nunit = \"dBm\"\ntype = \"i16\"\n\
             [[point]]\nname = \"humidity\"\nunit = \"%\"\ntype = \"f32\"\n";
-        let profile = parse(Path::new("s.toml"), lora).expect("valid lora profile");
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("s.rhai"),
+            "fn decode_uplink(fport, bytes) { () }\n",
+        )
+        .unwrap();
+        let profile = parse(&dir.path().join("s.toml"), lora).expect("valid lora profile");
         assert_eq!(profile.uplink_interval_s, Some(600));
         assert!(profile.lora.is_some_and(|t| t.contains_key("script")));
         assert!(profile.points.iter().all(|p| p.reg.is_none()));
@@ -1300,6 +1326,69 @@ mod tests {
         assert!(spec.expect_reply);
         let both = text.replace("[serial]\n", "[serial]\nlength = 4\n");
         assert_eq!(keys_of_at(&dir.path().join("pa.toml"), &both), ["serial"]);
+    }
+
+    const LORA_LAMP: &str = "name = \"l\"\nkind = \"lamp\"\nprotocol = \"lora\"\n\
+        [lora]\nscript = \"l.rhai\"\n\
+        [[point]]\nname = \"dim_level\"\nunit = \"%\"\ntype = \"u16\"\nwritable = true\n";
+
+    /// Parses [`LORA_LAMP`] beside a script `l.rhai` holding `script`.
+    fn lora_errors(script: &str) -> (tempfile::TempDir, Vec<ProfileError>) {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("l.rhai"), script).unwrap();
+        let errs = match parse(&dir.path().join("l.toml"), LORA_LAMP) {
+            Ok(_) => vec![],
+            Err(e) => e,
+        };
+        (dir, errs)
+    }
+
+    #[test]
+    fn a_lora_script_syntax_error_is_reported_with_its_file_and_line() {
+        let (dir, errs) = lora_errors(
+            "fn decode_uplink(fport, bytes) {\n  ()\n}\nfn encode_downlink(point, value) {\n  let = 1;\n}\n",
+        );
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "lora.script");
+        assert_eq!(errs[0].file, dir.path().join("l.toml"));
+        let want = format!("{}:5: syntax error", dir.path().join("l.rhai").display());
+        assert!(errs[0].message.starts_with(&want), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn a_lora_script_must_define_decode_uplink_and_encode_downlink_for_writable_points() {
+        let (_dir, errs) = lora_errors("fn decode(frame) { () }\n");
+        let messages: Vec<&str> = errs.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "l.rhai does not define fn decode_uplink(fport, bytes)",
+                "l.rhai does not define fn encode_downlink(point, value), needed by writable points",
+            ]
+        );
+        assert!(errs.iter().all(|e| e.key == "lora.script"));
+        let (_dir, errs) = lora_errors(
+            "fn decode_uplink(fport, bytes) { () }\nfn encode_downlink(point, value) { () }\n",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        // Read-only points need no encoder.
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join("l.rhai"),
+            "fn decode_uplink(fport, bytes) { () }\n",
+        )
+        .unwrap();
+        let read_only = LORA_LAMP.replace("writable = true\n", "");
+        parse(&dir.path().join("l.toml"), &read_only).expect("decoder alone is enough");
+    }
+
+    #[test]
+    fn a_missing_lora_script_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let errs = parse(&dir.path().join("l.toml"), LORA_LAMP).expect_err("no script file");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert_eq!(errs[0].key, "lora.script");
+        assert!(errs[0].message.contains("l.rhai"), "{}", errs[0].message);
     }
 
     fn keys_of_at(path: &Path, text: &str) -> Vec<String> {

@@ -5,8 +5,11 @@
 //! gateway in `rxInfo`), commands leave as `.../command/down` with our own queue-item
 //! `id`, and `.../event/txack` carrying that `queueItemId` reports the transmission.
 //! Decoding, liveness and results are the same as with the Semtech UDP source.
+//! Downlinks waiting for their txack are persisted before they are published
+//! (`ns_pending.rs`), so a restart between the two still reports `sent` or `expired`.
 
-use super::core::{DEFAULT_EXPIRES_MS, LoraDevice};
+use super::core::{DEFAULT_EXPIRES_MS, LoraDevice, json_value};
+use super::ns_pending::{Pending, PendingDown};
 use super::semtech::{b64, unb64};
 use super::session::hex;
 use crate::commands::CmdResult;
@@ -134,16 +137,11 @@ fn uuid() -> String {
     )
 }
 
-struct Pending {
-    device: usize,
-    id: Option<String>,
-    points: Vec<(String, Value)>,
-    expires_ms: u64,
-}
-
+/// Runs the integration until `cancel`; `pending` holds what a previous run left.
 pub async fn run_chirpstack(
     cfg: ChirpstackCfg,
     devices: Vec<LoraDevice>,
+    mut pending: Pending,
     counters: Arc<Counters>,
     mut inbox: mpsc::Receiver<WriteRequest>,
     out: mpsc::Sender<Input>,
@@ -168,7 +166,6 @@ pub async fn run_chirpstack(
     let now = Instant::now();
     let mut last_uplink = vec![now; devices.len()];
     let mut online = vec![false; devices.len()];
-    let mut pending: HashMap<String, Pending> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut inbox_open = true;
     loop {
@@ -205,15 +202,15 @@ pub async fn run_chirpstack(
                         }
                     } else if topic.ends_with("/event/txack")
                         && let Some(q) = parse_txack(&p.payload)
-                        && let Some(pd) = pending.remove(&q)
+                        && let Some((device, pd)) = pending.remove(&q)
                         && let Some(id) = pd.id.clone()
-                        && !pending.values().any(|o| o.id.as_ref() == Some(&id) && o.device == pd.device)
+                        && !pending.has_command(device, &id)
                     {
                         inputs.push(Input::CmdResult(CmdResult {
-                            device: devices[pd.device].info.id.clone(),
+                            device: devices[device].info.id.clone(),
                             id: Some(id),
                             ok: true,
-                            points: pd.points,
+                            points: pd.points.iter().map(|(n, v)| (n.clone(), json_value(v))).collect(),
                             error: None,
                             status: Some("sent".into()),
                         }));
@@ -244,12 +241,10 @@ pub async fn run_chirpstack(
                         inputs.push(Input::State { device: d.info.clone(), online: false, reason: Some(format!("no uplink for {} s", d.offline_after().as_secs())) });
                     }
                 }
-                let now = now_ms();
-                let gone: Vec<String> = pending.iter().filter(|(_, p)| p.expires_ms <= now).map(|(k, _)| k.clone()).collect();
-                for k in gone {
-                    if let Some(p) = pending.remove(&k) && p.id.is_some() {
+                for (device, p) in pending.expire(now_ms()) {
+                    if p.id.is_some() {
                         inputs.push(Input::CmdResult(CmdResult {
-                            device: devices[p.device].info.id.clone(),
+                            device: devices[device].info.id.clone(),
                             id: p.id,
                             ok: false,
                             points: vec![],
@@ -301,7 +296,7 @@ fn queue_down(
     base: &str,
     devices: &[LoraDevice],
     req: &WriteRequest,
-    pending: &mut HashMap<String, Pending>,
+    pending: &mut Pending,
 ) -> WriteOutcome {
     let fail = |e: String| WriteOutcome {
         points: vec![],
@@ -323,7 +318,7 @@ fn queue_down(
             Err(e) => return fail(format!("encode_downlink failed for '{}': {e}", p.name)),
         }
     }
-    let points: Vec<(String, Value)> = req
+    let points: Vec<(String, serde_json::Value)> = req
         .writes
         .iter()
         .filter_map(|(i, v)| {
@@ -331,33 +326,44 @@ fn queue_down(
                 .profile
                 .points
                 .get(*i)
-                .map(|p| (p.name.clone(), v.clone()))
+                .map(|p| (p.name.clone(), v.to_json()))
         })
         .collect();
     let expires_ms = req.expires_ms.unwrap_or(now_ms() + DEFAULT_EXPIRES_MS);
-    for (fport, bytes) in frames {
-        let qid = uuid();
-        let topic = format!("{base}/{}/command/down", hex(&d.cfg.dev_eui));
-        if client
-            .try_publish(
-                topic,
-                QoS::AtLeastOnce,
-                false,
-                down_json(&qid, &d.cfg.dev_eui, fport, &bytes),
-            )
-            .is_err()
-        {
-            return fail("the network server connection is saturated; try again".into());
-        }
-        pending.insert(
-            qid,
-            Pending {
-                device: req.device,
+    let frames: Vec<(String, u8, Vec<u8>)> = frames
+        .into_iter()
+        .map(|(fport, bytes)| (uuid(), fport, bytes))
+        .collect();
+    // Persisted (and flushed) before anything is published: a txack may follow at once,
+    // and a restart must still know what it acknowledges.
+    let entries = frames
+        .iter()
+        .map(|(qid, _, _)| {
+            let p = PendingDown {
+                dev_eui: hex(&d.cfg.dev_eui),
                 id: req.id.clone(),
                 points: points.clone(),
                 expires_ms,
-            },
-        );
+            };
+            (qid.clone(), req.device, p)
+        })
+        .collect();
+    if let Err(e) = pending.add(entries) {
+        tracing::error!(device_id = %d.info.id, error = %e, "LoRa downlink could not be persisted; not sent");
+        return fail("the command could not be persisted".into());
+    }
+    let topic = format!("{base}/{}/command/down", hex(&d.cfg.dev_eui));
+    for (n, (qid, fport, bytes)) in frames.iter().enumerate() {
+        let payload = down_json(qid, &d.cfg.dev_eui, *fport, bytes);
+        if client
+            .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
+            .is_err()
+        {
+            for (qid, _, _) in &frames[n..] {
+                pending.remove(qid);
+            }
+            return fail("the network server connection is saturated; try again".into());
+        }
     }
     WriteOutcome {
         points: req.writes.clone(),

@@ -4,12 +4,13 @@
 //! joins and downlinks over the `lorawan` crate, pure), `session.rs` (state persisted in
 //! the queue's database), `codec.rs` (profile scripts: `decode_uplink`/`encode_downlink`),
 //! `udp.rs` (the task that owns the UDP socket), `chirpstack.rs` (the same devices behind
-//! an existing network server).
+//! an existing network server), `ns_pending.rs` (its downlinks awaiting a txack, persisted).
 
 pub mod chirpstack;
 pub mod codec;
 pub mod core;
 mod downlink;
+pub mod ns_pending;
 pub mod semtech;
 pub mod server;
 pub mod session;
@@ -54,10 +55,17 @@ pub async fn spawn(
             Ok(tokio::spawn(udp::run_udp(sock, core, inbox, out, cancel)))
         }
         LoraSource::Chirpstack(c) => {
+            let kv = queue.kv("lora").map_err(|e| e.to_string())?;
+            let pending = ns_pending::Pending::load(kv, queue.clone(), |e| {
+                devices
+                    .iter()
+                    .position(|d| session::hex(&d.cfg.dev_eui) == e)
+            });
             tracing::info!(url = %c.url, application_id = %c.application_id, devices = devices.len(), "LoRa devices through the ChirpStack integration");
             Ok(tokio::spawn(chirpstack::run_chirpstack(
                 c.clone(),
                 devices,
+                pending,
                 counters,
                 inbox,
                 out,

@@ -1,7 +1,8 @@
 //! Serial line-protocol equipment end to end over pseudo-terminal pairs (parity none):
 //! the simulated PA-100 amplifier decoded through its Rhai profile into MQTT telemetry,
 //! an unsolicited alarm, a command round trip with read-back, noise and overlong frames,
-//! scripts that loop forever or return garbage, and a device that never answers.
+//! scripts that loop forever or return garbage, a device that never answers, and the
+//! shared bus scheduler's backoff: a dead device on a line costs a live one no poll rate.
 
 mod common;
 
@@ -314,6 +315,60 @@ async fn a_device_that_never_answers_goes_offline_and_commands_to_it_fail() {
         m.topic.ends_with("/pa-01/state") && m.json["state"] == "online"
     })
     .await;
+    daemon.stop().await;
+    cancel.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_device_is_probed_at_the_backed_off_rate_while_a_live_one_on_the_line_keeps_its_poll_rate()
+ {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    // The simulator answers address 01 only: 02 on the same line never replies.
+    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
+    let setup = Setup::new(
+        broker.port,
+        &[
+            bus("pa-line", &sim),
+            device("pa-01", "generic-pa-serial", "pa-line", "01"),
+            device("pa-02", "generic-pa-serial", "pa-line", "02"),
+        ]
+        .concat(),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    rec.wait_for("dead device offline", |m| {
+        m.topic.ends_with("/pa-02/state") && m.json["state"] == "offline"
+    })
+    .await;
+
+    // From now on the dead device is backed off. Each probe of it burns a 300 ms
+    // timeout; the live one is polled every 200 ms.
+    let live_polls = || {
+        let s = sim.state.lock().unwrap();
+        s.received.iter().filter(|l| *l == "@01?").count()
+    };
+    let counters = daemon.handles.counters.clone();
+    let dead_probes = || counters.serial_timeout.load(Relaxed);
+    let (live0, dead0) = (live_polls(), dead_probes());
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (live, dead) = (live_polls() - live0, dead_probes() - dead0);
+
+    // At its poll rate the dead device would take ~12 probes (3.6 s of line time) in
+    // 6 s; backed off to <= 10 % of the line it gets at most one probe every 3 s.
+    assert!(
+        (1..=3).contains(&dead),
+        "dead device probed {dead} times in 6 s"
+    );
+    // The live device keeps nearly all of its 30 slots (a probe may push one aside).
+    assert!(live >= 22, "live device polled {live} times in 6 s");
+    rec.drain();
+    assert!(
+        !rec.seen
+            .iter()
+            .any(|m| m.topic.ends_with("/pa-01/state") && m.json["state"] == "offline"),
+        "the live device went offline"
+    );
     daemon.stop().await;
     cancel.cancel();
 }

@@ -2,10 +2,12 @@
 //!
 //! Every driver task owns its connection; reads (polls) and writes (commands) go through
 //! it, never in parallel. Commands reach a driver as [`WriteRequest`]s on a bounded inbox
-//! and run between two poll transactions.
+//! and run between two poll transactions. Every Modbus link and serial bus orders its
+//! devices with the same pure [`schedule::Schedule`].
 
 pub mod lora;
 pub mod modbus;
+pub mod schedule;
 pub mod serial;
 
 use crate::model::Value;

@@ -11,7 +11,7 @@ pub mod frame;
 pub mod link;
 pub mod plan;
 pub mod read;
-pub mod schedule;
+pub use super::schedule;
 pub mod serial;
 pub mod slave;
 pub mod tally;

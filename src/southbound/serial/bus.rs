@@ -1,7 +1,11 @@
 //! The task that owns one serial line and every device on it (SPEC §3, §8).
 //!
-//! Devices are polled earliest-deadline-first on a fixed grid, like the Modbus link; one
-//! request is outstanding at a time; commands run between two poll cycles. Between
+//! Devices are polled by the same pure [`Schedule`] as the Modbus links: earliest deadline
+//! first on a fixed grid, skipped slots counted as overruns (`poll_overrun`, one log line
+//! when the bus starts and stops falling behind), and a device that has gone offline
+//! probed at a backed-off rate so it costs at most ~10% of the line. A push-only device
+//! (no poll requests) occupies no line time, so it stays on its grid even while silent.
+//! One request is outstanding at a time; commands run between two poll cycles. Between
 //! requests the task keeps reading, so unsolicited frames (a device pushing an alarm) are
 //! decoded too. A frame belongs to the device named by `decode`'s `address` key, else to
 //! the device whose request is outstanding, else to the only device on the bus.
@@ -18,7 +22,8 @@ use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::pipeline::Input;
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
-use crate::southbound::modbus::link::OFFLINE_AFTER_FAILURES;
+use crate::southbound::modbus::link::{OFFLINE_AFTER_FAILURES, OVERRUN_QUIET};
+use crate::southbound::schedule::Schedule;
 use crate::southbound::{WriteOutcome, WriteRequest};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -31,12 +36,13 @@ use tokio_util::sync::CancellationToken;
 const PROBLEM_LOG_EVERY: Duration = Duration::from_secs(300);
 
 struct DevState {
-    next: Instant,
     failures: u32,
     online: Option<bool>,
     log: FailureLog,
     /// A frame was attributed to it since its last cycle (push-only devices).
     heard: bool,
+    /// Its last cycle sent nothing (no poll requests): it only pushes frames.
+    push_only: bool,
     problem_logged: Option<Instant>,
 }
 
@@ -45,6 +51,9 @@ pub(super) struct Task {
     engine: Engine,
     port: Port,
     states: Vec<DevState>,
+    schedule: Schedule,
+    /// When the last poll slot was skipped, while the bus is falling behind.
+    last_overrun: Option<Instant>,
     counters: Arc<Counters>,
     out: Vec<Input>,
     bus_log: FailureLog,
@@ -61,15 +70,18 @@ impl Task {
             .devices
             .iter()
             .map(|_| DevState {
-                next: start,
                 failures: 0,
                 online: None,
                 log: FailureLog::default(),
                 heard: false,
+                push_only: false,
                 problem_logged: None,
             })
             .collect();
+        let polls: Vec<Duration> = bus.devices.iter().map(|d| d.poll).collect();
         Task {
+            schedule: Schedule::new(&polls, start),
+            last_overrun: None,
             bus,
             engine: Engine::new(),
             port,
@@ -97,13 +109,7 @@ impl Task {
         tracing::info!(bus_id = %self.bus.cfg.id, port = %self.bus.cfg.port.display(), devices = self.bus.devices.len(), "serial bus started");
         let _ = self.port.ensure_open();
         self.report_port();
-        while let Some((i, deadline)) = self
-            .states
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (i, s.next))
-            .min_by_key(|(_, t)| *t)
-        {
+        while let Some((i, deadline)) = self.schedule.next() {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -117,11 +123,12 @@ impl Task {
                     if let Some(f) = f {
                         self.unsolicited(f);
                     } else {
+                        let started = Instant::now();
                         let cycle = tokio::select! {
                             _ = cancel.cancelled() => break,
                             r = self.poll_cycle(i) => r,
                         };
-                        self.advance(i);
+                        self.schedule_done(i, started, cycle.is_ok());
                         self.judge(i, cycle);
                     }
                 }
@@ -157,16 +164,26 @@ impl Task {
         }
     }
 
-    /// Fixed grid: the next slot after now; skipped slots are overruns.
-    fn advance(&mut self, i: usize) {
-        let poll = self.bus.devices[i].poll;
-        let st = &mut self.states[i];
-        st.next += poll;
+    /// Books device `i`'s cycle in the schedule; reports overruns (counted, one log line
+    /// when they start and one when they stop, like the Modbus links).
+    fn schedule_done(&mut self, i: usize, started: Instant, ok: bool) {
+        // A push-only cycle occupied no line time: no reason to back it off.
+        let ok = ok || self.states[i].push_only;
         let now = Instant::now();
-        if st.next <= now {
-            let behind = now.duration_since(st.next).as_nanos() / poll.as_nanos().max(1) + 1;
-            st.next += poll * behind as u32;
-            Counters::add(&self.counters.poll_overrun, behind as u64);
+        let overruns = self.schedule.done(i, started, now, ok);
+        if overruns > 0 {
+            Counters::add(&self.counters.poll_overrun, overruns);
+            if self.last_overrun.is_none() {
+                tracing::warn!(bus_id = %self.bus.cfg.id, device_id = %self.bus.devices[i].info.id, skipped = overruns,
+                    "bus cannot keep up with the configured poll_ms; poll slots skipped (see stats.errors.poll_overrun)");
+            }
+            self.last_overrun = Some(now);
+        } else if self
+            .last_overrun
+            .is_some_and(|t| now.duration_since(t) > OVERRUN_QUIET)
+        {
+            self.last_overrun = None;
+            tracing::info!(bus_id = %self.bus.cfg.id, "bus keeping up with its poll rates again");
         }
     }
 
@@ -175,6 +192,7 @@ impl Task {
         let dev = &self.bus.devices[i];
         let requests = decode::poll_requests(&self.engine, spec(dev), &dev.address)
             .map_err(|e| self.script_failed(i, e))?;
+        self.states[i].push_only = requests.is_empty();
         if requests.is_empty() {
             // Push-only device: alive when it was heard since the last cycle.
             let heard = std::mem::take(&mut self.states[i].heard);

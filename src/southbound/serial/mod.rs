@@ -3,12 +3,13 @@
 //! decoded by its Rhai script.
 //!
 //! Layout: `framing.rs` (bytes -> frames, pure), `decode.rs` (frames <-> values through
-//! the script, pure), `port.rs` (opening and reading the port), `bus.rs` (the task: EDF
-//! polling, unsolicited frames, commands).
+//! the script, pure), `port.rs` (opening and reading the port), `bus.rs` (the task: polling
+//! through the shared scheduler, unsolicited frames, commands).
 //!
 //! Seam: [`Buses`] collects devices per bus while the supervisor walks the config, and
 //! [`spawn_bus`] starts the task of one bus (the supervisor registers command routes).
-//! The bus scheduler here is self-contained; it is meant to merge with the RTU one.
+//! Devices share the line through the same scheduler as the Modbus RTU buses
+//! (`southbound::schedule`).
 
 mod bus;
 pub mod decode;

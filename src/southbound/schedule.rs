@@ -1,5 +1,6 @@
 //! The bus scheduler, pure (time is passed in): earliest deadline first across every
-//! device sharing one connection or serial line.
+//! device sharing one connection or serial line. Shared by the Modbus links
+//! (`modbus::link`) and the serial line-protocol buses (`serial::bus`).
 //!
 //! Invariants:
 //! - A healthy device is polled on a fixed grid (`start + k * poll_ms`): deadlines never

@@ -110,6 +110,42 @@ impl Schedule {
     }
 }
 
+/// A bus reports "keeping up again" after this long without an overrun.
+pub const OVERRUN_QUIET: Duration = Duration::from_secs(30);
+
+/// Counts skipped poll slots into `poll_overrun` and logs one line when a bus starts
+/// falling behind its configured poll rates and one when it keeps up again.
+#[derive(Debug, Default)]
+pub struct OverrunLog {
+    last: Option<Instant>,
+}
+
+impl OverrunLog {
+    pub fn record(
+        &mut self,
+        overruns: u64,
+        now: Instant,
+        bus_id: &str,
+        device_id: &str,
+        counters: &crate::ops::counters::Counters,
+    ) {
+        if overruns > 0 {
+            crate::ops::counters::Counters::add(&counters.poll_overrun, overruns);
+            if self.last.is_none() {
+                tracing::warn!(bus_id = %bus_id, device_id = %device_id, skipped = overruns,
+                    "bus cannot keep up with the configured poll_ms; poll slots skipped (see stats.errors.poll_overrun)");
+            }
+            self.last = Some(now);
+        } else if self
+            .last
+            .is_some_and(|t| now.duration_since(t) > OVERRUN_QUIET)
+        {
+            self.last = None;
+            tracing::info!(bus_id = %bus_id, "bus keeping up with its poll rates again");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,8 +42,6 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3000);
 /// Reconnect backoff bounds.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(500);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
-/// A link reports "keeping up again" after this long without an overrun.
-pub const OVERRUN_QUIET: Duration = Duration::from_secs(30);
 
 /// One device polled on a link.
 #[derive(Debug, Clone)]
@@ -177,7 +175,7 @@ pub async fn run_link(
         log: FailureLog::default(),
         last_error: String::new(),
     };
-    let mut last_overrun: Option<Instant> = None;
+    let mut overrun_log = crate::southbound::schedule::OverrunLog::default();
     tracing::info!(bus_id = %link.name, devices = link.devices.len(), "modbus link started");
     while let Some((i, deadline)) = schedule.next() {
         tokio::select! {
@@ -214,17 +212,7 @@ pub async fn run_link(
         }
         let now = Instant::now();
         let overruns = schedule.done(i, started, now, outcome.is_ok());
-        if overruns > 0 {
-            Counters::add(&tally.counters().poll_overrun, overruns);
-            if last_overrun.is_none() {
-                tracing::warn!(bus_id = %link.name, device_id = %dev.info.id, skipped = overruns,
-                    "bus cannot keep up with the configured poll_ms; poll slots skipped (see stats.errors.poll_overrun)");
-            }
-            last_overrun = Some(now);
-        } else if last_overrun.is_some_and(|t| now.duration_since(t) > OVERRUN_QUIET) {
-            last_overrun = None;
-            tracing::info!(bus_id = %link.name, "bus keeping up with its poll rates again");
-        }
+        overrun_log.record(overruns, now, &link.name, &dev.info.id, tally.counters());
         let msgs = judge(&link.name, dev, &mut states[i], outcome);
         for m in msgs {
             tokio::select! {

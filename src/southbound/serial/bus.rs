@@ -22,7 +22,7 @@ use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::pipeline::Input;
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
-use crate::southbound::modbus::link::{OFFLINE_AFTER_FAILURES, OVERRUN_QUIET};
+use crate::southbound::modbus::link::OFFLINE_AFTER_FAILURES;
 use crate::southbound::schedule::Schedule;
 use crate::southbound::{WriteOutcome, WriteRequest};
 use std::sync::Arc;
@@ -53,7 +53,7 @@ pub(super) struct Task {
     states: Vec<DevState>,
     schedule: Schedule,
     /// When the last poll slot was skipped, while the bus is falling behind.
-    last_overrun: Option<Instant>,
+    overruns: crate::southbound::schedule::OverrunLog,
     counters: Arc<Counters>,
     out: Vec<Input>,
     bus_log: FailureLog,
@@ -81,7 +81,7 @@ impl Task {
         let polls: Vec<Duration> = bus.devices.iter().map(|d| d.poll).collect();
         Task {
             schedule: Schedule::new(&polls, start),
-            last_overrun: None,
+            overruns: Default::default(),
             bus,
             engine: Engine::new(),
             port,
@@ -171,20 +171,13 @@ impl Task {
         let ok = ok || self.states[i].push_only;
         let now = Instant::now();
         let overruns = self.schedule.done(i, started, now, ok);
-        if overruns > 0 {
-            Counters::add(&self.counters.poll_overrun, overruns);
-            if self.last_overrun.is_none() {
-                tracing::warn!(bus_id = %self.bus.cfg.id, device_id = %self.bus.devices[i].info.id, skipped = overruns,
-                    "bus cannot keep up with the configured poll_ms; poll slots skipped (see stats.errors.poll_overrun)");
-            }
-            self.last_overrun = Some(now);
-        } else if self
-            .last_overrun
-            .is_some_and(|t| now.duration_since(t) > OVERRUN_QUIET)
-        {
-            self.last_overrun = None;
-            tracing::info!(bus_id = %self.bus.cfg.id, "bus keeping up with its poll rates again");
-        }
+        self.overruns.record(
+            overruns,
+            now,
+            &self.bus.cfg.id,
+            &self.bus.devices[i].info.id,
+            &self.counters,
+        );
     }
 
     /// Sends device `i`'s poll requests and collects the replies' values.

@@ -58,10 +58,9 @@ fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
     );
     // Broker down is normal life: the watchdog keeps being fed.
     wait_for(&sock, &mut seen, "WATCHDOG=1");
-    let pings = seen.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+    // ... and again: pings keep coming, not once.
     let mut later = Vec::new();
     wait_for(&sock, &mut later, "WATCHDOG=1");
-    assert!(pings >= 1);
 
     Command::new("kill").args(["-HUP", &pid]).status().unwrap();
     let mut reload = Vec::new();

@@ -98,6 +98,26 @@ fn first_use(
     true
 }
 
+/// The `id` of a `[[bus]]` or `[[device]]` entry, checked; reported when missing.
+fn entry_id(cx: &mut Ctx<'_>, file: &Path, key: &str, id: Option<String>, example: &str) -> String {
+    match id {
+        Some(id) => {
+            if let Err(m) = check_id(&id) {
+                cx.at(file, &format!("{key}.id"), m);
+            }
+            id
+        }
+        None => {
+            cx.at(
+                file,
+                &format!("{key}.id"),
+                format!("is required, e.g. id = \"{example}\""),
+            );
+            String::new()
+        }
+    }
+}
+
 pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<BusCfg>, BusIndex) {
     let mut out = Vec::new();
     let mut index = BusIndex::new();
@@ -118,22 +138,7 @@ pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<Bus
         let Some(b) = cx.de::<RawBus>(Some(file), v.clone(), &key) else {
             continue;
         };
-        let id = match b.id {
-            Some(id) => {
-                if let Err(m) = check_id(&id) {
-                    cx.at(file, &format!("{key}.id"), m);
-                }
-                id
-            }
-            None => {
-                cx.at(
-                    file,
-                    &format!("{key}.id"),
-                    "is required, e.g. id = \"rs485-1\"",
-                );
-                String::new()
-            }
-        };
+        let id = entry_id(cx, file, &key, b.id, "rs485-1");
         let kind = match b.kind.as_deref() {
             None => {
                 cx.at(
@@ -266,22 +271,7 @@ pub(super) fn devices(
         let Some(d) = cx.de::<RawDevice>(Some(file), v.clone(), &key) else {
             continue;
         };
-        let id = match d.id {
-            Some(id) => {
-                if let Err(m) = check_id(&id) {
-                    cx.at(file, &format!("{key}.id"), m);
-                }
-                id
-            }
-            None => {
-                cx.at(
-                    file,
-                    &format!("{key}.id"),
-                    "is required, e.g. id = \"lamp-017\"",
-                );
-                String::new()
-            }
-        };
+        let id = entry_id(cx, file, &key, d.id, "lamp-017");
         let profile = match d.profile {
             Some(p) if !p.is_empty() => p,
             _ => {

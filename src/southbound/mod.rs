@@ -5,6 +5,7 @@
 //! and run between two poll transactions. Every Modbus link and serial bus orders its
 //! devices with the same pure [`schedule::Schedule`].
 
+pub mod health;
 pub mod lora;
 pub mod modbus;
 pub mod schedule;

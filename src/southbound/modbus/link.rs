@@ -22,10 +22,10 @@ use crate::model::Value;
 use crate::model::now_ms;
 use crate::ops::counters::{Counters, ModbusError};
 use crate::ops::ratelimit::{FailureLog, LogAction};
-use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE, LINK_ONLINE};
+use crate::pipeline::{DeviceInfo, Input};
+use crate::southbound::health::Health;
 use crate::southbound::{WriteOutcome, WriteRequest};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -33,8 +33,7 @@ use tokio::time::Instant;
 use tokio_modbus::client::Context;
 use tokio_util::sync::CancellationToken;
 
-/// Consecutive failed poll cycles after which a device is reported offline (SPEC §8).
-pub const OFFLINE_AFTER_FAILURES: u32 = 3;
+pub use crate::southbound::health::OFFLINE_AFTER_FAILURES;
 /// Timeout of one request on a TCP link.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
 /// Timeout of a TCP connect.
@@ -132,12 +131,6 @@ impl Link {
     }
 }
 
-struct DevState {
-    failures: u32,
-    online: Option<bool>,
-    log: FailureLog,
-}
-
 struct Conn {
     ctx: Option<Context>,
     next_attempt: Instant,
@@ -159,15 +152,7 @@ pub async fn run_link(
     let start = Instant::now();
     let polls: Vec<Duration> = link.devices.iter().map(|d| d.poll).collect();
     let mut schedule = Schedule::new(&polls, start);
-    let mut states: Vec<DevState> = link
-        .devices
-        .iter()
-        .map(|_| DevState {
-            failures: 0,
-            online: None,
-            log: FailureLog::default(),
-        })
-        .collect();
+    let mut states: Vec<Health> = link.devices.iter().map(|_| Health::default()).collect();
     let mut conn = Conn {
         ctx: None,
         next_attempt: start,
@@ -500,70 +485,31 @@ pub fn open_serial(bus: &BusCfg) -> Result<tokio_serial::SerialStream, String> {
 fn judge(
     bus: &str,
     dev: &PolledDevice,
-    st: &mut DevState,
+    st: &mut Health,
     outcome: Result<super::read::Cycle, String>,
 ) -> Vec<Input> {
     let info = &dev.info;
     let mut out = Vec::new();
     match outcome {
         Ok(cycle) => {
-            st.failures = 0;
-            if let LogAction::Recovered { count } = st.log.success() {
-                tracing::info!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, failures = count, "device responding again");
-            }
             for e in &cycle.exceptions {
                 tracing::debug!(device_id = %info.id, table = e.table.as_str(), start = e.start, count = e.count,
                     code = ?e.code, meaning = exception_meaning(e.code), "device answered with an exception");
             }
-            if st.online != Some(true) {
-                st.online = Some(true);
-                if let Some(e) = cycle.exceptions.first() {
+            let exception = cycle.exceptions.first().cloned();
+            let decode_error = cycle.decode_errors.first().cloned();
+            if st.good(info, bus, cycle.values, &mut out) {
+                if let Some(e) = exception {
                     tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, table = e.table.as_str(),
                         start = e.start, count = e.count, meaning = exception_meaning(e.code),
                         "device online but some points answer with an exception");
                 }
-                if let Some(e) = cycle.decode_errors.first() {
+                if let Some(e) = decode_error {
                     tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %e, "point cannot be decoded");
                 }
-                tracing::info!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, "device online");
-                info.link.store(LINK_ONLINE, Relaxed);
-                out.push(Input::State {
-                    device: info.clone(),
-                    online: true,
-                    reason: None,
-                });
-            }
-            if !cycle.values.is_empty() {
-                out.push(Input::Reading {
-                    device: info.clone(),
-                    values: cycle.values,
-                    at_ms: now_ms(),
-                    force: Vec::new(),
-                });
             }
         }
-        Err(reason) => {
-            st.failures += 1;
-            match st.log.failure(std::time::Instant::now()) {
-                LogAction::Failed => {
-                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %reason, "device poll failed")
-                }
-                LogAction::Summary { count } => {
-                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
-                }
-                _ => {}
-            }
-            if st.failures >= OFFLINE_AFTER_FAILURES && st.online != Some(false) {
-                st.online = Some(false);
-                info.link.store(LINK_OFFLINE, Relaxed);
-                tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, failures = st.failures, "device offline");
-                out.push(Input::State {
-                    device: info.clone(),
-                    online: false,
-                    reason: Some(reason),
-                });
-            }
-        }
+        Err(reason) => st.bad(info, bus, reason, &mut out),
     }
     out
 }

@@ -22,11 +22,10 @@ use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::pipeline::Input;
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
-use crate::southbound::modbus::link::OFFLINE_AFTER_FAILURES;
+use crate::southbound::health::Health;
 use crate::southbound::schedule::Schedule;
 use crate::southbound::{WriteOutcome, WriteRequest};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -36,9 +35,7 @@ use tokio_util::sync::CancellationToken;
 const PROBLEM_LOG_EVERY: Duration = Duration::from_secs(300);
 
 struct DevState {
-    failures: u32,
-    online: Option<bool>,
-    log: FailureLog,
+    health: Health,
     /// A frame was attributed to it since its last cycle (push-only devices).
     heard: bool,
     /// Its last cycle sent nothing (no poll requests): it only pushes frames.
@@ -70,9 +67,7 @@ impl Task {
             .devices
             .iter()
             .map(|_| DevState {
-                failures: 0,
-                online: None,
-                log: FailureLog::default(),
+                health: Health::default(),
                 heard: false,
                 push_only: false,
                 problem_logged: None,
@@ -439,54 +434,12 @@ impl Task {
     /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
     fn judge(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, String>) {
         let info = self.bus.devices[i].info.clone();
-        let st = &mut self.states[i];
+        let health = &mut self.states[i].health;
         match outcome {
             Ok(values) => {
-                st.failures = 0;
-                if let LogAction::Recovered { count } = st.log.success() {
-                    tracing::info!(device_id = %info.id, profile = %info.profile.name, failures = count, "device responding again");
-                }
-                if st.online != Some(true) {
-                    st.online = Some(true);
-                    tracing::info!(device_id = %info.id, profile = %info.profile.name, "device online");
-                    info.link.store(crate::pipeline::LINK_ONLINE, Relaxed);
-                    self.out.push(Input::State {
-                        device: info.clone(),
-                        online: true,
-                        reason: None,
-                    });
-                }
-                if !values.is_empty() {
-                    self.out.push(Input::Reading {
-                        device: info,
-                        values,
-                        at_ms: now_ms(),
-                        force: Vec::new(),
-                    });
-                }
+                health.good(&info, &self.bus.cfg.id, values, &mut self.out);
             }
-            Err(reason) => {
-                st.failures += 1;
-                match st.log.failure(std::time::Instant::now()) {
-                    LogAction::Failed => {
-                        tracing::warn!(device_id = %info.id, bus_id = %self.bus.cfg.id, profile = %info.profile.name, error = %reason, "device poll failed")
-                    }
-                    LogAction::Summary { count } => {
-                        tracing::warn!(device_id = %info.id, bus_id = %self.bus.cfg.id, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
-                    }
-                    _ => {}
-                }
-                if st.failures >= OFFLINE_AFTER_FAILURES && st.online != Some(false) {
-                    st.online = Some(false);
-                    info.link.store(crate::pipeline::LINK_OFFLINE, Relaxed);
-                    tracing::warn!(device_id = %info.id, bus_id = %self.bus.cfg.id, profile = %info.profile.name, failures = st.failures, "device offline");
-                    self.out.push(Input::State {
-                        device: info,
-                        online: false,
-                        reason: Some(reason),
-                    });
-                }
-            }
+            Err(reason) => health.bad(&info, &self.bus.cfg.id, reason, &mut self.out),
         }
     }
 }

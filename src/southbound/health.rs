@@ -1,0 +1,88 @@
+//! Device liveness shared by every polled driver (SPEC §8 "Lifecycle"): a device is
+//! `online` from its first good cycle and `offline` after [`OFFLINE_AFTER_FAILURES`]
+//! consecutive failed cycles. Each transition is one log line and one state event;
+//! failures are logged once, summarized while they last, and once on recovery.
+
+use crate::model::{Value, now_ms};
+use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE, LINK_ONLINE};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// Consecutive failed poll cycles after which a device is reported offline.
+pub const OFFLINE_AFTER_FAILURES: u32 = 3;
+
+#[derive(Debug, Default)]
+pub struct Health {
+    failures: u32,
+    online: Option<bool>,
+    log: FailureLog,
+}
+
+impl Health {
+    /// A good cycle: the state event when the device comes online, then its reading.
+    /// Returns true when this cycle brought it online.
+    pub fn good(
+        &mut self,
+        info: &Arc<DeviceInfo>,
+        bus_id: &str,
+        values: Vec<(usize, Value)>,
+        out: &mut Vec<Input>,
+    ) -> bool {
+        self.failures = 0;
+        if let LogAction::Recovered { count } = self.log.success() {
+            tracing::info!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, failures = count, "device responding again");
+        }
+        let came_online = self.online != Some(true);
+        if came_online {
+            self.online = Some(true);
+            info.link.store(LINK_ONLINE, Relaxed);
+            tracing::info!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, "device online");
+            out.push(Input::State {
+                device: info.clone(),
+                online: true,
+                reason: None,
+            });
+        }
+        if !values.is_empty() {
+            out.push(Input::Reading {
+                device: info.clone(),
+                values,
+                at_ms: now_ms(),
+                force: Vec::new(),
+            });
+        }
+        came_online
+    }
+
+    /// A failed cycle: logged as the failure log says; the offline state event on the
+    /// [`OFFLINE_AFTER_FAILURES`]th in a row.
+    pub fn bad(
+        &mut self,
+        info: &Arc<DeviceInfo>,
+        bus_id: &str,
+        reason: String,
+        out: &mut Vec<Input>,
+    ) {
+        self.failures += 1;
+        match self.log.failure(std::time::Instant::now()) {
+            LogAction::Failed => {
+                tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, error = %reason, "device poll failed")
+            }
+            LogAction::Summary { count } => {
+                tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
+            }
+            _ => {}
+        }
+        if self.failures >= OFFLINE_AFTER_FAILURES && self.online != Some(false) {
+            self.online = Some(false);
+            info.link.store(LINK_OFFLINE, Relaxed);
+            tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, failures = self.failures, "device offline");
+            out.push(Input::State {
+                device: info.clone(),
+                online: false,
+                reason: Some(reason),
+            });
+        }
+    }
+}

@@ -23,48 +23,10 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-struct Mosquitto(Child);
-
-impl Mosquitto {
-    fn start(dir: &Path, port: u16) -> Mosquitto {
-        let conf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 1000000\n"
-            ),
-        )
-        .expect("conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto");
-        for _ in 0..500 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Mosquitto(child)
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+// The tests' harness: the same mosquitto (separate process, no persistence).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::Mosquitto;
 
 fn plugins() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
@@ -182,8 +144,8 @@ fn stop(mut child: Child) {
 /// Offered load `rate` readings/s (0 = as fast as the pipeline takes them).
 async fn part_a(secs: u64, rate: u64) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let _broker = Mosquitto::start(tmp.path(), port);
+    let broker = Mosquitto::start().await;
+    let port = broker.port;
     let cfg_path = config(
         tmp.path(),
         port,
@@ -289,8 +251,8 @@ fn rusage() -> f64 {
 
 async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let _broker = Mosquitto::start(tmp.path(), port);
+    let broker = Mosquitto::start().await;
+    let port = broker.port;
     let cancel = CancellationToken::new();
     let mut sims = Vec::new();
     let mut devices = String::new();
@@ -337,8 +299,8 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
 
 async fn part_c(events: u64) {
     let tmp = tempfile::tempdir().expect("tmp");
-    let port = free_port();
-    let _broker = Mosquitto::start(tmp.path(), port);
+    let broker = Mosquitto::start().await;
+    let port = broker.port;
     let cfg = config(
         tmp.path(),
         port,

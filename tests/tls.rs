@@ -6,8 +6,7 @@ mod common;
 
 use common::*;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -146,54 +145,30 @@ fn make_pki(dir: &Path) {
 }
 
 struct TlsBroker {
+    /// Plain listener, for the test's recorder.
     plain: u16,
     tls: u16,
-    child: Child,
-}
-
-impl Drop for TlsBroker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _broker: Mosquitto,
 }
 
 /// mosquitto with a plain listener (for the test's recorder) and a TLS one.
 async fn tls_broker(dir: &Path, require_certificate: bool) -> TlsBroker {
     let (plain, tls) = (free_port(), free_port());
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "per_listener_settings false\nallow_anonymous true\npersistence false\n\
-             listener {plain} 127.0.0.1\n\
-             listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+    let broker = Mosquitto::start_with(
+        plain,
+        &format!(
+            "listener {tls} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
              require_certificate {require_certificate}\n",
             d = dir.display()
         ),
     )
-    .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto");
-    for port in [plain, tls] {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mosquitto TLS did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    .await;
+    wait_listening(tls).await;
+    TlsBroker {
+        plain,
+        tls,
+        _broker: broker,
     }
-    TlsBroker { plain, tls, child }
 }
 
 fn setup_tls(tls_port: u16, dir: &Path, ca: &str, client: bool) -> Setup {

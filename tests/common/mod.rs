@@ -29,6 +29,8 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra configuration lines (e.g. a TLS listener).
+    extra: String,
 }
 
 impl Mosquitto {
@@ -37,10 +39,16 @@ impl Mosquitto {
     }
 
     pub async fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "").await
+    }
+
+    /// Starts on `port` with `extra` configuration lines appended; waits for `port`.
+    pub async fn start_with(port: u16, extra: &str) -> Mosquitto {
         let mut m = Mosquitto {
             port,
             dir: tempfile::tempdir().expect("tempdir"),
             child: None,
+            extra: extra.to_string(),
         };
         m.restart().await;
         m
@@ -53,8 +61,8 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 100000\n",
-                self.port
+                "allow_anonymous true\npersistence false\nmax_inflight_messages 0\nmax_queued_messages 1000000\nlistener {} 127.0.0.1\n{}",
+                self.port, self.extra
             ),
         )
         .expect("write mosquitto.conf");
@@ -66,20 +74,7 @@ impl Mosquitto {
             .spawn()
             .expect("mosquitto must be installed (apt-get install mosquitto)");
         self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "mosquitto did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_listening(self.port).await;
     }
 
     /// Kills the broker (SIGKILL): connections drop, nothing is persisted.
@@ -88,6 +83,21 @@ impl Mosquitto {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// Waits (bounded) until something accepts TCP connections on 127.0.0.1:`port`.
+pub async fn wait_listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

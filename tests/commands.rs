@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use polegate::demo::sim::{Registers, Sim, SimKind};
+use polegate::demo::sim::{Registers, Sim};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -24,14 +24,7 @@ struct Rig {
 async fn rig(extra_profile: Option<(&str, &str)>, profile: &str) -> Rig {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = Sim::spawn(
-        SimKind::Static,
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
-    lamp_registers(&mut sim.registers().lock().unwrap());
+    let sim = static_lamp(&cancel).await;
     let setup = Setup::new(
         broker.port,
         &format!(

@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use polegate::demo::sim::{Sim, SimKind};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -21,14 +20,7 @@ fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequence() {
     let cancel = CancellationToken::new();
-    let sim = Sim::spawn(
-        SimKind::Static,
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
-    lamp_registers(&mut sim.registers().lock().unwrap());
+    let sim = static_lamp(&cancel).await;
     // No broker yet: the port is closed.
     let port = free_port();
     let setup = Setup::new(port, &lamp(sim.addr(), 50));
@@ -86,14 +78,7 @@ async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequenc
 async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = Sim::spawn(
-        SimKind::Static,
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
-    lamp_registers(&mut sim.registers().lock().unwrap());
+    let sim = static_lamp(&cancel).await;
     let regs = sim.registers();
     let c = cancel.clone();
     tokio::spawn(async move {

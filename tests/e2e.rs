@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use polegate::demo::sim::{Fault, Sim, SimKind};
+use polegate::demo::sim::{Fault, Sim};
 use serde_json::json;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -17,18 +17,6 @@ fn lamp_device(id: &str, addr: std::net::SocketAddr, poll_ms: u64) -> String {
          meta = {{ pole = \"P-017\", street = \"Rue de la Liberté\" }}\n\
          modbus = {{ address = \"{addr}\", unit = 1 }}\n"
     )
-}
-
-async fn static_lamp(cancel: &CancellationToken) -> Sim {
-    let sim = Sim::spawn(
-        SimKind::Static,
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .expect("simulator");
-    lamp_registers(&mut sim.registers().lock().unwrap());
-    sim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

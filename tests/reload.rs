@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use polegate::demo::sim::{Sim, SimKind};
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
@@ -15,18 +14,6 @@ fn device(id: &str, addr: SocketAddr) -> String {
         "[[device]]\nid = \"{id}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = 100\n\
          modbus = {{ address = \"{addr}\", unit = 1 }}\n"
     )
-}
-
-async fn lamp(cancel: &CancellationToken) -> Sim {
-    let s = Sim::spawn(
-        SimKind::Static,
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .unwrap();
-    lamp_registers(&mut s.registers().lock().unwrap());
-    s
 }
 
 fn rewrite(setup: &Setup, port: u16, devices: &str) {
@@ -49,9 +36,9 @@ async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_se
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let (a, b, c) = (
-        lamp(&cancel).await,
-        lamp(&cancel).await,
-        lamp(&cancel).await,
+        static_lamp(&cancel).await,
+        static_lamp(&cancel).await,
+        static_lamp(&cancel).await,
     );
     let setup = Setup::new(
         broker.port,
@@ -147,7 +134,7 @@ async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_se
 async fn a_changed_config_file_is_picked_up_without_a_signal() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let (a, b) = (lamp(&cancel).await, lamp(&cancel).await);
+    let (a, b) = (static_lamp(&cancel).await, static_lamp(&cancel).await);
     let setup = Setup::new(broker.port, &device("lamp-a", a.addr()));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
     let (daemon, _reload) = Daemon::start_reloadable(&setup, true).await;

@@ -507,6 +507,19 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// A Modbus TCP simulator on 127.0.0.1:0 holding [`lamp_registers`].
+pub async fn static_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
+    let sim = polegate::demo::sim::Sim::spawn(
+        polegate::demo::sim::SimKind::Static,
+        "127.0.0.1:0".parse().expect("address"),
+        cancel.clone(),
+    )
+    .await
+    .expect("simulator");
+    lamp_registers(&mut sim.registers().lock().expect("registers"));
+    sim
+}
+
 /// Register image of a lamp (generic-lamp-modbus) with known values.
 pub fn lamp_registers(regs: &mut polegate::demo::sim::Registers) {
     regs.coils[0] = true;

@@ -211,8 +211,9 @@ impl Pipeline {
             }
             Input::CmdResult(r) => {
                 let topic = self.topic(Some(&r.device), "cmd/result");
-                let gw = self.settings.gateway.clone();
-                self.emit(topic, false, |seq, ts| encode::cmd_result(seq, ts, &gw, &r));
+                self.emit(topic, false, |seq, ts, gw| {
+                    encode::cmd_result(seq, ts, gw, &r)
+                });
             }
             Input::Reading {
                 device,
@@ -234,9 +235,8 @@ impl Pipeline {
                     })
                     .collect();
                 let topic = self.topic(Some(&device.id), "telemetry");
-                let gw = self.settings.gateway.clone();
-                self.emit(topic, false, |seq, ts| {
-                    encode::telemetry(seq, ts, &gw, &device.id, device.kind, &points)
+                self.emit(topic, false, |seq, ts, gw| {
+                    encode::telemetry(seq, ts, gw, &device.id, device.kind, &points)
                 });
             }
         }
@@ -245,12 +245,11 @@ impl Pipeline {
     /// Publishes the birth certificate of `device`.
     pub fn emit_state(&mut self, device: &DeviceInfo, online: bool, reason: Option<&str>) {
         let topic = self.topic(Some(&device.id), "state");
-        let gw = self.settings.gateway.clone();
-        self.emit(topic, true, |seq, ts| {
+        self.emit(topic, true, |seq, ts, gw| {
             encode::state(
                 seq,
                 ts,
-                &gw,
+                gw,
                 &encode::Birth {
                     device: &device.id,
                     kind: device.kind,
@@ -274,12 +273,11 @@ impl Pipeline {
         let published = self.counters.published.load(Relaxed);
         let uptime_s = self.started.elapsed().as_secs();
         let topic = self.topic(None, "stats");
-        let gw = self.settings.gateway.clone();
-        self.emit(topic, false, |seq, ts| {
+        self.emit(topic, false, |seq, ts, gw| {
             encode::stats(
                 seq,
                 ts,
-                &gw,
+                gw,
                 &encode::StatsBody {
                     uptime_s,
                     buffer_events: b.events,
@@ -310,7 +308,8 @@ impl Pipeline {
     }
 
     /// Stamps, encodes and queues one event, then wakes the publisher.
-    fn emit(&mut self, topic: String, retain: bool, build: impl FnOnce(u64, u64) -> Vec<u8>) {
+    /// `build` gets (seq, ts, gateway id).
+    fn emit(&mut self, topic: String, retain: bool, build: impl FnOnce(u64, u64, &str) -> Vec<u8>) {
         let seq = match self.queue.next_seq() {
             Ok(s) => s,
             Err(e) => {
@@ -320,7 +319,7 @@ impl Pipeline {
             }
         };
         let ts = now_ms();
-        let payload = build(seq, ts);
+        let payload = build(seq, ts, &self.settings.gateway);
         let rec = Record {
             topic,
             payload,

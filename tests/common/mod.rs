@@ -401,24 +401,33 @@ impl Daemon {
 
 /// Publishes `payload` on `topic` (QoS 1) from a throwaway client and waits for the PUBACK.
 pub async fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
+    publish_all(port, topic, &[payload], retain).await;
+}
+
+/// Publishes every payload in one burst from one client (QoS 1, in order) and waits for
+/// all their PUBACKs.
+pub async fn publish_all(port: u16, topic: &str, payloads: &[&str], retain: bool) {
     let mut opts = MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
-    let (client, mut el) = AsyncClient::new(opts, 8);
-    client
-        .publish(topic, QoS::AtLeastOnce, retain, payload.as_bytes().to_vec())
-        .await
-        .expect("queue publish");
+    let (client, mut el) = AsyncClient::new(opts, payloads.len() + 8);
+    for p in payloads {
+        client
+            .publish(topic, QoS::AtLeastOnce, retain, p.as_bytes().to_vec())
+            .await
+            .expect("queue publish");
+    }
+    let mut acked = 0;
     tokio::time::timeout(WAIT, async {
-        loop {
+        while acked < payloads.len() {
             match el.poll().await {
-                Ok(Event::Incoming(Incoming::PubAck(_))) => return,
+                Ok(Event::Incoming(Incoming::PubAck(_))) => acked += 1,
                 Ok(_) => {}
                 Err(e) => panic!("publisher: {e}"),
             }
         }
     })
     .await
-    .expect("puback in time");
+    .expect("pubacks in time");
     let _ = client.disconnect().await;
 }
 

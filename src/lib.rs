@@ -27,7 +27,6 @@
 pub mod app;
 pub mod buffer;
 pub mod cli;
-mod cli_buffer;
 pub mod commands;
 pub mod config;
 #[cfg(feature = "demo")]
@@ -36,7 +35,6 @@ pub mod model;
 pub mod northbound;
 pub mod ops;
 pub mod pipeline;
-pub mod probe;
 pub mod profile;
 pub mod script;
 pub mod southbound;

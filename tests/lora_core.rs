@@ -180,7 +180,7 @@ fn a_queued_command_expires_when_no_uplink_comes_in_time() {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
     c.write(
-        polegate::southbound::WriteRequest {
+        polegate::model::command::WriteRequest {
             device: 0,
             writes: vec![(i, polegate::model::Value::Int(30))],
             id: Some("c-9".into()),

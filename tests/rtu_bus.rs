@@ -8,10 +8,10 @@
 
 use polegate::config::{BusCfg, BusKind, Parity};
 use polegate::model::Value;
+use polegate::model::command::WriteRequest;
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
-use polegate::southbound::WriteRequest;
 use polegate::southbound::modbus::link::{Link, PolledDevice, open_serial, run_link};
 use polegate::southbound::modbus::serial::Mode;
 use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};

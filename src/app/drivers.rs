@@ -3,9 +3,9 @@
 //! behaviour: transport settings, device entries, their profiles); reload compares
 //! fingerprints so an untouched driver keeps running and misses no poll.
 
-use crate::commands::Route;
 use crate::config::{self, Config, Transport};
 use crate::ops::counters::Counters;
+use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::profile::Registry;
 use crate::southbound::INBOX_CAPACITY;

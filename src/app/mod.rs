@@ -14,15 +14,16 @@
 pub mod drivers;
 pub mod filewatch;
 
-use crate::buffer::{Queue, QueueOptions};
+use crate::buffer::{Queue, QueueOptions, WhenFull};
 use crate::commands::dedup::Dedup;
-use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY, Route};
+use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY};
 use crate::config::{self, Config};
 use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
 use crate::ops::notify::{Liveness, Notifier, status_line};
 use crate::pipeline::LINK_ONLINE;
+use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
 use crate::profile::Registry;
 use drivers::RunningDriver;
@@ -316,11 +317,7 @@ pub async fn run_with(
     let counters = Arc::new(Counters::default());
     let queue = Queue::open(
         &cfg.gateway.state_dir.join("buffer"),
-        QueueOptions {
-            max_bytes: cfg.buffer.max_bytes,
-            on_full: cfg.buffer.on_full,
-            ..QueueOptions::default()
-        },
+        queue_options(&cfg.buffer),
     )?;
     let recovered = queue.stats().corrupt_recoveries;
     Counters::add(&counters.buffer_corrupt_recovered, recovered);
@@ -494,4 +491,16 @@ pub async fn run_with(
     }
     tracing::info!(buffered = queue.len(), "stopped");
     Ok(())
+}
+
+/// The queue's options for the `[buffer]` section (the daemon and `polegate buffer`).
+pub fn queue_options(b: &crate::config::BufferCfg) -> QueueOptions {
+    QueueOptions {
+        max_bytes: b.max_bytes,
+        on_full: match b.on_full {
+            crate::config::OnFull::DropOldest => WhenFull::DropOldest,
+            crate::config::OnFull::DropNewest => WhenFull::DropNewest,
+        },
+        ..QueueOptions::default()
+    }
 }

@@ -36,8 +36,6 @@ mod sled_queue;
 pub use kv::{KvStore, MAX_KV_NAME};
 pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
 
-use crate::config::OnFull;
-
 /// One queued MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
@@ -72,10 +70,19 @@ pub struct BufferStats {
     pub disk_bytes: u64,
 }
 
+/// What a push does when the queue holds `max_bytes` already (config `buffer.on_full`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Evict the oldest events until the new one fits.
+    DropOldest,
+    /// Refuse the new event.
+    DropNewest,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueOptions {
     pub max_bytes: u64,
-    pub on_full: OnFull,
+    pub on_full: WhenFull,
     /// sled page cache; small by default (sled's own default is 1 GiB).
     pub cache_bytes: u64,
 }
@@ -84,7 +91,7 @@ impl Default for QueueOptions {
     fn default() -> Self {
         QueueOptions {
             max_bytes: 256 * 1024 * 1024,
-            on_full: OnFull::DropOldest,
+            on_full: WhenFull::DropOldest,
             cache_bytes: 4 * 1024 * 1024,
         }
     }

@@ -5,10 +5,10 @@
 //! [`KvStore`]s. Byte and event counts are kept in memory (scanned at open) under one mutex
 //! that every mutation of `events` takes, so `max_bytes` accounting stays exact.
 
+use super::WhenFull;
 use super::kv::{self, KvStore};
 use super::open::{OpenFailure, dir_size, locked_error, move_aside, open_sled_waiting};
 use super::{BufferStats, PushOutcome, QueueOptions, Record, codec, seqfile};
-use crate::config::OnFull;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -324,11 +324,11 @@ impl Queue {
         let mut evicted = 0;
         if acct.bytes + size > max {
             match self.inner.opts.on_full {
-                OnFull::DropNewest => {
+                WhenFull::DropNewest => {
                     self.inner.dropped.fetch_add(1, Ordering::Relaxed);
                     return Ok(PushOutcome::Rejected);
                 }
-                OnFull::DropOldest => {
+                WhenFull::DropOldest => {
                     while acct.bytes + size > max {
                         match self.inner.events.pop_min().map_err(|e| self.sled_err(e))? {
                             Some((_, v)) => {

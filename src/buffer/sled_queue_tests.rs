@@ -16,7 +16,7 @@ fn rec(i: u64, payload_len: usize) -> Record {
     }
 }
 
-fn opts(max_bytes: u64, on_full: OnFull) -> QueueOptions {
+fn opts(max_bytes: u64, on_full: WhenFull) -> QueueOptions {
     QueueOptions {
         max_bytes,
         on_full,
@@ -119,7 +119,7 @@ fn drop_oldest_evicts_exactly_enough_old_records_and_counts_them() {
     let one = size(&rec(0, 100));
     let q = Queue::open(
         &tmp.path().join("buffer"),
-        opts(one * 3, OnFull::DropOldest),
+        opts(one * 3, WhenFull::DropOldest),
     )
     .expect("open");
     for i in 0..3 {
@@ -152,7 +152,7 @@ fn drop_newest_rejects_when_full_and_counts_each_rejection() {
     let one = size(&rec(0, 100));
     let q = Queue::open(
         &tmp.path().join("buffer"),
-        opts(one * 2, OnFull::DropNewest),
+        opts(one * 2, WhenFull::DropNewest),
     )
     .expect("open");
     assert_eq!(
@@ -187,14 +187,14 @@ fn max_bytes_accounting_is_rebuilt_on_reopen() {
     let dir = tmp.path().join("buffer");
     let one = size(&rec(0, 50));
     {
-        let q = Queue::open(&dir, opts(one * 3, OnFull::DropNewest)).expect("open");
+        let q = Queue::open(&dir, opts(one * 3, WhenFull::DropNewest)).expect("open");
         for i in 0..3 {
             push_new(&q, &rec(i, 50));
         }
         q.ack(2).expect("ack");
         q.flush().expect("flush");
     }
-    let q = Queue::open(&dir, opts(one * 3, OnFull::DropNewest)).expect("reopen");
+    let q = Queue::open(&dir, opts(one * 3, WhenFull::DropNewest)).expect("reopen");
     let st = q.stats();
     assert_eq!((st.events, st.bytes, st.dropped), (2, one * 2, 0));
     assert!(st.disk_bytes > 0);
@@ -397,7 +397,7 @@ proptest! {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("buffer");
         let max = 600u64;
-        let on_full = if drop_oldest { OnFull::DropOldest } else { OnFull::DropNewest };
+        let on_full = if drop_oldest { WhenFull::DropOldest } else { WhenFull::DropNewest };
         let mut q = Queue::open(&dir, opts(max, on_full)).expect("open");
         let mut model: BTreeMap<u64, Record> = BTreeMap::new();
         let mut last_seq = 0;

@@ -16,9 +16,9 @@
 pub mod dedup;
 pub mod validate;
 
-use crate::model::{Value, now_ms};
-use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE};
-use crate::southbound::{WriteOutcome, WriteRequest};
+use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
+use crate::model::now_ms;
+use crate::pipeline::{Input, LINK_OFFLINE, Route};
 use dedup::Dedup;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -44,27 +44,6 @@ pub struct CommandIn {
     pub device: String,
     pub payload: Vec<u8>,
     pub retained: bool,
-}
-
-/// Where a device's writes go.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub info: Arc<DeviceInfo>,
-    pub inbox: mpsc::Sender<WriteRequest>,
-    /// Index of the device within its driver.
-    pub index: usize,
-}
-
-/// The answer to one command, published on `cmd/result`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CmdResult {
-    pub device: String,
-    pub id: Option<String>,
-    pub ok: bool,
-    pub points: Vec<(String, Value)>,
-    pub error: Option<String>,
-    /// LoRa: `queued`, then `sent`, `expired` or `failed` (SPEC §8 "LoRa commands").
-    pub status: Option<String>,
 }
 
 struct Bucket {

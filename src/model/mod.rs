@@ -1,6 +1,9 @@
 //! Vocabulary-level data shared by every layer: equipment kinds, point values and
 //! wall-clock timestamps. Pure: no I/O.
 
+pub mod bytes;
+pub mod command;
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -202,7 +202,12 @@ fn named(out: &mut String, n: &crate::ops::counters::Named) {
 }
 
 /// `P/G/D/cmd/result`.
-pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &crate::commands::CmdResult) -> Vec<u8> {
+pub fn cmd_result(
+    seq: u64,
+    ts_ms: u64,
+    gateway: &str,
+    r: &crate::model::command::CmdResult,
+) -> Vec<u8> {
     let mut out = String::with_capacity(160);
     head(&mut out, seq, ts_ms, gateway);
     key(&mut out, "device");

@@ -42,6 +42,15 @@ pub struct DeviceInfo {
     pub heartbeat_ms: u64,
 }
 
+/// Where a device's writes go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub info: Arc<DeviceInfo>,
+    pub inbox: mpsc::Sender<crate::model::command::WriteRequest>,
+    /// Index of the device within its driver.
+    pub index: usize,
+}
+
 /// Messages from the drivers.
 #[derive(Debug)]
 pub enum Input {
@@ -54,7 +63,7 @@ pub enum Input {
         force: Vec<usize>,
     },
     /// The answer to a command.
-    CmdResult(crate::commands::CmdResult),
+    CmdResult(crate::model::command::CmdResult),
     /// After a reload: the enabled devices now (for the `stats` counts).
     Devices(Vec<Arc<DeviceInfo>>),
     /// After a reload: a device no longer in the configuration (offline, "removed").

@@ -30,45 +30,7 @@ fn range_checked(name: &str, v: INT, lo: INT, hi: INT) -> Res<INT> {
     }
 }
 
-/// CRC-16/Modbus (poly 0xA001 reflected, init 0xFFFF), transmitted low byte first: the
-/// same function the Modbus RTU framing uses.
-pub use crate::southbound::modbus::frame::crc16 as crc16_modbus;
-
-pub fn sum8(data: &[u8]) -> u8 {
-    data.iter().fold(0u8, |a, b| a.wrapping_add(*b))
-}
-
-pub fn xor8(data: &[u8]) -> u8 {
-    data.iter().fold(0u8, |a, b| a ^ b)
-}
-
-pub fn hex_encode(data: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(data.len() * 2);
-    for b in data {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xF) as usize] as char);
-    }
-    s
-}
-
-/// Accepts upper or lower case and ignores spaces; an odd digit count is an error.
-pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
-    let digits: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
-    if !digits.len().is_multiple_of(2) {
-        return Err(format!("hex_decode: odd number of hex digits in {s:?}"));
-    }
-    let val = |c: u8| match c {
-        b'0'..=b'9' => Ok(c - b'0'),
-        b'a'..=b'f' => Ok(c - b'a' + 10),
-        b'A'..=b'F' => Ok(c - b'A' + 10),
-        _ => Err(format!("hex_decode: {:?} is not a hex digit", c as char)),
-    };
-    digits
-        .chunks(2)
-        .map(|p| Ok((val(p[0])? << 4) | val(p[1])?))
-        .collect()
-}
+pub use crate::model::bytes::{crc16_modbus, hex_decode, hex_encode, sum8, xor8};
 
 macro_rules! read_int {
     ($e:ident, $name:literal, $ty:ty, $n:literal, $from:ident) => {

@@ -7,7 +7,7 @@ use super::core::{
 };
 use super::semtech::{self, Txpk};
 use super::session::{Downlink, MAX_PENDING};
-use crate::southbound::{WriteOutcome, WriteRequest};
+use crate::model::command::{WriteOutcome, WriteRequest};
 use std::time::{Duration, Instant};
 
 impl Core {

@@ -18,9 +18,9 @@ pub mod udp;
 
 use crate::buffer::Queue;
 use crate::config::lora::{LoraCfg, LoraSource};
+use crate::model::command::WriteRequest;
 use crate::ops::counters::Counters;
 use crate::pipeline::Input;
-use crate::southbound::WriteRequest;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

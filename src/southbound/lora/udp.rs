@@ -2,9 +2,9 @@
 //! its datagrams out on the socket and its inputs into the pipeline.
 
 use super::core::{Core, Out};
+use crate::model::command::WriteRequest;
 use crate::model::now_ms;
 use crate::pipeline::Input;
-use crate::southbound::WriteRequest;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;

@@ -13,28 +13,7 @@
 use std::borrow::Cow;
 use tokio_modbus::{ExceptionCode, Request, Response};
 
-/// CRC-16/Modbus (poly 0xA001 reflected, init 0xFFFF), sent low byte first.
-pub fn crc16(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0xFFFF;
-    for &b in data {
-        crc ^= u16::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    crc
-}
-
-/// Longitudinal redundancy check of Modbus ASCII: two's complement of the byte sum.
-pub fn lrc(data: &[u8]) -> u8 {
-    data.iter()
-        .fold(0u8, |a, &b| a.wrapping_add(b))
-        .wrapping_neg()
-}
+use crate::model::bytes::{crc16_modbus, lrc};
 
 fn be(v: u16) -> [u8; 2] {
     v.to_be_bytes()
@@ -245,7 +224,7 @@ pub fn rtu_frame(unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(pdu.len() + 3);
     f.push(unit);
     f.extend_from_slice(pdu);
-    let crc = crc16(&f);
+    let crc = crc16_modbus(&f);
     f.extend(crc.to_le_bytes());
     f
 }
@@ -304,7 +283,7 @@ pub fn rtu_request_len(buf: &[u8]) -> Option<usize> {
 pub fn crc_ok(frame: &[u8]) -> bool {
     frame.len() >= 4 && {
         let (body, crc) = frame.split_at(frame.len() - 2);
-        crc16(body).to_le_bytes() == [crc[0], crc[1]]
+        crc16_modbus(body).to_le_bytes() == [crc[0], crc[1]]
     }
 }
 

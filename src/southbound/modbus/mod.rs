@@ -17,9 +17,9 @@ pub mod slave;
 pub mod tally;
 pub mod write;
 
-use crate::commands::Route;
 use crate::config::{BusCfg, BusKind, Framing, Transport};
 use crate::ops::counters::Counters;
+use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::INBOX_CAPACITY;
 use link::{Link, PolledDevice, run_link};

@@ -123,7 +123,7 @@ impl Buses {
 /// Starts the task of one bus; commands for its devices arrive on `inbox`.
 pub fn spawn_bus(
     bus: SerialBus,
-    inbox: mpsc::Receiver<crate::southbound::WriteRequest>,
+    inbox: mpsc::Receiver<crate::model::command::WriteRequest>,
     tx: &mpsc::Sender<Input>,
     counters: &Arc<Counters>,
     cancel: &CancellationToken,

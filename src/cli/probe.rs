@@ -7,7 +7,7 @@
 //! Exit codes: 0 read ok; 2 usage error (bad `--read`, type wider than the range);
 //! 3 the transport failed or the device answered with an exception.
 
-use crate::cli::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
+use super::exit::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 use crate::config::{BusCfg, BusKind, Framing, Parity};
 use crate::ops::counters::Counters;
 use crate::profile::{PointDef, PointType, RegisterRef, Table, WordOrder, codec};

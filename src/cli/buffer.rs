@@ -4,8 +4,9 @@
 //! wait with [`BufferError::Locked`], which we turn into a message that says what to do and
 //! exit code 3 (runtime), without touching the buffer.
 
-use crate::buffer::{BufferError, Queue, QueueOptions};
-use crate::cli::{BufferAction, EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
+use super::BufferAction;
+use super::exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
+use crate::buffer::{BufferError, Queue};
 use std::path::Path;
 
 pub fn buffer(config: &Path, action: BufferAction) -> i32 {
@@ -17,14 +18,7 @@ pub fn buffer(config: &Path, action: BufferAction) -> i32 {
         }
     };
     let dir = cfg.gateway.state_dir.join("buffer");
-    let queue = match Queue::open(
-        &dir,
-        QueueOptions {
-            max_bytes: cfg.buffer.max_bytes,
-            on_full: cfg.buffer.on_full,
-            ..QueueOptions::default()
-        },
-    ) {
+    let queue = match Queue::open(&dir, crate::app::queue_options(&cfg.buffer)) {
         Ok(q) => q,
         Err(BufferError::Locked { path, holder, .. }) => {
             eprintln!("{}", daemon_running_message(&path, &holder));

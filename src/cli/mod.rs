@@ -7,10 +7,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use tokio_util::sync::CancellationToken;
 
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_CONFIG: i32 = 1;
-pub const EXIT_USAGE: i32 = 2;
-pub const EXIT_RUNTIME: i32 = 3;
+mod buffer;
+mod exit;
+pub mod probe;
+
+pub use exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,7 +64,7 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ProbeProtocol {
     /// Modbus TCP, RTU over TCP, or RTU/ASCII on a serial port.
-    Modbus(crate::probe::ModbusProbe),
+    Modbus(probe::ModbusProbe),
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,11 +99,11 @@ pub fn main() -> i32 {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
         Command::Profiles { config } => profiles(&config),
-        Command::Buffer { action, config } => crate::cli_buffer::buffer(&config, action),
+        Command::Buffer { action, config } => buffer::buffer(&config, action),
         Command::Demo { duration } => demo(duration),
         Command::Probe {
             protocol: ProbeProtocol::Modbus(args),
-        } => crate::probe::modbus(&args),
+        } => probe::modbus(&args),
     }
 }
 

@@ -22,7 +22,6 @@ use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
 use crate::ops::notify::{Liveness, Notifier, status_line};
-use crate::pipeline::LINK_ONLINE;
 use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
 use crate::profile::Registry;
@@ -176,7 +175,7 @@ impl Supervisor {
         let infos = self.device_infos();
         let online = infos
             .iter()
-            .filter(|d| d.link.load(Relaxed) == LINK_ONLINE)
+            .filter(|d| d.link.is_online())
             .count();
         status_line(
             online,

@@ -18,13 +18,13 @@ pub mod validate;
 
 use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
-use crate::pipeline::{Input, LINK_OFFLINE, Route};
+use crate::model::LinkState;
+use crate::pipeline::{Input, Route};
 use dedup::Dedup;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -155,7 +155,7 @@ impl Commands {
             Ok(w) => w,
             Err(e) => return fail(&c.device, id, e),
         };
-        if route.info.link.load(Relaxed) == LINK_OFFLINE {
+        if route.info.link.get() == LinkState::Offline {
             return fail(&c.device, id, "device offline".into());
         }
         let (tx, rx) = oneshot::channel();

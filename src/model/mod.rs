@@ -3,6 +3,9 @@
 
 pub mod bytes;
 pub mod command;
+pub mod link;
+
+pub use link::{LinkCell, LinkState};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -24,18 +24,13 @@ use tokio::time::{Instant, MissedTickBehavior};
 /// Capacity of the channel from the drivers into the pipeline.
 pub const INPUT_CAPACITY: usize = 1024;
 
-/// Device liveness as seen by its driver: not polled yet since start.
-pub const LINK_UNKNOWN: u8 = 0;
-pub const LINK_ONLINE: u8 = 1;
-pub const LINK_OFFLINE: u8 = 2;
-
 /// What the pipeline knows about one device.
 #[derive(Debug)]
 pub struct DeviceInfo {
     pub id: String,
-    /// Set by the driver on each transition ([`LINK_UNKNOWN`], [`LINK_ONLINE`],
-    /// [`LINK_OFFLINE`]); commands to a device known to be offline fail fast.
-    pub link: std::sync::atomic::AtomicU8,
+    /// Set by the driver on each transition; commands to a device known to be offline
+    /// fail fast, and the `stats` counts read it.
+    pub link: crate::model::LinkCell,
     pub kind: Kind,
     pub profile: ProfileRef,
     pub meta: serde_json::Map<String, serde_json::Value>,
@@ -93,7 +88,8 @@ pub struct Pipeline {
     wake: Arc<Notify>,
     counters: Arc<Counters>,
     reporters: HashMap<String, Reporter>,
-    online: HashMap<String, bool>,
+    /// The enabled devices (for the `stats` counts).
+    devices: Vec<Arc<DeviceInfo>>,
     started: Instant,
     /// Whether the last push found the buffer full (logged on change only).
     full: bool,
@@ -115,7 +111,7 @@ impl Pipeline {
             wake,
             counters,
             reporters: HashMap::new(),
-            online: devices.iter().map(|d| (d.id.clone(), false)).collect(),
+            devices: devices.to_vec(),
             started: Instant::now(),
             full: false,
             heartbeat: None,
@@ -198,7 +194,6 @@ impl Pipeline {
                 online,
                 reason,
             } => {
-                self.online.insert(device.id.clone(), online);
                 if online && let Some(r) = self.reporters.get_mut(&device.id) {
                     r.reset();
                 }
@@ -206,15 +201,12 @@ impl Pipeline {
             }
             Input::Settings(s) => self.settings = s,
             Input::Devices(list) => {
-                let old = std::mem::take(&mut self.online);
-                self.online = list
-                    .iter()
-                    .map(|d| (d.id.clone(), old.get(&d.id).copied().unwrap_or(false)))
-                    .collect();
-                self.reporters.retain(|id, _| self.online.contains_key(id));
+                self.reporters
+                    .retain(|id, _| list.iter().any(|d| &d.id == id));
+                self.devices = list;
             }
             Input::Removed(device) => {
-                self.online.remove(&device.id);
+                self.devices.retain(|d| d.id != device.id);
                 self.reporters.remove(&device.id);
                 self.emit_state(&device, false, Some("removed"));
             }
@@ -274,8 +266,8 @@ impl Pipeline {
 
     fn emit_stats(&mut self) {
         let b = self.queue.stats();
-        let online = self.online.values().filter(|o| **o).count() as u64;
-        let offline = self.online.len() as u64 - online;
+        let online = self.devices.iter().filter(|d| d.link.is_online()).count() as u64;
+        let offline = self.devices.len() as u64 - online;
         let errors = self.counters.errors();
         let links = self.counters.breakdown.links();
         let device_errors = self.counters.breakdown.device_errors();

@@ -5,9 +5,9 @@
 
 use crate::model::{Value, now_ms};
 use crate::ops::ratelimit::{FailureLog, LogAction};
-use crate::pipeline::{DeviceInfo, Input, LINK_OFFLINE, LINK_ONLINE};
+use crate::model::LinkState;
+use crate::pipeline::{DeviceInfo, Input};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 /// Consecutive failed poll cycles after which a device is reported offline.
 pub const OFFLINE_AFTER_FAILURES: u32 = 3;
@@ -15,7 +15,6 @@ pub const OFFLINE_AFTER_FAILURES: u32 = 3;
 #[derive(Debug, Default)]
 pub struct Health {
     failures: u32,
-    online: Option<bool>,
     log: FailureLog,
 }
 
@@ -33,10 +32,8 @@ impl Health {
         if let LogAction::Recovered { count } = self.log.success() {
             tracing::info!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, failures = count, "device responding again");
         }
-        let came_online = self.online != Some(true);
+        let came_online = info.link.set(LinkState::Online);
         if came_online {
-            self.online = Some(true);
-            info.link.store(LINK_ONLINE, Relaxed);
             tracing::info!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, "device online");
             out.push(Input::State {
                 device: info.clone(),
@@ -74,9 +71,7 @@ impl Health {
             }
             _ => {}
         }
-        if self.failures >= OFFLINE_AFTER_FAILURES && self.online != Some(false) {
-            self.online = Some(false);
-            info.link.store(LINK_OFFLINE, Relaxed);
+        if self.failures >= OFFLINE_AFTER_FAILURES && info.link.set(LinkState::Offline) {
             tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, failures = self.failures, "device offline");
             out.push(Input::State {
                 device: info.clone(),

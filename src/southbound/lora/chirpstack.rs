@@ -13,6 +13,7 @@ use super::ns_pending::{Pending, PendingDown};
 use super::semtech::{b64, unb64};
 use super::session::hex;
 use crate::config::lora::ChirpstackCfg;
+use crate::model::LinkState;
 use crate::model::command::CmdResult;
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
@@ -22,7 +23,6 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -165,7 +165,6 @@ pub async fn run_chirpstack(
         .collect();
     let now = Instant::now();
     let mut last_uplink = vec![now; devices.len()];
-    let mut online = vec![false; devices.len()];
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut inbox_open = true;
     loop {
@@ -186,9 +185,7 @@ pub async fn run_chirpstack(
                             Ok(up) => if let Some(&i) = by_eui.get(&up.dev_eui) {
                                 let d = &devices[i];
                                 last_uplink[i] = Instant::now();
-                                if !online[i] {
-                                    online[i] = true;
-                                    d.info.link.store(crate::pipeline::LINK_ONLINE, Relaxed);
+                                if d.info.link.set(LinkState::Online) {
                                     inputs.push(Input::State { device: d.info.clone(), online: true, reason: None });
                                 }
                                 inputs.push(reading(d, &up, &counters));
@@ -235,9 +232,10 @@ pub async fn run_chirpstack(
             _ = tick.tick() => {
                 let now = Instant::now();
                 for (i, d) in devices.iter().enumerate() {
-                    if online[i] && now.saturating_duration_since(last_uplink[i]) >= d.offline_after() {
-                        online[i] = false;
-                        d.info.link.store(crate::pipeline::LINK_OFFLINE, Relaxed);
+                    if d.info.link.is_online()
+                        && now.saturating_duration_since(last_uplink[i]) >= d.offline_after()
+                        && d.info.link.set(LinkState::Offline)
+                    {
                         inputs.push(Input::State { device: d.info.clone(), online: false, reason: Some(format!("no uplink for {} s", d.offline_after().as_secs())) });
                     }
                 }

@@ -14,6 +14,7 @@ use super::session::{Downlink, Store};
 use crate::buffer::Queue;
 use crate::config::lora::{LoraCfg, LoraDeviceCfg};
 use crate::model::Value;
+use crate::model::LinkState;
 use crate::model::command::CmdResult;
 use crate::ops::counters::Counters;
 use crate::ops::ratelimit::{FailureLog, LogAction};
@@ -21,7 +22,6 @@ use crate::pipeline::{DeviceInfo, Input};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 /// How long copies of one frame are collected before it is handled.
@@ -91,7 +91,6 @@ pub struct Core {
     pub(super) heard: HashMap<Vec<u8>, Heard>,
     pub(super) inflight: HashMap<u16, InFlight>,
     pub(super) last_uplink: Vec<Instant>,
-    pub(super) online: Vec<bool>,
     pub(super) logs: HashMap<&'static str, FailureLog>,
     pub(super) next_token: u16,
     pub(super) saved_join_nonce: u32,
@@ -131,7 +130,6 @@ impl Core {
             heard: HashMap::new(),
             inflight: HashMap::new(),
             last_uplink: vec![now; n],
-            online: vec![false; n],
             logs: HashMap::new(),
             next_token: fastrand::u16(..),
             saved_join_nonce: server_join_nonce,
@@ -270,7 +268,7 @@ impl Core {
             }
         }
         for i in 0..self.devices.len() {
-            if self.online[i]
+            if self.devices[i].info.link.is_online()
                 && now.saturating_duration_since(self.last_uplink[i])
                     >= self.devices[i].offline_after()
             {
@@ -304,16 +302,12 @@ impl Core {
     }
 
     fn set_online(&mut self, i: usize, online: bool, out: &mut Out) {
-        self.online[i] = online;
         let info = &self.devices[i].info;
-        info.link.store(
-            if online {
-                crate::pipeline::LINK_ONLINE
-            } else {
-                crate::pipeline::LINK_OFFLINE
-            },
-            Relaxed,
-        );
+        info.link.set(if online {
+            LinkState::Online
+        } else {
+            LinkState::Offline
+        });
         let reason = (!online).then(|| {
             format!(
                 "no uplink for {} s",
@@ -372,7 +366,7 @@ impl Core {
                     return;
                 }
                 self.last_uplink[device] = now;
-                if !self.online[device] {
+                if !self.devices[device].info.link.is_online() {
                     self.set_online(device, true, out);
                 }
                 if fopts || fport == Some(0) {

@@ -173,10 +173,7 @@ impl Supervisor {
     /// The `STATUS=` line.
     fn status(&self) -> String {
         let infos = self.device_infos();
-        let online = infos
-            .iter()
-            .filter(|d| d.link.is_online())
-            .count();
+        let online = infos.iter().filter(|d| d.link.is_online()).count();
         status_line(
             online,
             self.devices_count.load(Relaxed),

@@ -16,9 +16,9 @@
 pub mod dedup;
 pub mod validate;
 
+use crate::model::LinkState;
 use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
-use crate::model::LinkState;
 use crate::pipeline::{Input, Route};
 use dedup::Dedup;
 use futures_util::StreamExt;

@@ -3,7 +3,7 @@
 //! with file and line, and a missing `decode_uplink` (or `encode_downlink` when a point is
 //! writable); the LoRa driver runs the compiled script it finds in the [`LoraSpec`].
 
-use super::report::Report;
+use super::report::{Report, WRITABLE};
 use super::{LoraSpec, PointDef};
 
 pub(super) fn check_lora(
@@ -36,17 +36,17 @@ pub(super) fn check_lora(
         Some(Some(name)) => name,
     };
     let script = r.script("lora.script", script_name)?;
-    if !script.has_fn("decode_uplink", 2) {
-        r.err(
-            "lora.script",
-            format!("{script_name} does not define fn decode_uplink(fport, bytes)"),
-        );
-    }
-    if points.iter().any(|p| p.writable) && !script.has_fn("encode_downlink", 2) {
-        r.err(
-            "lora.script",
-            format!("{script_name} does not define fn encode_downlink(point, value), needed by writable points"),
-        );
+    let file = (script_name, &script);
+    r.require_fn(
+        "lora.script",
+        file,
+        "decode_uplink",
+        &["fport", "bytes"],
+        "",
+    );
+    if points.iter().any(|p| p.writable) {
+        let params = ["point", "value"];
+        r.require_fn("lora.script", file, "encode_downlink", &params, WRITABLE);
     }
     Some(LoraSpec { script })
 }

@@ -6,6 +6,9 @@ use crate::script::{Engine, Script};
 use serde::de::DeserializeOwned;
 use std::path::Path;
 
+/// Why a script must define its write function.
+pub(super) const WRITABLE: &str = ", needed by writable points";
+
 /// The problems of one file, and the file (scripts resolve beside it).
 pub(super) struct Report<'a> {
     pub file: &'a Path,
@@ -71,6 +74,25 @@ impl Report<'_> {
             return None;
         };
         parse(v).map_err(|e| self.err(key, e.to_string())).ok()
+    }
+
+    /// Reports at `key` unless `script` (the file `file`) defines `fn name(params)`; `why`
+    /// ends the message (", needed by writable points") or is empty.
+    pub fn require_fn(
+        &mut self,
+        key: &str,
+        (file, script): (&str, &Script),
+        name: &str,
+        params: &[&str],
+        why: &str,
+    ) {
+        if !script.has_fn(name, params.len()) {
+            let params = params.join(", ");
+            self.err(
+                key,
+                format!("{file} does not define fn {name}({params}){why}"),
+            );
+        }
     }
 
     /// Compiles `name`, a script file beside the profile, reporting a failure at `key`.

@@ -2,7 +2,7 @@
 //! framing, the encoding `decode` receives, the poll requests, reply handling, and the
 //! script, compiled here so `check` reports its syntax errors with their file and line.
 
-use super::report::Report;
+use super::report::{Report, WRITABLE};
 use super::{PointDef, SerialEncoding, SerialFraming, SerialSpec};
 use serde::Deserialize;
 
@@ -112,17 +112,11 @@ pub(super) fn check_serial(
         return None;
     };
     let script = r.script("serial.script", &script_name)?;
-    if !script.has_fn("decode", 1) {
-        r.err(
-            "serial.script",
-            format!("{script_name} does not define fn decode(frame)"),
-        );
-    }
-    if points.iter().any(|p| p.writable) && !script.has_fn("encode", 3) {
-        r.err(
-            "serial.script",
-            format!("{script_name} does not define fn encode(point, value, address), needed by writable points"),
-        );
+    let file = (script_name.as_str(), &script);
+    r.require_fn("serial.script", file, "decode", &["frame"], "");
+    if points.iter().any(|p| p.writable) {
+        let params = ["point", "value", "address"];
+        r.require_fn("serial.script", file, "encode", &params, WRITABLE);
     }
     Some(SerialSpec {
         framing: framing?,

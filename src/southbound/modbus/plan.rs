@@ -240,13 +240,9 @@ mod tests {
             PointType::String,
             PointType::Bool,
         ]);
-        let tables = prop::sample::select(vec![
-            Table::Coil,
-            Table::Discrete,
-            Table::Input,
-            Table::Holding,
-        ]);
-        (tables, 0u16..3000, types, 1u16..=125).prop_map(|(table, address, ty, length)| {
+        let tables = prop::sample::select(Table::ALL.to_vec());
+        let lengths = 1u16..=Table::Holding.max_per_read();
+        (tables, 0u16..3000, types, lengths).prop_map(|(table, address, ty, length)| {
             let ty = if table.is_bits() { PointType::Bool } else { ty };
             let mut p = pt(table, address, ty);
             if let Some(r) = p.reg.as_mut() {

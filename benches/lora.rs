@@ -69,7 +69,7 @@ fn main() {
     let (reg, _) = Registry::load(&[plugins]);
     let profile = reg.get("generic-lamp-lora").unwrap().clone();
     let engine = polegate::script::Engine::new();
-    let codec = LoraCodec::load(&engine, &profile).unwrap();
+    let codec = LoraCodec::new(&engine, &profile).unwrap();
     let frames: Vec<Vec<u8>> = (1..=N).map(frame).collect();
     let datagrams: Vec<Vec<u8>> = frames
         .iter()

@@ -57,7 +57,7 @@ fn core() -> Core {
     let (reg, _) = Registry::load(&[dir]);
     let profile = reg.get("generic-lamp-lora").unwrap().clone();
     let engine = polegate::script::Engine::new();
-    let codec = polegate::southbound::lora::codec::LoraCodec::load(&engine, &profile).ok();
+    let codec = polegate::southbound::lora::codec::LoraCodec::new(&engine, &profile);
     let devices = activations()
         .into_iter()
         .enumerate()

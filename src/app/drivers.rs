@@ -88,16 +88,11 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
                 serial.add(cfg, bus, info, address, poll);
             }
             Transport::Lora(l) if cfg.lora.is_some() => {
-                let codec = match crate::southbound::lora::codec::LoraCodec::load(
-                    &script_engine,
-                    &info.profile,
-                ) {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        tracing::error!(device_id = %d.id, error = %e, "LoRa profile script unusable; uplinks not decoded");
-                        None
-                    }
-                };
+                let codec =
+                    crate::southbound::lora::codec::LoraCodec::new(&script_engine, &info.profile);
+                if codec.is_none() {
+                    tracing::error!(device_id = %d.id, profile = %d.profile, "not a LoRa profile; uplinks not decoded");
+                }
                 lora.push(crate::southbound::lora::core::LoraDevice {
                     info,
                     cfg: l.clone(),

@@ -75,24 +75,19 @@ pub fn parse_read(s: &str) -> Result<ReadSpec, String> {
             "--read '{s}': expected TABLE:ADDR:COUNT, e.g. holding:0:2"
         ));
     };
+    // "coils" too: the probe is typed by hand, profiles are not.
     let table = match *t {
-        "coil" | "coils" => Table::Coil,
-        "discrete" => Table::Discrete,
-        "input" => Table::Input,
-        "holding" => Table::Holding,
-        other => {
-            return Err(format!(
-                "--read: '{other}' is not a table: coil, discrete, input or holding"
-            ));
-        }
-    };
+        "coils" => Ok(Table::Coil),
+        other => other.parse::<Table>(),
+    }
+    .map_err(|_| format!("--read: '{t}' is not a table: coil, discrete, input or holding"))?;
     let start: u16 = a
         .parse()
         .map_err(|_| format!("--read: address '{a}' is not 0..=65535"))?;
     let count: u16 = c
         .parse()
         .map_err(|_| format!("--read: count '{c}' is not a number"))?;
-    let max = if table.is_bits() { 2000 } else { 125 };
+    let max = table.max_per_read();
     if count == 0 || count > max {
         return Err(format!(
             "--read: count {count} must be 1..={max} for {}",
@@ -110,32 +105,17 @@ pub fn parse_read(s: &str) -> Result<ReadSpec, String> {
 }
 
 fn parse_type(s: &str) -> Result<PointType, String> {
-    Ok(match s {
-        "bool" => PointType::Bool,
-        "u16" => PointType::U16,
-        "i16" => PointType::I16,
-        "u32" => PointType::U32,
-        "i32" => PointType::I32,
-        "u64" => PointType::U64,
-        "i64" => PointType::I64,
-        "f32" => PointType::F32,
-        "f64" => PointType::F64,
-        "string" => PointType::String,
-        other => return Err(format!("--type: '{other}' is not a type")),
-    })
+    s.parse()
+        .map_err(|_| format!("--type: '{s}' is not a type"))
 }
 
+/// Any case: profiles write `ABCD`, the command line usually `abcd`.
 fn parse_order(s: &str) -> Result<WordOrder, String> {
-    Ok(match s.to_ascii_lowercase().as_str() {
-        "abcd" => WordOrder::Abcd,
-        "dcba" => WordOrder::Dcba,
-        "badc" => WordOrder::Badc,
-        "cdab" => WordOrder::Cdab,
-        other => {
-            return Err(format!(
-                "--order: '{other}' is not a word order: abcd, dcba, badc or cdab"
-            ));
-        }
+    s.to_ascii_uppercase().parse().map_err(|_| {
+        format!(
+            "--order: '{}' is not a word order: abcd, dcba, badc or cdab",
+            s.to_ascii_lowercase()
+        )
     })
 }
 
@@ -351,5 +331,22 @@ mod tests {
         assert!(parse_read("flash:0:2").unwrap_err().contains("not a table"));
         assert!(parse_read("holding:0:126").unwrap_err().contains("1..=125"));
         assert!(parse_read("coil:65535:2").unwrap_err().contains("past"));
+    }
+
+    #[test]
+    fn types_and_orders_parse_like_profiles_but_orders_in_any_case() {
+        assert_eq!(parse_type("f32"), Ok(PointType::F32));
+        assert_eq!(
+            parse_type("float").unwrap_err(),
+            "--type: 'float' is not a type"
+        );
+        assert_eq!(parse_order("cdab"), Ok(WordOrder::Cdab));
+        assert_eq!(parse_order("BaDc"), Ok(WordOrder::Badc));
+        assert_eq!(
+            parse_order("XYZW").unwrap_err(),
+            "--order: 'xyzw' is not a word order: abcd, dcba, badc or cdab"
+        );
+        assert_eq!(parse_read("coils:0:8").map(|r| r.table), Ok(Table::Coil));
+        assert!(parse_read("coil:0:2001").unwrap_err().contains("1..=2000"));
     }
 }

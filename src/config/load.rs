@@ -9,29 +9,16 @@
 //! wrong and every missing key would be reported as well.
 
 use super::Config;
+use crate::model::{FileError, line_col};
 use crate::profile::{Protocol, Registry};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// One configuration problem: `file: key.path: message`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError {
-    pub file: PathBuf,
-    /// e.g. `device[3].modbus.unit`; empty for file-level problems (syntax, unreadable).
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}: {}", self.file.display(), self.message)
-        } else {
-            write!(f, "{}: {}: {}", self.file.display(), self.key, self.message)
-        }
-    }
-}
+/// One configuration problem: `file: key.path: message`, the key path like
+/// `device[3].modbus.unit`, empty for file-level problems (syntax, unreadable). The same
+/// type as a profile's problems, so `check` prints both alike.
+pub type ConfigError = FileError;
 
 /// Every problem found.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +116,7 @@ pub fn load_with_env(path: &Path, env: &[(String, String)]) -> Result<Config, Co
     let merged = read_layers(path, env, &mut errors);
     // Unreadable files and syntax errors stop here: indexes into the merged lists would
     // be wrong and every key of a missing file would be reported as missing too.
-    if errors.iter().any(|e| e.key.is_empty()) {
+    if errors.iter().any(FileError::is_file_level) {
         return Err(ConfigErrors(errors));
     }
     let state_directory = env
@@ -207,15 +194,6 @@ fn read_toml(file: &Path) -> Result<toml::Table, ConfigError> {
             message: format!("TOML syntax error{at}: {}", e.message().trim_end()),
         }
     })
-}
-
-/// 1-based line and column (in characters) of byte `offset`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset.min(text.len())).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let col = before[line_start..].chars().count() + 1;
-    (line, col)
 }
 
 fn merge_file(

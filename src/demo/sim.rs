@@ -15,6 +15,7 @@
 
 pub mod behaviour;
 
+use crate::model::limits;
 use std::future::{Ready, ready};
 use std::io;
 use std::net::SocketAddr;
@@ -37,9 +38,9 @@ use self::behaviour::{Charger, Lamp, Meter, Model};
 pub const TABLE_LEN: usize = 128;
 /// Period of the behaviour task.
 pub const TICK: Duration = Duration::from_millis(500);
-/// Modbus limits on one read (spec: 2000 bits, 125 registers).
-const MAX_READ_BITS: usize = 2000;
-const MAX_READ_WORDS: usize = 125;
+/// Modbus limits on one read: a real device refuses larger requests, so the simulator does.
+const MAX_READ_BITS: usize = limits::MODBUS_MAX_READ_BITS as usize;
+const MAX_READ_WORDS: usize = limits::MODBUS_MAX_READ_REGISTERS as usize;
 
 /// The four Modbus tables of one simulated device, 0-based.
 #[derive(Debug, Clone, PartialEq, Eq)]

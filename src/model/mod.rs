@@ -3,8 +3,11 @@
 
 pub mod bytes;
 pub mod command;
+pub mod file_error;
+pub mod limits;
 pub mod link;
 
+pub use file_error::{FileError, line_col};
 pub use link::{LinkCell, LinkState};
 
 use serde::{Deserialize, Serialize};

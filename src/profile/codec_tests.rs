@@ -282,18 +282,7 @@ fn malformed_input_is_an_error_not_a_panic() {
 }
 
 fn any_type() -> impl Strategy<Value = PointType> {
-    prop::sample::select(vec![
-        PointType::Bool,
-        PointType::U16,
-        PointType::I16,
-        PointType::U32,
-        PointType::I32,
-        PointType::U64,
-        PointType::I64,
-        PointType::F32,
-        PointType::F64,
-        PointType::String,
-    ])
+    prop::sample::select(PointType::ALL.to_vec())
 }
 
 proptest! {

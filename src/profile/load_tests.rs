@@ -2,6 +2,7 @@
 //! reported with its file and key path (line and column for syntax errors), and that
 //! discovery walks vendor folders, tolerates missing dirs and reports duplicates.
 use super::*;
+use crate::profile::WordOrder;
 use std::fs;
 
 const LAMP_HEAD: &str = "name = \"t\"\nkind = \"lamp\"\nprotocol = \"modbus\"\n";
@@ -213,7 +214,10 @@ fn serial_and_lora_points_reject_modbus_addressing_and_keep_their_tables() {
     .unwrap();
     let profile = parse(&dir.path().join("s.toml"), lora).expect("valid lora profile");
     assert_eq!(profile.uplink_interval_s, Some(600));
-    assert!(profile.lora.is_some_and(|t| t.contains_key("script")));
+    // The script named by [lora] travels compiled in the profile.
+    assert!(profile.lora.is_some_and(
+        |l| l.script.path().ends_with("s.rhai") && l.script.has_fn("decode_uplink", 2)
+    ));
     assert!(profile.points.iter().all(|p| p.reg.is_none()));
     let rssi_on_modbus =
         point("name = \"rssi\"\nunit = \"dBm\"\ntable = \"input\"\naddress = 0\ntype = \"i16\"");

@@ -2,19 +2,55 @@
 //! `gateway.plugins_dirs`. A profile maps native data (registers, frames) to normalized
 //! points. Loading collects every problem with its file and key path; codecs are pure.
 //!
-//! Layout: `load.rs` (discovery, parsing, validation), `vocab.rs` (normalized names per
-//! kind), `codec.rs` (register images <-> values, scale/offset, enums).
+//! Layout, the loader split by what it checks: `load.rs` (discovery, the registry, the
+//! top-level keys), `report.rs` (collecting problems with their key paths), `points.rs`
+//! (each `[[point]]`), `registers.rs` (Modbus addressing), `serial.rs` (the `[serial]`
+//! section), `lora.rs` (the `[lora]` section), `vocab.rs` (normalized names per kind and
+//! the check against them); `codec.rs` (register images <-> values, scale/offset, enums).
+//! Serial and LoRa scripts are compiled here, once, and travel in the profile.
 
 pub mod codec;
 pub mod load;
+mod lora;
+mod points;
+mod registers;
+mod report;
+mod serial;
 pub mod vocab;
 
 use crate::model::Kind;
+use crate::model::limits::{MODBUS_MAX_READ_BITS, MODBUS_MAX_READ_REGISTERS};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
 pub use load::{ProfileError, Registry};
+
+/// A word that is none of the spellings a field accepts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("'{given}' is not one of: {}", .expected.join(", "))]
+pub struct UnknownKeyword {
+    pub given: String,
+    /// Every accepted spelling, in declaration order.
+    pub expected: Vec<&'static str>,
+}
+
+/// The one of `choices` spelled exactly `given` (case matters: profiles are written one way).
+pub fn keyword<T: Copy>(
+    given: &str,
+    choices: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, UnknownKeyword> {
+    choices
+        .iter()
+        .copied()
+        .find(|c| name(*c) == given)
+        .ok_or_else(|| UnknownKeyword {
+            given: given.to_string(),
+            expected: choices.iter().map(|c| name(*c)).collect(),
+        })
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
@@ -24,6 +60,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Modbus, Protocol::Serial, Protocol::Lora];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Modbus => "modbus",
@@ -43,6 +81,8 @@ pub enum Table {
 }
 
 impl Table {
+    pub const ALL: [Table; 4] = [Table::Coil, Table::Discrete, Table::Input, Table::Holding];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Table::Coil => "coil",
@@ -54,6 +94,14 @@ impl Table {
     /// Bit tables (coil, discrete) vs 16-bit register tables.
     pub fn is_bits(self) -> bool {
         matches!(self, Table::Coil | Table::Discrete)
+    }
+    /// The most registers (or bits, for bit tables) one read request may cover.
+    pub fn max_per_read(self) -> u16 {
+        if self.is_bits() {
+            MODBUS_MAX_READ_BITS
+        } else {
+            MODBUS_MAX_READ_REGISTERS
+        }
     }
 }
 
@@ -72,6 +120,19 @@ pub enum PointType {
 }
 
 impl PointType {
+    pub const ALL: [PointType; 10] = [
+        PointType::Bool,
+        PointType::U16,
+        PointType::I16,
+        PointType::U32,
+        PointType::I32,
+        PointType::U64,
+        PointType::I64,
+        PointType::F32,
+        PointType::F64,
+        PointType::String,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PointType::Bool => "bool",
@@ -109,6 +170,55 @@ pub enum WordOrder {
     Dcba,
     Badc,
     Cdab,
+}
+
+impl WordOrder {
+    pub const ALL: [WordOrder; 4] = [
+        WordOrder::Abcd,
+        WordOrder::Dcba,
+        WordOrder::Badc,
+        WordOrder::Cdab,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WordOrder::Abcd => "ABCD",
+            WordOrder::Dcba => "DCBA",
+            WordOrder::Badc => "BADC",
+            WordOrder::Cdab => "CDAB",
+        }
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = UnknownKeyword;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        keyword(s, &Protocol::ALL, Protocol::as_str)
+    }
+}
+
+/// `coil`, `discrete`, `input`, `holding`.
+impl FromStr for Table {
+    type Err = UnknownKeyword;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        keyword(s, &Table::ALL, Table::as_str)
+    }
+}
+
+/// `bool`, `u16` ... `f64`, `string`.
+impl FromStr for PointType {
+    type Err = UnknownKeyword;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        keyword(s, &PointType::ALL, PointType::as_str)
+    }
+}
+
+/// `ABCD`, `DCBA`, `BADC`, `CDAB` (upper case, as profiles write them).
+impl FromStr for WordOrder {
+    type Err = UnknownKeyword;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        keyword(s, &WordOrder::ALL, WordOrder::as_str)
+    }
 }
 
 /// Where a Modbus point lives.
@@ -158,8 +268,8 @@ pub struct Profile {
     /// The `[serial]` section of a serial profile (framing, poll, script), validated and
     /// with its script compiled.
     pub serial: Option<SerialSpec>,
-    /// The raw `[lora]` table of a LoRa profile (script), validated by the LoRa driver.
-    pub lora: Option<toml::Table>,
+    /// The `[lora]` section of a LoRa profile, validated and with its script compiled.
+    pub lora: Option<LoraSpec>,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -200,6 +310,14 @@ pub struct SerialSpec {
     pub response_timeout_ms: Option<u64>,
 }
 
+/// The validated `[lora]` section of a LoRa profile (SPEC §3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraSpec {
+    /// The compiled script: `decode_uplink(fport, bytes)`, and `encode_downlink(point,
+    /// value)` when a point is writable.
+    pub script: crate::script::Script,
+}
+
 impl Profile {
     pub fn point(&self, name: &str) -> Option<(usize, &PointDef)> {
         self.points.iter().enumerate().find(|(_, p)| p.name == name)
@@ -207,3 +325,45 @@ impl Profile {
 }
 
 pub type ProfileRef = Arc<Profile>;
+
+#[cfg(test)]
+mod tests {
+    //! The keyword enums parse exactly the spelling they print, and a wrong word is
+    //! answered with every accepted one (the message `check` shows profile authors).
+    use super::*;
+
+    #[test]
+    fn every_keyword_parses_back_from_its_own_spelling() {
+        for t in Table::ALL {
+            assert_eq!(t.as_str().parse(), Ok(t));
+        }
+        for ty in PointType::ALL {
+            assert_eq!(ty.as_str().parse(), Ok(ty));
+        }
+        for o in WordOrder::ALL {
+            assert_eq!(o.as_str().parse(), Ok(o));
+        }
+        for p in Protocol::ALL {
+            assert_eq!(p.as_str().parse(), Ok(p));
+        }
+    }
+
+    #[test]
+    fn a_wrong_keyword_names_every_choice_and_case_matters() {
+        let e = "flash".parse::<Table>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "'flash' is not one of: coil, discrete, input, holding"
+        );
+        assert!("abcd".parse::<WordOrder>().is_err());
+        assert!("U16".parse::<PointType>().is_err());
+    }
+
+    #[test]
+    fn bit_tables_read_more_per_request_than_register_tables() {
+        assert_eq!(Table::Coil.max_per_read(), MODBUS_MAX_READ_BITS);
+        assert_eq!(Table::Discrete.max_per_read(), MODBUS_MAX_READ_BITS);
+        assert_eq!(Table::Input.max_per_read(), MODBUS_MAX_READ_REGISTERS);
+        assert_eq!(Table::Holding.max_per_read(), MODBUS_MAX_READ_REGISTERS);
+    }
+}

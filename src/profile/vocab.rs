@@ -3,9 +3,12 @@
 //!
 //! Invariant: a profile point is either listed here for its kind (plus `rssi`/`snr` for
 //! LoRa devices) or named `x_<something>`; its unit is exactly the one listed (profiles
-//! convert with `scale`, e.g. kWh registers become Wh).
+//! convert with `scale`, e.g. kWh registers become Wh). [`check_point`] holds each
+//! profile point to this while the profile loads.
 
-use super::Protocol;
+use super::points::RawPoint;
+use super::report::Report;
+use super::{PointType, Protocol};
 use crate::model::Kind;
 
 /// What kind of value a vocabulary point carries.
@@ -176,6 +179,92 @@ pub fn is_extension(name: &str) -> bool {
 /// look the same in every editor.
 pub fn same_unit(expected: &str, given: &str) -> bool {
     expected == given || expected == given.replace('\u{3bc}', "\u{b5}")
+}
+
+/// Holds one profile point to the vocabulary: a listed name (or an `x_` name), the listed
+/// unit, a type of the listed shape, and `writable` for commands.
+pub(super) fn check_point(
+    r: &mut Report,
+    prefix: &str,
+    raw: &RawPoint,
+    kind: Kind,
+    protocol: Protocol,
+    name: &str,
+    ty: PointType,
+) {
+    let key = |k: &str| format!("{prefix}{k}");
+    let Some(entry) = lookup(kind, protocol, name) else {
+        if !is_extension(name) {
+            let known: Vec<&str> = entries(kind).iter().map(|e| e.name).collect();
+            r.err(
+                key("name"),
+                format!(
+                    "'{name}' is not a {kind} point: use one of {} or an x_ name",
+                    known.join(", ")
+                ),
+            );
+        }
+        return;
+    };
+    match (entry.unit, raw.unit.as_deref()) {
+        (Some(want), None) => r.err(
+            key("unit"),
+            format!("missing: {name} is published in {want}"),
+        ),
+        (Some(want), Some(got)) if !same_unit(want, got) => r.err(
+            key("unit"),
+            format!("{name} is published in {want}, not {got}: convert with scale"),
+        ),
+        (None, Some(got)) => r.err(key("unit"), format!("{name} has no unit, got {got}")),
+        _ => {}
+    }
+    match entry.shape {
+        Shape::Bool if ty != PointType::Bool => r.err(
+            key("type"),
+            format!("{name} is a bool point, not {}", ty.as_str()),
+        ),
+        Shape::Number if matches!(ty, PointType::Bool | PointType::String) => r.err(
+            key("type"),
+            format!("{name} is a number, not {}", ty.as_str()),
+        ),
+        Shape::Number if raw.values.is_some() => {
+            r.err(key("values"), format!("{name} is a number, not an enum"));
+        }
+        Shape::Any if ty == PointType::Bool => {
+            r.err(key("type"), format!("{name} is not a bool point"))
+        }
+        Shape::Enum(labels) => match &raw.values {
+            Some(values) => {
+                for (k, label) in values {
+                    if !labels.contains(&label.as_str()) {
+                        r.err(
+                            key(&format!("values.{k}")),
+                            format!("'{label}' is not one of: {}", labels.join(", ")),
+                        );
+                    }
+                }
+            }
+            None if ty.is_integer() => r.err(
+                key("values"),
+                format!(
+                    "{name} needs values mapping raw numbers to: {}",
+                    labels.join(", ")
+                ),
+            ),
+            None if ty != PointType::String => r.err(
+                key("type"),
+                format!("{name} is an enum: an integer type with values, or a string"),
+            ),
+            None => {}
+        },
+        _ => {}
+    }
+    if entry.write_only && raw.writable != Some(true) {
+        r.err(
+            key("writable"),
+            format!("{name} is a command: it must be writable"),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use crate::model::Value;
 use crate::profile::ProfileRef;
 use crate::script::{Engine, Script, dynamic_to_value, value_to_dynamic};
 
-/// A LoRa profile's compiled script plus the indexes of the gateway-added points.
+/// A LoRa profile's compiled script (from its [`crate::profile::LoraSpec`]) plus the
+/// indexes of the gateway-added points.
 #[derive(Debug, Clone)]
 pub struct LoraCodec {
     engine: Engine,
@@ -17,35 +18,13 @@ pub struct LoraCodec {
 }
 
 impl LoraCodec {
-    /// Compiles the profile's `[lora] script` (resolved beside the profile file).
-    pub fn load(engine: &Engine, profile: &ProfileRef) -> Result<LoraCodec, String> {
-        let name = profile
-            .lora
-            .as_ref()
-            .and_then(|t| t.get("script"))
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| {
-                format!(
-                    "{}: lora.script is required for a LoRa profile",
-                    profile.source.display()
-                )
-            })?;
-        let dir = profile
-            .source
-            .parent()
-            .unwrap_or_else(|| std::path::Path::new("."));
-        let script = engine
-            .compile_file(&dir.join(name))
-            .map_err(|e| e.to_string())?;
-        if !script.has_fn("decode_uplink", 2) {
-            return Err(format!(
-                "{}: the script defines no fn decode_uplink(fport, bytes)",
-                profile.source.display()
-            ));
-        }
-        Ok(LoraCodec {
+    /// The codec of a LoRa profile, running the script its loader compiled; `None` when
+    /// `profile` has no `[lora]` section (it is not a LoRa profile).
+    pub fn new(engine: &Engine, profile: &ProfileRef) -> Option<LoraCodec> {
+        let spec = profile.lora.as_ref()?;
+        Some(LoraCodec {
             engine: engine.clone(),
-            script,
+            script: spec.script.clone(),
             rssi: profile.point("rssi").map(|(i, _)| i),
             snr: profile.point("snr").map(|(i, _)| i),
             profile: profile.clone(),
@@ -132,7 +111,7 @@ mod tests {
         let (reg, errors) = Registry::load(&[dir]);
         assert!(errors.is_empty(), "{errors:?}");
         let p = reg.get("generic-lamp-lora").expect("profile").clone();
-        LoraCodec::load(&Engine::new(), &p).expect("script")
+        LoraCodec::new(&Engine::new(), &p).expect("a LoRa profile")
     }
 
     #[test]

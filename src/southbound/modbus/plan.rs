@@ -1,18 +1,15 @@
 //! Coalescing a profile's points into as few block reads as possible. Pure.
 //!
 //! Invariants of [`plan`]: every point with a register is served by exactly one block;
-//! a block never exceeds [`MAX_REGISTERS_PER_READ`] registers or [`MAX_BITS_PER_READ`]
-//! bits (unless one point alone is larger, which a valid profile never has); blocks of
-//! one table never overlap, except when points themselves overlap (aliases of the same
-//! registers) and together would exceed the limit; blocks come ordered by table then
-//! start address, so the same profile always gives the same requests.
+//! a block never exceeds what one request may read ([`Table::max_per_read`]) unless one
+//! point alone is larger, which a valid profile never has; blocks of one table never
+//! overlap, except when points themselves overlap (aliases of the same registers) and
+//! together would exceed the limit; blocks come ordered by table then start address, so
+//! the same profile always gives the same requests.
 
 use crate::profile::codec::span;
 use crate::profile::{PointDef, Table};
 
-/// Largest read per request (Modbus application protocol limits).
-pub const MAX_REGISTERS_PER_READ: u16 = 125;
-pub const MAX_BITS_PER_READ: u16 = 2000;
 /// Unused registers we accept to read inside one block rather than issue another request.
 pub const DEFAULT_MAX_GAP: u16 = 8;
 /// Bit tables pack 16 bits in the space of one register, so their gap scales by 16.
@@ -49,13 +46,11 @@ pub fn plan(points: &[PointDef], max_gap: u16) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut current: Option<Open> = None;
     for (table, start, end, i) in items {
-        let (limit, gap) = if table.is_bits() {
-            (
-                u32::from(MAX_BITS_PER_READ),
-                u32::from(max_gap) * BITS_PER_REGISTER,
-            )
+        let limit = u32::from(table.max_per_read());
+        let gap = if table.is_bits() {
+            u32::from(max_gap) * BITS_PER_REGISTER
         } else {
-            (u32::from(MAX_REGISTERS_PER_READ), u32::from(max_gap))
+            u32::from(max_gap)
         };
         if let Some(open) = current.as_mut() {
             let new_end = open.end.max(end);
@@ -245,13 +240,9 @@ mod tests {
             PointType::String,
             PointType::Bool,
         ]);
-        let tables = prop::sample::select(vec![
-            Table::Coil,
-            Table::Discrete,
-            Table::Input,
-            Table::Holding,
-        ]);
-        (tables, 0u16..3000, types, 1u16..=125).prop_map(|(table, address, ty, length)| {
+        let tables = prop::sample::select(Table::ALL.to_vec());
+        let lengths = 1u16..=Table::Holding.max_per_read();
+        (tables, 0u16..3000, types, lengths).prop_map(|(table, address, ty, length)| {
             let ty = if table.is_bits() { PointType::Bool } else { ty };
             let mut p = pt(table, address, ty);
             if let Some(r) = p.reg.as_mut() {
@@ -270,7 +261,7 @@ mod tests {
             let blocks = plan(&points, max_gap);
             let mut seen = vec![0usize; points.len()];
             for b in &blocks {
-                let limit = if b.table.is_bits() { MAX_BITS_PER_READ } else { MAX_REGISTERS_PER_READ };
+                let limit = b.table.max_per_read();
                 prop_assert!(b.count >= 1 && b.count <= limit);
                 for &(i, off) in &b.points {
                     seen[i] += 1;

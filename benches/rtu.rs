@@ -12,7 +12,7 @@ use polegate::ops::counters::Counters;
 use polegate::pipeline::DeviceInfo;
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::{Mode, Timing};
+use polegate::southbound::modbus::rtu::{Mode, Timing};
 use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, open_serial, run_link};
-use polegate::southbound::modbus::serial::Mode;
+use polegate::southbound::modbus::rtu::Mode;
 use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

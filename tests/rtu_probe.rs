@@ -4,7 +4,7 @@
 //! 2 on usage errors and 3 when the connection fails or the device answers an exception.
 
 use polegate::demo::sim::{Sim, SimKind, put_f32};
-use polegate::southbound::modbus::serial::Mode;
+use polegate::southbound::modbus::rtu::Mode;
 use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
 use std::process::{Command, Output};
 use std::sync::Arc;

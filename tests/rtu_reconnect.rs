@@ -10,7 +10,7 @@ use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::Mode;
+use polegate::southbound::modbus::rtu::Mode;
 use polegate::southbound::modbus::slave::SlaveBus;
 use std::path::Path;
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::Mode;
+use polegate::southbound::modbus::rtu::Mode;
 use polegate::southbound::modbus::slave::SlaveBus;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use crate::ops::counters::Counters;
 use crate::profile::{PointDef, PointType, RegisterRef, Table, WordOrder, codec};
 use crate::southbound::modbus::link::{Endpoint, connect};
 use crate::southbound::modbus::read::exception_meaning;
-use crate::southbound::modbus::serial::Mode;
+use crate::southbound::modbus::rtu::Mode;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;

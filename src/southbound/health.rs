@@ -3,9 +3,9 @@
 //! consecutive failed cycles. Each transition is one log line and one state event;
 //! failures are logged once, summarized while they last, and once on recovery.
 
-use crate::model::{Value, now_ms};
-use crate::ops::ratelimit::{FailureLog, LogAction};
 use crate::model::LinkState;
+use crate::model::{Value, now_ms};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
 use std::sync::Arc;
 

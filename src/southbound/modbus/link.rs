@@ -11,18 +11,18 @@
 //! adapter unplugged). A port that refuses a setting is a bus error naming the setting,
 //! retried with backoff; other links are unaffected.
 
+use super::fault_counter::FaultCounter;
 use super::plan::{self, Block};
 use super::read::{CycleError, exception_meaning, poll_cycle};
+use super::rtu::{FramedClient, Mode, Timing, recoverable};
 use super::schedule::Schedule;
-use super::serial::{FramedClient, Mode, Timing, recoverable};
-use super::tally::Tally;
 use super::write::write_point;
 use crate::config::{BusCfg, Framing, Parity};
 use crate::model::Value;
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::now_ms;
-use crate::ops::counters::{Counters, ModbusError};
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::counters::{Counters, ModbusFault};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::health::Health;
 use std::sync::Arc;
@@ -148,7 +148,7 @@ pub async fn run_link(
     counters: Arc<Counters>,
     cancel: CancellationToken,
 ) {
-    let tally = Tally::for_link(counters, &link);
+    let faults = FaultCounter::for_link(counters, &link);
     let start = Instant::now();
     let polls: Vec<Duration> = link.devices.iter().map(|d| d.poll).collect();
     let mut schedule = Schedule::new(&polls, start);
@@ -170,7 +170,7 @@ pub async fn run_link(
             Some(req) = inbox.recv() => {
                 let msgs = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    m = run_write(&link, &mut conn, req, &tally) => m,
+                    m = run_write(&link, &mut conn, req, &faults) => m,
                 };
                 for m in msgs {
                     tokio::select! {
@@ -188,7 +188,7 @@ pub async fn run_link(
         for attempt in 0..=link.retries {
             outcome = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = poll_once(&link, &mut conn, dev, &tally) => r,
+                r = poll_once(&link, &mut conn, dev, &faults) => r,
             };
             // Retry only what a retry can fix: a lost or garbled reply.
             if outcome.is_ok() || conn.ctx.is_none() || attempt == link.retries {
@@ -197,8 +197,8 @@ pub async fn run_link(
         }
         let now = Instant::now();
         let overruns = schedule.done(i, started, now, outcome.is_ok());
-        overrun_log.record(overruns, now, &link.name, &dev.info.id, tally.counters());
-        let msgs = judge(&link.name, dev, &mut states[i], outcome);
+        overrun_log.record(overruns, now, &link.name, &dev.info.id, faults.counters());
+        let msgs = report_cycle(&link.name, dev, &mut states[i], outcome);
         for m in msgs {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -213,7 +213,7 @@ pub async fn run_link(
 async fn ensure_connected<'c>(
     link: &Link,
     conn: &'c mut Conn,
-    tally: &Tally,
+    faults: &FaultCounter,
 ) -> Result<&'c mut Context, String> {
     if conn.ctx.is_none() {
         let now = Instant::now();
@@ -224,7 +224,7 @@ async fn ensure_connected<'c>(
                 conn.next_attempt.duration_since(now).as_millis()
             ));
         }
-        match connect_with(&link.endpoint, tally).await {
+        match connect_with(&link.endpoint, faults).await {
             Ok(ctx) => {
                 if let LogAction::Recovered { count } = conn.log.success() {
                     tracing::info!(bus_id = %link.name, failures = count, "bus connected again");
@@ -233,7 +233,7 @@ async fn ensure_connected<'c>(
                 conn.delay = RECONNECT_MIN;
             }
             Err(e) => {
-                tally.count(ModbusError::ConnectFailed, None);
+                faults.count(ModbusFault::ConnectFailed, None);
                 match conn.log.failure(std::time::Instant::now()) {
                     LogAction::Failed => {
                         tracing::warn!(bus_id = %link.name, error = %e, "bus error")
@@ -258,16 +258,16 @@ async fn poll_once(
     link: &Link,
     conn: &mut Conn,
     dev: &PolledDevice,
-    tally: &Tally,
+    faults: &FaultCounter,
 ) -> Result<super::read::Cycle, String> {
-    let ctx = ensure_connected(link, conn, tally).await?;
+    let ctx = ensure_connected(link, conn, faults).await?;
     match poll_cycle(
         ctx,
         dev.unit,
         &dev.info.profile,
         &dev.blocks,
         link.request_timeout,
-        tally,
+        faults,
     )
     .await
     {
@@ -285,7 +285,12 @@ async fn poll_once(
 
 /// Runs a command's writes in order, then reads the device back. Returns the messages
 /// for the pipeline (read-back telemetry).
-async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tally) -> Vec<Input> {
+async fn run_write(
+    link: &Link,
+    conn: &mut Conn,
+    req: WriteRequest,
+    faults: &FaultCounter,
+) -> Vec<Input> {
     let Some(dev) = link.devices.get(req.device) else {
         let _ = req.reply.send(WriteOutcome {
             points: vec![],
@@ -306,14 +311,14 @@ async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tall
         let Some(def) = info.profile.points.get(*idx) else {
             continue;
         };
-        let ctx = match ensure_connected(link, conn, tally).await {
+        let ctx = match ensure_connected(link, conn, faults).await {
             Ok(c) => c,
             Err(e) => {
                 let _ = req.reply.send(fail(applied, e));
                 return vec![];
             }
         };
-        match write_point(ctx, dev.unit, def, value, link.request_timeout, tally).await {
+        match write_point(ctx, dev.unit, def, value, link.request_timeout, faults).await {
             Ok(()) => applied.push((*idx, value.clone())),
             Err(e) => {
                 if e.fatal {
@@ -330,14 +335,14 @@ async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tall
     }
     tracing::info!(device_id = %info.id, points = applied.len(), "command written");
     let written: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
-    let readback = match ensure_connected(link, conn, tally).await {
+    let readback = match ensure_connected(link, conn, faults).await {
         Ok(ctx) => poll_cycle(
             ctx,
             dev.unit,
             &info.profile,
             &dev.blocks,
             link.request_timeout,
-            tally,
+            faults,
         )
         .await
         .map_err(|e| describe(&e, link, dev.unit)),
@@ -382,11 +387,11 @@ fn describe(e: &CycleError, link: &Link, unit: u8) -> String {
 /// Opens a transport and wraps it in a tokio-modbus context; its framing errors are
 /// counted process-wide only (`polegate probe`).
 pub async fn connect(endpoint: &Endpoint, counters: &Arc<Counters>) -> Result<Context, String> {
-    connect_with(endpoint, &Tally::process_only(counters.clone())).await
+    connect_with(endpoint, &FaultCounter::process_only(counters.clone())).await
 }
 
-/// Opens a transport whose framing errors go to `tally`.
-async fn connect_with(endpoint: &Endpoint, tally: &Tally) -> Result<Context, String> {
+/// Opens a transport whose framing errors go to `faults`.
+async fn connect_with(endpoint: &Endpoint, faults: &FaultCounter) -> Result<Context, String> {
     match endpoint {
         Endpoint::Tcp { address, framing } => {
             let stream =
@@ -405,7 +410,7 @@ async fn connect_with(endpoint: &Endpoint, tally: &Tally) -> Result<Context, Str
                 Framing::Tcp => tokio_modbus::client::tcp::attach(stream),
                 Framing::Rtu => {
                     let client =
-                        FramedClient::new(stream, Mode::Rtu, Timing::none(), tally.clone());
+                        FramedClient::new(stream, Mode::Rtu, Timing::none(), faults.clone());
                     Context::from(Box::new(client) as Box<dyn tokio_modbus::client::Client>)
                 }
             })
@@ -418,7 +423,7 @@ async fn connect_with(endpoint: &Endpoint, tally: &Tally) -> Result<Context, Str
                 bus.parity != Parity::None,
                 bus.stop_bits,
             );
-            let client = FramedClient::new(port, *mode, timing, tally.clone());
+            let client = FramedClient::new(port, *mode, timing, faults.clone());
             Ok(Context::from(
                 Box::new(client) as Box<dyn tokio_modbus::client::Client>
             ))
@@ -482,7 +487,7 @@ pub fn open_serial(bus: &BusCfg) -> Result<tokio_serial::SerialStream, String> {
 }
 
 /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
-fn judge(
+fn report_cycle(
     bus: &str,
     dev: &PolledDevice,
     st: &mut Health,

@@ -10,7 +10,7 @@
 //! counted, answered or not.
 
 use super::frame::{self, Scan};
-use super::serial::{Mode, Timing};
+use super::rtu::{Mode, Timing};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};

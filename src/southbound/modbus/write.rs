@@ -2,9 +2,9 @@
 //! (5 for a coil, 6 for one register, 16 for several, read-modify-write for one bit of a
 //! holding register, all in the same transaction slot), scale inverted by the codec.
 
-use super::tally::Tally;
+use super::fault_counter::FaultCounter;
 use crate::model::Value;
-use crate::ops::counters::ModbusError;
+use crate::ops::counters::ModbusFault;
 use crate::profile::{PointDef, Table, codec};
 use std::time::Duration;
 use tokio_modbus::Slave;
@@ -21,27 +21,27 @@ pub struct WriteError {
 async fn timed<T>(
     what: &str,
     timeout: Duration,
-    tally: &Tally,
+    faults: &FaultCounter,
     unit: u8,
     fut: impl std::future::Future<Output = tokio_modbus::Result<T>>,
 ) -> Result<T, WriteError> {
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => {
-            tally.count(ModbusError::Timeout, Some(unit));
+            faults.count(ModbusFault::Timeout, Some(unit));
             Err(WriteError {
                 message: format!("{what} timed out after {} ms", timeout.as_millis()),
                 fatal: true,
             })
         }
         Ok(Err(e)) => {
-            tally.count(ModbusError::Transport, Some(unit));
+            faults.count(ModbusFault::Transport, Some(unit));
             Err(WriteError {
                 message: format!("{what} failed: {e}"),
                 fatal: true,
             })
         }
         Ok(Ok(Err(code))) => {
-            tally.count(ModbusError::Exception, Some(unit));
+            faults.count(ModbusFault::Exception, Some(unit));
             Err(WriteError {
                 message: format!(
                     "{what}: device answered exception {code:?} ({})",
@@ -61,7 +61,7 @@ pub async fn write_point(
     p: &PointDef,
     value: &Value,
     timeout: Duration,
-    tally: &Tally,
+    faults: &FaultCounter,
 ) -> Result<(), WriteError> {
     ctx.set_slave(Slave(unit));
     let Some(reg) = &p.reg else {
@@ -81,7 +81,7 @@ pub async fn write_point(
             timed(
                 &format!("write coil {a}"),
                 timeout,
-                tally,
+                faults,
                 unit,
                 ctx.write_single_coil(a, on),
             )
@@ -92,13 +92,13 @@ pub async fn write_point(
             let cur = timed(
                 &format!("read holding {a} before setting bit"),
                 timeout,
-                tally,
+                faults,
                 unit,
                 ctx.read_holding_registers(a, 1),
             )
             .await?;
             let Some(&cur) = cur.first() else {
-                tally.count(ModbusError::Malformed, Some(unit));
+                faults.count(ModbusFault::Malformed, Some(unit));
                 return Err(WriteError {
                     message: format!("read holding {a}: empty reply"),
                     fatal: true,
@@ -108,7 +108,7 @@ pub async fn write_point(
             timed(
                 &format!("write holding {a}"),
                 timeout,
-                tally,
+                faults,
                 unit,
                 ctx.write_single_register(a, merged),
             )
@@ -121,7 +121,7 @@ pub async fn write_point(
                     timed(
                         &format!("write holding {a}"),
                         timeout,
-                        tally,
+                        faults,
                         unit,
                         ctx.write_single_register(a, *w),
                     )
@@ -132,7 +132,7 @@ pub async fn write_point(
                     timed(
                         &format!("write holding {a}..{end}"),
                         timeout,
-                        tally,
+                        faults,
                         unit,
                         ctx.write_multiple_registers(a, &words),
                     )

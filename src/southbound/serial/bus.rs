@@ -19,7 +19,7 @@ use super::{SerialBus, SerialDevice};
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::Input;
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
@@ -124,7 +124,7 @@ impl Task {
                             r = self.poll_cycle(i) => r,
                         };
                         self.schedule_done(i, started, cycle.is_ok());
-                        self.judge(i, cycle);
+                        self.report_cycle(i, cycle);
                     }
                 }
             }
@@ -432,7 +432,7 @@ impl Task {
     }
 
     /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
-    fn judge(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, String>) {
+    fn report_cycle(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, String>) {
         let info = self.bus.devices[i].info.clone();
         let health = &mut self.states[i].health;
         match outcome {

@@ -21,9 +21,9 @@
 //! - No await here is unbounded except the reply wait, which the caller wraps in its
 //!   request timeout (read.rs/write.rs); drains are bounded by [`MAX_DRAIN`].
 
+use super::fault_counter::FaultCounter;
 use super::frame::{self, Scan};
-use super::tally::Tally;
-use crate::ops::counters::ModbusError;
+use crate::ops::counters::ModbusFault;
 use async_trait::async_trait;
 use std::io;
 use std::time::Duration;
@@ -87,7 +87,7 @@ pub struct FramedClient<S> {
     /// The last transaction did not complete: drain a full gap before the next.
     dirty: bool,
     buf: Vec<u8>,
-    tally: Tally,
+    faults: FaultCounter,
 }
 
 impl<S> std::fmt::Debug for FramedClient<S> {
@@ -100,7 +100,7 @@ impl<S> std::fmt::Debug for FramedClient<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
-    pub fn new(stream: S, mode: Mode, timing: Timing, tally: Tally) -> Self {
+    pub fn new(stream: S, mode: Mode, timing: Timing, faults: FaultCounter) -> Self {
         FramedClient {
             stream,
             mode,
@@ -109,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             quiet_from: Instant::now(),
             dirty: true,
             buf: Vec::with_capacity(256),
-            tally,
+            faults,
         }
     }
 
@@ -147,7 +147,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
         }
         if dropped {
             // Nobody's reply: the link's, not a device's.
-            self.tally.count(ModbusError::StrayFrame, None);
+            self.faults.count(ModbusFault::StrayFrame, None);
             tracing::debug!(unit = self.unit, "discarded bytes left on the line");
         }
         Ok(())
@@ -192,7 +192,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                     Scan::BadChecksum { len } => {
                         self.buf.drain(..len);
                         self.dirty = false;
-                        self.tally.count(ModbusError::CrcError, Some(unit));
+                        self.faults.count(ModbusFault::CrcError, Some(unit));
                         self.quiet_from = Instant::now() + self.timing.gap;
                         let what = if self.mode == Mode::Rtu { "CRC" } else { "LRC" };
                         return Err(io::Error::new(
@@ -202,7 +202,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                     }
                     Scan::Stray { len } => {
                         self.buf.drain(..len);
-                        self.tally.count(ModbusError::StrayFrame, None);
+                        self.faults.count(ModbusFault::StrayFrame, None);
                     }
                     Scan::Garbage => {
                         self.buf.remove(0);
@@ -231,7 +231,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient
         let unit = self.unit;
         let pdu = self.transact(unit, &request).await?;
         frame::decode_response(&request, &pdu).map_err(|e| {
-            self.tally.count(ModbusError::Malformed, Some(unit));
+            self.faults.count(ModbusFault::Malformed, Some(unit));
             tokio_modbus::Error::Transport(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("garbled reply from unit {unit}: {e}"),
@@ -269,7 +269,7 @@ mod tests {
             ours,
             Mode::Rtu,
             Timing::new(19200, 8, false, 1),
-            Tally::process_only(counters.clone()),
+            FaultCounter::process_only(counters.clone()),
         );
         let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
         ctx.set_slave(Slave(5));
@@ -305,8 +305,8 @@ mod tests {
      {
         let (ours, mut line) = duplex(1024);
         let counters = Arc::new(Counters::default());
-        let tally = Tally::new(counters.clone(), "bus-a", [(2, "meter-2"), (9, "meter-9")]);
-        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), tally);
+        let faults = FaultCounter::new(counters.clone(), "bus-a", [(2, "meter-2"), (9, "meter-9")]);
+        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), faults);
         let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
         ctx.set_slave(Slave(2));
         let slave = async {

@@ -1,12 +1,14 @@
 //! Modbus drivers. `plan` coalesces points into block reads (pure), `frame` is the
 //! serial framing (pure), `rtu` our RTU/ASCII client on any byte stream, `read`/`write`
-//! one poll cycle or command on any transport, `link` the task that owns one connection
-//! or serial line, and `fault_counter` where its errors are counted. The devices sharing
+//! one poll cycle or command on any transport, `connect` opens a transport, `link` is the
+//! task that owns one connection or serial line, and `fault_counter` where its errors
+//! are counted. The devices sharing
 //! a line are ordered by the shared [`schedule`](super::schedule) (pure).
 //! [`LinkSet`] groups configured devices into links: every device with the same TCP
 //! address (several unit ids behind one gateway or device server) or the same `[[bus]]`
 //! shares one link, one connection and one scheduler.
 
+pub mod connect;
 pub mod frame;
 pub mod link;
 pub mod plan;

@@ -39,6 +39,22 @@ pub const MAX_DRAIN: Duration = Duration::from_millis(200);
 /// the wire's (bytes arrive in bursts over TCP).
 pub const MIN_DRAIN_SILENCE: Duration = Duration::from_millis(2);
 
+/// What goes wrong on the line, carried inside the `io::Error`s tokio-modbus's
+/// `Client` trait returns (`InvalidData`: the port stays open).
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("function {0:#04x} not supported on serial")]
+    Unsupported(u8),
+    #[error("{} error in the reply of unit {unit}", if *.mode == Mode::Rtu { "CRC" } else { "LRC" })]
+    BadChecksum { mode: Mode, unit: u8 },
+    #[error("garbled reply from unit {unit}: {source}")]
+    Garbled {
+        unit: u8,
+        #[source]
+        source: frame::MalformedReply,
+    },
+}
+
 /// Line discipline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -157,10 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
         let pdu = frame::encode_request(req).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!(
-                    "function {:#04x} not supported on serial",
-                    frame::function(req)
-                ),
+                LineError::Unsupported(frame::function(req)),
             )
         })?;
         let f = frame::function(req);
@@ -194,10 +207,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                         self.dirty = false;
                         self.faults.count(ModbusFault::CrcError, Some(unit));
                         self.quiet_from = Instant::now() + self.timing.gap;
-                        let what = if self.mode == Mode::Rtu { "CRC" } else { "LRC" };
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            format!("{what} error in the reply of unit {unit}"),
+                            LineError::BadChecksum {
+                                mode: self.mode,
+                                unit,
+                            },
                         ));
                     }
                     Scan::Stray { len } => {
@@ -230,11 +245,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient
     async fn call(&mut self, request: Request<'_>) -> tokio_modbus::Result<Response> {
         let unit = self.unit;
         let pdu = self.transact(unit, &request).await?;
-        frame::decode_response(&request, &pdu).map_err(|e| {
+        frame::decode_response(&request, &pdu).map_err(|source| {
             self.faults.count(ModbusFault::Malformed, Some(unit));
             tokio_modbus::Error::Transport(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("garbled reply from unit {unit}: {e}"),
+                LineError::Garbled { unit, source },
             ))
         })
     }

@@ -3,19 +3,49 @@
 //! holding register, all in the same transaction slot), scale inverted by the codec.
 
 use super::fault_counter::FaultCounter;
+use super::read::exception_meaning;
 use crate::model::Value;
 use crate::ops::counters::ModbusFault;
 use crate::profile::{PointDef, Table, codec};
 use std::time::Duration;
-use tokio_modbus::Slave;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::slave::SlaveContext;
+use tokio_modbus::{ExceptionCode, Slave};
 
-/// Why one point's write failed. `fatal` means the context must be dropped.
-#[derive(Debug)]
-pub struct WriteError {
-    pub message: String,
-    pub fatal: bool,
+/// Why one point's write failed. `what` names the transaction (`write holding 12..14`).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{what} timed out after {ms} ms")]
+    Timeout { what: String, ms: u128 },
+    #[error("{what} failed: {source}")]
+    Transport {
+        what: String,
+        #[source]
+        source: tokio_modbus::Error,
+    },
+    #[error("{what}: device answered exception {code:?} ({})", exception_meaning(*code))]
+    Exception { what: String, code: ExceptionCode },
+    #[error("read holding {address}: empty reply")]
+    EmptyReply { address: u16 },
+    #[error("point '{point}' has no Modbus address")]
+    NoAddress { point: String },
+    #[error("point '{point}' lives in the read-only {table} table")]
+    ReadOnly { point: String, table: &'static str },
+    #[error(transparent)]
+    Value(#[from] codec::CodecError),
+}
+
+impl WriteError {
+    /// The transaction did not complete: the context must be dropped (a late reply
+    /// would answer the next request).
+    pub fn fatal(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Timeout { .. }
+                | WriteError::Transport { .. }
+                | WriteError::EmptyReply { .. }
+        )
+    }
 }
 
 async fn timed<T>(
@@ -28,26 +58,23 @@ async fn timed<T>(
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => {
             faults.count(ModbusFault::Timeout, Some(unit));
-            Err(WriteError {
-                message: format!("{what} timed out after {} ms", timeout.as_millis()),
-                fatal: true,
+            Err(WriteError::Timeout {
+                what: what.to_string(),
+                ms: timeout.as_millis(),
             })
         }
-        Ok(Err(e)) => {
+        Ok(Err(source)) => {
             faults.count(ModbusFault::Transport, Some(unit));
-            Err(WriteError {
-                message: format!("{what} failed: {e}"),
-                fatal: true,
+            Err(WriteError::Transport {
+                what: what.to_string(),
+                source,
             })
         }
         Ok(Ok(Err(code))) => {
             faults.count(ModbusFault::Exception, Some(unit));
-            Err(WriteError {
-                message: format!(
-                    "{what}: device answered exception {code:?} ({})",
-                    super::read::exception_meaning(code)
-                ),
-                fatal: false,
+            Err(WriteError::Exception {
+                what: what.to_string(),
+                code,
             })
         }
         Ok(Ok(Ok(v))) => Ok(v),
@@ -65,19 +92,14 @@ pub async fn write_point(
 ) -> Result<(), WriteError> {
     ctx.set_slave(Slave(unit));
     let Some(reg) = &p.reg else {
-        return Err(WriteError {
-            message: format!("point '{}' has no Modbus address", p.name),
-            fatal: false,
+        return Err(WriteError::NoAddress {
+            point: p.name.clone(),
         });
-    };
-    let bad = |e: codec::CodecError| WriteError {
-        message: e.to_string(),
-        fatal: false,
     };
     let a = reg.address;
     match reg.table {
         Table::Coil => {
-            let on = codec::encode_bit(p, value).map_err(bad)?;
+            let on = codec::encode_bit(p, value)?;
             timed(
                 &format!("write coil {a}"),
                 timeout,
@@ -88,7 +110,7 @@ pub async fn write_point(
             .await
         }
         Table::Holding if reg.bit.is_some() => {
-            let on = codec::encode_bit(p, value).map_err(bad)?;
+            let on = codec::encode_bit(p, value)?;
             let cur = timed(
                 &format!("read holding {a} before setting bit"),
                 timeout,
@@ -99,12 +121,9 @@ pub async fn write_point(
             .await?;
             let Some(&cur) = cur.first() else {
                 faults.count(ModbusFault::Malformed, Some(unit));
-                return Err(WriteError {
-                    message: format!("read holding {a}: empty reply"),
-                    fatal: true,
-                });
+                return Err(WriteError::EmptyReply { address: a });
             };
-            let merged = codec::merge_bit(p, cur, on).map_err(bad)?;
+            let merged = codec::merge_bit(p, cur, on)?;
             timed(
                 &format!("write holding {a}"),
                 timeout,
@@ -115,7 +134,7 @@ pub async fn write_point(
             .await
         }
         Table::Holding => {
-            let words = codec::encode_registers(p, value).map_err(bad)?;
+            let words = codec::encode_registers(p, value)?;
             match words.as_slice() {
                 [w] => {
                     timed(
@@ -140,13 +159,9 @@ pub async fn write_point(
                 }
             }
         }
-        Table::Input | Table::Discrete => Err(WriteError {
-            message: format!(
-                "point '{}' lives in the read-only {} table",
-                p.name,
-                reg.table.as_str()
-            ),
-            fatal: false,
+        Table::Input | Table::Discrete => Err(WriteError::ReadOnly {
+            point: p.name.clone(),
+            table: reg.table.as_str(),
         }),
     }
 }

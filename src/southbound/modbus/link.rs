@@ -6,10 +6,10 @@
 //!
 //! After a timeout or transport error on Modbus TCP the connection is dropped and
 //! reopened with backoff (tokio-modbus would match a late reply to the next request).
-//! Serial framings ([`FramedClient`](super::rtu::FramedClient)) keep the port: they drain the line before every
-//! request, so a late reply is discarded; they reopen only on an I/O error (a USB
-//! adapter unplugged). A port that refuses a setting is a bus error naming the setting,
-//! retried with backoff; other links are unaffected.
+//! Serial framings ([`FramedClient`](super::rtu::FramedClient)) keep the port: they
+//! drain the line before every request, so a late reply is discarded; they reopen only
+//! on an I/O error (a USB adapter unplugged). A port that refuses a setting is a bus
+//! error naming the setting, retried with backoff; other links are unaffected.
 
 use super::connect::{ConnectError, Endpoint, connect_with};
 use super::fault_counter::FaultCounter;

@@ -13,7 +13,7 @@ use polegate::pipeline::DeviceInfo;
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
 use polegate::southbound::modbus::rtu::{Mode, Timing};
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

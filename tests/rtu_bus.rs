@@ -14,7 +14,7 @@ use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
 use polegate::southbound::modbus::rtu::Mode;
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::southbound::serial_port;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 
 use polegate::demo::sim::{Sim, SimKind, put_f32};
 use polegate::southbound::modbus::rtu::Mode;
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;

@@ -9,7 +9,7 @@ use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
 use polegate::southbound::modbus::rtu::Mode;
-use polegate::southbound::modbus::slave::SlaveBus;
+use polegate::demo::rtu_slave::SlaveBus;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //!   an unsolicited broadcast, a late reply from another unit) is reported as
 //!   [`Scan::Stray`] and skipped, bytes that cannot start any frame are dropped one at
 //!   a time ([`Scan::Garbage`]) so the scanner resynchronises on the next frame.
-//! - The same PDU code serves the client and the test/bench slave, so both ends agree.
+//! - The same PDU code serves the client and the simulator (`demo::rtu_slave`): both agree.
 
 use std::borrow::Cow;
 use tokio_modbus::{ExceptionCode, Request, Response};

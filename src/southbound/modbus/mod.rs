@@ -16,7 +16,6 @@ pub mod read;
 pub use super::schedule;
 pub mod fault_counter;
 pub mod rtu;
-pub mod slave;
 pub mod write;
 
 use crate::config::{BusCfg, BusKind, Framing, Transport};

@@ -7,6 +7,7 @@
 //! other buses keep polling.
 
 use polegate::config::{BusCfg, BusKind, Parity};
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::model::Value;
 use polegate::model::command::WriteRequest;
 use polegate::ops::counters::Counters;
@@ -14,7 +15,6 @@ use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
 use polegate::southbound::modbus::rtu::Mode;
-use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::southbound::serial_port;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

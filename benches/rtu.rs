@@ -8,12 +8,12 @@
 //! Run with `cargo bench --bench rtu`; results go to BENCHMARKS.md.
 
 use polegate::config::{BusCfg, BusKind, Parity};
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::ops::counters::Counters;
 use polegate::pipeline::DeviceInfo;
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::{Mode, Timing};
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
+use polegate::southbound::modbus::rtu::{Mode, Timing};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

@@ -7,14 +7,15 @@
 //! other buses keep polling.
 
 use polegate::config::{BusCfg, BusKind, Parity};
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::model::Value;
 use polegate::model::command::WriteRequest;
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
-use polegate::southbound::modbus::link::{Link, PolledDevice, open_serial, run_link};
-use polegate::southbound::modbus::serial::Mode;
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
+use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
+use polegate::southbound::modbus::rtu::Mode;
+use polegate::southbound::serial_port;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -290,7 +291,9 @@ async fn a_port_refusing_even_parity_is_a_bus_error_naming_it_and_other_buses_ke
         BusKind::ModbusRtu,
         Parity::Even,
     );
-    let err = open_serial(&even).expect_err("ptys refuse even parity");
+    let err = serial_port::open(&even)
+        .expect_err("ptys refuse even parity")
+        .to_string();
     assert!(
         err.contains("rs485-even") && err.contains("parity = \"even\""),
         "{err}"

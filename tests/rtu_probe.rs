@@ -3,9 +3,9 @@
 //! and over a pseudo-terminal, prints raw and decoded values, and exits 0 on success,
 //! 2 on usage errors and 3 when the connection fails or the device answers an exception.
 
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::demo::sim::{Sim, SimKind, put_f32};
-use polegate::southbound::modbus::serial::Mode;
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus};
+use polegate::southbound::modbus::rtu::Mode;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;

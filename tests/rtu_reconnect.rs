@@ -6,12 +6,12 @@
 //! RS-485 adapter that is unplugged and plugged back.
 
 use polegate::config::Framing;
+use polegate::demo::rtu_slave::SlaveBus;
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::Mode;
-use polegate::southbound::modbus::slave::SlaveBus;
+use polegate::southbound::modbus::rtu::Mode;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;

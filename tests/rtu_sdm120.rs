@@ -3,13 +3,13 @@
 //! normalized meter points with the documented scaling (kWh published as Wh).
 
 use polegate::config::{BusCfg, BusKind, Parity};
+use polegate::demo::rtu_slave::SlaveBus;
 use polegate::model::Value;
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::Mode;
-use polegate::southbound::modbus::slave::SlaveBus;
+use polegate::southbound::modbus::rtu::Mode;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

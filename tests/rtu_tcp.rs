@@ -7,9 +7,9 @@
 mod common;
 
 use common::*;
+use polegate::demo::rtu_slave::{Behaviour, SlaveBus, Unit};
 use polegate::demo::sim::{Registers, Sim, SimKind};
-use polegate::southbound::modbus::serial::Mode;
-use polegate::southbound::modbus::slave::{Behaviour, SlaveBus, Unit};
+use polegate::southbound::modbus::rtu::Mode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio_util::sync::CancellationToken;

@@ -4,12 +4,12 @@
 //! again. The "adapter" is a socat pty pair whose device links vanish when socat dies.
 
 use polegate::config::{BusCfg, BusKind, Parity};
+use polegate::demo::rtu_slave::SlaveBus;
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::profile::Registry;
 use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
-use polegate::southbound::modbus::serial::Mode;
-use polegate::southbound::modbus::slave::SlaveBus;
+use polegate::southbound::modbus::rtu::Mode;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;

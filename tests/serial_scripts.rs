@@ -59,7 +59,7 @@ fn the_pa_script_encodes_writes_and_maps_error_replies() {
     assert!(decode::encode(&e, spec, "temperature", &Value::Int(1), "01").is_err());
     assert_eq!(decode::ack(&e, spec, b"#01 OK"), Ok(()));
     assert_eq!(
-        decode::ack(&e, spec, b"#01 ERR 2"),
+        decode::ack(&e, spec, b"#01 ERR 2").map_err(|e| e.to_string()),
         Err("the device refused the write: ERR 2: amplifier busy".into())
     );
     // Unsolicited alarm, and lines the script ignores.

@@ -1,6 +1,6 @@
 //! `polegate probe modbus` (SPEC §1): the technician's read of any table and range over
 //! Modbus TCP, RTU over TCP or a serial port, printed raw and decoded as any type and
-//! word order. It opens the transport with the daemon's own code (`link::connect`, the
+//! word order. It opens the transport with the daemon's own code (`connect::connect`, the
 //! same framing, pacing and drain) and decodes with the profiles' codec, so what the
 //! probe shows is what the daemon would read.
 //!
@@ -11,9 +11,9 @@ use super::exit::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 use crate::config::{BusCfg, BusKind, Framing, Parity};
 use crate::ops::counters::Counters;
 use crate::profile::{PointDef, PointType, RegisterRef, Table, WordOrder, codec};
-use crate::southbound::modbus::link::{Endpoint, connect};
+use crate::southbound::modbus::connect::{Endpoint, connect};
 use crate::southbound::modbus::read::exception_meaning;
-use crate::southbound::modbus::serial::Mode;
+use crate::southbound::modbus::rtu::Mode;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;

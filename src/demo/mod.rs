@@ -3,5 +3,6 @@
 pub mod broker;
 pub mod lora;
 pub mod pa;
+pub mod rtu_slave;
 pub mod run;
 pub mod sim;

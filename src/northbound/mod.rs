@@ -1,6 +1,5 @@
 //! Northbound: the MQTT session to the city's broker.
 
-pub mod backoff;
 pub mod mqtt;
 pub mod pace;
 pub mod tls;

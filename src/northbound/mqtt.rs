@@ -12,15 +12,15 @@
 //! The event loop is polled in its own task and its events forwarded over a bounded
 //! channel, so the session logic only ever awaits cancel-safe futures.
 
-use super::backoff::Backoff;
 use super::pace::Pacer;
 use super::tls;
 use crate::buffer::Queue;
 use crate::commands::{CommandIn, device_of_topic};
 use crate::config::MqttCfg;
 use crate::model::now_ms;
+use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::encode;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,

@@ -72,7 +72,7 @@ impl Counters {
 /// A Modbus error counted per link and per device as well as process-wide. The names
 /// are those of the process-wide counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ModbusError {
+pub enum ModbusFault {
     Timeout,
     Exception,
     /// A short or garbled reply.
@@ -85,59 +85,59 @@ pub enum ModbusError {
     ConnectFailed,
 }
 
-impl ModbusError {
-    pub const ALL: [ModbusError; 7] = [
-        ModbusError::Timeout,
-        ModbusError::Exception,
-        ModbusError::Malformed,
-        ModbusError::Transport,
-        ModbusError::CrcError,
-        ModbusError::StrayFrame,
-        ModbusError::ConnectFailed,
+impl ModbusFault {
+    pub const ALL: [ModbusFault; 7] = [
+        ModbusFault::Timeout,
+        ModbusFault::Exception,
+        ModbusFault::Malformed,
+        ModbusFault::Transport,
+        ModbusFault::CrcError,
+        ModbusFault::StrayFrame,
+        ModbusFault::ConnectFailed,
     ];
 
     pub fn name(self) -> &'static str {
         match self {
-            ModbusError::Timeout => "modbus_timeout",
-            ModbusError::Exception => "modbus_exception",
-            ModbusError::Malformed => "modbus_malformed",
-            ModbusError::Transport => "modbus_transport",
-            ModbusError::CrcError => "modbus_crc_error",
-            ModbusError::StrayFrame => "modbus_stray_frame",
-            ModbusError::ConnectFailed => "connect_failed",
+            ModbusFault::Timeout => "modbus_timeout",
+            ModbusFault::Exception => "modbus_exception",
+            ModbusFault::Malformed => "modbus_malformed",
+            ModbusFault::Transport => "modbus_transport",
+            ModbusFault::CrcError => "modbus_crc_error",
+            ModbusFault::StrayFrame => "modbus_stray_frame",
+            ModbusFault::ConnectFailed => "connect_failed",
         }
     }
 
     /// The process-wide counter of this error.
     pub fn process_counter(self, c: &Counters) -> &AtomicU64 {
         match self {
-            ModbusError::Timeout => &c.modbus_timeout,
-            ModbusError::Exception => &c.modbus_exception,
-            ModbusError::Malformed => &c.modbus_malformed,
-            ModbusError::Transport => &c.modbus_transport,
-            ModbusError::CrcError => &c.modbus_crc_error,
-            ModbusError::StrayFrame => &c.modbus_stray_frame,
-            ModbusError::ConnectFailed => &c.connect_failed,
+            ModbusFault::Timeout => &c.modbus_timeout,
+            ModbusFault::Exception => &c.modbus_exception,
+            ModbusFault::Malformed => &c.modbus_malformed,
+            ModbusFault::Transport => &c.modbus_transport,
+            ModbusFault::CrcError => &c.modbus_crc_error,
+            ModbusFault::StrayFrame => &c.modbus_stray_frame,
+            ModbusFault::ConnectFailed => &c.connect_failed,
         }
     }
 }
 
 /// Modbus error counts of one link or one device.
 #[derive(Debug, Default)]
-pub struct ErrorCounts([AtomicU64; ModbusError::ALL.len()]);
+pub struct ErrorCounts([AtomicU64; ModbusFault::ALL.len()]);
 
 impl ErrorCounts {
-    pub fn inc(&self, e: ModbusError) {
+    pub fn inc(&self, e: ModbusFault) {
         self.0[e as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn get(&self, e: ModbusError) -> u64 {
+    pub fn get(&self, e: ModbusFault) -> u64 {
         self.0[e as usize].load(Relaxed)
     }
 
-    /// `(name, value)` of every counter, in [`ModbusError::ALL`] order.
+    /// `(name, value)` of every counter, in [`ModbusFault::ALL`] order.
     pub fn all(&self) -> Vec<(&'static str, u64)> {
-        ModbusError::ALL
+        ModbusFault::ALL
             .iter()
             .map(|e| (e.name(), self.get(*e)))
             .collect()
@@ -215,13 +215,13 @@ mod tests {
         let link = b.link("10.0.0.17:502");
         let quiet = b.device("lamp-016");
         let noisy = b.device("lamp-017");
-        noisy.inc(ModbusError::Timeout);
-        noisy.inc(ModbusError::Timeout);
-        link.inc(ModbusError::Timeout);
+        noisy.inc(ModbusFault::Timeout);
+        noisy.inc(ModbusFault::Timeout);
+        link.inc(ModbusFault::Timeout);
         assert!(Arc::ptr_eq(&noisy, &b.device("lamp-017")));
         let links = b.links();
         assert_eq!(links.len(), 1);
-        assert_eq!(links[0].1.len(), ModbusError::ALL.len());
+        assert_eq!(links[0].1.len(), ModbusFault::ALL.len());
         assert!(links[0].1.contains(&("modbus_timeout", 1)));
         assert_eq!(
             b.device_errors(),

@@ -1,7 +1,10 @@
-//! Operations: counters for `stats`, logging setup (journal | stderr), rate-limited failure
-//! logs, and the service-manager protocol (sd_notify, watchdog liveness).
+//! Operations: counters for `stats`, logging setup (journal | stderr), the failure log
+//! every driver shares (once on failure, summaries, once on recovery), the reconnect
+//! backoff, and the service-manager protocol (sd_notify, watchdog liveness). The lowest
+//! utility layer: southbound and northbound both use it.
 
+pub mod backoff;
 pub mod counters;
+pub mod failure_log;
 pub mod logging;
 pub mod notify;
-pub mod ratelimit;

@@ -6,7 +6,9 @@
 //! - Without `NOTIFY_SOCKET` (a terminal, a test, a non-systemd init) every call is a no-op.
 //! - A failed send never stops the daemon: it is logged once at `warn` and then at `debug`.
 //! - `WATCHDOG=1` is sent by the supervisor only while [`Liveness::all_fresh`] holds: a
-//!   stalled publisher, pipeline or bus scheduler stops the pings and systemd restarts us.
+//!   stalled publisher, pipeline or supervisor stops the pings and systemd restarts us.
+//!   Device drivers hold no heartbeat (their awaits are all bounded by timeouts), so a
+//!   stalled driver does not stop the pings.
 //!
 //! We build the datagram ourselves with the `sd-notify` crate's message formatting
 //! ([`NotifyState`]) because `sd_notify::notify` 0.5 reads the socket only from the
@@ -212,7 +214,8 @@ pub fn status_line(online: usize, total: usize, buffered: u64, broker_connected:
 
 /// Per-task heartbeats that gate `WATCHDOG=1`.
 ///
-/// Each long-lived task (pipeline, publisher, every bus scheduler) holds a [`Heartbeat`] and
+/// Each long-lived task that registers (today the pipeline, the publisher and the
+/// supervisor; device drivers do not) holds a [`Heartbeat`] and
 /// calls [`Heartbeat::beat`] on every turn of its loop, **including idle turns** (a
 /// publisher waiting for the broker is alive; give its `select!` a timer arm shorter than
 /// the watchdog interval). A task that is removed drops its handle and stops counting.

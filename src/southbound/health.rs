@@ -5,8 +5,9 @@
 
 use crate::model::LinkState;
 use crate::model::{Value, now_ms};
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
+use std::fmt;
 use std::sync::Arc;
 
 /// Consecutive failed poll cycles after which a device is reported offline.
@@ -52,13 +53,13 @@ impl Health {
         came_online
     }
 
-    /// A failed cycle: logged as the failure log says; the offline state event on the
-    /// [`OFFLINE_AFTER_FAILURES`]th in a row.
+    /// A failed cycle: logged as the failure log says; the offline state event, with
+    /// `reason` as its text, on the [`OFFLINE_AFTER_FAILURES`]th in a row.
     pub fn bad(
         &mut self,
         info: &Arc<DeviceInfo>,
         bus_id: &str,
-        reason: String,
+        reason: &dyn fmt::Display,
         out: &mut Vec<Input>,
     ) {
         self.failures += 1;
@@ -76,7 +77,7 @@ impl Health {
             out.push(Input::State {
                 device: info.clone(),
                 online: false,
-                reason: Some(reason),
+                reason: Some(reason.to_string()),
             });
         }
     }

@@ -11,6 +11,7 @@ pub mod lora;
 pub mod modbus;
 pub mod schedule;
 pub mod serial;
+pub mod serial_port;
 
 /// Capacity of a driver's command inbox.
 pub const INBOX_CAPACITY: usize = 16;

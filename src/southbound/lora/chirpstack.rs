@@ -70,25 +70,40 @@ fn eui(s: &str) -> Option<[u8; 8]> {
     crate::config::lora::hex_bytes::<8>(&s.to_ascii_lowercase())
 }
 
+/// Why an `event/up` was ignored (counted as `lora_malformed`).
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error("bad JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("topic without a DevEUI")]
+    NoTopicEui,
+    #[error("deviceInfo.devEui is not 16 hex digits")]
+    BadDevEui,
+    #[error("deviceInfo.devEui differs from the topic's")]
+    OtherDevEui,
+    #[error("data is not base64")]
+    BadData,
+}
+
 /// Parses an `event/up` payload (the DevEUI is taken from the payload, checked against
 /// the topic's).
-pub fn parse_up(topic: &str, payload: &[u8]) -> Result<Up, String> {
-    let raw: RawUp = serde_json::from_slice(payload).map_err(|e| format!("bad JSON: {e}"))?;
+pub fn parse_up(topic: &str, payload: &[u8]) -> Result<Up, UpError> {
+    let raw: RawUp = serde_json::from_slice(payload).map_err(UpError::Json)?;
     let topic_eui = topic
         .split('/')
         .nth(3)
         .and_then(eui)
-        .ok_or("topic without a DevEUI")?;
+        .ok_or(UpError::NoTopicEui)?;
     let dev_eui = match raw.device_info {
-        Some(d) => eui(&d.dev_eui).ok_or("deviceInfo.devEui is not 16 hex digits")?,
+        Some(d) => eui(&d.dev_eui).ok_or(UpError::BadDevEui)?,
         None => topic_eui,
     };
     if dev_eui != topic_eui {
-        return Err("deviceInfo.devEui differs from the topic's".into());
+        return Err(UpError::OtherDevEui);
     }
     let data = match raw.data {
         None => vec![],
-        Some(d) => unb64(&d).ok_or("data is not base64")?,
+        Some(d) => unb64(&d).ok_or(UpError::BadData)?,
     };
     let best = raw.rx_info.iter().max_by(|a, b| {
         (a.snr.unwrap_or(f64::MIN), a.rssi.unwrap_or(i64::MIN))

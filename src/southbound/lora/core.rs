@@ -17,7 +17,7 @@ use crate::model::LinkState;
 use crate::model::Value;
 use crate::model::command::CmdResult;
 use crate::ops::counters::Counters;
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
 use std::collections::HashMap;
 use std::net::SocketAddr;

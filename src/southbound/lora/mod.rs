@@ -16,7 +16,7 @@ pub mod server;
 pub mod session;
 pub mod udp;
 
-use crate::buffer::Queue;
+use crate::buffer::{BufferError, Queue};
 use crate::config::lora::{LoraCfg, LoraSource};
 use crate::model::command::WriteRequest;
 use crate::ops::counters::Counters;
@@ -25,6 +25,20 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+
+/// Why the LoRa source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The session store in the queue's database.
+    #[error(transparent)]
+    Store(#[from] BufferError),
+    #[error("cannot listen on {listen} (lora.listen): {source}")]
+    Listen {
+        listen: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
 
 /// Starts the LoRa source of `cfg`: the Semtech UDP socket on `listen`, or the ChirpStack
 /// integration. Sessions live in the queue's database (`kv:lora`).
@@ -36,13 +50,16 @@ pub async fn spawn(
     inbox: mpsc::Receiver<WriteRequest>,
     out: mpsc::Sender<Input>,
     cancel: CancellationToken,
-) -> Result<JoinHandle<()>, String> {
+) -> Result<JoinHandle<()>, StartError> {
     match &cfg.source {
         LoraSource::SemtechUdp => {
-            let kv = queue.kv("lora").map_err(|e| e.to_string())?;
+            let kv = queue.kv("lora")?;
             let sock = tokio::net::UdpSocket::bind(cfg.listen)
                 .await
-                .map_err(|e| format!("cannot listen on {} (lora.listen): {e}", cfg.listen))?;
+                .map_err(|source| StartError::Listen {
+                    listen: cfg.listen,
+                    source,
+                })?;
             tracing::info!(listen = %cfg.listen, devices = devices.len(), "LoRa Semtech UDP listening");
             let core = core::Core::new(
                 cfg,
@@ -55,7 +72,7 @@ pub async fn spawn(
             Ok(tokio::spawn(udp::run_udp(sock, core, inbox, out, cancel)))
         }
         LoraSource::Chirpstack(c) => {
-            let kv = queue.kv("lora").map_err(|e| e.to_string())?;
+            let kv = queue.kv("lora")?;
             let pending = ns_pending::Pending::load(kv, queue.clone(), |e| {
                 devices
                     .iter()

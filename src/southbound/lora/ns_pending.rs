@@ -7,7 +7,7 @@
 //! device list cannot attach a result to the wrong device; entries of devices no longer
 //! configured are dropped at start.
 
-use crate::buffer::{KvStore, Queue};
+use crate::buffer::{BufferError, KvStore, Queue};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -82,19 +82,19 @@ impl Pending {
     }
 
     /// Records the entries and flushes them; on failure nothing is kept.
-    pub fn add(&mut self, entries: Vec<(String, usize, PendingDown)>) -> Result<(), String> {
+    pub fn add(&mut self, entries: Vec<(String, usize, PendingDown)>) -> Result<(), BufferError> {
         let mut written = Vec::new();
         let mut result = Ok(());
         for (qid, _, p) in &entries {
             let v = serde_json::to_vec(p).unwrap_or_default();
             if let Err(e) = self.kv.insert(&Self::key(qid), &v) {
-                result = Err(e.to_string());
+                result = Err(e);
                 break;
             }
             written.push(qid.clone());
         }
         if result.is_ok() {
-            result = self.queue.flush().map_err(|e| e.to_string());
+            result = self.queue.flush();
         }
         if result.is_err() {
             for qid in written {

@@ -8,7 +8,7 @@
 //!   an unsolicited broadcast, a late reply from another unit) is reported as
 //!   [`Scan::Stray`] and skipped, bytes that cannot start any frame are dropped one at
 //!   a time ([`Scan::Garbage`]) so the scanner resynchronises on the next frame.
-//! - The same PDU code serves the client and the test/bench slave, so both ends agree.
+//! - The same PDU code serves the client and the simulator (`demo::rtu_slave`): both agree.
 
 use std::borrow::Cow;
 use tokio_modbus::{ExceptionCode, Request, Response};
@@ -109,26 +109,46 @@ pub fn exception_from(code: u8) -> ExceptionCode {
     }
 }
 
-/// Decodes a reply PDU to `req`. `Err(text)` when it is malformed.
+/// Why a reply PDU is malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MalformedReply {
+    #[error("function {got:#04x} in reply to {want:#04x}")]
+    WrongFunction { got: u8, want: u8 },
+    #[error("empty reply")]
+    Empty,
+    #[error("reply without byte count")]
+    NoByteCount,
+    #[error("byte count {count} but {data} data bytes")]
+    ByteCount { count: usize, data: usize },
+    #[error("reply too short")]
+    TooShort,
+    #[error("function {0:#04x} not supported")]
+    Unsupported(u8),
+}
+
+/// Decodes a reply PDU to `req`.
 pub fn decode_response(
     req: &Request<'_>,
     pdu: &[u8],
-) -> Result<Result<Response, ExceptionCode>, String> {
+) -> Result<Result<Response, ExceptionCode>, MalformedReply> {
     let f = function(req);
     match pdu {
         [x, code] if *x == f | 0x80 => return Ok(Err(exception_from(*code))),
-        [x, ..] if *x != f => return Err(format!("function {x:#04x} in reply to {f:#04x}")),
-        [] => return Err("empty reply".into()),
+        [x, ..] if *x != f => return Err(MalformedReply::WrongFunction { got: *x, want: f }),
+        [] => return Err(MalformedReply::Empty),
         _ => {}
     }
     let u16at = |i: usize| pdu.get(i..i + 2).map(|b| u16::from_be_bytes([b[0], b[1]]));
-    let counted = || -> Result<&[u8], String> {
-        let n = usize::from(*pdu.get(1).ok_or("reply without byte count")?);
-        pdu.get(2..2 + n)
+    let counted = || -> Result<&[u8], MalformedReply> {
+        let count = usize::from(*pdu.get(1).ok_or(MalformedReply::NoByteCount)?);
+        pdu.get(2..2 + count)
             .filter(|d| d.len() + 2 == pdu.len())
-            .ok_or_else(|| format!("byte count {n} but {} data bytes", pdu.len() - 2))
+            .ok_or(MalformedReply::ByteCount {
+                count,
+                data: pdu.len() - 2,
+            })
     };
-    let short = || "reply too short".to_string();
+    let short = || MalformedReply::TooShort;
     let r = match req {
         Request::ReadCoils(_, q) => Response::ReadCoils(unpack_bits(counted()?, usize::from(*q))),
         Request::ReadDiscreteInputs(_, q) => {
@@ -155,7 +175,7 @@ pub fn decode_response(
             u16at(3).ok_or_else(short)?,
             u16at(5).ok_or_else(short)?,
         ),
-        _ => return Err(format!("function {f:#04x} not supported")),
+        _ => return Err(MalformedReply::Unsupported(f)),
     };
     Ok(Ok(r))
 }

@@ -6,28 +6,30 @@
 //!
 //! After a timeout or transport error on Modbus TCP the connection is dropped and
 //! reopened with backoff (tokio-modbus would match a late reply to the next request).
-//! Serial framings ([`FramedClient`]) keep the port: they drain the line before every
-//! request, so a late reply is discarded; they reopen only on an I/O error (a USB
-//! adapter unplugged). A port that refuses a setting is a bus error naming the setting,
-//! retried with backoff; other links are unaffected.
+//! Serial framings ([`FramedClient`](super::rtu::FramedClient)) keep the port: they
+//! drain the line before every request, so a late reply is discarded; they reopen only
+//! on an I/O error (a USB adapter unplugged). A port that refuses a setting is a bus
+//! error naming the setting, retried with backoff; other links are unaffected.
 
+use super::connect::{ConnectError, Endpoint, connect_with};
+use super::fault_counter::FaultCounter;
 use super::plan::{self, Block};
-use super::read::{CycleError, exception_meaning, poll_cycle};
+use super::read::{Cycle, CycleError, exception_meaning, poll_cycle};
+use super::rtu::{Mode, recoverable};
 use super::schedule::Schedule;
-use super::serial::{FramedClient, Mode, Timing, recoverable};
-use super::tally::Tally;
 use super::write::write_point;
-use crate::config::{BusCfg, Framing, Parity};
+use crate::config::{BusCfg, Framing};
 use crate::model::Value;
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::now_ms;
-use crate::ops::counters::{Counters, ModbusError};
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::backoff::Backoff;
+use crate::ops::counters::{Counters, ModbusFault};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::health::Health;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_modbus::client::Context;
@@ -36,9 +38,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::southbound::health::OFFLINE_AFTER_FAILURES;
 /// Timeout of one request on a TCP link.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Timeout of a TCP connect.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(3000);
-/// Reconnect backoff bounds.
+/// Reconnect backoff bounds ([`Backoff`]).
 pub const RECONNECT_MIN: Duration = Duration::from_millis(500);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
@@ -63,13 +63,44 @@ impl PolledDevice {
     }
 }
 
-/// Where a link's transactions go.
+/// Why a transaction for one device did not run, or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    /// The transport is down and the backoff does not allow another attempt yet.
+    #[error("{last}; next attempt in {wait_ms} ms")]
+    Waiting {
+        last: Arc<ConnectError>,
+        wait_ms: u128,
+    },
+    #[error(transparent)]
+    Connect(Arc<ConnectError>),
+    #[error("{source} {place}")]
+    Cycle {
+        #[source]
+        source: CycleError,
+        place: Place,
+    },
+}
+
+/// Where on a link a transaction went, as messages name it.
 #[derive(Debug, Clone)]
-pub enum Endpoint {
-    /// `host:port`, Modbus TCP or RTU frames over TCP.
-    Tcp { address: String, framing: Framing },
-    /// A serial line (RS-485) in RTU or ASCII mode.
-    Serial { bus: BusCfg, mode: Mode },
+pub enum Place {
+    /// The only device at a TCP address.
+    Address(String),
+    /// One of several units behind a TCP address.
+    Unit { address: String, unit: u8 },
+    /// A unit on a serial bus.
+    Bus { bus: String, unit: u8 },
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Place::Address(a) => write!(f, "at {a}"),
+            Place::Unit { address, unit } => write!(f, "at {address} unit {unit}"),
+            Place::Bus { bus, unit } => write!(f, "on bus {bus} unit {unit}"),
+        }
+    }
 }
 
 /// A connection or serial line and the devices behind it.
@@ -122,6 +153,20 @@ impl Link {
         )
     }
 
+    fn place(&self, unit: u8) -> Place {
+        match &self.endpoint {
+            Endpoint::Tcp { .. } if self.devices.len() == 1 => Place::Address(self.name.clone()),
+            Endpoint::Tcp { .. } => Place::Unit {
+                address: self.name.clone(),
+                unit,
+            },
+            Endpoint::Serial { .. } => Place::Bus {
+                bus: self.name.clone(),
+                unit,
+            },
+        }
+    }
+
     fn keeps_connection(&self, e: &CycleError) -> bool {
         self.framed()
             && match e {
@@ -133,11 +178,11 @@ impl Link {
 
 struct Conn {
     ctx: Option<Context>,
-    next_attempt: Instant,
-    delay: Duration,
+    backoff: Backoff,
+    /// When the next connect may be tried, and why the last one failed (repeated to
+    /// every transaction until then).
+    down: Option<(Instant, Arc<ConnectError>)>,
     log: FailureLog,
-    /// Why the last connect failed, repeated while waiting for the next attempt.
-    last_error: String,
 }
 
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
@@ -148,17 +193,16 @@ pub async fn run_link(
     counters: Arc<Counters>,
     cancel: CancellationToken,
 ) {
-    let tally = Tally::for_link(counters, &link);
+    let faults = FaultCounter::for_link(counters, &link);
     let start = Instant::now();
     let polls: Vec<Duration> = link.devices.iter().map(|d| d.poll).collect();
     let mut schedule = Schedule::new(&polls, start);
     let mut states: Vec<Health> = link.devices.iter().map(|_| Health::default()).collect();
     let mut conn = Conn {
         ctx: None,
-        next_attempt: start,
-        delay: RECONNECT_MIN,
+        backoff: Backoff::new(RECONNECT_MIN, RECONNECT_MAX),
+        down: None,
         log: FailureLog::default(),
-        last_error: String::new(),
     };
     let mut overrun_log = crate::southbound::schedule::OverrunLog::default();
     tracing::info!(bus_id = %link.name, devices = link.devices.len(), "modbus link started");
@@ -170,7 +214,7 @@ pub async fn run_link(
             Some(req) = inbox.recv() => {
                 let msgs = tokio::select! {
                     _ = cancel.cancelled() => break,
-                    m = run_write(&link, &mut conn, req, &tally) => m,
+                    m = run_write(&link, &mut conn, req, &faults) => m,
                 };
                 for m in msgs {
                     tokio::select! {
@@ -184,21 +228,22 @@ pub async fn run_link(
         }
         let dev = &link.devices[i];
         let started = Instant::now();
-        let mut outcome = Err(String::new());
-        for attempt in 0..=link.retries {
-            outcome = tokio::select! {
+        let mut attempt = 0;
+        let outcome = loop {
+            let r = tokio::select! {
                 _ = cancel.cancelled() => return,
-                r = poll_once(&link, &mut conn, dev, &tally) => r,
+                r = poll_once(&link, &mut conn, dev, &faults) => r,
             };
             // Retry only what a retry can fix: a lost or garbled reply.
-            if outcome.is_ok() || conn.ctx.is_none() || attempt == link.retries {
-                break;
+            if r.is_ok() || conn.ctx.is_none() || attempt >= link.retries {
+                break r;
             }
-        }
+            attempt += 1;
+        };
         let now = Instant::now();
         let overruns = schedule.done(i, started, now, outcome.is_ok());
-        overrun_log.record(overruns, now, &link.name, &dev.info.id, tally.counters());
-        let msgs = judge(&link.name, dev, &mut states[i], outcome);
+        overrun_log.record(overruns, now, &link.name, &dev.info.id, faults.counters());
+        let msgs = report_cycle(&link.name, dev, &mut states[i], outcome);
         for m in msgs {
             tokio::select! {
                 _ = cancel.cancelled() => return,
@@ -213,61 +258,65 @@ pub async fn run_link(
 async fn ensure_connected<'c>(
     link: &Link,
     conn: &'c mut Conn,
-    tally: &Tally,
-) -> Result<&'c mut Context, String> {
-    if conn.ctx.is_none() {
-        let now = Instant::now();
-        if now < conn.next_attempt {
-            return Err(format!(
-                "{}; next attempt in {} ms",
-                conn.last_error,
-                conn.next_attempt.duration_since(now).as_millis()
-            ));
-        }
-        match connect_with(&link.endpoint, tally).await {
-            Ok(ctx) => {
-                if let LogAction::Recovered { count } = conn.log.success() {
-                    tracing::info!(bus_id = %link.name, failures = count, "bus connected again");
+    faults: &FaultCounter,
+) -> Result<&'c mut Context, LinkError> {
+    let ctx = match conn.ctx.take() {
+        Some(ctx) => ctx,
+        None => {
+            if let Some((at, last)) = &conn.down {
+                let now = Instant::now();
+                if now < *at {
+                    return Err(LinkError::Waiting {
+                        last: last.clone(),
+                        wait_ms: at.duration_since(now).as_millis(),
+                    });
                 }
-                conn.ctx = Some(ctx);
-                conn.delay = RECONNECT_MIN;
             }
-            Err(e) => {
-                tally.count(ModbusError::ConnectFailed, None);
-                match conn.log.failure(std::time::Instant::now()) {
-                    LogAction::Failed => {
-                        tracing::warn!(bus_id = %link.name, error = %e, "bus error")
+            match connect_with(&link.endpoint, faults).await {
+                Ok(ctx) => {
+                    if let LogAction::Recovered { count } = conn.log.success() {
+                        tracing::info!(bus_id = %link.name, failures = count, "bus connected again");
                     }
-                    LogAction::Summary { count } => {
-                        tracing::warn!(bus_id = %link.name, error = %e, failures = count, "bus still failing")
-                    }
-                    _ => {}
+                    conn.backoff.reset();
+                    conn.down = None;
+                    ctx
                 }
-                let jitter = fastrand::u64(0..=conn.delay.as_millis() as u64 / 2);
-                conn.next_attempt = Instant::now() + conn.delay + Duration::from_millis(jitter);
-                conn.delay = (conn.delay * 2).min(RECONNECT_MAX);
-                conn.last_error.clone_from(&e);
-                return Err(e);
+                Err(e) => {
+                    faults.count(ModbusFault::ConnectFailed, None);
+                    match conn.log.failure(std::time::Instant::now()) {
+                        LogAction::Failed => {
+                            tracing::warn!(bus_id = %link.name, error = %e, "bus error")
+                        }
+                        LogAction::Summary { count } => {
+                            tracing::warn!(bus_id = %link.name, error = %e, failures = count, "bus still failing")
+                        }
+                        _ => {}
+                    }
+                    let e = Arc::new(e);
+                    let at = Instant::now() + conn.backoff.next_wait();
+                    conn.down = Some((at, e.clone()));
+                    return Err(LinkError::Connect(e));
+                }
             }
         }
-    }
-    conn.ctx.as_mut().ok_or_else(|| "not connected".to_string())
+    };
+    Ok(conn.ctx.insert(ctx))
 }
 
 async fn poll_once(
     link: &Link,
     conn: &mut Conn,
     dev: &PolledDevice,
-    tally: &Tally,
-) -> Result<super::read::Cycle, String> {
-    let ctx = ensure_connected(link, conn, tally).await?;
+    faults: &FaultCounter,
+) -> Result<Cycle, LinkError> {
+    let ctx = ensure_connected(link, conn, faults).await?;
     match poll_cycle(
         ctx,
         dev.unit,
         &dev.info.profile,
         &dev.blocks,
         link.request_timeout,
-        tally,
+        faults,
     )
     .await
     {
@@ -278,14 +327,22 @@ async fn poll_once(
             if !link.keeps_connection(&e) {
                 conn.ctx = None;
             }
-            Err(describe(&e, link, dev.unit))
+            Err(LinkError::Cycle {
+                source: e,
+                place: link.place(dev.unit),
+            })
         }
     }
 }
 
 /// Runs a command's writes in order, then reads the device back. Returns the messages
 /// for the pipeline (read-back telemetry).
-async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tally) -> Vec<Input> {
+async fn run_write(
+    link: &Link,
+    conn: &mut Conn,
+    req: WriteRequest,
+    faults: &FaultCounter,
+) -> Vec<Input> {
     let Some(dev) = link.devices.get(req.device) else {
         let _ = req.reply.send(WriteOutcome {
             points: vec![],
@@ -306,22 +363,22 @@ async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tall
         let Some(def) = info.profile.points.get(*idx) else {
             continue;
         };
-        let ctx = match ensure_connected(link, conn, tally).await {
+        let ctx = match ensure_connected(link, conn, faults).await {
             Ok(c) => c,
             Err(e) => {
-                let _ = req.reply.send(fail(applied, e));
+                let _ = req.reply.send(fail(applied, e.to_string()));
                 return vec![];
             }
         };
-        match write_point(ctx, dev.unit, def, value, link.request_timeout, tally).await {
+        match write_point(ctx, dev.unit, def, value, link.request_timeout, faults).await {
             Ok(()) => applied.push((*idx, value.clone())),
             Err(e) => {
-                if e.fatal {
+                if e.fatal() {
                     conn.ctx = None;
                 }
                 let msg = format!(
-                    "point '{}': {} at {} unit {}",
-                    def.name, e.message, link.name, dev.unit
+                    "point '{}': {e} at {} unit {}",
+                    def.name, link.name, dev.unit
                 );
                 let _ = req.reply.send(fail(applied, msg));
                 return vec![];
@@ -330,17 +387,20 @@ async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tall
     }
     tracing::info!(device_id = %info.id, points = applied.len(), "command written");
     let written: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
-    let readback = match ensure_connected(link, conn, tally).await {
+    let readback = match ensure_connected(link, conn, faults).await {
         Ok(ctx) => poll_cycle(
             ctx,
             dev.unit,
             &info.profile,
             &dev.blocks,
             link.request_timeout,
-            tally,
+            faults,
         )
         .await
-        .map_err(|e| describe(&e, link, dev.unit)),
+        .map_err(|source| LinkError::Cycle {
+            source,
+            place: link.place(dev.unit),
+        }),
         Err(e) => Err(e),
     };
     match readback {
@@ -371,122 +431,12 @@ async fn run_write(link: &Link, conn: &mut Conn, req: WriteRequest, tally: &Tall
     }
 }
 
-fn describe(e: &CycleError, link: &Link, unit: u8) -> String {
-    match &link.endpoint {
-        Endpoint::Tcp { .. } if link.devices.len() == 1 => format!("{e} at {}", link.name),
-        Endpoint::Tcp { .. } => format!("{e} at {} unit {unit}", link.name),
-        Endpoint::Serial { .. } => format!("{e} on bus {} unit {unit}", link.name),
-    }
-}
-
-/// Opens a transport and wraps it in a tokio-modbus context; its framing errors are
-/// counted process-wide only (`polegate probe`).
-pub async fn connect(endpoint: &Endpoint, counters: &Arc<Counters>) -> Result<Context, String> {
-    connect_with(endpoint, &Tally::process_only(counters.clone())).await
-}
-
-/// Opens a transport whose framing errors go to `tally`.
-async fn connect_with(endpoint: &Endpoint, tally: &Tally) -> Result<Context, String> {
-    match endpoint {
-        Endpoint::Tcp { address, framing } => {
-            let stream =
-                match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await {
-                    Err(_) => {
-                        return Err(format!(
-                            "connect to {address} timed out after {} ms",
-                            CONNECT_TIMEOUT.as_millis()
-                        ));
-                    }
-                    Ok(Err(e)) => return Err(format!("connect to {address} failed: {e}")),
-                    Ok(Ok(s)) => s,
-                };
-            let _ = stream.set_nodelay(true);
-            Ok(match framing {
-                Framing::Tcp => tokio_modbus::client::tcp::attach(stream),
-                Framing::Rtu => {
-                    let client =
-                        FramedClient::new(stream, Mode::Rtu, Timing::none(), tally.clone());
-                    Context::from(Box::new(client) as Box<dyn tokio_modbus::client::Client>)
-                }
-            })
-        }
-        Endpoint::Serial { bus, mode } => {
-            let port = open_serial(bus)?;
-            let timing = Timing::new(
-                bus.baud,
-                bus.data_bits,
-                bus.parity != Parity::None,
-                bus.stop_bits,
-            );
-            let client = FramedClient::new(port, *mode, timing, tally.clone());
-            Ok(Context::from(
-                Box::new(client) as Box<dyn tokio_modbus::client::Client>
-            ))
-        }
-    }
-}
-
-/// Opens a serial port and applies each setting separately, so a refusal names it.
-pub fn open_serial(bus: &BusCfg) -> Result<tokio_serial::SerialStream, String> {
-    use tokio_serial::{DataBits, SerialPort, SerialPortBuilderExt, StopBits};
-    let path = bus.port.display().to_string();
-    let mut port = tokio_serial::new(&path, bus.baud)
-        .open_native_async()
-        .map_err(|e| {
-            format!(
-                "bus {}: cannot open {path} at {} baud: {e}",
-                bus.id, bus.baud
-            )
-        })?;
-    let refused = |what: String, e: tokio_serial::Error| {
-        format!(
-            "bus {}: port {path} refuses {what}: {e} (fix [[bus]] {what} or the adapter)",
-            bus.id
-        )
-    };
-    let data = if bus.data_bits == 7 {
-        DataBits::Seven
-    } else {
-        DataBits::Eight
-    };
-    port.set_data_bits(data)
-        .map_err(|e| refused(format!("data_bits = {}", bus.data_bits), e))?;
-    let (parity, label) = match bus.parity {
-        Parity::None => (tokio_serial::Parity::None, "none"),
-        Parity::Even => (tokio_serial::Parity::Even, "even"),
-        Parity::Odd => (tokio_serial::Parity::Odd, "odd"),
-    };
-    let what = format!("parity = \"{label}\"");
-    port.set_parity(parity)
-        .map_err(|e| refused(what.clone(), e))?;
-    // Some drivers (ptys) accept the ioctl but keep their setting: read it back.
-    match port.parity() {
-        Ok(p) if p == parity => {}
-        Ok(p) => {
-            let e = tokio_serial::Error::new(
-                tokio_serial::ErrorKind::InvalidInput,
-                format!("the driver kept parity {p}"),
-            );
-            return Err(refused(what, e));
-        }
-        Err(e) => return Err(refused(what, e)),
-    }
-    let stop = if bus.stop_bits == 2 {
-        StopBits::Two
-    } else {
-        StopBits::One
-    };
-    port.set_stop_bits(stop)
-        .map_err(|e| refused(format!("stop_bits = {}", bus.stop_bits), e))?;
-    Ok(port)
-}
-
 /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
-fn judge(
+fn report_cycle(
     bus: &str,
     dev: &PolledDevice,
     st: &mut Health,
-    outcome: Result<super::read::Cycle, String>,
+    outcome: Result<Cycle, LinkError>,
 ) -> Vec<Input> {
     let info = &dev.info;
     let mut out = Vec::new();
@@ -509,7 +459,7 @@ fn judge(
                 }
             }
         }
-        Err(reason) => st.bad(info, bus, reason, &mut out),
+        Err(e) => st.bad(info, bus, &e, &mut out),
     }
     out
 }

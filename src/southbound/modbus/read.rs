@@ -3,17 +3,19 @@
 //! transport failures (the connection must be dropped: a late reply would otherwise be
 //! matched to the next request).
 
+use super::fault_counter::FaultCounter;
 use super::plan::Block;
-use super::tally::Tally;
 use crate::model::Value;
-use crate::ops::counters::{Counters, ModbusError};
+use crate::ops::counters::{Counters, ModbusFault};
 use crate::profile::{Profile, Table, codec};
 use std::time::Duration;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::slave::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 
-/// Why a poll cycle failed. The context must be dropped after every variant.
+/// Why a poll cycle failed. Modbus TCP drops the context after every variant; our own
+/// serial framing keeps it after a timeout, a short reply or a bad frame, because it
+/// drains the line before the next request (`Link::keeps_connection`).
 #[derive(Debug, thiserror::Error)]
 pub enum CycleError {
     #[error("read {table} {start}..{end} timed out after {ms} ms")]
@@ -70,7 +72,7 @@ pub async fn poll_cycle(
     profile: &Profile,
     blocks: &[Block],
     timeout: Duration,
-    tally: &Tally,
+    faults: &FaultCounter,
 ) -> Result<Cycle, CycleError> {
     ctx.set_slave(Slave(unit));
     let mut cycle = Cycle::default();
@@ -99,7 +101,7 @@ pub async fn poll_cycle(
         };
         let data = match tokio::time::timeout(timeout, fut).await {
             Err(_) => {
-                tally.count(ModbusError::Timeout, Some(unit));
+                faults.count(ModbusFault::Timeout, Some(unit));
                 return Err(CycleError::Timeout {
                     table,
                     start: b.start,
@@ -110,13 +112,13 @@ pub async fn poll_cycle(
             Ok(Err(source)) => {
                 match &source {
                     tokio_modbus::Error::Protocol(_) => {
-                        tally.count(ModbusError::Malformed, Some(unit))
+                        faults.count(ModbusFault::Malformed, Some(unit))
                     }
                     // Bad checksums and garbled frames were counted by the framing.
                     tokio_modbus::Error::Transport(e)
                         if e.kind() == std::io::ErrorKind::InvalidData => {}
                     tokio_modbus::Error::Transport(_) => {
-                        tally.count(ModbusError::Transport, Some(unit))
+                        faults.count(ModbusFault::Transport, Some(unit))
                     }
                 }
                 return Err(CycleError::Transport {
@@ -127,7 +129,7 @@ pub async fn poll_cycle(
                 });
             }
             Ok(Ok(Err(code))) => {
-                tally.count(ModbusError::Exception, Some(unit));
+                faults.count(ModbusFault::Exception, Some(unit));
                 cycle.exceptions.push(BlockException {
                     table: b.table,
                     start: b.start,
@@ -143,7 +145,7 @@ pub async fn poll_cycle(
             Data::Words(v) => v.len(),
         };
         if got < usize::from(b.count) {
-            tally.count(ModbusError::Malformed, Some(unit));
+            faults.count(ModbusFault::Malformed, Some(unit));
             return Err(CycleError::Short {
                 table,
                 start: b.start,
@@ -152,7 +154,7 @@ pub async fn poll_cycle(
                 want: b.count,
             });
         }
-        decode_block(profile, b, &data, &mut cycle, tally.counters());
+        decode_block(profile, b, &data, &mut cycle, faults.counters());
     }
     Ok(cycle)
 }

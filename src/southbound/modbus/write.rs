@@ -2,52 +2,79 @@
 //! (5 for a coil, 6 for one register, 16 for several, read-modify-write for one bit of a
 //! holding register, all in the same transaction slot), scale inverted by the codec.
 
-use super::tally::Tally;
+use super::fault_counter::FaultCounter;
+use super::read::exception_meaning;
 use crate::model::Value;
-use crate::ops::counters::ModbusError;
+use crate::ops::counters::ModbusFault;
 use crate::profile::{PointDef, Table, codec};
 use std::time::Duration;
-use tokio_modbus::Slave;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::slave::SlaveContext;
+use tokio_modbus::{ExceptionCode, Slave};
 
-/// Why one point's write failed. `fatal` means the context must be dropped.
-#[derive(Debug)]
-pub struct WriteError {
-    pub message: String,
-    pub fatal: bool,
+/// Why one point's write failed. `what` names the transaction (`write holding 12..14`).
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{what} timed out after {ms} ms")]
+    Timeout { what: String, ms: u128 },
+    #[error("{what} failed: {source}")]
+    Transport {
+        what: String,
+        #[source]
+        source: tokio_modbus::Error,
+    },
+    #[error("{what}: device answered exception {code:?} ({})", exception_meaning(*code))]
+    Exception { what: String, code: ExceptionCode },
+    #[error("read holding {address}: empty reply")]
+    EmptyReply { address: u16 },
+    #[error("point '{point}' has no Modbus address")]
+    NoAddress { point: String },
+    #[error("point '{point}' lives in the read-only {table} table")]
+    ReadOnly { point: String, table: &'static str },
+    #[error(transparent)]
+    Value(#[from] codec::CodecError),
+}
+
+impl WriteError {
+    /// The transaction did not complete: the context must be dropped (a late reply
+    /// would answer the next request).
+    pub fn fatal(&self) -> bool {
+        matches!(
+            self,
+            WriteError::Timeout { .. }
+                | WriteError::Transport { .. }
+                | WriteError::EmptyReply { .. }
+        )
+    }
 }
 
 async fn timed<T>(
     what: &str,
     timeout: Duration,
-    tally: &Tally,
+    faults: &FaultCounter,
     unit: u8,
     fut: impl std::future::Future<Output = tokio_modbus::Result<T>>,
 ) -> Result<T, WriteError> {
     match tokio::time::timeout(timeout, fut).await {
         Err(_) => {
-            tally.count(ModbusError::Timeout, Some(unit));
-            Err(WriteError {
-                message: format!("{what} timed out after {} ms", timeout.as_millis()),
-                fatal: true,
+            faults.count(ModbusFault::Timeout, Some(unit));
+            Err(WriteError::Timeout {
+                what: what.to_string(),
+                ms: timeout.as_millis(),
             })
         }
-        Ok(Err(e)) => {
-            tally.count(ModbusError::Transport, Some(unit));
-            Err(WriteError {
-                message: format!("{what} failed: {e}"),
-                fatal: true,
+        Ok(Err(source)) => {
+            faults.count(ModbusFault::Transport, Some(unit));
+            Err(WriteError::Transport {
+                what: what.to_string(),
+                source,
             })
         }
         Ok(Ok(Err(code))) => {
-            tally.count(ModbusError::Exception, Some(unit));
-            Err(WriteError {
-                message: format!(
-                    "{what}: device answered exception {code:?} ({})",
-                    super::read::exception_meaning(code)
-                ),
-                fatal: false,
+            faults.count(ModbusFault::Exception, Some(unit));
+            Err(WriteError::Exception {
+                what: what.to_string(),
+                code,
             })
         }
         Ok(Ok(Ok(v))) => Ok(v),
@@ -61,67 +88,59 @@ pub async fn write_point(
     p: &PointDef,
     value: &Value,
     timeout: Duration,
-    tally: &Tally,
+    faults: &FaultCounter,
 ) -> Result<(), WriteError> {
     ctx.set_slave(Slave(unit));
     let Some(reg) = &p.reg else {
-        return Err(WriteError {
-            message: format!("point '{}' has no Modbus address", p.name),
-            fatal: false,
+        return Err(WriteError::NoAddress {
+            point: p.name.clone(),
         });
-    };
-    let bad = |e: codec::CodecError| WriteError {
-        message: e.to_string(),
-        fatal: false,
     };
     let a = reg.address;
     match reg.table {
         Table::Coil => {
-            let on = codec::encode_bit(p, value).map_err(bad)?;
+            let on = codec::encode_bit(p, value)?;
             timed(
                 &format!("write coil {a}"),
                 timeout,
-                tally,
+                faults,
                 unit,
                 ctx.write_single_coil(a, on),
             )
             .await
         }
         Table::Holding if reg.bit.is_some() => {
-            let on = codec::encode_bit(p, value).map_err(bad)?;
+            let on = codec::encode_bit(p, value)?;
             let cur = timed(
                 &format!("read holding {a} before setting bit"),
                 timeout,
-                tally,
+                faults,
                 unit,
                 ctx.read_holding_registers(a, 1),
             )
             .await?;
             let Some(&cur) = cur.first() else {
-                tally.count(ModbusError::Malformed, Some(unit));
-                return Err(WriteError {
-                    message: format!("read holding {a}: empty reply"),
-                    fatal: true,
-                });
+                faults.count(ModbusFault::Malformed, Some(unit));
+                return Err(WriteError::EmptyReply { address: a });
             };
-            let merged = codec::merge_bit(p, cur, on).map_err(bad)?;
+            let merged = codec::merge_bit(p, cur, on)?;
             timed(
                 &format!("write holding {a}"),
                 timeout,
-                tally,
+                faults,
                 unit,
                 ctx.write_single_register(a, merged),
             )
             .await
         }
         Table::Holding => {
-            let words = codec::encode_registers(p, value).map_err(bad)?;
+            let words = codec::encode_registers(p, value)?;
             match words.as_slice() {
                 [w] => {
                     timed(
                         &format!("write holding {a}"),
                         timeout,
-                        tally,
+                        faults,
                         unit,
                         ctx.write_single_register(a, *w),
                     )
@@ -132,7 +151,7 @@ pub async fn write_point(
                     timed(
                         &format!("write holding {a}..{end}"),
                         timeout,
-                        tally,
+                        faults,
                         unit,
                         ctx.write_multiple_registers(a, &words),
                     )
@@ -140,13 +159,9 @@ pub async fn write_point(
                 }
             }
         }
-        Table::Input | Table::Discrete => Err(WriteError {
-            message: format!(
-                "point '{}' lives in the read-only {} table",
-                p.name,
-                reg.table.as_str()
-            ),
-            fatal: false,
+        Table::Input | Table::Discrete => Err(WriteError::ReadOnly {
+            point: p.name.clone(),
+            table: reg.table.as_str(),
         }),
     }
 }

@@ -12,14 +12,14 @@
 //! A script error or runaway script fails that frame's cycle (counted, logged with the
 //! device, script file and line), never the bus.
 
-use super::decode::{self, Decoded};
+use super::decode::{self, AckError, Decoded};
 use super::framing::Framed;
-use super::port::Port;
+use super::port::{Port, PortError};
 use super::{SerialBus, SerialDevice};
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
-use crate::ops::ratelimit::{FailureLog, LogAction};
+use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::Input;
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
@@ -33,6 +33,22 @@ use tokio_util::sync::CancellationToken;
 
 /// Problems in what a script returns (unknown keys, wrong types) are logged at most this often per device.
 const PROBLEM_LOG_EVERY: Duration = Duration::from_secs(300);
+
+/// Why a device's poll cycle or write failed: the offline `reason`, the command's `error`.
+#[derive(Debug, thiserror::Error)]
+enum DeviceError {
+    #[error("script error: {0}")]
+    Script(ScriptError),
+    /// A push-only device sent nothing for a whole poll interval.
+    #[error("no frame from address {address} during the last poll interval")]
+    Silent { address: String },
+    #[error("no reply to {request} within {ms} ms")]
+    NoReply { request: String, ms: u128 },
+    #[error(transparent)]
+    Port(#[from] PortError),
+    #[error(transparent)]
+    Ack(#[from] AckError),
+}
 
 struct DevState {
     health: Health,
@@ -124,7 +140,7 @@ impl Task {
                             r = self.poll_cycle(i) => r,
                         };
                         self.schedule_done(i, started, cycle.is_ok());
-                        self.judge(i, cycle);
+                        self.report_cycle(i, cycle);
                     }
                 }
             }
@@ -176,7 +192,7 @@ impl Task {
     }
 
     /// Sends device `i`'s poll requests and collects the replies' values.
-    async fn poll_cycle(&mut self, i: usize) -> Result<Vec<(usize, Value)>, String> {
+    async fn poll_cycle(&mut self, i: usize) -> Result<Vec<(usize, Value)>, DeviceError> {
         let dev = &self.bus.devices[i];
         let requests = decode::poll_requests(&self.engine, spec(dev), &dev.address)
             .map_err(|e| self.script_failed(i, e))?;
@@ -187,10 +203,9 @@ impl Task {
             return if heard {
                 Ok(Vec::new())
             } else {
-                Err(format!(
-                    "no frame from address {} during the last poll interval",
-                    dev.address
-                ))
+                Err(DeviceError::Silent {
+                    address: dev.address.clone(),
+                })
             };
         }
         let mut values = Vec::new();
@@ -205,7 +220,7 @@ impl Task {
     /// Sends one request for device `i` and waits for its reply frame, handing frames of
     /// other devices to them meanwhile. Frames the script ignores are skipped, except
     /// as the reply to a write (`#01 OK` carries no values).
-    async fn request(&mut self, i: usize, req: &[u8], write: bool) -> Result<Vec<u8>, String> {
+    async fn request(&mut self, i: usize, req: &[u8], write: bool) -> Result<Vec<u8>, DeviceError> {
         for f in self.port.take_pending() {
             self.unsolicited(f);
         }
@@ -218,12 +233,11 @@ impl Task {
                 None => {
                     Counters::inc(&self.counters.serial_timeout);
                     return Err(match self.port.error.as_ref() {
-                        Some(e) => e.clone(),
-                        None => format!(
-                            "no reply to {} within {} ms",
-                            printable(req),
-                            timeout.as_millis()
-                        ),
+                        Some(e) => DeviceError::Port(e.clone()),
+                        None => DeviceError::NoReply {
+                            request: printable(req),
+                            ms: timeout.as_millis(),
+                        },
                     });
                 }
                 Some(Framed::Overlong(n)) => self.overlong(n),
@@ -242,7 +256,7 @@ impl Task {
         }
     }
 
-    fn decode_reply(&mut self, i: usize, frame: &[u8]) -> Result<Decoded, String> {
+    fn decode_reply(&mut self, i: usize, frame: &[u8]) -> Result<Decoded, DeviceError> {
         let dev = &self.bus.devices[i];
         match decode::decode(&self.engine, &dev.info.profile, spec(dev), frame) {
             Ok(Some(d)) => {
@@ -254,11 +268,11 @@ impl Task {
         }
     }
 
-    fn script_failed(&self, i: usize, e: ScriptError) -> String {
+    fn script_failed(&self, i: usize, e: ScriptError) -> DeviceError {
         Counters::inc(&self.counters.script_error);
         let dev = &self.bus.devices[i];
         tracing::debug!(device_id = %dev.info.id, script = %e.file.display(), line = ?e.line, error = %e.message, "script error");
-        format!("script error: {e}")
+        DeviceError::Script(e)
     }
 
     fn note_problems(&mut self, i: usize, d: &Decoded) {
@@ -412,7 +426,7 @@ impl Task {
         }
     }
 
-    async fn write_one(&mut self, i: usize, point: &str, value: &Value) -> Result<(), String> {
+    async fn write_one(&mut self, i: usize, point: &str, value: &Value) -> Result<(), DeviceError> {
         let dev = &self.bus.devices[i];
         let bytes = decode::encode(&self.engine, spec(dev), point, value, &dev.address)
             .map_err(|e| self.script_failed(i, e))?;
@@ -420,26 +434,27 @@ impl Task {
             for f in self.port.take_pending() {
                 self.unsolicited(f);
             }
-            return self.port.send(&bytes).await;
+            return Ok(self.port.send(&bytes).await?);
         }
         let reply = self.request(i, &bytes, true).await?;
         let dev = &self.bus.devices[i];
-        decode::ack(&self.engine, spec(dev), &reply).inspect_err(|e| {
-            if e.starts_with("script error") {
+        decode::ack(&self.engine, spec(dev), &reply).map_err(|e| {
+            if let AckError::Script(_) = e {
                 Counters::inc(&self.counters.script_error);
             }
+            DeviceError::Ack(e)
         })
     }
 
     /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
-    fn judge(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, String>) {
+    fn report_cycle(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, DeviceError>) {
         let info = self.bus.devices[i].info.clone();
         let health = &mut self.states[i].health;
         match outcome {
             Ok(values) => {
                 health.good(&info, &self.bus.cfg.id, values, &mut self.out);
             }
-            Err(reason) => health.bad(&info, &self.bus.cfg.id, reason, &mut self.out),
+            Err(e) => health.bad(&info, &self.bus.cfg.id, &e, &mut self.out),
         }
     }
 }

@@ -132,19 +132,32 @@ pub fn poll_requests(
         .collect()
 }
 
+/// Why `fn ack(frame)` failed a write.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AckError {
+    #[error("script error: {0}")]
+    Script(ScriptError),
+    /// `ack` returned `false`.
+    #[error("the device refused the write")]
+    Refused,
+    /// `ack` returned the device's error text.
+    #[error("the device refused the write: {0}")]
+    RefusedWith(String),
+}
+
 /// A write's verdict from `fn ack(frame)` when the script has one: `false` or a string
 /// (the device's error) fail the write.
-pub fn ack(engine: &Engine, spec: &SerialSpec, frame: &[u8]) -> Result<(), String> {
+pub fn ack(engine: &Engine, spec: &SerialSpec, frame: &[u8]) -> Result<(), AckError> {
     if !spec.script.has_fn("ack", 1) {
         return Ok(());
     }
     let out = engine
         .call(&spec.script, "ack", (frame_arg(spec, frame),))
-        .map_err(|e| format!("script error: {e}"))?;
+        .map_err(AckError::Script)?;
     if out.as_bool() == Ok(false) {
-        Err("the device refused the write".into())
+        Err(AckError::Refused)
     } else if out.is_string() {
-        Err(format!("the device refused the write: {}", out))
+        Err(AckError::RefusedWith(out.to_string()))
     } else {
         Ok(())
     }
@@ -183,10 +196,24 @@ fn type_error(spec: &SerialSpec, func: &str, expected: &str, got: &str) -> Scrip
     }
 }
 
+/// Why a value a script returned does not fit its point (listed in `problems`).
+#[derive(Debug, thiserror::Error)]
+enum ValueProblem {
+    #[error("{got} is not a {}", .ty.as_str())]
+    WrongType { got: &'static str, ty: PointType },
+    #[error("{0} is not one of the point's values")]
+    NotAValue(Value),
+    #[error("{value} does not fit a {}", .ty.as_str())]
+    DoesNotFit { value: i64, ty: PointType },
+}
+
 /// Checks a script value against the point's `type` (and enum `values`). Returns the
 /// value and whether it was an enum raw value missing from `values`.
-fn check_value(def: &PointDef, v: &Dynamic) -> Result<(Value, bool), String> {
-    let got = || format!("{} is not a {}", script::type_name(v), def.ty.as_str());
+fn check_value(def: &PointDef, v: &Dynamic) -> Result<(Value, bool), ValueProblem> {
+    let got = || ValueProblem::WrongType {
+        got: script::type_name(v),
+        ty: def.ty,
+    };
     let value = dynamic_to_value(v).ok_or_else(got)?;
     if let Some(labels) = &def.values {
         return match &value {
@@ -195,7 +222,7 @@ fn check_value(def: &PointDef, v: &Dynamic) -> Result<(Value, bool), String> {
                 None => (value, true),
             }),
             Value::Text(t) if labels.values().any(|l| l == t) => Ok((value, false)),
-            _ => Err(format!("{value} is not one of the point's values")),
+            _ => Err(ValueProblem::NotAValue(value)),
         };
     }
     let value = match (def.ty, value) {
@@ -206,7 +233,7 @@ fn check_value(def: &PointDef, v: &Dynamic) -> Result<(Value, bool), String> {
         (PointType::F32 | PointType::F64, Value::Float(f)) => Value::Float(f),
         (t, Value::Int(i)) if t.is_integer() => {
             if !integer_fits(t, i) {
-                return Err(format!("{i} does not fit a {}", t.as_str()));
+                return Err(ValueProblem::DoesNotFit { value: i, ty: t });
             }
             Value::Int(i)
         }

@@ -1,23 +1,54 @@
-//! The serial port of one bus: opening it setting by setting (so a refused setting is
-//! named), reopening with backoff, and reading frames under a deadline.
+//! The serial port of one bus: opening it through the shared opener (a refused setting
+//! is named), reopening with the shared backoff, and reading frames under a deadline.
 //!
 //! `next_frame` is cancel-safe: bytes already read live in the framer, so the bus task
 //! may drop the future in a `select!` (a command arrived) without losing input.
 
 use super::framing::{Framed, Framer};
-use crate::config::{BusCfg, Parity};
+use crate::config::BusCfg;
+use crate::ops::backoff::Backoff;
+use crate::southbound::serial_port::{self, OpenError};
 use std::collections::VecDeque;
+use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
-use tokio_serial::{SerialPort, SerialPortBuilderExt, SerialStream};
+use tokio_serial::SerialStream;
 
+/// Reopen backoff bounds ([`Backoff`]).
 pub const REOPEN_MIN: Duration = Duration::from_millis(500);
 pub const REOPEN_MAX: Duration = Duration::from_secs(30);
 /// Silence after which a partial frame (delimiter or length framing) is dropped.
 pub const RESYNC_GAP: Duration = Duration::from_millis(200);
 /// A write of one request may not take longer than this.
 pub const WRITE_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// Why the port could not take a request or lost its line. Cheap to clone: the bus
+/// logs it and hands it to the cycle that was waiting.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PortError {
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("port {port} is not open; next attempt in {wait_ms} ms")]
+    Waiting { port: String, wait_ms: u128 },
+    #[error("write to {port} failed: {source}")]
+    Write {
+        port: String,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error("write to {port} timed out after {ms} ms")]
+    WriteTimeout { port: String, ms: u128 },
+    #[error("port {port} closed")]
+    Closed { port: String },
+    #[error("read from {port} failed: {source}")]
+    Read {
+        port: String,
+        #[source]
+        source: Arc<io::Error>,
+    },
+}
 
 pub struct Port {
     cfg: BusCfg,
@@ -27,9 +58,9 @@ pub struct Port {
     pending: VecDeque<Framed>,
     last_byte: Instant,
     next_attempt: Instant,
-    delay: Duration,
+    backoff: Backoff,
     /// Set when an open or I/O failure happened; taken by the bus for logging.
-    pub error: Option<String>,
+    pub error: Option<PortError>,
 }
 
 impl Port {
@@ -43,7 +74,7 @@ impl Port {
             pending: VecDeque::new(),
             last_byte: now,
             next_attempt: now,
-            delay: REOPEN_MIN,
+            backoff: Backoff::new(REOPEN_MIN, REOPEN_MAX),
             error: None,
         }
     }
@@ -53,38 +84,39 @@ impl Port {
     }
 
     /// Opens the port if it is closed and the backoff allows.
-    pub fn ensure_open(&mut self) -> Result<(), String> {
-        if self.stream.is_some() {
-            return Ok(());
+    pub fn ensure_open(&mut self) -> Result<&mut SerialStream, PortError> {
+        if let Some(s) = self.stream.take() {
+            return Ok(self.stream.insert(s));
         }
         let now = Instant::now();
         if now < self.next_attempt {
-            return Err(format!(
-                "port {} is not open; next attempt in {} ms",
-                self.cfg.port.display(),
-                self.next_attempt.duration_since(now).as_millis()
-            ));
+            return Err(PortError::Waiting {
+                port: self.name(),
+                wait_ms: self.next_attempt.duration_since(now).as_millis(),
+            });
         }
-        match open(&self.cfg) {
+        match serial_port::open(&self.cfg) {
             Ok(s) => {
-                self.stream = Some(s);
-                self.delay = REOPEN_MIN;
+                self.backoff.reset();
                 self.framer.reset();
                 tracing::info!(bus_id = %self.cfg.id, port = %self.cfg.port.display(), "serial port open");
-                Ok(())
+                Ok(self.stream.insert(s))
             }
             Err(e) => {
+                let e = PortError::from(e);
                 self.fail(e.clone());
                 Err(e)
             }
         }
     }
 
-    fn fail(&mut self, e: String) {
+    fn name(&self) -> String {
+        self.cfg.port.display().to_string()
+    }
+
+    fn fail(&mut self, e: PortError) {
         self.stream = None;
-        let jitter = fastrand::u64(0..=self.delay.as_millis() as u64 / 2);
-        self.next_attempt = Instant::now() + self.delay + Duration::from_millis(jitter);
-        self.delay = (self.delay * 2).min(REOPEN_MAX);
+        self.next_attempt = Instant::now() + self.backoff.next_wait();
         self.error = Some(e);
     }
 
@@ -98,12 +130,9 @@ impl Port {
         self.pending.drain(..).collect()
     }
 
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
-        self.ensure_open()?;
-        let port = self.cfg.port.display().to_string();
-        let Some(s) = self.stream.as_mut() else {
-            return Err(format!("port {port} is not open"));
-        };
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), PortError> {
+        let port = self.name();
+        let s = self.ensure_open()?;
         let r = tokio::time::timeout(WRITE_TIMEOUT, async {
             s.write_all(bytes).await?;
             s.flush().await
@@ -111,11 +140,14 @@ impl Port {
         .await;
         let e = match r {
             Ok(Ok(())) => return Ok(()),
-            Ok(Err(e)) => format!("write to {port} failed: {e}"),
-            Err(_) => format!(
-                "write to {port} timed out after {} ms",
-                WRITE_TIMEOUT.as_millis()
-            ),
+            Ok(Err(e)) => PortError::Write {
+                port,
+                source: Arc::new(e),
+            },
+            Err(_) => PortError::WriteTimeout {
+                port,
+                ms: WRITE_TIMEOUT.as_millis(),
+            },
         };
         self.fail(e.clone());
         Err(e)
@@ -145,14 +177,14 @@ impl Port {
             };
             tokio::select! {
                 r = stream.read(&mut buf) => match r {
-                    Ok(0) => self.fail(format!("port {} closed", self.cfg.port.display())),
+                    Ok(0) => self.fail(PortError::Closed { port: self.name() }),
                     Ok(n) => {
                         self.last_byte = Instant::now();
                         let mut out = Vec::new();
                         self.framer.push(&buf[..n], &mut out);
                         self.pending.extend(out);
                     }
-                    Err(e) => self.fail(format!("read from {} failed: {e}", self.cfg.port.display())),
+                    Err(e) => self.fail(PortError::Read { port: self.name(), source: Arc::new(e) }),
                 },
                 _ = tokio::time::sleep_until(wake) => {
                     if silence_at.is_some_and(|s| Instant::now() >= s) {
@@ -166,36 +198,4 @@ impl Port {
             }
         }
     }
-}
-
-/// Opens the port, then applies each setting on its own so a refusal names it
-/// (pseudo-terminals refuse even/odd parity with EINVAL).
-fn open(cfg: &BusCfg) -> Result<SerialStream, String> {
-    let port = cfg.port.display();
-    let mut s = tokio_serial::new(cfg.port.to_string_lossy(), cfg.baud)
-        .open_native_async()
-        .map_err(|e| format!("cannot open serial port {port} at {} baud: {e}", cfg.baud))?;
-    let data_bits = match cfg.data_bits {
-        5 => tokio_serial::DataBits::Five,
-        6 => tokio_serial::DataBits::Six,
-        7 => tokio_serial::DataBits::Seven,
-        _ => tokio_serial::DataBits::Eight,
-    };
-    s.set_data_bits(data_bits)
-        .map_err(|e| format!("port {port} refused data_bits = {}: {e}", cfg.data_bits))?;
-    let stop_bits = match cfg.stop_bits {
-        2 => tokio_serial::StopBits::Two,
-        _ => tokio_serial::StopBits::One,
-    };
-    s.set_stop_bits(stop_bits)
-        .map_err(|e| format!("port {port} refused stop_bits = {}: {e}", cfg.stop_bits))?;
-    let (parity, name) = match cfg.parity {
-        Parity::None => (tokio_serial::Parity::None, "none"),
-        Parity::Even => (tokio_serial::Parity::Even, "even"),
-        Parity::Odd => (tokio_serial::Parity::Odd, "odd"),
-    };
-    s.set_parity(parity).map_err(|e| {
-        format!("port {port} refused parity = \"{name}\": {e} (pseudo-terminals only take parity = \"none\")")
-    })?;
-    Ok(s)
 }

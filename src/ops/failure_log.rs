@@ -60,10 +60,6 @@ impl FailureLog {
             LogAction::Nothing
         }
     }
-
-    pub fn is_failing(&self) -> bool {
-        self.failing_since.is_some()
-    }
 }
 
 #[cfg(test)]

@@ -3,22 +3,22 @@
 //! (`stats.device_errors`). One call per error site, so the three never disagree.
 
 use super::link::Link;
-use crate::ops::counters::{Counters, ErrorCounts, ModbusError};
+use crate::ops::counters::{Counters, ErrorCounts, ModbusFault};
 use std::sync::Arc;
 
 /// The counters one link's errors go to. Cheap to clone (shared with its framing).
 #[derive(Debug, Clone)]
-pub struct Tally {
+pub struct FaultCounter {
     counters: Arc<Counters>,
     link: Option<Arc<ErrorCounts>>,
     /// The devices of the link by unit id.
     units: Arc<[(u8, Arc<ErrorCounts>)]>,
 }
 
-impl Tally {
+impl FaultCounter {
     /// Process-wide counting only (`polegate probe`, tests of the framing).
-    pub fn process_only(counters: Arc<Counters>) -> Tally {
-        Tally {
+    pub fn process_only(counters: Arc<Counters>) -> FaultCounter {
+        FaultCounter {
             counters,
             link: None,
             units: Arc::new([]),
@@ -26,9 +26,9 @@ impl Tally {
     }
 
     /// Registers `link` and its devices in the counters' breakdown.
-    pub fn for_link(counters: Arc<Counters>, link: &Link) -> Tally {
+    pub fn for_link(counters: Arc<Counters>, link: &Link) -> FaultCounter {
         let devices = link.devices.iter().map(|d| (d.unit, d.info.id.as_str()));
-        Tally::new(counters, &link.name, devices)
+        FaultCounter::new(counters, &link.name, devices)
     }
 
     /// Registers link `name` and its devices (unit id, device id).
@@ -36,13 +36,13 @@ impl Tally {
         counters: Arc<Counters>,
         name: &str,
         devices: impl IntoIterator<Item = (u8, &'a str)>,
-    ) -> Tally {
+    ) -> FaultCounter {
         let b = &counters.breakdown;
         let units: Vec<_> = devices
             .into_iter()
             .map(|(unit, id)| (unit, b.device(id)))
             .collect();
-        Tally {
+        FaultCounter {
             link: Some(b.link(name)),
             units: units.into(),
             counters,
@@ -50,7 +50,7 @@ impl Tally {
     }
 
     /// Counts `e` process-wide, on the link, and on the device at `unit` if given.
-    pub fn count(&self, e: ModbusError, unit: Option<u8>) {
+    pub fn count(&self, e: ModbusFault, unit: Option<u8>) {
         Counters::inc(e.process_counter(&self.counters));
         if let Some(l) = &self.link {
             l.inc(e);

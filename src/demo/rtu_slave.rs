@@ -1,7 +1,8 @@
 //! A simulated Modbus RTU/ASCII slave bus with several units, for tests, the benchmark
 //! and trying `polegate probe` without hardware. It speaks through the same codec as
-//! the client ([`super::frame`]) and can misbehave per unit: stay silent, corrupt its
-//! CRC, answer with an exception, or chatter a stray frame before each reply.
+//! the client ([`frame`]) and can misbehave per unit: stay silent, corrupt its CRC,
+//! answer with an exception, or chatter a stray frame before each reply. It lives under
+//! `demo` so that a cabinet build (`--no-default-features`) carries no simulator.
 //!
 //! Invariants: one request is answered at a time, in arrival order; with `wire` set,
 //! each reply is delayed by the wire time of the request and the reply plus one
@@ -9,8 +10,8 @@
 //! it is comparable with the theoretical limit; every request addressed to a unit is
 //! counted, answered or not.
 
-use super::frame::{self, Scan};
-use super::serial::{Mode, Timing};
+use crate::southbound::modbus::frame::{self, Scan};
+use crate::southbound::modbus::rtu::{Mode, Timing};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};

@@ -1,5 +1,8 @@
-//! Exponential backoff with full jitter (the AWS architecture blog's "full jitter"):
-//! each wait is uniform in [0, min(max, base * 2^attempt)]. Pure apart from the RNG.
+//! Reconnect backoff, shared by every driver and the MQTT session: exponential with
+//! jitter (after the AWS architecture blog's "full jitter"), except that a wait never
+//! goes below `min`: the n-th wait (from 0) is uniform in [min, min(max, min * 2^n)], so
+//! a reconnect never spins and many gateways restarted together spread their attempts.
+//! Pure apart from the RNG.
 
 use std::time::Duration;
 

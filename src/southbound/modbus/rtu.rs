@@ -21,9 +21,9 @@
 //! - No await here is unbounded except the reply wait, which the caller wraps in its
 //!   request timeout (read.rs/write.rs); drains are bounded by [`MAX_DRAIN`].
 
+use super::fault_counter::FaultCounter;
 use super::frame::{self, Scan};
-use super::tally::Tally;
-use crate::ops::counters::ModbusError;
+use crate::ops::counters::ModbusFault;
 use async_trait::async_trait;
 use std::io;
 use std::time::Duration;
@@ -38,6 +38,22 @@ pub const MAX_DRAIN: Duration = Duration::from_millis(200);
 /// Floor of the drain silence window, for ptys and device servers whose timing is not
 /// the wire's (bytes arrive in bursts over TCP).
 pub const MIN_DRAIN_SILENCE: Duration = Duration::from_millis(2);
+
+/// What goes wrong on the line, carried inside the `io::Error`s tokio-modbus's
+/// `Client` trait returns (`InvalidData`: the port stays open).
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("function {0:#04x} not supported on serial")]
+    Unsupported(u8),
+    #[error("{} error in the reply of unit {unit}", if *.mode == Mode::Rtu { "CRC" } else { "LRC" })]
+    BadChecksum { mode: Mode, unit: u8 },
+    #[error("garbled reply from unit {unit}: {source}")]
+    Garbled {
+        unit: u8,
+        #[source]
+        source: frame::MalformedReply,
+    },
+}
 
 /// Line discipline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +103,7 @@ pub struct FramedClient<S> {
     /// The last transaction did not complete: drain a full gap before the next.
     dirty: bool,
     buf: Vec<u8>,
-    tally: Tally,
+    faults: FaultCounter,
 }
 
 impl<S> std::fmt::Debug for FramedClient<S> {
@@ -100,7 +116,7 @@ impl<S> std::fmt::Debug for FramedClient<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
-    pub fn new(stream: S, mode: Mode, timing: Timing, tally: Tally) -> Self {
+    pub fn new(stream: S, mode: Mode, timing: Timing, faults: FaultCounter) -> Self {
         FramedClient {
             stream,
             mode,
@@ -109,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             quiet_from: Instant::now(),
             dirty: true,
             buf: Vec::with_capacity(256),
-            tally,
+            faults,
         }
     }
 
@@ -147,7 +163,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
         }
         if dropped {
             // Nobody's reply: the link's, not a device's.
-            self.tally.count(ModbusError::StrayFrame, None);
+            self.faults.count(ModbusFault::StrayFrame, None);
             tracing::debug!(unit = self.unit, "discarded bytes left on the line");
         }
         Ok(())
@@ -157,10 +173,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
         let pdu = frame::encode_request(req).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::Unsupported,
-                format!(
-                    "function {:#04x} not supported on serial",
-                    frame::function(req)
-                ),
+                LineError::Unsupported(frame::function(req)),
             )
         })?;
         let f = frame::function(req);
@@ -192,17 +205,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                     Scan::BadChecksum { len } => {
                         self.buf.drain(..len);
                         self.dirty = false;
-                        self.tally.count(ModbusError::CrcError, Some(unit));
+                        self.faults.count(ModbusFault::CrcError, Some(unit));
                         self.quiet_from = Instant::now() + self.timing.gap;
-                        let what = if self.mode == Mode::Rtu { "CRC" } else { "LRC" };
                         return Err(io::Error::new(
                             io::ErrorKind::InvalidData,
-                            format!("{what} error in the reply of unit {unit}"),
+                            LineError::BadChecksum {
+                                mode: self.mode,
+                                unit,
+                            },
                         ));
                     }
                     Scan::Stray { len } => {
                         self.buf.drain(..len);
-                        self.tally.count(ModbusError::StrayFrame, None);
+                        self.faults.count(ModbusFault::StrayFrame, None);
                     }
                     Scan::Garbage => {
                         self.buf.remove(0);
@@ -230,11 +245,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient
     async fn call(&mut self, request: Request<'_>) -> tokio_modbus::Result<Response> {
         let unit = self.unit;
         let pdu = self.transact(unit, &request).await?;
-        frame::decode_response(&request, &pdu).map_err(|e| {
-            self.tally.count(ModbusError::Malformed, Some(unit));
+        frame::decode_response(&request, &pdu).map_err(|source| {
+            self.faults.count(ModbusFault::Malformed, Some(unit));
             tokio_modbus::Error::Transport(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("garbled reply from unit {unit}: {e}"),
+                LineError::Garbled { unit, source },
             ))
         })
     }
@@ -269,7 +284,7 @@ mod tests {
             ours,
             Mode::Rtu,
             Timing::new(19200, 8, false, 1),
-            Tally::process_only(counters.clone()),
+            FaultCounter::process_only(counters.clone()),
         );
         let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
         ctx.set_slave(Slave(5));
@@ -305,8 +320,8 @@ mod tests {
      {
         let (ours, mut line) = duplex(1024);
         let counters = Arc::new(Counters::default());
-        let tally = Tally::new(counters.clone(), "bus-a", [(2, "meter-2"), (9, "meter-9")]);
-        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), tally);
+        let faults = FaultCounter::new(counters.clone(), "bus-a", [(2, "meter-2"), (9, "meter-9")]);
+        let client = FramedClient::new(ours, Mode::Rtu, Timing::none(), faults);
         let mut ctx = Context::from(Box::new(client) as Box<dyn Client>);
         ctx.set_slave(Slave(2));
         let slave = async {

@@ -7,8 +7,7 @@
 use polegate::buffer::{Queue, QueueOptions};
 use polegate::config::lora::{Activation, Key, LoraCfg, LoraDeviceCfg, LoraSource};
 use polegate::ops::counters::Counters;
-use polegate::pipeline::{DeviceInfo, Input, Pipeline, PipelineSettings};
-use polegate::profile::Registry;
+use polegate::pipeline::{Input, Pipeline, PipelineSettings};
 use polegate::southbound::lora::codec::LoraCodec;
 use polegate::southbound::lora::core::{Core, LoraDevice, Out};
 use polegate::southbound::lora::semtech;
@@ -16,6 +15,11 @@ use polegate::southbound::lora::server::{Device, Server};
 use polegate::southbound::lora::session::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+// The tests' shipped profiles and device constructor.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{device_info, profile};
 
 const N: u32 = 40_000;
 const NWK: [u8; 16] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15];
@@ -65,9 +69,7 @@ fn main() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let plugins = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins");
-    let (reg, _) = Registry::load(&[plugins]);
-    let profile = reg.get("generic-lamp-lora").unwrap().clone();
+    let profile = profile("generic-lamp-lora");
     let engine = polegate::script::Engine::new();
     let codec = LoraCodec::new(&engine, &profile).unwrap();
     let frames: Vec<Vec<u8>> = (1..=N).map(frame).collect();
@@ -106,14 +108,7 @@ fn main() {
     // Whole path.
     let queue = Queue::open(&dir.path().join("buffer"), QueueOptions::default()).unwrap();
     let counters = Arc::new(Counters::default());
-    let info = Arc::new(DeviceInfo {
-        id: "lamp".into(),
-        link: Default::default(),
-        kind: profile.kind,
-        profile: profile.clone(),
-        meta: Default::default(),
-        heartbeat_ms: 0,
-    });
+    let info = device_info("lamp", "generic-lamp-lora");
     let mut pipeline = Pipeline::new(
         PipelineSettings {
             gateway: "bench".into(),

@@ -14,35 +14,27 @@ use polegate::buffer::{Queue, QueueOptions, Record};
 use polegate::demo::sim::{Sim, SimKind};
 use polegate::model::{Kind, Value, now_ms};
 use polegate::pipeline::{DeviceInfo, Input, encode};
-use polegate::profile::Registry;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-// The tests' harness: the same mosquitto (separate process, no persistence).
+// The tests' harness: the same mosquitto (separate process, no persistence), the same
+// config writer and the same ways to start the daemon.
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::Mosquitto;
+use common::{Daemon, Mosquitto, Process, Setup};
 
-fn plugins() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
-}
-
-fn config(dir: &Path, port: u16, extra: &str, devices: &str) -> PathBuf {
-    let p = dir.join("polegate.toml");
-    std::fs::write(
-        &p,
-        format!(
-            "[gateway]\nid = \"bench\"\nstate_dir = \"state\"\nplugins_dirs = [{:?}]\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\n{extra}\n[stats]\ninterval_s = 0\n\n{devices}",
-            plugins().display().to_string()
-        ),
+/// The bench gateway (id `bench`) on the broker at `port`; `mqtt` adds `[mqtt]` lines.
+fn setup(port: u16, mqtt: &str, devices: &str) -> Setup {
+    Setup::custom(
+        "bench",
+        &format!("url = \"mqtt://127.0.0.1:{port}\"\n{mqtt}"),
+        devices,
     )
-    .expect("config");
-    p
 }
 
 /// (utime + stime) clock ticks and current/peak RSS in kB of a process.
@@ -122,64 +114,30 @@ async fn counter(port: u16, filter: &str) -> (Arc<AtomicU64>, tokio::task::JoinH
     (n, task)
 }
 
-fn spawn_daemon(cfg: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_polegate"))
-        .args(["run", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn polegate")
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-    let _ = child.wait();
+/// The release binary in a child process, warnings on the bench's stderr.
+fn spawn_daemon(setup: &Setup) -> Process {
+    Process::start(&setup.path, |c| {
+        c.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+    })
 }
 
 /// Offered load `rate` readings/s (0 = as fast as the pipeline takes them).
 async fn part_a(secs: u64, rate: u64) {
-    let tmp = tempfile::tempdir().expect("tmp");
     let broker = Mosquitto::start().await;
-    let port = broker.port;
-    let cfg_path = config(
-        tmp.path(),
-        port,
-        "max_inflight = 256\nreplay_rate = 0\n",
-        "",
-    );
-    let loaded = polegate::app::load(&cfg_path, true).expect("config");
-    let (reg, _) = Registry::load(&[plugins()]);
-    let profile = reg
-        .get("generic-lamp-modbus")
-        .expect("lamp profile")
-        .clone();
+    let setup = setup(broker.port, "max_inflight = 256\nreplay_rate = 0\n", "");
+    let profile = common::profile("generic-lamp-modbus");
     let devices: Vec<Arc<DeviceInfo>> = (0..200)
         .map(|i| {
-            Arc::new(DeviceInfo {
-                id: format!("lamp-{i:03}"),
-                link: Default::default(),
-                kind: Kind::Lamp,
-                profile: profile.clone(),
-                meta: serde_json::Map::new(),
-                heartbeat_ms: 300_000,
-            })
+            Arc::new(DeviceInfo::new(
+                format!("lamp-{i:03}"),
+                profile.clone(),
+                serde_json::Map::new(),
+                300_000,
+            ))
         })
         .collect();
-    let cancel = CancellationToken::new();
-    let (htx, hrx) = tokio::sync::oneshot::channel();
-    let c = cancel.clone();
-    let task = tokio::spawn(async move {
-        polegate::app::run(loaded.config, loaded.registry, c, move |h| {
-            let _ = htx.send(h.clone());
-        })
-        .await
-    });
-    let h = hrx.await.expect("handles");
+    let daemon = Daemon::start(&setup).await;
+    let h = &daemon.handles;
     let input = h.input.upgrade().expect("pipeline input");
     // Wait for the broker session.
     while !h.session.connected.load(Relaxed) {
@@ -225,8 +183,7 @@ async fn part_a(secs: u64, rate: u64) {
     let ru1 = rusage();
     let backlog = h.queue.stats().events as i64 - q0 as i64;
     drop(input);
-    cancel.cancel();
-    let _ = task.await;
+    daemon.stop().await;
     println!(
         "A. pipeline, 200 devices, offered {}, {secs} s: readings in {:.0}/s, telemetry events acknowledged by the broker {:.0}/s (every event written to sled first), backlog growth {backlog}, process CPU {:.0}% of one core (incl. injector and MQTT client)",
         if rate > 0 {
@@ -250,7 +207,6 @@ fn rusage() -> f64 {
 }
 
 async fn part_b(n: usize, poll_ms: u64, secs: u64) {
-    let tmp = tempfile::tempdir().expect("tmp");
     let broker = Mosquitto::start().await;
     let port = broker.port;
     let cancel = CancellationToken::new();
@@ -270,10 +226,10 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
         ));
         sims.push(sim);
     }
-    let cfg = config(tmp.path(), port, "", &devices);
+    let setup = setup(port, "", &devices);
     let (count, ctask) = counter(port, "polegate/bench/+/telemetry").await;
-    let child = spawn_daemon(&cfg);
-    let pid = child.id();
+    let child = spawn_daemon(&setup);
+    let pid = child.pid();
     tokio::time::sleep(Duration::from_secs(5)).await; // warm-up: connections, births
     let (t0, _, _) = proc_sample(pid);
     let c0 = count.load(Relaxed);
@@ -284,7 +240,7 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     let el = w0.elapsed().as_secs_f64();
     let reqs1: u64 = sims.iter().map(|s| s.requests()).sum();
     let c1 = count.load(Relaxed);
-    stop(child);
+    child.stop();
     ctask.abort();
     cancel.cancel();
     let cpu = (t1 - t0) as f64 / clk_tck() / el * 100.0;
@@ -298,16 +254,10 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
 }
 
 async fn part_c(events: u64) {
-    let tmp = tempfile::tempdir().expect("tmp");
     let broker = Mosquitto::start().await;
     let port = broker.port;
-    let cfg = config(
-        tmp.path(),
-        port,
-        "replay_rate = 0\nmax_inflight = 256\n",
-        "",
-    );
-    let state = tmp.path().join("state");
+    let setup = setup(port, "replay_rate = 0\nmax_inflight = 256\n", "");
+    let state = setup.state_dir();
     std::fs::create_dir_all(&state).expect("state");
     {
         let q = Queue::open(&state.join("buffer"), QueueOptions::default()).expect("queue");
@@ -344,8 +294,8 @@ async fn part_c(events: u64) {
         );
     }
     let (count, ctask) = counter(port, "polegate/bench/#").await;
-    let child = spawn_daemon(&cfg);
-    let pid = child.id();
+    let child = spawn_daemon(&setup);
+    let pid = child.pid();
     let t0 = Instant::now();
     let mut hwm = 0;
     while count.load(Relaxed) < events && t0.elapsed() < Duration::from_secs(120) {
@@ -357,7 +307,7 @@ async fn part_c(events: u64) {
     // Give the last PUBACKs a moment, then stop cleanly and measure the disk.
     tokio::time::sleep(Duration::from_millis(500)).await;
     hwm = hwm.max(proc_sample(pid).2);
-    stop(child);
+    child.stop();
     ctask.abort();
     let q = Queue::open(&state.join("buffer"), QueueOptions::default()).expect("reopen");
     println!(

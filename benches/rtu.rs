@@ -7,19 +7,18 @@
 //! 3.5-character gaps), and the bus time a dead unit costs the live ones.
 //! Run with `cargo bench --bench rtu`; results go to BENCHMARKS.md.
 
-use polegate::config::{BusCfg, BusKind, Parity};
+use polegate::config::BusCfg;
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
-use polegate::ops::counters::Counters;
-use polegate::pipeline::DeviceInfo;
-use polegate::profile::Registry;
-use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
+use polegate::southbound::modbus::link::{Link, PolledDevice};
 use polegate::southbound::modbus::rtu::{Mode, Timing};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+
+// The tests' driver rig: the same pty line, bus settings and channels.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{DriverRig, Line, device_info, rtu_bus};
 
 struct Run {
     tps: f64,
@@ -30,28 +29,17 @@ struct Run {
 }
 
 async fn run(baud: u32, dead: bool, secs: u64, timeout_ms: u64) -> Run {
-    let (reg, _) = Registry::load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")]);
-    let profile = reg.get("generic-lamp-modbus").expect("profile").clone();
     let timing = Timing::new(baud, 8, false, 1);
     let mut sim = SlaveBus::new(Mode::Rtu, &[1, 2, 3, 4, 9]);
     sim.wire = Some(timing);
     let sim = Arc::new(sim);
     sim.unit(9).set_behaviour(Behaviour::Dead);
-    let (master, slave) = tokio_serial::SerialStream::pair().expect("pty");
-    let port = PathBuf::from(tokio_serial::SerialPort::name(&slave).expect("name"));
-    let cancel = CancellationToken::new();
-    tokio::spawn(sim.clone().serve(master, cancel.clone()));
+    let line = Line::serve(&sim);
     let bus = BusCfg {
-        id: "bench".into(),
-        kind: BusKind::ModbusRtu,
-        port,
         baud,
-        parity: Parity::None,
-        data_bits: 8,
-        stop_bits: 1,
         timeout_ms,
-        retries: 0,
         origin: "bench".into(),
+        ..rtu_bus("bench", line.path.clone())
     };
     let mut link = Link::bus(&bus, Mode::Rtu);
     let units: &[u8] = if dead {
@@ -60,22 +48,14 @@ async fn run(baud: u32, dead: bool, secs: u64, timeout_ms: u64) -> Run {
         &[1, 2, 3, 4]
     };
     for &u in units {
-        let info = Arc::new(DeviceInfo {
-            id: format!("dev-{u}"),
-            link: Default::default(),
-            kind: profile.kind,
-            profile: profile.clone(),
-            meta: Default::default(),
-            heartbeat_ms: 0,
-        });
+        let info = device_info(&format!("dev-{u}"), "generic-lamp-modbus");
         link.devices
             .push(PolledDevice::new(info, u, Duration::from_millis(1)));
     }
-    let (tx, mut rx) = mpsc::channel(1024);
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    let (_inbox, inbox_rx) = mpsc::channel(1);
-    let counters = Arc::new(Counters::default());
-    tokio::spawn(run_link(link, inbox_rx, tx, counters, cancel.clone()));
+    let mut rig = DriverRig::modbus(link);
+    let cancel = rig.cancel.clone();
+    // Nothing downstream: readings are taken as fast as the link sends them.
+    tokio::spawn(async move { while rig.input.recv().await.is_some() {} });
     // Warm-up: the first cycles (and the dead unit's first three probes) settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (a0, w0, d0) = (
@@ -89,7 +69,7 @@ async fn run(baud: u32, dead: bool, secs: u64, timeout_ms: u64) -> Run {
     let answered = sim.answered.load(Relaxed) - a0;
     let wire = (sim.wire_ns.load(Relaxed) - w0) as f64 / 1e9;
     cancel.cancel();
-    drop(slave);
+    drop(line);
     Run {
         tps: answered as f64 / elapsed,
         limit_tps: answered as f64 / wire,

@@ -10,7 +10,7 @@ const FLUSH_EVERY: u64 = 1000;
 
 #[test]
 #[ignore = "measurement; run with --ignored --nocapture"]
-fn push_and_ack_rates_for_100k_events_of_300_bytes() {
+fn push_and_ack_rates_and_disk_use_for_100k_events_of_300_bytes_are_printed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
     let payload = vec![b'{'; 300 - 40];

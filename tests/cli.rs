@@ -2,7 +2,10 @@
 //! committed invalid configs (every error named with file and key path, exit 1), usage
 //! errors (exit 2), `profiles`, and `buffer stats` on a fresh state directory.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::Setup;
+use std::path::Path;
 use std::process::{Command, Output};
 
 fn root() -> &'static Path {
@@ -85,16 +88,8 @@ fn profiles_lists_every_shipped_profile_with_its_points() {
 
 #[test]
 fn buffer_stats_reports_an_empty_queue_as_lines_and_json() {
-    let dir = tempfile::tempdir().unwrap();
-    let cfg: PathBuf = dir.path().join("polegate.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[gateway]\nid = \"g\"\nstate_dir = \"state\"\nplugins_dirs = [{:?}]\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n",
-            root().join("plugins").display().to_string()
-        ),
-    )
-    .unwrap();
+    let setup = Setup::new(1, "");
+    let cfg = &setup.path;
     let o = polegate(&["buffer", "stats", "--config", cfg.to_str().unwrap()]);
     let t = text(&o);
     assert_eq!(o.status.code(), Some(0), "{t}");

@@ -12,44 +12,22 @@ use tokio_util::sync::CancellationToken;
 
 const TOPIC: &str = "polegate/cab-test/lamp-017/cmd";
 
-struct Rig {
-    broker: Mosquitto,
-    sim: Sim,
-    rec: Recorder,
-    daemon: Daemon,
-    _setup: Setup,
-    _cancel: CancellationToken,
-}
-
-async fn rig(extra_profile: Option<(&str, &str)>, profile: &str) -> Rig {
-    let broker = Mosquitto::start().await;
+/// The daemon with one lamp (`profile`) on a Modbus TCP simulator, online.
+async fn lamp(profile: &str, profiles: &[(&str, &str)]) -> Rig<Sim> {
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "[[device]]\nid = \"lamp-017\"\nprofile = \"{profile}\"\npoll_ms = 200\n\
-             modbus = {{ address = \"{}\", unit = 1 }}\n",
-            sim.addr()
-        ),
+    let config = format!(
+        "[[device]]\nid = \"lamp-017\"\nprofile = \"{profile}\"\npoll_ms = 200\n\
+         modbus = {{ address = \"{}\", unit = 1 }}\n",
+        sim.addr()
     );
-    if let Some((file, text)) = extra_profile {
-        setup.add_profile(file, text);
-    }
-    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
-    let daemon = Daemon::start(&setup).await;
-    rec.wait_for("device online", |m| {
-        m.topic.ends_with("/state") && m.json["state"] == "online"
-    })
-    .await;
-    Rig {
-        broker,
-        sim,
-        rec,
-        daemon,
-        _setup: setup,
-        _cancel: cancel,
-    }
+    let mut r = Rig::start(cancel, sim, &config, profiles).await;
+    r.rec
+        .wait_for("device online", |m| {
+            m.topic.ends_with("/state") && m.json["state"] == "online"
+        })
+        .await;
+    r
 }
 
 fn snapshot(sim: &Sim) -> Registers {
@@ -69,9 +47,8 @@ async fn result_for(rec: &mut Recorder, device: &str, id: Option<&str>) -> serde
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dim_command_writes_the_register_and_answers_with_the_read_back_value() {
-    let mut r = rig(None, "generic-lamp-modbus").await;
-    publish(
-        r.broker.port,
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
+    r.publish(
         TOPIC,
         r#"{"id":"c-17","point":"dim_level","value":40}"#,
         false,
@@ -90,8 +67,7 @@ async fn a_dim_command_writes_the_register_and_answers_with_the_read_back_value(
         .await;
 
     // Multi-point, in order: a coil and a register.
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"c-18","points":{"on":false,"dim_level":0}}"#,
         false,
@@ -103,12 +79,12 @@ async fn a_dim_command_writes_the_register_and_answers_with_the_read_back_value(
     let regs = snapshot(&r.sim);
     assert!(!regs.coils[0]);
     assert_eq!(regs.holding[0], 0);
-    r.daemon.stop().await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
-    let mut r = rig(None, "generic-lamp-modbus").await;
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
     let before = snapshot(&r.sim);
     let cases: &[(&str, &str, Option<&str>, &str)] = &[
         ("lamp-017", "{not json", None, "not valid JSON"),
@@ -163,13 +139,8 @@ async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
         ),
     ];
     for (device, payload, id, frag) in cases {
-        publish(
-            r.broker.port,
-            &format!("polegate/cab-test/{device}/cmd"),
-            payload,
-            false,
-        )
-        .await;
+        r.publish(&format!("polegate/cab-test/{device}/cmd"), payload, false)
+            .await;
         let res = result_for(&mut r.rec, device, *id).await;
         assert_eq!(res["ok"], false, "{payload} -> {res}");
         let err = res["error"].as_str().unwrap_or_default();
@@ -180,8 +151,7 @@ async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
     }
 
     // Duplicate id: the first runs, the second is refused.
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"d-1","point":"dim_level","value":80}"#,
         false,
@@ -192,8 +162,7 @@ async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
         true
     );
     r.sim.registers().lock().unwrap().holding[0] = 80;
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"d-1","point":"dim_level","value":10}"#,
         false,
@@ -228,14 +197,13 @@ async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
         "holding registers changed"
     );
     assert_eq!(before.coils[..4], after.coils[..4], "coils changed");
-    r.daemon.stop().await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retained_command_runs_once_and_is_not_replayed_after_a_restart() {
-    let mut r = rig(None, "generic-lamp-modbus").await;
-    publish(
-        r.broker.port,
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
+    r.publish(
         TOPIC,
         r#"{"id":"ret-1","point":"dim_level","value":33}"#,
         true,
@@ -250,9 +218,8 @@ async fn a_retained_command_runs_once_and_is_not_replayed_after_a_restart() {
     r.sim.registers().lock().unwrap().holding[0] = 80;
 
     // After a restart the broker replays the retained command on subscribe: refused.
-    let Rig { daemon, _setup, .. } = r;
-    daemon.stop().await;
-    let daemon = Daemon::start(&_setup).await;
+    r.stop_daemon().await;
+    r.start_daemon().await;
     let res = result_for(&mut r.rec, "lamp-017", Some("ret-1")).await;
     assert_eq!(res["ok"], false, "{res}");
     assert_eq!(
@@ -260,13 +227,13 @@ async fn a_retained_command_runs_once_and_is_not_replayed_after_a_restart() {
         80,
         "replayed command was written"
     );
-    publish(r.broker.port, TOPIC, "", true).await;
-    daemon.stop().await;
+    r.publish(TOPIC, "", true).await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_commands_is_rate_limited_per_device() {
-    let mut r = rig(None, "generic-lamp-modbus").await;
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
     // One burst: the rate limit must trip whatever the machine's speed.
     let payloads: Vec<String> = (0..12)
         .map(|i| format!(r#"{{"id":"r-{i}","point":"dim_level","value":{}}}"#, 50 + i))
@@ -293,7 +260,7 @@ async fn a_burst_of_commands_is_rate_limited_per_device() {
         })
         .count();
     assert!(limited >= 1, "no command was rate limited");
-    r.daemon.stop().await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,9 +292,8 @@ order = "CDAB"
 scale = 0.5
 writable = true
 "#;
-    let mut r = rig(Some(("test-ev-mode.toml", profile)), "test-ev-mode").await;
-    publish(
-        r.broker.port,
+    let mut r = lamp("test-ev-mode", &[("test-ev-mode.toml", profile)]).await;
+    r.publish(
         TOPIC,
         r#"{"id":"e-1","point":"x_mode","value":"boost"}"#,
         false,
@@ -337,8 +303,7 @@ writable = true
     assert_eq!(res["ok"], true, "{res}");
     assert_eq!(res["points"], json!({"x_mode": "boost"}));
     assert_eq!(r.sim.registers().lock().unwrap().holding[1], 1);
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"e-2","point":"x_mode","value":"turbo"}"#,
         false,
@@ -356,8 +321,7 @@ writable = true
 
     // One bit of a holding register: read-modify-write keeps the other bits.
     r.sim.registers().lock().unwrap().holding[2] = 0b1000_0001;
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"e-3","points":{"x_flag":true,"x_limit":100000.5}}"#,
         false,
@@ -373,40 +337,37 @@ writable = true
     assert_eq!(regs.holding[2], 0b1000_1001);
     // 100000.5 / 0.5 = 200001 = 0x00030D41, CDAB: low word first.
     assert_eq!(&regs.holding[4..6], &[0x0D41, 0x0003]);
-    r.daemon.stop().await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_published_while_the_gateway_was_away_runs_when_it_returns() {
-    let mut r = rig(None, "generic-lamp-modbus").await;
-    let Rig { daemon, _setup, .. } = r;
-    daemon.stop().await;
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
+    r.stop_daemon().await;
     // The persistent session keeps QoS 1 commands for the gateway.
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"away-1","point":"dim_level","value":25}"#,
         false,
     )
     .await;
-    let daemon = Daemon::start(&_setup).await;
+    r.start_daemon().await;
     let res = result_for(&mut r.rec, "lamp-017", Some("away-1")).await;
     assert_eq!(res["ok"], true, "{res}");
     assert_eq!(r.sim.registers().lock().unwrap().holding[0], 25);
-    daemon.stop().await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_to_an_offline_device_fails_fast() {
-    let mut r = rig(None, "generic-lamp-modbus").await;
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
     r.sim.set_fault(polegate::demo::sim::Fault::Silent);
     r.rec
         .wait_for("offline", |m| {
             m.topic.ends_with("/state") && m.json["state"] == "offline"
         })
         .await;
-    publish(
-        r.broker.port,
+    r.publish(
         TOPIC,
         r#"{"id":"off-1","point":"dim_level","value":25}"#,
         false,
@@ -414,5 +375,5 @@ async fn a_command_to_an_offline_device_fails_fast() {
     .await;
     let res = result_for(&mut r.rec, "lamp-017", Some("off-1")).await;
     assert_eq!(res["error"], "device offline", "{res}");
-    r.daemon.stop().await;
+    r.stop().await;
 }

@@ -5,8 +5,6 @@
 mod common;
 
 use common::*;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -94,30 +92,20 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
 
     let spawn = || {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_polegate"))
-            .args(["run", "--config"])
-            .arg(&setup.path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn polegate");
-        // Drain stderr so the child never blocks on a full pipe.
-        let err = child.stderr.take().unwrap();
-        std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
-        child
+        Process::start(&setup.path, |c| {
+            c.env("RUST_LOG", "info");
+        })
     };
 
-    let mut child = spawn();
+    let child = spawn();
     rec.wait_until("a stream of events", |s| seqs(s).len() >= 200)
         .await;
-    child.kill().expect("SIGKILL");
-    child.wait().unwrap();
+    child.kill();
     rec.drain();
     let before_max = seqs(&rec.seen).into_iter().max().unwrap();
     let n_before = rec.seen.len();
 
-    let mut child = spawn();
+    let child = spawn();
     rec.wait_until("events after the restart", |s| {
         s[n_before..]
             .iter()
@@ -126,8 +114,7 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
             >= 20
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.kill();
     // Fresh events (not replays of the old queue) all carry seqs never used before.
     for m in &rec.seen[n_before..] {
         if m.json.get("historical").is_none() && !m.topic.ends_with("/status") {

@@ -14,6 +14,8 @@ use std::time::Duration;
 const APP: &str = "17c82e96-be03-4f38-aef3-f83d48582d97";
 const UP: &str = r#"{"deduplicationId":"3ac7e3c4-4401-4b8d-9386-a5c902f9202d","time":"2026-11-28T10:00:00.000+00:00","deviceInfo":{"tenantId":"52f14cd4-c6f1-4fbd-8f87-4025e1d49242","tenantName":"City","applicationId":"17c82e96-be03-4f38-aef3-f83d48582d97","applicationName":"lamps","deviceProfileId":"14855bf7-d10d-4aee-b618-ebfcb64dc7ad","deviceProfileName":"LL-1","deviceName":"lamp-1","devEui":"0004a30b001c0532","tags":{}},"devAddr":"00189440","adr":true,"dr":5,"fCnt":10,"fPort":2,"confirmed":false,"data":"AVACHAAAMDkV","rxInfo":[{"gatewayId":"0016c001ff10d3f6","uplinkId":4217106255,"rssi":-57,"snr":10.0,"channel":1,"location":{},"context":"EFwMtA==","metadata":{"region_config_id":"eu868"},"crcStatus":"CRC_OK"}],"txInfo":{"frequency":868100000,"modulation":{"lora":{"bandwidth":125000,"spreadingFactor":7,"codeRate":"CR_4_5"}}}}"#;
 
+/// ChirpStack's side of the integration: a client on the broker at `port`, subscribed to
+/// the downlinks the gateway queues; received publishes come out of the receiver.
 async fn client(
     port: u16,
 ) -> (
@@ -31,27 +33,31 @@ async fn client(
             }
         }
     });
-    (c, task, rx)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chirpstack_events_become_telemetry_and_commands_become_downlinks() {
-    let broker = Mosquitto::start().await;
-    let extra = format!(
-        "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ url = \"mqtt://127.0.0.1:{}\", application_id = \"{APP}\" }}\n\n\
-         [[device]]\nid = \"lamp-ns\"\nprofile = \"generic-lamp-lora\"\nlora = {{ dev_eui = \"0004a30b001c0532\" }}\n",
-        broker.port
-    );
-    let setup = Setup::new(broker.port, &extra);
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    let (ns, _task, mut downs) = client(broker.port).await;
-    ns.subscribe(
+    c.subscribe(
         format!("application/{APP}/device/+/command/down"),
         rumqttc::QoS::AtLeastOnce,
     )
     .await
     .unwrap();
+    (c, task, rx)
+}
+
+/// The gateway's `[lora]` section pointing at ChirpStack's integration on `port`, and one
+/// device.
+fn config(port: u16) -> String {
+    format!(
+        "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ url = \"mqtt://127.0.0.1:{port}\", application_id = \"{APP}\" }}\n\n\
+         [[device]]\nid = \"lamp-ns\"\nprofile = \"generic-lamp-lora\"\nlora = {{ dev_eui = \"0004a30b001c0532\" }}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chirpstack_events_become_telemetry_and_commands_become_downlinks() {
+    let broker = Mosquitto::start().await;
+    let setup = Setup::new(broker.port, &config(broker.port));
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    let (ns, _task, mut downs) = client(broker.port).await;
     let up_topic = format!("application/{APP}/device/0004a30b001c0532/event/up");
 
     // The integration subscribes once connected; repeat the event until it is heard.
@@ -130,13 +136,6 @@ async fn chirpstack_events_become_telemetry_and_commands_become_downlinks() {
     daemon.stop().await;
 }
 
-fn config(port: u16) -> String {
-    format!(
-        "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ url = \"mqtt://127.0.0.1:{port}\", application_id = \"{APP}\" }}\n\n\
-         [[device]]\nid = \"lamp-ns\"\nprofile = \"generic-lamp-lora\"\nlora = {{ dev_eui = \"0004a30b001c0532\" }}\n"
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_between_downlink_and_txack_still_reports_sent_and_expired() {
     let broker = Mosquitto::start().await;
@@ -144,12 +143,6 @@ async fn a_restart_between_downlink_and_txack_still_reports_sent_and_expired() {
     let mut rec = Recorder::start(broker.port, "polegate/#").await;
     let daemon = Daemon::start(&setup).await;
     let (ns, _task, mut downs) = client(broker.port).await;
-    ns.subscribe(
-        format!("application/{APP}/device/+/command/down"),
-        rumqttc::QoS::AtLeastOnce,
-    )
-    .await
-    .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let soon = std::time::SystemTime::now() + Duration::from_secs(4);

@@ -4,10 +4,11 @@
 //! never panic — not even inside the `lorawan` crate, whose panics `catch_unwind` would
 //! otherwise hide.
 
+mod common;
+
+use common::{device_info, profile};
 use polegate::config::lora::{Activation, Key, LoraCfg, LoraDeviceCfg, LoraSource};
 use polegate::ops::counters::Counters;
-use polegate::pipeline::DeviceInfo;
-use polegate::profile::Registry;
 use polegate::southbound::lora::core::{Core, LoraDevice, Out};
 use polegate::southbound::lora::semtech;
 use polegate::southbound::lora::server::{Device, Rejected, Server};
@@ -53,23 +54,14 @@ fn server() -> Server {
 }
 
 fn core() -> Core {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("plugins");
-    let (reg, _) = Registry::load(&[dir]);
-    let profile = reg.get("generic-lamp-lora").unwrap().clone();
+    let profile = profile("generic-lamp-lora");
     let engine = polegate::script::Engine::new();
     let codec = polegate::southbound::lora::codec::LoraCodec::new(&engine, &profile);
     let devices = activations()
         .into_iter()
         .enumerate()
         .map(|(i, activation)| LoraDevice {
-            info: Arc::new(DeviceInfo {
-                id: format!("d{i}"),
-                link: Default::default(),
-                kind: profile.kind,
-                profile: profile.clone(),
-                meta: Default::default(),
-                heartbeat_ms: 0,
-            }),
+            info: device_info(&format!("d{i}"), "generic-lamp-lora"),
             cfg: LoraDeviceCfg {
                 dev_eui: [0, 4, 0xa3, 0x0b, 0, 0x1c, 5, i as u8],
                 activation,

@@ -113,29 +113,6 @@ impl Forwarder {
     }
 }
 
-async fn command(port: u16, topic: &str, payload: &str) {
-    let opts = rumqttc::MqttOptions::new(format!("cmd-{}", fastrand::u32(..)), "127.0.0.1", port);
-    let (c, mut el) = rumqttc::AsyncClient::new(opts, 8);
-    c.publish(
-        topic,
-        rumqttc::QoS::AtLeastOnce,
-        false,
-        payload.as_bytes().to_vec(),
-    )
-    .await
-    .unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let ev = tokio::time::timeout_at(deadline, el.poll())
-            .await
-            .unwrap()
-            .unwrap();
-        if let rumqttc::Event::Incoming(rumqttc::Incoming::PubAck(_)) = ev {
-            break;
-        }
-    }
-}
-
 fn telemetry(m: &Msg, dev: &str) -> bool {
     m.topic == format!("polegate/cab-test/{dev}/telemetry")
 }
@@ -227,10 +204,11 @@ async fn a_command_is_queued_then_sent_in_rx1_after_the_next_uplink() {
     rec.wait_for("online", |m| m.topic == "polegate/cab-test/lamp-abp/state")
         .await;
 
-    command(
+    publish(
         broker.port,
         "polegate/cab-test/lamp-abp/cmd",
         r#"{"id":"c-1","point":"dim_level","value":40}"#,
+        false,
     )
     .await;
     let r = rec

@@ -1,23 +1,11 @@
 //! `polegate buffer ...` refuses, with a message saying what to do and exit code 3, while
 //! another process (the daemon) holds the buffer, and works once it is released.
 
+mod common;
+
+use common::Setup;
 use polegate::buffer::{Queue, QueueOptions};
 use std::process::Command;
-
-fn config(dir: &std::path::Path) -> std::path::PathBuf {
-    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
-    let path = dir.join("polegate.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[gateway]\nid = \"cab-test\"\nstate_dir = \"state\"\nplugins_dirs = [{:?}]\n\n\
-             [mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n",
-            plugins.display().to_string()
-        ),
-    )
-    .expect("write config");
-    path
-}
 
 fn polegate(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_polegate"))
@@ -29,10 +17,9 @@ fn polegate(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn buffer_stats_while_the_daemon_holds_the_buffer_says_stop_it_first_and_exits_3() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let cfg = config(tmp.path());
-    let cfg = cfg.to_str().expect("utf-8 path");
-    let buffer_dir = tmp.path().join("state").join("buffer");
+    let setup = Setup::new(1883, "");
+    let cfg = setup.path.to_str().expect("utf-8 path");
+    let buffer_dir = setup.state_dir().join("buffer");
     let held = Queue::open(&buffer_dir, QueueOptions::default()).expect("open as the daemon");
 
     for action in [&["stats"][..], &["dump"], &["purge"]] {

@@ -4,8 +4,10 @@
 //! while its tasks are alive, RELOADING=1 then READY=1 around a SIGHUP reload, and
 //! STOPPING=1 on SIGTERM, then exits 0.
 
+mod common;
+
+use common::{Process, Setup};
 use std::os::unix::net::UnixDatagram;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn wait_for(sock: &UnixDatagram, seen: &mut Vec<String>, what: &str) {
@@ -26,29 +28,14 @@ fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let cfg = dir.path().join("polegate.toml");
-    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
     // Port 1 on loopback: nothing listens, the broker is unreachable.
-    std::fs::write(
-        &cfg,
-        format!(
-            "[gateway]\nid = \"cab-notify\"\nstate_dir = \"state\"\nplugins_dirs = [{:?}]\n[mqtt]\nurl = \"mqtt://127.0.0.1:1\"\n",
-            plugins.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_polegate"))
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "200000")
-        .env_remove("WATCHDOG_PID")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let pid = child.id().to_string();
+    let setup = Setup::new(1, "");
+    let daemon = Process::start(&setup.path, |c| {
+        c.env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "200000")
+            .env_remove("WATCHDOG_PID")
+            .env("RUST_LOG", "warn");
+    });
     let mut seen = Vec::new();
     wait_for(&sock, &mut seen, "READY=1");
     wait_for(
@@ -62,14 +49,14 @@ fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
     let mut later = Vec::new();
     wait_for(&sock, &mut later, "WATCHDOG=1");
 
-    Command::new("kill").args(["-HUP", &pid]).status().unwrap();
+    daemon.signal("HUP");
     let mut reload = Vec::new();
     wait_for(&sock, &mut reload, "RELOADING=1");
     wait_for(&sock, &mut reload, "READY=1");
 
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    daemon.signal("TERM");
     let mut stop = Vec::new();
     wait_for(&sock, &mut stop, "STOPPING=1");
-    let status = child.wait().unwrap();
+    let status = daemon.wait();
     assert_eq!(status.code(), Some(0));
 }

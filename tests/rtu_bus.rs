@@ -6,150 +6,34 @@
 //! works end to end; a port refusing a setting is a bus error naming the setting while
 //! other buses keep polling.
 
+mod common;
+
+use common::*;
 use polegate::config::{BusCfg, BusKind, Parity};
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::model::Value;
 use polegate::model::command::WriteRequest;
-use polegate::ops::counters::Counters;
-use polegate::pipeline::{DeviceInfo, Input};
-use polegate::profile::Registry;
-use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
+use polegate::southbound::modbus::link::{Link, PolledDevice};
 use polegate::southbound::modbus::rtu::Mode;
 use polegate::southbound::serial_port;
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
+use tokio::sync::oneshot;
 use tokio_modbus::ExceptionCode;
-use tokio_serial::SerialStream;
-use tokio_util::sync::CancellationToken;
 
 const POLL: Duration = Duration::from_millis(100);
 
-fn device(id: &str) -> Arc<DeviceInfo> {
-    let (reg, _) = Registry::load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")]);
-    let profile = reg
-        .get("generic-lamp-modbus")
-        .expect("lamp profile")
-        .clone();
-    Arc::new(DeviceInfo {
-        id: id.into(),
-        link: Default::default(),
-        kind: profile.kind,
-        profile,
-        meta: Default::default(),
-        heartbeat_ms: 0,
-    })
+fn device(id: &str) -> Arc<polegate::pipeline::DeviceInfo> {
+    device_info(id, "generic-lamp-modbus")
 }
 
 fn bus(id: &str, port: PathBuf, mode: BusKind, parity: Parity) -> BusCfg {
     BusCfg {
-        id: id.into(),
         kind: mode,
-        port,
-        baud: 19200,
         parity,
-        data_bits: 8,
-        stop_bits: 1,
-        timeout_ms: 100,
-        retries: 0,
-        origin: "test".into(),
-    }
-}
-
-/// A pty pair with a simulated slave bus on the master side. The slave end stays open
-/// (held here) so the master never reads EIO between the driver's opens.
-struct Line {
-    path: PathBuf,
-    _slave_end: SerialStream,
-    cancel: CancellationToken,
-}
-
-fn line(sim: Arc<SlaveBus>) -> Line {
-    let (master, slave) = SerialStream::pair().expect("pty pair");
-    let path = PathBuf::from(tokio_serial::SerialPort::name(&slave).expect("pty name"));
-    let cancel = CancellationToken::new();
-    tokio::spawn(sim.serve(master, cancel.clone()));
-    Line {
-        path,
-        _slave_end: slave,
-        cancel,
-    }
-}
-
-impl Drop for Line {
-    fn drop(&mut self) {
-        self.cancel.cancel();
-    }
-}
-
-struct Running {
-    rx: mpsc::Receiver<Input>,
-    inbox: mpsc::Sender<WriteRequest>,
-    counters: Arc<Counters>,
-    cancel: CancellationToken,
-}
-
-fn start(link: Link) -> Running {
-    let (tx, rx) = mpsc::channel(1024);
-    let (inbox, inbox_rx) = mpsc::channel(4);
-    let counters = Arc::new(Counters::default());
-    let cancel = CancellationToken::new();
-    tokio::spawn(run_link(
-        link,
-        inbox_rx,
-        tx,
-        counters.clone(),
-        cancel.clone(),
-    ));
-    Running {
-        rx,
-        inbox,
-        counters,
-        cancel,
-    }
-}
-
-#[derive(Default, Debug)]
-struct Seen {
-    readings: HashMap<String, Vec<Instant>>,
-    states: HashMap<String, Vec<(bool, Option<String>)>>,
-}
-
-impl Running {
-    /// Collects everything the link sends for `window`.
-    async fn collect(&mut self, window: Duration) -> Seen {
-        let mut seen = Seen::default();
-        let end = Instant::now() + window;
-        while let Ok(Some(m)) = tokio::time::timeout_at(end, self.rx.recv()).await {
-            match m {
-                Input::Reading { device, .. } => seen
-                    .readings
-                    .entry(device.id.clone())
-                    .or_default()
-                    .push(Instant::now()),
-                Input::State {
-                    device,
-                    online,
-                    reason,
-                } => seen
-                    .states
-                    .entry(device.id.clone())
-                    .or_default()
-                    .push((online, reason)),
-                _ => {}
-            }
-        }
-        seen
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.cancel.cancel();
+        ..rtu_bus(id, port)
     }
 }
 
@@ -164,7 +48,7 @@ async fn live_units_keep_their_poll_rate_while_a_dead_unit_is_offline_and_bad_fr
     sim.unit(3).set_behaviour(Behaviour::BadChecksum);
     sim.unit(4)
         .set_behaviour(Behaviour::Exception(ExceptionCode::ServerDeviceBusy));
-    let l = line(sim.clone());
+    let l = Line::serve(&sim);
     let mut link = Link::bus(
         &bus("rs485-1", l.path.clone(), BusKind::ModbusRtu, Parity::None),
         Mode::Rtu,
@@ -178,7 +62,7 @@ async fn live_units_keep_their_poll_rate_while_a_dead_unit_is_offline_and_bad_fr
     ] {
         link.devices.push(PolledDevice::new(device(id), unit, POLL));
     }
-    let mut run = start(link);
+    let mut run = DriverRig::modbus(link);
     let window = Duration::from_secs(4);
     let seen = run.collect(window).await;
 
@@ -220,7 +104,7 @@ async fn live_units_keep_their_poll_rate_while_a_dead_unit_is_offline_and_bad_fr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_writes_over_rtu_and_answers_with_the_read_back_value() {
     let sim = Arc::new(SlaveBus::new(Mode::Rtu, &[7]));
-    let l = line(sim.clone());
+    let l = Line::serve(&sim);
     let mut link = Link::bus(
         &bus("rs485-1", l.path.clone(), BusKind::ModbusRtu, Parity::None),
         Mode::Rtu,
@@ -233,7 +117,7 @@ async fn a_command_writes_over_rtu_and_answers_with_the_read_back_value() {
         .position(|p| p.name == "dim_level")
         .expect("dim_level");
     link.devices.push(PolledDevice::new(info, 7, POLL));
-    let run = start(link);
+    let run = DriverRig::modbus(link);
     let (reply, answer) = oneshot::channel();
     run.inbox
         .send(WriteRequest {
@@ -258,7 +142,7 @@ async fn a_command_writes_over_rtu_and_answers_with_the_read_back_value() {
 async fn an_ascii_bus_polls_its_units_with_lrc_framing() {
     let sim = Arc::new(SlaveBus::new(Mode::Ascii, &[1, 2]));
     sim.unit(2).set_behaviour(Behaviour::BadChecksum);
-    let l = line(sim.clone());
+    let l = Line::serve(&sim);
     let mut link = Link::bus(
         &bus(
             "old-line",
@@ -272,7 +156,7 @@ async fn an_ascii_bus_polls_its_units_with_lrc_framing() {
         .push(PolledDevice::new(device("ascii-1"), 1, POLL));
     link.devices
         .push(PolledDevice::new(device("ascii-2"), 2, POLL));
-    let mut run = start(link);
+    let mut run = DriverRig::modbus(link);
     let seen = run.collect(Duration::from_secs(4)).await;
     assert!(seen.readings.get("ascii-1").map_or(0, Vec::len) >= 30);
     assert_eq!(seen.states["ascii-1"], [(true, None)]);
@@ -284,7 +168,7 @@ async fn an_ascii_bus_polls_its_units_with_lrc_framing() {
 async fn a_port_refusing_even_parity_is_a_bus_error_naming_it_and_other_buses_keep_polling() {
     let sim_a = Arc::new(SlaveBus::new(Mode::Rtu, &[1]));
     let sim_b = Arc::new(SlaveBus::new(Mode::Rtu, &[1]));
-    let (la, lb) = (line(sim_a), line(sim_b));
+    let (la, lb) = (Line::serve(&sim_a), Line::serve(&sim_b));
     let even = bus(
         "rs485-even",
         la.path.clone(),
@@ -312,8 +196,8 @@ async fn a_port_refusing_even_parity_is_a_bus_error_naming_it_and_other_buses_ke
         Mode::Rtu,
     );
     b.devices.push(PolledDevice::new(device("on-ok"), 1, POLL));
-    let mut ra = start(a);
-    let mut rb = start(b);
+    let mut ra = DriverRig::modbus(a);
+    let mut rb = DriverRig::modbus(b);
     let (sa, sb) = tokio::join!(
         ra.collect(Duration::from_millis(1500)),
         rb.collect(Duration::from_millis(1500))

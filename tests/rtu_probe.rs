@@ -3,16 +3,16 @@
 //! and over a pseudo-terminal, prints raw and decoded values, and exits 0 on success,
 //! 2 on usage errors and 3 when the connection fails or the device answers an exception.
 
+mod common;
+
+use common::{Line, WAIT, device_server, free_port};
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::demo::sim::{Sim, SimKind, put_f32};
 use polegate::southbound::modbus::rtu::Mode;
 use std::process::{Command, Output};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio_modbus::ExceptionCode;
 use tokio_util::sync::CancellationToken;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 async fn probe(args: &[&str]) -> (i32, String, String) {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -80,11 +80,7 @@ async fn probe_usage_errors_exit_2_and_connection_failures_exit_3() {
     let (code, _, _) = probe(&["--read", "holding:0:1"]).await;
     assert_eq!(code, 2);
     // Nothing listens on a port we just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("port")
-        .port();
-    let target = format!("127.0.0.1:{port}");
+    let target = format!("127.0.0.1:{}", free_port());
     let (code, _, err) = probe(&["--tcp", &target, "--read", "holding:0:2"]).await;
     assert_eq!(code, 3, "{err}");
     assert!(err.contains(&target) && err.contains("failed"), "{err}");
@@ -96,12 +92,8 @@ async fn probe_speaks_rtu_over_tcp_and_explains_exceptions() {
     sim.unit(3).set_holding(10, &[0x0001, 0x86A0]);
     sim.unit(4)
         .set_behaviour(Behaviour::Exception(ExceptionCode::IllegalDataAddress));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
     let cancel = CancellationToken::new();
-    tokio::spawn(sim.clone().serve_tcp(listener, cancel.clone()));
+    let addr = device_server(&sim, &cancel).await.to_string();
     let (code, out, err) = probe(&[
         "--tcp",
         &addr,
@@ -137,13 +129,10 @@ async fn probe_speaks_rtu_over_tcp_and_explains_exceptions() {
 async fn probe_reads_a_serial_port_and_times_out_clearly_on_a_silent_unit() {
     let sim = Arc::new(SlaveBus::new(Mode::Rtu, &[1]));
     sim.unit(1).set_holding(0, &[1234]);
-    let (master, slave) = tokio_serial::SerialStream::pair().expect("pty");
-    let path = tokio_serial::SerialPort::name(&slave).expect("name");
-    let cancel = CancellationToken::new();
-    tokio::spawn(sim.clone().serve(master, cancel.clone()));
+    let line = Line::serve(&sim);
     let base = [
         "--serial",
-        path.as_str(),
+        line.path.to_str().expect("utf-8 pty path"),
         "--baud",
         "19200",
         "--parity",
@@ -166,6 +155,4 @@ async fn probe_reads_a_serial_port_and_times_out_clearly_on_a_silent_unit() {
     let (code, _, err) = probe(&args).await;
     assert_eq!(code, 3);
     assert!(err.contains("timed out after 200 ms"), "{err}");
-    drop(slave);
-    cancel.cancel();
 }

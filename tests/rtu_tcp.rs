@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus, Unit};
-use polegate::demo::sim::{Registers, Sim, SimKind};
+use polegate::demo::sim::Registers;
 use polegate::southbound::modbus::rtu::Mode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -61,17 +61,12 @@ async fn telemetry_of(rec: &mut Recorder, ids: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn units_behind_one_serial_device_server_share_a_connection_and_a_dead_one_goes_offline() {
-    let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let sim = Arc::new(SlaveBus::new(Mode::Rtu, &[1, 2, 3]));
     lamp_unit(&sim.unit(1));
     lamp_unit(&sim.unit(2));
     sim.unit(3).set_behaviour(Behaviour::Dead);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(sim.clone().serve_tcp(listener, cancel.clone()));
+    let addr = device_server(&sim, &cancel).await;
     let mut extra = String::new();
     for u in 1..=3 {
         extra += &device(
@@ -79,11 +74,10 @@ async fn units_behind_one_serial_device_server_share_a_connection_and_a_dead_one
             &format!("address = \"{addr}\", unit = {u}, framing = \"rtu\""),
         );
     }
-    let setup = Setup::new(broker.port, &extra);
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    telemetry_of(&mut rec, &["lamp-1", "lamp-2"]).await;
-    let off = rec
+    let mut r = Rig::start(cancel, sim, &extra, &[]).await;
+    telemetry_of(&mut r.rec, &["lamp-1", "lamp-2"]).await;
+    let off = r
+        .rec
         .wait_for("lamp-3 offline", |m| {
             m.topic == "polegate/cab-test/lamp-3/state" && m.json["state"] == "offline"
         })
@@ -93,54 +87,35 @@ async fn units_behind_one_serial_device_server_share_a_connection_and_a_dead_one
         reason.contains("timed out") && reason.contains("unit 3"),
         "{reason}"
     );
-    assert_eq!(sim.connections.load(Relaxed), 1, "one shared connection");
-    daemon.stop().await;
-    cancel.cancel();
+    assert_eq!(r.sim.connections.load(Relaxed), 1, "one shared connection");
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_on_one_modbus_tcp_address_share_one_connection() {
-    let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = Sim::spawn(
-        SimKind::Static,
-        "127.0.0.1:0".parse().unwrap(),
-        cancel.clone(),
-    )
-    .await
-    .expect("sim");
-    lamp_registers(&mut sim.registers().lock().unwrap());
+    let sim = static_lamp(&cancel).await;
     let conns = Arc::new(AtomicU64::new(0));
     let addr = counting_proxy(sim.addr(), conns.clone()).await;
     let extra = device("gw-1", &format!("address = \"{addr}\", unit = 1"))
         + &*device("gw-2", &format!("address = \"{addr}\", unit = 2"));
-    let setup = Setup::new(broker.port, &extra);
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    telemetry_of(&mut rec, &["gw-1", "gw-2"]).await;
+    let mut r = Rig::start(cancel, sim, &extra, &[]).await;
+    telemetry_of(&mut r.rec, &["gw-1", "gw-2"]).await;
     assert_eq!(conns.load(Relaxed), 1, "one shared connection");
-    daemon.stop().await;
-    cancel.cancel();
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configured_rtu_bus_is_polled_and_published_by_the_daemon() {
-    let broker = Mosquitto::start().await;
-    let cancel = CancellationToken::new();
     let sim = Arc::new(SlaveBus::new(Mode::Rtu, &[17]));
     lamp_unit(&sim.unit(17));
-    let (master, slave) = tokio_serial::SerialStream::pair().expect("pty");
-    let path = tokio_serial::SerialPort::name(&slave).expect("name");
-    tokio::spawn(sim.clone().serve(master, cancel.clone()));
+    let line = Line::serve(&sim);
     let extra = format!(
-        "[[bus]]\nid = \"rs485-1\"\nkind = \"modbus_rtu\"\nport = \"{path}\"\nbaud = 19200\n\
-         parity = \"none\"\ntimeout_ms = 200\nretries = 1\n\n"
+        "[[bus]]\nid = \"rs485-1\"\nkind = \"modbus_rtu\"\nport = \"{}\"\nbaud = 19200\n\
+         parity = \"none\"\ntimeout_ms = 200\nretries = 1\n\n",
+        line.path.display()
     ) + &*device("lamp-17", "bus = \"rs485-1\", unit = 17");
-    let setup = Setup::new(broker.port, &extra);
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    telemetry_of(&mut rec, &["lamp-17"]).await;
-    daemon.stop().await;
-    cancel.cancel();
-    drop(slave);
+    let mut r = Rig::start(CancellationToken::new(), line, &extra, &[]).await;
+    telemetry_of(&mut r.rec, &["lamp-17"]).await;
+    r.stop().await;
 }

@@ -3,21 +3,17 @@
 //! retrying the port with backoff, and is back online on its own once the port exists
 //! again. The "adapter" is a socat pty pair whose device links vanish when socat dies.
 
-use polegate::config::{BusCfg, BusKind, Parity};
+mod common;
+
+use common::*;
 use polegate::demo::rtu_slave::SlaveBus;
-use polegate::ops::counters::Counters;
-use polegate::pipeline::{DeviceInfo, Input};
-use polegate::profile::Registry;
-use polegate::southbound::modbus::link::{Link, PolledDevice, run_link};
+use polegate::southbound::modbus::link::{Link, PolledDevice};
 use polegate::southbound::modbus::rtu::Mode;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-const WAIT: Duration = Duration::from_secs(20);
 
 /// socat joining two ptys, reachable through symlinks `bus` (the gateway's port) and
 /// `sim` (the simulated devices' end).
@@ -53,41 +49,11 @@ impl Adapter {
     }
 }
 
-fn device() -> Arc<DeviceInfo> {
-    let (reg, _) = Registry::load(&[Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")]);
-    let profile = reg.get("generic-lamp-modbus").expect("lamp").clone();
-    Arc::new(DeviceInfo {
-        id: "lamp-1".into(),
-        link: Default::default(),
-        kind: profile.kind,
-        profile,
-        meta: Default::default(),
-        heartbeat_ms: 0,
-    })
-}
-
 /// Serves the simulated unit on the adapter's far end until the adapter goes away.
 fn serve(sim: &Arc<SlaveBus>, path: &Path, cancel: &CancellationToken) {
     let port = tokio_serial::SerialStream::open(&tokio_serial::new(path.to_string_lossy(), 19200))
         .expect("open the simulator's end");
     tokio::spawn(sim.clone().serve(port, cancel.clone()));
-}
-
-async fn next_state(rx: &mut mpsc::Receiver<Input>, online: bool) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let m = tokio::time::timeout_at(deadline, rx.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no state online={online} in time"))
-            .expect("link alive");
-        if let Input::State {
-            online: o, reason, ..
-        } = m
-            && o == online
-        {
-            return reason;
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,43 +64,25 @@ async fn an_unplugged_adapter_takes_the_device_offline_and_replugging_brings_it_
     let sim_cancel = CancellationToken::new();
     serve(&sim, &adapter.sim, &sim_cancel);
 
-    let cfg = BusCfg {
-        id: "rs485-1".into(),
-        kind: BusKind::ModbusRtu,
-        port: adapter.bus.clone(),
-        baud: 19200,
-        parity: Parity::None,
-        data_bits: 8,
-        stop_bits: 1,
-        timeout_ms: 100,
-        retries: 0,
-        origin: "test".into(),
-    };
-    let mut link = Link::bus(&cfg, Mode::Rtu);
-    link.devices
-        .push(PolledDevice::new(device(), 1, Duration::from_millis(100)));
-    let (tx, mut rx) = mpsc::channel(1024);
-    let (_inbox, inbox_rx) = mpsc::channel(4);
-    let cancel = CancellationToken::new();
-    tokio::spawn(run_link(
-        link,
-        inbox_rx,
-        tx,
-        Arc::new(Counters::default()),
-        cancel.clone(),
+    let mut link = Link::bus(&rtu_bus("rs485-1", adapter.bus.clone()), Mode::Rtu);
+    link.devices.push(PolledDevice::new(
+        device_info("lamp-1", "generic-lamp-modbus"),
+        1,
+        Duration::from_millis(100),
     ));
-    next_state(&mut rx, true).await;
+    let mut rig = DriverRig::modbus(link);
+    rig.wait_state(true).await;
 
     adapter.unplug();
     sim_cancel.cancel();
-    let reason = next_state(&mut rx, false).await.unwrap_or_default();
+    let reason = rig.wait_state(false).await.unwrap_or_default();
     assert!(!reason.is_empty(), "offline without a reason");
 
     let adapter = Adapter::plug(dir.path()).await;
     let sim_cancel = CancellationToken::new();
     serve(&sim, &adapter.sim, &sim_cancel);
-    next_state(&mut rx, true).await;
-    cancel.cancel();
+    rig.wait_state(true).await;
+    rig.cancel.cancel();
     sim_cancel.cancel();
     adapter.unplug();
 }

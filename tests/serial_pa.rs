@@ -28,21 +28,19 @@ fn device(id: &str, profile: &str, bus: &str, address: &str) -> String {
     )
 }
 
-/// Adds a plugins dir with extra profiles (bad scripts) to the test config.
-fn with_extra_plugins(setup: &Setup, files: &[(&str, &str)]) {
-    let extra = setup.dir.path().join("extra-plugins");
-    std::fs::create_dir_all(&extra).unwrap();
-    for (name, text) in files {
-        std::fs::write(extra.join(name), text).unwrap();
-    }
-    let text = std::fs::read_to_string(&setup.path).unwrap();
-    let main = format!("plugins_dirs = [{:?}]", plugins_dir().display().to_string());
-    let both = format!(
-        "plugins_dirs = [{:?}, {:?}]",
-        plugins_dir().display().to_string(),
-        extra.display().to_string()
-    );
-    std::fs::write(&setup.path, text.replace(&main, &both)).unwrap();
+/// One amplifier at `address` alone on line `pa-line`, as device `pa-{address}`: its
+/// simulator's cancel token, the simulator and the configuration naming it.
+fn amplifier(address: &str) -> (CancellationToken, PaSim, String) {
+    let cancel = CancellationToken::new();
+    let sim = PaSim::spawn(address, cancel.clone()).unwrap();
+    let config = bus("pa-line", &sim)
+        + &*device(
+            &format!("pa-{address}"),
+            "generic-pa-serial",
+            "pa-line",
+            address,
+        );
+    (cancel, sim, config)
 }
 
 fn pa_profile_with_script(name: &str, script: &str) -> String {
@@ -57,26 +55,17 @@ fn pa_profile_with_script(name: &str, script: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pa_amplifier_is_polled_decoded_and_its_unsolicited_alarm_is_published() {
-    let broker = Mosquitto::start().await;
-    let cancel = CancellationToken::new();
-    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "{}{}",
-            bus("pa-line", &sim),
-            device("pa-01", "generic-pa-serial", "pa-line", "01")
-        ),
-    );
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
+    let (cancel, sim, config) = amplifier("01");
+    let mut r = Rig::start(cancel, sim, &config, &[]).await;
 
-    let state = rec
+    let state = r
+        .rec
         .wait_for("birth", |m| m.topic == "polegate/cab-test/pa-01/state")
         .await;
     assert_eq!(state.json["state"], "online");
     assert_eq!(state.json["kind"], "pa_speaker");
-    let t = rec
+    let t = r
+        .rec
         .wait_for("telemetry", |m| {
             m.topic == "polegate/cab-test/pa-01/telemetry"
         })
@@ -88,36 +77,27 @@ async fn a_pa_amplifier_is_polled_decoded_and_its_unsolicited_alarm_is_published
     );
 
     // The amplifier pushes an alarm on its own, between two polls.
-    sim.push_line("!01 LINE=FAULT").await;
-    let alarm = rec
+    r.sim.push_line("!01 LINE=FAULT").await;
+    let alarm = r
+        .rec
         .wait_for("alarm", |m| {
             m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["line_fault"] == true
         })
         .await;
     assert_eq!(alarm.json["points"], json!({"line_fault": true}));
-    daemon.stop().await;
-    cancel.cancel();
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_is_encoded_acknowledged_and_read_back() {
-    let broker = Mosquitto::start().await;
-    let cancel = CancellationToken::new();
-    let sim = PaSim::spawn("07", cancel.clone()).unwrap();
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "{}{}",
-            bus("pa-line", &sim),
-            device("pa-07", "generic-pa-serial", "pa-line", "07")
-        ),
-    );
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    rec.wait_for("telemetry", |m| m.topic.ends_with("/pa-07/telemetry"))
+    let (cancel, sim, config) = amplifier("07");
+    let mut r = Rig::start(cancel, sim, &config, &[]).await;
+    r.rec
+        .wait_for("telemetry", |m| m.topic.ends_with("/pa-07/telemetry"))
         .await;
 
-    let (client, mut el) = AsyncClient::new(MqttOptions::new("ctl", "127.0.0.1", broker.port), 10);
+    let (client, mut el) =
+        AsyncClient::new(MqttOptions::new("ctl", "127.0.0.1", r.broker.port), 10);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
     let cmd = |id: &str, points: serde_json::Value| {
         json!({"id": id, "points": points}).to_string().into_bytes()
@@ -132,15 +112,16 @@ async fn a_command_is_encoded_acknowledged_and_read_back() {
         )
         .await
         .unwrap();
-    let r = rec
+    let res = r
+        .rec
         .wait_for("result c1", |m| {
             m.topic.ends_with("/pa-07/cmd/result") && m.json["id"] == "c1"
         })
         .await;
-    assert_eq!(r.json["ok"], true, "{}", r.json);
-    assert_eq!(r.json["points"], json!({"volume": 55, "muted": true}));
+    assert_eq!(res.json["ok"], true, "{}", res.json);
+    assert_eq!(res.json["points"], json!({"volume": 55, "muted": true}));
     {
-        let s = sim.state.lock().unwrap();
+        let s = r.sim.state.lock().unwrap();
         assert_eq!(s.volume, 55);
         assert!(
             s.received.iter().any(|l| l == "@07V055"),
@@ -159,80 +140,69 @@ async fn a_command_is_encoded_acknowledged_and_read_back() {
         )
         .await
         .unwrap();
-    let r = rec
+    let res = r
+        .rec
         .wait_for("result c2", |m| {
             m.topic.ends_with("/pa-07/cmd/result") && m.json["id"] == "c2"
         })
         .await;
-    assert_eq!(r.json["ok"], true, "{}", r.json);
-    assert_eq!(r.json["points"], json!({"play": 7}));
-    assert!(sim.state.lock().unwrap().playing);
-    daemon.stop().await;
-    cancel.cancel();
+    assert_eq!(res.json["ok"], true, "{}", res.json);
+    assert_eq!(res.json["points"], json!({"play": 7}));
+    assert!(r.sim.state.lock().unwrap().playing);
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn noise_and_overlong_frames_are_dropped_and_decoding_resumes() {
-    let broker = Mosquitto::start().await;
-    let cancel = CancellationToken::new();
-    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "{}{}",
-            bus("pa-line", &sim),
-            device("pa-01", "generic-pa-serial", "pa-line", "01")
-        ),
-    );
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    rec.wait_for("telemetry", |m| m.topic.ends_with("/pa-01/telemetry"))
+    let (cancel, sim, config) = amplifier("01");
+    let mut r = Rig::start(cancel, sim, &config, &[]).await;
+    r.rec
+        .wait_for("telemetry", |m| m.topic.ends_with("/pa-01/telemetry"))
         .await;
     // Binary noise, then a 1000-byte line (max_frame is 128), then a real alarm.
-    let _ = sim.inject.send(vec![0x00, 0xFF, 0x13, 0x80, 0x7F]).await;
-    let _ = sim.inject.send(vec![b'Z'; 1000]).await;
-    let _ = sim.inject.send(b"\r\n".to_vec()).await;
-    sim.push_line("!01 AMP=FAIL").await;
-    rec.wait_for("alarm after noise", |m| {
-        m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["amp_ok"] == false
-    })
-    .await;
-    let counters = daemon.handles.counters.clone();
+    let _ = r.sim.inject.send(vec![0x00, 0xFF, 0x13, 0x80, 0x7F]).await;
+    let _ = r.sim.inject.send(vec![b'Z'; 1000]).await;
+    let _ = r.sim.inject.send(b"\r\n".to_vec()).await;
+    r.sim.push_line("!01 AMP=FAIL").await;
+    r.rec
+        .wait_for("alarm after noise", |m| {
+            m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["amp_ok"] == false
+        })
+        .await;
+    let counters = r.daemon().handles.counters.clone();
     eventually("overlong frame counted", || {
         counters.serial_frame_error.load(Relaxed) >= 1
     })
     .await;
     // Polling goes on.
-    sim.state.lock().unwrap().volume = 12;
-    rec.wait_for("telemetry after noise", |m| {
-        m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["volume"] == 12
-    })
-    .await;
-    daemon.stop().await;
-    cancel.cancel();
+    r.sim.state.lock().unwrap().volume = 12;
+    r.rec
+        .wait_for("telemetry after noise", |m| {
+            m.topic.ends_with("/pa-01/telemetry") && m.json["points"]["volume"] == 12
+        })
+        .await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_looping_script_and_a_garbage_script_are_contained_and_other_buses_keep_going() {
-    let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let good = PaSim::spawn("01", cancel.clone()).unwrap();
     let looping = PaSim::spawn("01", cancel.clone()).unwrap();
     let garbage = PaSim::spawn("01", cancel.clone()).unwrap();
-    let setup = Setup::new(
-        broker.port,
-        &[
-            bus("good", &good),
-            bus("loop", &looping),
-            bus("garbage", &garbage),
-            device("pa-good", "generic-pa-serial", "good", "01"),
-            device("pa-loop", "test-pa-loop", "loop", "01"),
-            device("pa-garbage", "test-pa-garbage", "garbage", "01"),
-        ]
-        .concat(),
-    );
-    with_extra_plugins(
-        &setup,
+    let config = [
+        bus("good", &good),
+        bus("loop", &looping),
+        bus("garbage", &garbage),
+        device("pa-good", "generic-pa-serial", "good", "01"),
+        device("pa-loop", "test-pa-loop", "loop", "01"),
+        device("pa-garbage", "test-pa-garbage", "garbage", "01"),
+    ]
+    .concat();
+    let mut r = Rig::start(
+        cancel,
+        (good, looping, garbage),
+        &config,
         &[
             (
                 "loop.toml",
@@ -251,11 +221,11 @@ async fn a_looping_script_and_a_garbage_script_are_contained_and_other_buses_kee
                 "fn decode(frame) {\n  #{ volume: [1, 2], muted: \"yes\", x_nope: 1, temperature: 20.5 }\n}\n",
             ),
         ],
-    );
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
+    )
+    .await;
 
-    let off = rec
+    let off = r
+        .rec
         .wait_for("looping device offline", |m| {
             m.topic.ends_with("/pa-loop/state") && m.json["state"] == "offline"
         })
@@ -264,91 +234,71 @@ async fn a_looping_script_and_a_garbage_script_are_contained_and_other_buses_kee
     assert!(reason.contains("loop.rhai:1:"), "{reason}");
     assert!(reason.contains("operations"), "{reason}");
     // Garbage values are dropped, the valid one is published.
-    let t = rec
+    let t = r
+        .rec
         .wait_for("garbage telemetry", |m| {
             m.topic.ends_with("/pa-garbage/telemetry")
         })
         .await;
     assert_eq!(t.json["points"], json!({"temperature": 20.5}));
     // The good amplifier is unaffected and keeps reporting.
-    good.state.lock().unwrap().volume = 77;
-    rec.wait_for("good telemetry", |m| {
-        m.topic.ends_with("/pa-good/telemetry") && m.json["points"]["volume"] == 77
-    })
-    .await;
-    let c = &daemon.handles.counters;
+    r.sim.0.state.lock().unwrap().volume = 77;
+    r.rec
+        .wait_for("good telemetry", |m| {
+            m.topic.ends_with("/pa-good/telemetry") && m.json["points"]["volume"] == 77
+        })
+        .await;
+    let c = &r.daemon().handles.counters;
     assert!(c.script_error.load(Relaxed) >= 3);
     assert!(c.decode_error.load(Relaxed) >= 3);
-    daemon.stop().await;
-    cancel.cancel();
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_that_never_answers_goes_offline_and_commands_to_it_fail() {
-    let broker = Mosquitto::start().await;
-    let cancel = CancellationToken::new();
-    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
+    let (cancel, sim, config) = amplifier("01");
     sim.state.lock().unwrap().silent = true;
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "{}{}",
-            bus("pa-line", &sim),
-            device("pa-01", "generic-pa-serial", "pa-line", "01")
-        ),
-    );
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let t0 = tokio::time::Instant::now();
-    let daemon = Daemon::start(&setup).await;
-    let off = rec
+    let mut r = Rig::start(cancel, sim, &config, &[]).await;
+    let off = r
+        .rec
         .wait_for("offline", |m| {
             m.topic.ends_with("/pa-01/state") && m.json["state"] == "offline"
         })
         .await;
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(r.started.elapsed() < Duration::from_secs(5));
     let reason = off.json["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("no reply to @01?"), "{reason}");
-    assert!(daemon.handles.counters.serial_timeout.load(Relaxed) >= 3);
+    assert!(r.daemon().handles.counters.serial_timeout.load(Relaxed) >= 3);
     // It comes back when it answers again.
-    sim.state.lock().unwrap().silent = false;
-    rec.wait_for("online again", |m| {
-        m.topic.ends_with("/pa-01/state") && m.json["state"] == "online"
-    })
-    .await;
-    daemon.stop().await;
-    cancel.cancel();
+    r.sim.state.lock().unwrap().silent = false;
+    r.rec
+        .wait_for("online again", |m| {
+            m.topic.ends_with("/pa-01/state") && m.json["state"] == "online"
+        })
+        .await;
+    r.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_device_is_probed_at_the_backed_off_rate_while_a_live_one_on_the_line_keeps_its_poll_rate()
  {
-    let broker = Mosquitto::start().await;
-    let cancel = CancellationToken::new();
     // The simulator answers address 01 only: 02 on the same line never replies.
-    let sim = PaSim::spawn("01", cancel.clone()).unwrap();
-    let setup = Setup::new(
-        broker.port,
-        &[
-            bus("pa-line", &sim),
-            device("pa-01", "generic-pa-serial", "pa-line", "01"),
-            device("pa-02", "generic-pa-serial", "pa-line", "02"),
-        ]
-        .concat(),
-    );
-    let mut rec = Recorder::start(broker.port, "polegate/#").await;
-    let daemon = Daemon::start(&setup).await;
-    rec.wait_for("dead device offline", |m| {
-        m.topic.ends_with("/pa-02/state") && m.json["state"] == "offline"
-    })
-    .await;
+    let (cancel, sim, config) = amplifier("01");
+    let config = config + &*device("pa-02", "generic-pa-serial", "pa-line", "02");
+    let mut r = Rig::start(cancel, sim, &config, &[]).await;
+    r.rec
+        .wait_for("dead device offline", |m| {
+            m.topic.ends_with("/pa-02/state") && m.json["state"] == "offline"
+        })
+        .await;
 
     // From now on the dead device is backed off. Each probe of it burns a 300 ms
     // timeout; the live one is polled every 200 ms.
     let live_polls = || {
-        let s = sim.state.lock().unwrap();
+        let s = r.sim.state.lock().unwrap();
         s.received.iter().filter(|l| *l == "@01?").count()
     };
-    let counters = daemon.handles.counters.clone();
+    let counters = r.daemon().handles.counters.clone();
     let dead_probes = || counters.serial_timeout.load(Relaxed);
     let (live0, dead0) = (live_polls(), dead_probes());
     tokio::time::sleep(Duration::from_secs(6)).await;
@@ -362,13 +312,13 @@ async fn a_dead_device_is_probed_at_the_backed_off_rate_while_a_live_one_on_the_
     );
     // The live device keeps nearly all of its 30 slots (a probe may push one aside).
     assert!(live >= 22, "live device polled {live} times in 6 s");
-    rec.drain();
+    r.rec.drain();
     assert!(
-        !rec.seen
+        !r.rec
+            .seen
             .iter()
             .any(|m| m.topic.ends_with("/pa-01/state") && m.json["state"] == "offline"),
         "the live device went offline"
     );
-    daemon.stop().await;
-    cancel.cancel();
+    r.stop().await;
 }

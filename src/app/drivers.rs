@@ -62,14 +62,12 @@ fn device_info(d: &config::DeviceCfg, registry: &Registry) -> Option<Arc<DeviceI
         tracing::error!(device_id = %d.id, profile = %d.profile, "profile not found; device skipped");
         return None;
     };
-    Some(Arc::new(DeviceInfo {
-        id: d.id.clone(),
-        link: Default::default(),
-        kind: profile.kind,
-        profile: profile.clone(),
-        meta: d.meta.clone(),
-        heartbeat_ms: d.heartbeat_s.saturating_mul(1000),
-    }))
+    Some(Arc::new(DeviceInfo::new(
+        d.id.clone(),
+        profile.clone(),
+        d.meta.clone(),
+        d.heartbeat_s.saturating_mul(1000),
+    )))
 }
 
 /// Groups the configuration's enabled devices into driver tasks.

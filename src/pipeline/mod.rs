@@ -37,6 +37,26 @@ pub struct DeviceInfo {
     pub heartbeat_ms: u64,
 }
 
+impl DeviceInfo {
+    /// A device before its driver has heard from it (link state unknown); the kind is
+    /// taken from the profile so the two cannot disagree.
+    pub fn new(
+        id: impl Into<String>,
+        profile: ProfileRef,
+        meta: serde_json::Map<String, serde_json::Value>,
+        heartbeat_ms: u64,
+    ) -> DeviceInfo {
+        DeviceInfo {
+            id: id.into(),
+            link: Default::default(),
+            kind: profile.kind,
+            profile,
+            meta,
+            heartbeat_ms,
+        }
+    }
+}
+
 /// Where a device's writes go.
 #[derive(Debug, Clone)]
 pub struct Route {

@@ -1,9 +1,11 @@
-//! Vocabulary-level data shared by every layer: equipment kinds, point values and
-//! wall-clock timestamps. Pure: no I/O.
+//! Vocabulary-level data shared by every layer: equipment kinds, point values,
+//! wall-clock timestamps, the event payloads and the topics they go on. Pure: no I/O.
 
 pub mod bytes;
 pub mod command;
 pub mod link;
+pub mod payload;
+pub mod topic;
 
 pub use link::{LinkCell, LinkState};
 

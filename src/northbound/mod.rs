@@ -1,6 +1,7 @@
 //! Northbound: the MQTT session to the city's broker.
 
 pub mod backoff;
+pub mod inflight;
 pub mod mqtt;
 pub mod pace;
 pub mod tls;

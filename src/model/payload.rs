@@ -1,9 +1,73 @@
-//! JSON payloads of SPEC §5, written directly (keys in a stable, readable order) rather
-//! than through an intermediate `serde_json::Value`: this runs for every event. Pure.
+//! Every JSON payload of SPEC §5, built in one place: the events the pipeline queues and
+//! the gateway `status` the session publishes. Written directly (keys in a stable,
+//! readable order) rather than through an intermediate `serde_json::Value`: this runs for
+//! every event. Pure.
+//!
+//! Encode once: a queued event is a [`Body`], its JSON object with the closing `}` left
+//! off. The only thing decided after queueing, whether the event is delivered live or as
+//! replayed backlog, is a typed [`Delivery`] that [`Body::publish`] turns into the closing
+//! bytes: `}` or `,"historical":true}`. No stage after the encoder parses or edits JSON.
 
-use crate::model::{Kind, Value, rfc3339_ms};
-use crate::profile::PointDef;
+use super::{Kind, Value, rfc3339_ms};
 use std::fmt::Write;
+
+/// How a queued event reaches the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Created while the current connection was up.
+    Live,
+    /// Created before the current connection came up (SPEC §5 `"historical": true`).
+    Historical,
+}
+
+/// The closing bytes of a historical event, the longest tail: a body read back for
+/// publishing reserves room for it, so closing does not reallocate.
+const HISTORICAL_TAIL: &[u8] = b",\"historical\":true}";
+
+impl Delivery {
+    /// The bytes that close the object.
+    fn tail(self) -> &'static [u8] {
+        match self {
+            Delivery::Live => b"}",
+            Delivery::Historical => HISTORICAL_TAIL,
+        }
+    }
+}
+
+/// A queued event's JSON object without its closing `}`: every field is in it and the
+/// last one is complete, so [`Body::publish`] only appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Body(Vec<u8>);
+
+impl Body {
+    /// Takes bytes this module encoded earlier (and the buffer kept), still open.
+    pub fn from_open(open: &[u8]) -> Body {
+        let mut v = Vec::with_capacity(open.len() + HISTORICAL_TAIL.len());
+        v.extend_from_slice(open);
+        Body(v)
+    }
+
+    /// Takes a complete object as queues written before [`Body`] existed hold it (every
+    /// encoder ended the object with its final byte); `None` when it does not end in `}`.
+    pub fn from_closed(closed: &[u8]) -> Option<Body> {
+        closed.strip_suffix(b"}").map(Body::from_open)
+    }
+
+    /// The open object, as the buffer stores it.
+    pub fn as_open(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The payload to publish: the object closed for `delivery`.
+    pub fn publish(mut self, delivery: Delivery) -> Vec<u8> {
+        self.0.extend_from_slice(delivery.tail());
+        self.0
+    }
+
+    fn from_string(s: String) -> Body {
+        Body(s.into_bytes())
+    }
+}
 
 /// Common head of every buffered payload: `{"seq":..,"ts":..,"gateway":..`.
 fn head(out: &mut String, seq: u64, ts_ms: u64, gateway: &str) {
@@ -15,7 +79,7 @@ fn head(out: &mut String, seq: u64, ts_ms: u64, gateway: &str) {
     json_str(out, gateway);
 }
 
-pub fn json_str(out: &mut String, s: &str) {
+fn json_str(out: &mut String, s: &str) {
     // serde_json's string escaping; writing to a String cannot fail.
     if let Ok(q) = serde_json::to_string(s) {
         out.push_str(&q);
@@ -28,7 +92,7 @@ fn key(out: &mut String, k: &str) {
     out.push(':');
 }
 
-pub fn json_value(out: &mut String, v: &Value) {
+fn json_value(out: &mut String, v: &Value) {
     match v {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Int(i) => {
@@ -53,7 +117,7 @@ pub fn telemetry(
     device: &str,
     kind: Kind,
     points: &[(&str, &Value)],
-) -> Vec<u8> {
+) -> Body {
     let mut out = String::with_capacity(128 + points.len() * 24);
     head(&mut out, seq, ts_ms, gateway);
     key(&mut out, "device");
@@ -69,8 +133,8 @@ pub fn telemetry(
         out.push(':');
         json_value(&mut out, v);
     }
-    out.push_str("}}");
-    out.into_bytes()
+    out.push('}');
+    Body::from_string(out)
 }
 
 /// What a birth certificate says about a device.
@@ -81,11 +145,20 @@ pub struct Birth<'a> {
     pub online: bool,
     pub reason: Option<&'a str>,
     pub meta: &'a serde_json::Map<String, serde_json::Value>,
-    pub points: &'a [PointDef],
+    pub points: &'a [BirthPoint<'a>],
+}
+
+/// What a birth certificate says about one point.
+pub struct BirthPoint<'a> {
+    pub name: &'a str,
+    pub unit: Option<&'a str>,
+    pub writable: bool,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
 }
 
 /// `P/G/D/state`, the device's birth certificate.
-pub fn state(seq: u64, ts_ms: u64, gateway: &str, b: &Birth<'_>) -> Vec<u8> {
+pub fn state(seq: u64, ts_ms: u64, gateway: &str, b: &Birth<'_>) -> Body {
     let mut out = String::with_capacity(256 + b.points.len() * 64);
     head(&mut out, seq, ts_ms, gateway);
     key(&mut out, "device");
@@ -107,9 +180,9 @@ pub fn state(seq: u64, ts_ms: u64, gateway: &str, b: &Birth<'_>) -> Vec<u8> {
         if i > 0 {
             out.push(',');
         }
-        json_str(&mut out, &p.name);
+        json_str(&mut out, p.name);
         out.push_str(":{");
-        if let Some(u) = &p.unit {
+        if let Some(u) = p.unit {
             out.push_str("\"unit\":");
             json_str(&mut out, u);
             out.push(',');
@@ -123,8 +196,8 @@ pub fn state(seq: u64, ts_ms: u64, gateway: &str, b: &Birth<'_>) -> Vec<u8> {
         }
         out.push('}');
     }
-    out.push_str("}}");
-    out.into_bytes()
+    out.push('}');
+    Body::from_string(out)
 }
 
 /// Integral limits print as integers (`"max":100`), others as floats.
@@ -147,13 +220,16 @@ pub struct StatsBody<'a> {
     pub offline: u64,
     pub errors: &'a [(&'static str, u64)],
     /// Modbus error counters per link (all of them).
-    pub links: &'a crate::ops::counters::Named,
+    pub links: Named<'a>,
     /// Modbus error counters per device (non-zero ones, devices with errors only).
-    pub device_errors: &'a crate::ops::counters::Named,
+    pub device_errors: Named<'a>,
 }
 
+/// Counters by name under an owner's name (a link, a device).
+pub type Named<'a> = &'a [(String, Vec<(&'static str, u64)>)];
+
 /// `P/G/stats`.
-pub fn stats(seq: u64, ts_ms: u64, gateway: &str, s: &StatsBody<'_>) -> Vec<u8> {
+pub fn stats(seq: u64, ts_ms: u64, gateway: &str, s: &StatsBody<'_>) -> Body {
     let mut out = String::with_capacity(512);
     head(&mut out, seq, ts_ms, gateway);
     let _ = write!(
@@ -172,8 +248,7 @@ pub fn stats(seq: u64, ts_ms: u64, gateway: &str, s: &StatsBody<'_>) -> Vec<u8> 
     named(&mut out, s.links);
     out.push_str(",\"device_errors\":");
     named(&mut out, s.device_errors);
-    out.push('}');
-    out.into_bytes()
+    Body::from_string(out)
 }
 
 /// `"name":n,...` (names are static identifiers, never escaped).
@@ -187,7 +262,7 @@ fn counts(out: &mut String, c: &[(&'static str, u64)]) {
 }
 
 /// `{"<name>":{"counter":n,...},...}`.
-fn named(out: &mut String, n: &crate::ops::counters::Named) {
+fn named(out: &mut String, n: Named<'_>) {
     out.push('{');
     for (i, (name, c)) in n.iter().enumerate() {
         if i > 0 {
@@ -202,12 +277,7 @@ fn named(out: &mut String, n: &crate::ops::counters::Named) {
 }
 
 /// `P/G/D/cmd/result`.
-pub fn cmd_result(
-    seq: u64,
-    ts_ms: u64,
-    gateway: &str,
-    r: &crate::model::command::CmdResult,
-) -> Vec<u8> {
+pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &super::command::CmdResult) -> Body {
     let mut out = String::with_capacity(160);
     head(&mut out, seq, ts_ms, gateway);
     key(&mut out, "device");
@@ -238,8 +308,7 @@ pub fn cmd_result(
         key(&mut out, "status");
         json_str(&mut out, s);
     }
-    out.push('}');
-    out.into_bytes()
+    Body::from_string(out)
 }
 
 /// `P/G/status` (not buffered; also the last will).
@@ -253,138 +322,6 @@ pub fn status(online: bool, ts_ms: u64, devices: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Marks a buffered payload as replayed backlog: `{...}` -> `{...,"historical":true}`.
-pub fn mark_historical(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 20);
-    match payload.iter().rposition(|&b| b == b'}') {
-        Some(end) => {
-            out.extend_from_slice(&payload[..end]);
-            out.extend_from_slice(b",\"historical\":true");
-            out.extend_from_slice(&payload[end..]);
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
-    //! Proves the payloads are valid JSON with the exact fields of SPEC §5.
-    use super::*;
-    use crate::profile::PointType;
-    use serde_json::json;
-
-    fn parse(b: &[u8]) -> serde_json::Value {
-        serde_json::from_slice(b).expect("valid JSON")
-    }
-
-    #[test]
-    fn telemetry_has_the_contract_fields_and_numbers_keep_their_json_type() {
-        let v80 = Value::Int(80);
-        let p = Value::Float(54.5);
-        let f = Value::Bool(false);
-        let b = telemetry(
-            7,
-            1_795_886_665_123,
-            "cab-1",
-            "lamp-017",
-            Kind::Lamp,
-            &[("dim_level", &v80), ("power", &p), ("lamp_failure", &f)],
-        );
-        assert_eq!(
-            parse(&b),
-            json!({"seq":7,"ts":"2026-11-28T17:24:25.123Z","gateway":"cab-1","device":"lamp-017",
-                   "kind":"lamp","points":{"dim_level":80,"power":54.5,"lamp_failure":false}})
-        );
-        assert!(String::from_utf8_lossy(&b).contains("\"dim_level\":80,"));
-    }
-
-    #[test]
-    fn state_is_a_birth_certificate_with_units_writability_ranges_and_meta() {
-        let mut meta = serde_json::Map::new();
-        meta.insert("pole".into(), json!("P-017"));
-        let points = vec![PointDef {
-            name: "dim_level".into(),
-            unit: Some("%".into()),
-            ty: PointType::U16,
-            reg: None,
-            scale: 1.0,
-            offset: 0.0,
-            deadband: None,
-            writable: true,
-            min: Some(0.0),
-            max: Some(100.0),
-            values: None,
-        }];
-        let b = state(
-            1,
-            0,
-            "g",
-            &Birth {
-                device: "lamp-017",
-                kind: Kind::Lamp,
-                profile: "generic-lamp-modbus",
-                online: false,
-                reason: Some("timeout"),
-                meta: &meta,
-                points: &points,
-            },
-        );
-        assert_eq!(
-            parse(&b),
-            json!({"seq":1,"ts":"1970-01-01T00:00:00.000Z","gateway":"g","device":"lamp-017",
-                   "kind":"lamp","profile":"generic-lamp-modbus","state":"offline","reason":"timeout",
-                   "meta":{"pole":"P-017"},
-                   "points":{"dim_level":{"unit":"%","writable":true,"min":0,"max":100}}})
-        );
-    }
-
-    #[test]
-    fn historical_marking_keeps_the_payload_valid_json() {
-        let b = mark_historical(br#"{"seq":1,"points":{"a":1}}"#);
-        assert_eq!(
-            parse(&b),
-            json!({"seq":1,"points":{"a":1},"historical":true})
-        );
-    }
-
-    #[test]
-    fn stats_and_status_are_valid_json_with_errors_per_link_and_per_device() {
-        let links = vec![(
-            "10.0.0.17:502".to_string(),
-            vec![("modbus_timeout", 4), ("modbus_exception", 1)],
-        )];
-        let device_errors = vec![(
-            "lamp-\"017\"".to_string(),
-            vec![("modbus_timeout", 3), ("modbus_exception", 1)],
-        )];
-        let s = stats(
-            3,
-            0,
-            "g",
-            &StatsBody {
-                uptime_s: 5,
-                buffer_events: 1,
-                buffer_bytes: 2,
-                buffer_dropped: 0,
-                published: 9,
-                online: 2,
-                offline: 1,
-                errors: &[("modbus_timeout", 4)],
-                links: &links,
-                device_errors: &device_errors,
-            },
-        );
-        assert_eq!(parse(&s)["errors"], json!({"modbus_timeout": 4}));
-        assert_eq!(
-            parse(&s)["links"],
-            json!({"10.0.0.17:502": {"modbus_timeout": 4, "modbus_exception": 1}})
-        );
-        assert_eq!(
-            parse(&s)["device_errors"],
-            json!({"lamp-\"017\"": {"modbus_timeout": 3, "modbus_exception": 1}})
-        );
-        assert_eq!(parse(&s)["devices"]["offline"], 1);
-        assert_eq!(parse(&status(true, 0, 3))["devices"], 3);
-    }
-}
+#[path = "payload_tests.rs"]
+mod tests;

@@ -124,17 +124,22 @@ pub fn telemetry(
     json_str(&mut out, device);
     key(&mut out, "kind");
     json_str(&mut out, kind.as_str());
+    values(&mut out, points.iter().map(|(n, v)| (*n, *v)));
+    Body::from_string(out)
+}
+
+/// `,"points":{"<name>":<value>,...}`.
+fn values<'a>(out: &mut String, points: impl Iterator<Item = (&'a str, &'a Value)>) {
     out.push_str(",\"points\":{");
-    for (i, (name, v)) in points.iter().enumerate() {
+    for (i, (name, v)) in points.enumerate() {
         if i > 0 {
             out.push(',');
         }
-        json_str(&mut out, name);
+        json_str(out, name);
         out.push(':');
-        json_value(&mut out, v);
+        json_value(out, v);
     }
     out.push('}');
-    Body::from_string(out)
 }
 
 /// What a birth certificate says about a device.
@@ -289,16 +294,7 @@ pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &super::command::CmdRe
     }
     let _ = write!(out, ",\"ok\":{}", r.ok);
     if r.ok || !r.points.is_empty() {
-        out.push_str(",\"points\":{");
-        for (i, (name, v)) in r.points.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            json_str(&mut out, name);
-            out.push(':');
-            json_value(&mut out, v);
-        }
-        out.push('}');
+        values(&mut out, r.points.iter().map(|(n, v)| (n.as_str(), v)));
     }
     if let Some(e) = &r.error {
         key(&mut out, "error");

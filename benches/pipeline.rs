@@ -12,8 +12,9 @@
 
 use polegate::buffer::{Queue, QueueOptions, Record};
 use polegate::demo::sim::{Sim, SimKind};
+use polegate::model::payload;
 use polegate::model::{Kind, Value, now_ms};
-use polegate::pipeline::{DeviceInfo, Input, encode};
+use polegate::pipeline::{DeviceInfo, Input};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -265,7 +266,7 @@ async fn part_c(events: u64) {
         let v2 = Value::Int(80);
         for i in 0..events {
             let seq = q.next_seq().expect("seq");
-            let payload = encode::telemetry(
+            let body = payload::telemetry(
                 seq,
                 now_ms(),
                 "bench",
@@ -277,7 +278,7 @@ async fn part_c(events: u64) {
                 seq,
                 &Record {
                     topic: format!("polegate/bench/lamp-{:03}/telemetry", i % 200),
-                    payload,
+                    payload: body,
                     retain: false,
                     created_ms: now_ms(),
                 },

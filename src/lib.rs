@@ -11,11 +11,11 @@
 //!   seq, ts, JSON) --Record--> buffer::Queue (sled, durable) --> northbound::mqtt
 //!   (in-flight window, PUBACK deletes, paced replay)
 //! ```
-//! - [`model`]: kinds, values, timestamps.
+//! - [`model`]: kinds, values, timestamps, event payloads and topics.
 //! - [`profile`]: equipment profiles, vocabulary, register codecs.
 //! - [`config`]: TOML + conf.d + environment, validation with key paths.
 //! - [`buffer`]: the durable queue.
-//! - [`pipeline`]: reporting rules and event encoding.
+//! - [`pipeline`]: reporting rules, stamping and queueing events.
 //! - [`southbound`]: device drivers.
 //! - [`script`]: the sandboxed Rhai engine of serial and LoRa profiles.
 //! - [`northbound`]: the MQTT session.

@@ -4,6 +4,7 @@
 //! mid-batch, reopens the queue and checks the survivors and the next seq.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
+use polegate::model::payload::Body;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -22,7 +23,7 @@ const LINE_TIMEOUT: Duration = Duration::from_secs(30);
 fn record(seq: u64) -> Record {
     Record {
         topic: format!("polegate/cab-1/lamp-{}/telemetry", seq % 17),
-        payload: vec![b'p'; 300],
+        payload: Body::from_open(&[b'p'; 300]),
         retain: false,
         created_ms: seq,
     }

@@ -3,6 +3,7 @@
 //! Run: `cargo test --test buffer_throughput -- --ignored --nocapture`.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
+use polegate::model::payload::Body;
 use std::time::Instant;
 
 const EVENTS: u64 = 100_000;
@@ -13,7 +14,7 @@ const FLUSH_EVERY: u64 = 1000;
 fn push_and_ack_rates_and_disk_use_for_100k_events_of_300_bytes_are_printed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
-    let payload = vec![b'{'; 300 - 40];
+    let payload = Body::from_open(&[b'{'; 300 - 40]);
     // Two fill/drain cycles: the second shows whether sled reuses the space it freed.
     for cycle in 1..=2 {
         let t = Instant::now();

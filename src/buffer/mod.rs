@@ -33,6 +33,8 @@ mod open;
 mod seqfile;
 mod sled_queue;
 
+use crate::model::payload::Body;
+
 pub use kv::{KvStore, MAX_KV_NAME};
 pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
 
@@ -40,7 +42,8 @@ pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub topic: String,
-    pub payload: Vec<u8>,
+    /// The event as the pipeline encoded it, closed by the publisher for its delivery.
+    pub payload: Body,
     pub retain: bool,
     /// Wall-clock creation time (epoch ms); events created before the current MQTT
     /// connection came up are published with `"historical": true`.

@@ -4,13 +4,14 @@
 //! KvStore, and a property test of random push/ack/read/reopen against a BTreeMap model.
 
 use super::*;
+use crate::model::payload::{Body, Delivery};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 fn rec(i: u64, payload_len: usize) -> Record {
     Record {
         topic: format!("polegate/cab-1/lamp-{i}/telemetry"),
-        payload: vec![b'x'; payload_len],
+        payload: Body::from_open(&vec![b'x'; payload_len]),
         retain: i.is_multiple_of(2),
         created_ms: 1_700_000_000_000 + i,
     }
@@ -265,6 +266,34 @@ fn a_malformed_seq_reservation_is_repaired_from_the_side_file_and_counted() {
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     assert_eq!(q.stats().corrupt_recoveries, 1);
     assert_eq!(q.next_seq().expect("next"), SEQ_BLOCK + 1);
+}
+
+#[test]
+fn a_backlog_written_by_the_previous_record_version_is_delivered_after_an_upgrade() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let closed = br#"{"seq":1,"points":{"a":1}}"#;
+    let mut old = vec![1u8, 0];
+    old.extend_from_slice(&5u64.to_be_bytes());
+    old.extend_from_slice(&3u16.to_be_bytes());
+    old.extend_from_slice(b"a/b");
+    old.extend_from_slice(closed);
+    {
+        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+        let (seq, _) = push_new(&q, &rec(0, 10));
+        q.inner.events.insert(key(seq + 1), &old[..]).expect("old");
+        q.inner.db.flush().expect("flush");
+    }
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    let all = q.read_after(None, 10).expect("read");
+    assert_eq!(all.len(), 2);
+    assert_eq!(q.malformed_skipped(), 0);
+    let (seq, upgraded) = all[1].clone();
+    assert_eq!((upgraded.topic.as_str(), upgraded.created_ms), ("a/b", 5));
+    assert_eq!(upgraded.payload.publish(Delivery::Live), closed.to_vec());
+    assert_eq!(q.stats().bytes, size(&rec(0, 10)) + old.len() as u64);
+    q.ack(seq).expect("ack");
+    assert_eq!(q.stats().bytes, size(&rec(0, 10)));
 }
 
 #[test]

@@ -7,6 +7,7 @@
 use super::BufferAction;
 use super::exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME};
 use crate::buffer::{BufferError, Queue};
+use crate::model::payload::Delivery;
 use std::path::Path;
 
 pub fn buffer(config: &Path, action: BufferAction) -> i32 {
@@ -63,7 +64,7 @@ pub fn buffer(config: &Path, action: BufferAction) -> i32 {
                     println!(
                         "{seq} {} {}{}",
                         rec.topic,
-                        String::from_utf8_lossy(&rec.payload),
+                        String::from_utf8_lossy(&rec.payload.publish(Delivery::Live)),
                         if rec.retain { " (retained)" } else { "" }
                     );
                 }

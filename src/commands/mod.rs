@@ -19,6 +19,7 @@ pub mod validate;
 use crate::model::LinkState;
 use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
+use crate::ops::bucket::TokenBucket;
 use crate::pipeline::{Input, Route};
 use dedup::Dedup;
 use futures_util::StreamExt;
@@ -46,18 +47,13 @@ pub struct CommandIn {
     pub retained: bool,
 }
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// The current command routes; replaced as a whole on reload.
 pub type Routes = tokio::sync::watch::Receiver<Arc<HashMap<String, Route>>>;
 
 pub struct Commands {
     routes: Routes,
     dedup: Dedup,
-    buckets: HashMap<String, Bucket>,
+    buckets: HashMap<String, TokenBucket>,
     out: mpsc::Sender<Input>,
 }
 
@@ -210,48 +206,10 @@ impl Commands {
 
     fn take_token(&mut self, device: &str) -> bool {
         let now = Instant::now();
-        let b = self.buckets.entry(device.to_string()).or_insert(Bucket {
-            tokens: RATE_PER_DEVICE,
-            last: now,
-        });
-        let dt = now.saturating_duration_since(b.last).as_secs_f64();
-        b.last = now;
-        b.tokens = (b.tokens + dt * RATE_PER_DEVICE).min(RATE_PER_DEVICE);
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The device id of a `P/G/D/cmd` topic, given `P/G/`.
-pub fn device_of_topic<'t>(topic: &'t str, prefix_gateway: &str) -> Option<&'t str> {
-    let rest = topic.strip_prefix(prefix_gateway)?.strip_prefix('/')?;
-    let dev = rest.strip_suffix("/cmd")?;
-    (!dev.is_empty() && !dev.contains('/')).then_some(dev)
-}
-
-#[cfg(test)]
-mod tests {
-    //! Topic parsing for commands.
-    use super::*;
-
-    #[test]
-    fn the_device_is_taken_from_the_command_topic() {
-        assert_eq!(
-            device_of_topic("polegate/g1/lamp-1/cmd", "polegate/g1"),
-            Some("lamp-1")
-        );
-        assert_eq!(
-            device_of_topic("polegate/g1/lamp-1/cmd/result", "polegate/g1"),
-            None
-        );
-        assert_eq!(
-            device_of_topic("polegate/g2/lamp-1/cmd", "polegate/g1"),
-            None
-        );
-        assert_eq!(device_of_topic("polegate/g1/a/b/cmd", "polegate/g1"), None);
+        self.buckets
+            .entry(device.to_string())
+            .or_insert_with(|| TokenBucket::new(RATE_PER_DEVICE, RATE_PER_DEVICE, now))
+            .take(now)
+            .is_ok()
     }
 }

@@ -1,11 +1,13 @@
-//! Vocabulary-level data shared by every layer: equipment kinds, point values and
-//! wall-clock timestamps. Pure: no I/O.
+//! Vocabulary-level data shared by every layer: equipment kinds, point values,
+//! wall-clock timestamps, the event payloads and the topics they go on. Pure: no I/O.
 
 pub mod bytes;
 pub mod command;
 pub mod file_error;
 pub mod limits;
 pub mod link;
+pub mod payload;
+pub mod topic;
 
 pub use file_error::{FileError, line_col};
 pub use link::{LinkCell, LinkState};

@@ -7,26 +7,30 @@
 //!   otherwise replay its own stale in-flight copies ahead of ours, out of `seq` order) and
 //!   the next connection rewinds to the oldest unacknowledged `seq`;
 //! - replay is paced by `replay_rate`; records created before the current connection came
-//!   up are published with `"historical": true`.
+//!   up are published with `"historical": true` (a [`Delivery`] flag: the queued JSON is
+//!   never edited).
+//!
+//! The pairing and the rewind are [`InFlight`]'s, pure and property-tested.
 //!
 //! The event loop is polled in its own task and its events forwarded over a bounded
 //! channel, so the session logic only ever awaits cancel-safe futures.
 
+use super::inflight::{InFlight, Sent};
 use super::pace::Pacer;
 use super::tls;
 use crate::buffer::Queue;
-use crate::commands::{CommandIn, device_of_topic};
+use crate::commands::CommandIn;
 use crate::config::MqttCfg;
 use crate::model::now_ms;
+use crate::model::payload::{self, Delivery};
+use crate::model::topic::Topics;
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
-use crate::pipeline::encode;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
-    Transport,
+    AsyncClient, ClientError, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming,
+    LastWill, MqttOptions, Outgoing, QoS, Transport,
 };
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -58,9 +62,35 @@ pub struct SessionState {
 /// How often an idle session still turns its loop (liveness for the watchdog).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("broker refused the connection: {0:?}")]
+    Refused(ConnectReturnCode),
+    /// Boxed: rumqttc's error is large, and every `Result` carrying this type would be too.
+    #[error(transparent)]
+    Connection(Box<ConnectionError>),
+    #[error("event loop ended")]
+    EventLoopEnded,
+    #[error("cannot queue the status message: {0}")]
+    QueueStatus(#[source] ClientError),
+    #[error("cannot queue the command subscription: {0}")]
+    QueueSubscribe(#[source] ClientError),
+}
+
+impl From<ConnectionError> for SessionError {
+    fn from(e: ConnectionError) -> SessionError {
+        match e {
+            ConnectionError::ConnectionRefused(code) => SessionError::Refused(code),
+            other => SessionError::Connection(Box::new(other)),
+        }
+    }
+}
+
 pub struct Session {
     heartbeat: Option<crate::ops::notify::Heartbeat>,
     settings: SessionSettings,
+    topics: Topics,
     queue: Queue,
     wake: Arc<Notify>,
     counters: Arc<Counters>,
@@ -69,24 +99,14 @@ pub struct Session {
 
 enum Ended {
     Shutdown { connected: bool },
-    Lost(String),
+    Lost(SessionError),
 }
 
 struct Conn {
     connected: bool,
     connack_ms: u64,
-    /// Last seq handed to the client in this connection.
-    cursor: Option<u64>,
-    /// Requests handed to the client whose packet id is not known yet (None = status).
-    pending: VecDeque<Option<u64>>,
-    inflight: HashMap<u16, Option<u64>>,
+    flight: InFlight,
     pace_until: Option<Instant>,
-}
-
-impl Conn {
-    fn window(&self) -> usize {
-        self.pending.len() + self.inflight.len()
-    }
 }
 
 impl Session {
@@ -111,6 +131,7 @@ impl Session {
         (
             Session {
                 heartbeat: None,
+                topics: Topics::new(&settings.mqtt.topic_prefix, &settings.gateway),
                 settings,
                 queue,
                 wake,
@@ -149,14 +170,11 @@ impl Session {
         }
     }
 
-    fn topic_status(&self) -> String {
-        format!(
-            "{}/{}/status",
-            self.settings.mqtt.topic_prefix, self.settings.gateway
-        )
+    fn status(&self, online: bool) -> Vec<u8> {
+        payload::status(online, now_ms(), self.settings.devices.load(Relaxed))
     }
 
-    fn options(&self) -> Result<MqttOptions, String> {
+    fn options(&self) -> Result<MqttOptions, tls::TlsError> {
         let m = &self.settings.mqtt;
         let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
         o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
@@ -170,13 +188,13 @@ impl Session {
             o.set_credentials(u.clone(), m.password.clone().unwrap_or_default());
         }
         o.set_last_will(LastWill::new(
-            self.topic_status(),
-            encode::status(false, now_ms(), self.settings.devices.load(Relaxed)),
+            self.topics.status(),
+            self.status(false),
             QoS::AtLeastOnce,
             true,
         ));
         if m.tls {
-            let cfg = tls::client_config(m).map_err(|e| e.to_string())?;
+            let cfg = tls::client_config(m)?;
             o.set_transport(Transport::tls_with_config(
                 rumqttc::TlsConfiguration::Rustls(cfg),
             ));
@@ -256,9 +274,7 @@ impl Session {
         let mut c = Conn {
             connected: false,
             connack_ms: 0,
-            cursor: None,
-            pending: VecDeque::new(),
-            inflight: HashMap::new(),
+            flight: InFlight::new(),
             pace_until: None,
         };
         let mut idle = tokio::time::interval(IDLE_TICK);
@@ -269,8 +285,8 @@ impl Session {
                 biased;
                 _ = cancel.cancelled() => return Ended::Shutdown { connected: c.connected },
                 ev = ev_rx.recv() => match ev {
-                    None => return Ended::Lost("event loop ended".into()),
-                    Some(Err(e)) => return Ended::Lost(describe(&e)),
+                    None => return Ended::Lost(SessionError::EventLoopEnded),
+                    Some(Err(e)) => return Ended::Lost(e.into()),
                     Some(Ok(ev)) => {
                         if let Err(e) = self.on_event(ev, client, &mut c, backoff, fail_log) {
                             return Ended::Lost(e);
@@ -294,14 +310,12 @@ impl Session {
         c: &mut Conn,
         backoff: &mut Backoff,
         fail_log: &mut FailureLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), SessionError> {
         match ev {
             Event::Incoming(Incoming::ConnAck(_)) => {
                 c.connected = true;
                 c.connack_ms = now_ms();
-                c.cursor = None;
-                c.pending.clear();
-                c.inflight.clear();
+                c.flight = InFlight::new();
                 backoff.reset();
                 self.state.connected.store(true, Relaxed);
                 let backlog = self.queue.len();
@@ -313,48 +327,41 @@ impl Session {
                         tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
                     }
                 }
-                let payload = encode::status(true, now_ms(), self.settings.devices.load(Relaxed));
                 client
-                    .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
-                    .map_err(|e| format!("cannot queue the status message: {e}"))?;
-                c.pending.push_back(None);
+                    .try_publish(
+                        self.topics.status(),
+                        QoS::AtLeastOnce,
+                        true,
+                        self.status(true),
+                    )
+                    .map_err(SessionError::QueueStatus)?;
+                c.flight.requested(Sent::Unqueued);
                 // Subscribe on every ConnAck: a broker without our session forgot it.
                 if self.settings.commands.is_some() {
-                    let filter = format!(
-                        "{}/{}/+/cmd",
-                        self.settings.mqtt.topic_prefix, self.settings.gateway
-                    );
                     client
-                        .try_subscribe(filter, QoS::AtLeastOnce)
-                        .map_err(|e| format!("cannot queue the command subscription: {e}"))?;
+                        .try_subscribe(self.topics.command_filter(), QoS::AtLeastOnce)
+                        .map_err(SessionError::QueueSubscribe)?;
                 }
             }
             Event::Incoming(Incoming::Publish(p)) => {
-                let base = format!(
-                    "{}/{}",
-                    self.settings.mqtt.topic_prefix, self.settings.gateway
-                );
-                if let (Some(tx), Some(dev)) =
-                    (&self.settings.commands, device_of_topic(&p.topic, &base))
-                    && tx
-                        .try_send(CommandIn {
-                            device: dev.to_string(),
-                            payload: p.payload.to_vec(),
-                            retained: p.retain,
-                        })
-                        .is_err()
+                if let (Some(tx), Some(dev)) = (
+                    &self.settings.commands,
+                    self.topics.command_device(&p.topic),
+                ) && tx
+                    .try_send(CommandIn {
+                        device: dev.to_string(),
+                        payload: p.payload.to_vec(),
+                        retained: p.retain,
+                    })
+                    .is_err()
                 {
                     Counters::inc(&self.counters.command_dropped);
                     tracing::warn!(topic = %p.topic, "command dropped: the command queue is full");
                 }
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                if let Some(seq) = c.pending.pop_front() {
-                    c.inflight.insert(pkid, seq);
-                }
-            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => c.flight.sent(pkid),
             Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(Some(seq)) = c.inflight.remove(&ack.pkid) {
+                if let Some(seq) = c.flight.acked(ack.pkid) {
                     match self.queue.ack(seq) {
                         Ok(()) => Counters::inc(&self.counters.published),
                         Err(e) => {
@@ -372,9 +379,9 @@ impl Session {
     /// Hands queued records to the client up to the window and the pacing budget.
     fn fill(&self, client: &AsyncClient, c: &mut Conn, pacer: &mut Pacer) {
         let max = usize::from(self.settings.mqtt.max_inflight);
-        while c.window() < max {
-            let want = max - c.window();
-            let batch = match self.queue.read_after(c.cursor, want) {
+        while c.flight.len() < max {
+            let want = max - c.flight.len();
+            let batch = match self.queue.read_after(c.flight.read_after(), want) {
                 Ok(b) => b,
                 Err(e) => {
                     Counters::inc(&self.counters.buffer_error);
@@ -385,18 +392,19 @@ impl Session {
             if batch.is_empty() {
                 return;
             }
-            let backlog = self.queue.len() as usize > c.window() + max;
+            let backlog = self.queue.len() as usize > c.flight.len() + max;
             for (seq, rec) in batch {
                 let now = Instant::now();
                 if let Err(wait) = pacer.take(backlog, now) {
                     c.pace_until = Some(now + wait);
                     return;
                 }
-                let payload = if rec.created_ms < c.connack_ms {
-                    encode::mark_historical(&rec.payload)
+                let delivery = if rec.created_ms < c.connack_ms {
+                    Delivery::Historical
                 } else {
-                    rec.payload
+                    Delivery::Live
                 };
+                let payload = rec.payload.publish(delivery);
                 if let Err(e) = client.try_publish(rec.topic, QoS::AtLeastOnce, rec.retain, payload)
                 {
                     // The request channel is sized above the window; this means the
@@ -404,8 +412,7 @@ impl Session {
                     tracing::debug!(seq, error = %e, "publish not queued");
                     return;
                 }
-                c.pending.push_back(Some(seq));
-                c.cursor = Some(seq);
+                c.flight.requested(Sent::Record(seq));
             }
         }
     }
@@ -416,9 +423,13 @@ impl Session {
         client: &AsyncClient,
         ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
     ) {
-        let payload = encode::status(false, now_ms(), self.settings.devices.load(Relaxed));
         if client
-            .try_publish(self.topic_status(), QoS::AtLeastOnce, true, payload)
+            .try_publish(
+                self.topics.status(),
+                QoS::AtLeastOnce,
+                true,
+                self.status(false),
+            )
             .is_err()
         {
             return;
@@ -443,15 +454,6 @@ async fn poll_events(mut el: EventLoop, tx: mpsc::Sender<Result<Event, Connectio
         if tx.send(r).await.is_err() || failed {
             return;
         }
-    }
-}
-
-fn describe(e: &ConnectionError) -> String {
-    match e {
-        ConnectionError::ConnectionRefused(code) => {
-            format!("broker refused the connection: {code:?}")
-        }
-        other => other.to_string(),
     }
 }
 

@@ -2,51 +2,37 @@
 //! at `replay_rate` per second, applied only while a backlog larger than the in-flight
 //! window exists. Pure, time injected.
 
+use crate::ops::bucket::TokenBucket;
 use std::time::Duration;
 use tokio::time::Instant;
 
 #[derive(Debug, Clone)]
 pub struct Pacer {
-    rate: f64,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
+    /// None: `replay_rate` 0, no limit.
+    bucket: Option<TokenBucket>,
 }
 
 impl Pacer {
     /// `rate` 0 = unlimited.
     pub fn new(rate: u32, burst: u16, now: Instant) -> Pacer {
         Pacer {
-            rate: f64::from(rate),
-            burst: f64::from(burst.max(1)),
-            tokens: f64::from(burst.max(1)),
-            last: now,
+            bucket: (rate > 0)
+                .then(|| TokenBucket::new(f64::from(rate), f64::from(burst.max(1)), now)),
         }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + dt * self.rate).min(self.burst);
     }
 
     /// Takes one token if the publish may go now; otherwise how long to wait for one.
     pub fn take(&mut self, backlog: bool, now: Instant) -> Result<(), Duration> {
-        if self.rate <= 0.0 {
+        let Some(bucket) = &mut self.bucket else {
             return Ok(());
-        }
-        self.refill(now);
-        if !backlog {
+        };
+        if backlog {
+            bucket.take(now)
+        } else {
             // Live traffic is not paced, but still draws the bucket so a backlog that
             // starts right after a burst cannot exceed the rate.
-            self.tokens = (self.tokens - 1.0).max(0.0);
-            return Ok(());
-        }
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+            bucket.spend(now);
             Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
         }
     }
 }
@@ -80,5 +66,15 @@ mod tests {
         for _ in 0..10_000 {
             assert!(p.take(true, t0).is_ok());
         }
+    }
+
+    #[test]
+    fn live_traffic_is_never_held_but_uses_up_the_replay_budget() {
+        let t0 = Instant::now();
+        let mut p = Pacer::new(10, 2, t0);
+        for _ in 0..5 {
+            assert!(p.take(false, t0).is_ok());
+        }
+        assert!(p.take(true, t0).is_err());
     }
 }

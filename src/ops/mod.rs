@@ -1,9 +1,10 @@
 //! Operations: counters for `stats`, logging setup (journal | stderr), the failure log
 //! every driver shares (once on failure, summaries, once on recovery), the reconnect
-//! backoff, and the service-manager protocol (sd_notify, watchdog liveness). The lowest
-//! utility layer: southbound and northbound both use it.
+//! backoff, the token bucket, and the service-manager protocol (sd_notify, watchdog
+//! liveness). The lowest utility layer: southbound and northbound both use it.
 
 pub mod backoff;
+pub mod bucket;
 pub mod counters;
 pub mod failure_log;
 pub mod logging;

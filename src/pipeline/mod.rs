@@ -5,10 +5,11 @@
 //! `flush_every_ms` and once more when the input channel closes (shutdown), which bounds
 //! what a crash can lose.
 
-pub mod encode;
 pub mod report;
 
 use crate::buffer::{PushOutcome, Queue, Record};
+use crate::model::payload::{self, Body};
+use crate::model::topic::{DeviceTopic, Topics};
 use crate::model::{Kind, Value, now_ms};
 use crate::ops::counters::Counters;
 use crate::ops::notify::Heartbeat;
@@ -104,6 +105,8 @@ pub struct PipelineSettings {
 
 pub struct Pipeline {
     settings: PipelineSettings,
+    /// Built from `settings` whenever they change.
+    topics: Topics,
     queue: Queue,
     wake: Arc<Notify>,
     counters: Arc<Counters>,
@@ -126,6 +129,7 @@ impl Pipeline {
         devices: &[Arc<DeviceInfo>],
     ) -> Pipeline {
         Pipeline {
+            topics: Topics::new(&settings.topic_prefix, &settings.gateway),
             settings,
             queue,
             wake,
@@ -174,7 +178,7 @@ impl Pipeline {
                             stats = tokio::time::interval_at(Instant::now() + every, every);
                             stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
                         }
-                        self.settings = new;
+                        self.set_settings(new);
                     }
                     Some(m) => { self.handle(m); dirty = true; }
                     None => break,
@@ -219,7 +223,7 @@ impl Pipeline {
                 }
                 self.emit_state(&device, online, reason.as_deref());
             }
-            Input::Settings(s) => self.settings = s,
+            Input::Settings(s) => self.set_settings(s),
             Input::Devices(list) => {
                 self.reporters
                     .retain(|id, _| list.iter().any(|d| &d.id == id));
@@ -231,9 +235,9 @@ impl Pipeline {
                 self.emit_state(&device, false, Some("removed"));
             }
             Input::CmdResult(r) => {
-                let topic = self.topic(Some(&r.device), "cmd/result");
+                let topic = self.topics.device(&r.device, DeviceTopic::CmdResult);
                 self.emit(topic, false, |seq, ts, gw| {
-                    encode::cmd_result(seq, ts, gw, &r)
+                    payload::cmd_result(seq, ts, gw, &r)
                 });
             }
             Input::Reading {
@@ -255,30 +259,42 @@ impl Pipeline {
                         device.profile.points.get(*i).map(|p| (p.name.as_str(), v))
                     })
                     .collect();
-                let topic = self.topic(Some(&device.id), "telemetry");
+                let topic = self.topics.device(&device.id, DeviceTopic::Telemetry);
                 self.emit(topic, false, |seq, ts, gw| {
-                    encode::telemetry(seq, ts, gw, &device.id, device.kind, &points)
+                    payload::telemetry(seq, ts, gw, &device.id, device.kind, &points)
                 });
             }
         }
     }
 
-    /// Publishes the birth certificate of `device`.
+    /// Queues the birth certificate of `device`.
     pub fn emit_state(&mut self, device: &DeviceInfo, online: bool, reason: Option<&str>) {
-        let topic = self.topic(Some(&device.id), "state");
+        let topic = self.topics.device(&device.id, DeviceTopic::State);
+        let points: Vec<payload::BirthPoint<'_>> = device
+            .profile
+            .points
+            .iter()
+            .map(|p| payload::BirthPoint {
+                name: &p.name,
+                unit: p.unit.as_deref(),
+                writable: p.writable,
+                min: p.min,
+                max: p.max,
+            })
+            .collect();
         self.emit(topic, true, |seq, ts, gw| {
-            encode::state(
+            payload::state(
                 seq,
                 ts,
                 gw,
-                &encode::Birth {
+                &payload::Birth {
                     device: &device.id,
                     kind: device.kind,
                     profile: &device.profile.name,
                     online,
                     reason,
                     meta: &device.meta,
-                    points: &device.profile.points,
+                    points: &points,
                 },
             )
         });
@@ -293,13 +309,13 @@ impl Pipeline {
         let device_errors = self.counters.breakdown.device_errors();
         let published = self.counters.published.load(Relaxed);
         let uptime_s = self.started.elapsed().as_secs();
-        let topic = self.topic(None, "stats");
+        let topic = self.topics.stats();
         self.emit(topic, false, |seq, ts, gw| {
-            encode::stats(
+            payload::stats(
                 seq,
                 ts,
                 gw,
-                &encode::StatsBody {
+                &payload::StatsBody {
                     uptime_s,
                     buffer_events: b.events,
                     buffer_bytes: b.bytes,
@@ -315,22 +331,14 @@ impl Pipeline {
         });
     }
 
-    fn topic(&self, device: Option<&str>, leaf: &str) -> String {
-        match device {
-            Some(d) => format!(
-                "{}/{}/{}/{}",
-                self.settings.topic_prefix, self.settings.gateway, d, leaf
-            ),
-            None => format!(
-                "{}/{}/{}",
-                self.settings.topic_prefix, self.settings.gateway, leaf
-            ),
-        }
+    fn set_settings(&mut self, s: PipelineSettings) {
+        self.topics = Topics::new(&s.topic_prefix, &s.gateway);
+        self.settings = s;
     }
 
     /// Stamps, encodes and queues one event, then wakes the publisher.
     /// `build` gets (seq, ts, gateway id).
-    fn emit(&mut self, topic: String, retain: bool, build: impl FnOnce(u64, u64, &str) -> Vec<u8>) {
+    fn emit(&mut self, topic: String, retain: bool, build: impl FnOnce(u64, u64, &str) -> Body) {
         let seq = match self.queue.next_seq() {
             Ok(s) => s,
             Err(e) => {

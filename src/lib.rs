@@ -5,23 +5,42 @@
 //! keeps each event in an on-disk queue until the broker acknowledges it, and writes the
 //! control room's commands back to the devices.
 //!
-//! ## Layout and data flow
+//! ## Layers
+//! Top-level modules point one way, lowest first; a module uses only modules of a lower
+//! line (`tests/layers.rs` fails on any other import, so no cycle can come back):
 //! ```text
-//! southbound (one task per connection) --Reading--> pipeline (deadband, heartbeat,
-//!   seq, ts, JSON) --Record--> buffer::Queue (sled, durable) --> northbound::mqtt
-//!   (in-flight window, PUBACK deletes, paced replay)
+//! model, ops          values, kinds, device link state, commands and results, payloads
+//!                     and topics (pure) | counters, logging, backoff, token bucket,
+//!                     failure log, sd_notify and watchdog
+//! script              the sandboxed Rhai engine of serial and LoRa profiles
+//! profile             equipment profiles: loading, vocabulary, register conversions
+//! config              TOML + conf.d + environment, validation with key paths
+//! buffer              the durable queue (sled) and the key-value stores beside it
+//! pipeline            reporting rules (deadband, heartbeat), seq + ts, into the queue
+//! southbound,         device drivers (Modbus TCP/RTU/ASCII, serial lines, LoRaWAN)
+//!   commands          validation, dedup, rate limit, routing to the owning driver
+//! northbound          the MQTT session: in-flight window, PUBACK deletes, paced replay
+//! app                 the supervisor: builds everything, reloads by diff, stops in order
+//! demo                simulators and the embedded broker of `polegate demo`
+//! cli                 the command line: subcommands, exit codes, buffer, probe
 //! ```
-//! - [`model`]: kinds, values, timestamps, event payloads and topics.
-//! - [`profile`]: equipment profiles, vocabulary, register codecs.
-//! - [`config`]: TOML + conf.d + environment, validation with key paths.
-//! - [`buffer`]: the durable queue.
-//! - [`pipeline`]: reporting rules, stamping and queueing events.
-//! - [`southbound`]: device drivers.
-//! - [`script`]: the sandboxed Rhai engine of serial and LoRa profiles.
-//! - [`northbound`]: the MQTT session.
-//! - [`app`]: the supervisor that wires them and shuts them down in order.
-//! - [`cli`]: the command line.
-//! - [`demo`]: simulators and the embedded broker of `polegate demo`.
+//!
+//! ## Data paths
+//! ```text
+//! register -> PUBACK:
+//!   southbound driver (one task per connection or bus: scheduled block reads under
+//!   timeouts, decode + scale) --Input::Reading--> pipeline (deadband, heartbeat, seq,
+//!   ts, JSON body encoded once) --Record--> buffer::Queue (sled, written before publish)
+//!   --> northbound::mqtt (QoS 1 in the in-flight window, `historical` flag added as a
+//!   typed delivery choice) --PUBACK--> the record is deleted
+//!
+//! command -> write -> result:
+//!   broker --P/G/D/cmd--> northbound::mqtt --CommandIn--> commands (shape, device,
+//!   dedup, expiry, rate limit, online, every point) --WriteRequest--> the owning
+//!   driver's inbox (runs between polls, reads back) --WriteOutcome--> commands
+//!   --Input::CmdResult--> pipeline --> queue --> P/G/D/cmd/result (and a telemetry
+//!   event with the read-back values)
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod app;

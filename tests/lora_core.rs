@@ -9,9 +9,9 @@ mod common;
 use common::{device_info, profile};
 use polegate::config::lora::{Activation, Key, LoraCfg, LoraDeviceCfg, LoraSource};
 use polegate::ops::counters::Counters;
-use polegate::southbound::lora::core::{Core, LoraDevice, Out};
+use polegate::southbound::lora::driver::{Core, LoraDevice, Out};
+use polegate::southbound::lora::netserver::{Device, Rejected, Server};
 use polegate::southbound::lora::semtech;
-use polegate::southbound::lora::server::{Device, Rejected, Server};
 use polegate::southbound::lora::session::Store;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -56,7 +56,7 @@ fn server() -> Server {
 fn core() -> Core {
     let profile = profile("generic-lamp-lora");
     let engine = polegate::script::Engine::new();
-    let codec = polegate::southbound::lora::codec::LoraCodec::new(&engine, &profile);
+    let codec = polegate::southbound::lora::script::LoraCodec::new(&engine, &profile);
     let devices = activations()
         .into_iter()
         .enumerate()
@@ -87,7 +87,7 @@ fn core() -> Core {
     )
 }
 
-fn no_panic(r: &Result<polegate::southbound::lora::server::Accepted, Rejected>) -> bool {
+fn no_panic(r: &Result<polegate::southbound::lora::netserver::Accepted, Rejected>) -> bool {
     !matches!(r, Err(Rejected::Malformed(m)) if m.contains("panic"))
 }
 

@@ -4,7 +4,7 @@
 //! join-accept and session keys, and downlinks decrypted back.
 
 use polegate::config::lora::{Activation, Key};
-use polegate::southbound::lora::server::{Accepted, Device, Rejected, Server};
+use polegate::southbound::lora::netserver::{Accepted, Device, Rejected, Server};
 use polegate::southbound::lora::session::Store;
 use serde_json::Value;
 

@@ -24,7 +24,7 @@ pub enum DriverKind {
     /// The cabinet's LoRa source (Semtech UDP or ChirpStack) and its devices.
     Lora(
         Box<crate::config::lora::LoraCfg>,
-        Vec<crate::southbound::lora::core::LoraDevice>,
+        Vec<crate::southbound::lora::driver::LoraDevice>,
     ),
     Serial(crate::southbound::serial::SerialBus),
 }
@@ -87,11 +87,11 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
             }
             Transport::Lora(l) if cfg.lora.is_some() => {
                 let codec =
-                    crate::southbound::lora::codec::LoraCodec::new(&script_engine, &info.profile);
+                    crate::southbound::lora::script::LoraCodec::new(&script_engine, &info.profile);
                 if codec.is_none() {
                     tracing::error!(device_id = %d.id, profile = %d.profile, "not a LoRa profile; uplinks not decoded");
                 }
-                lora.push(crate::southbound::lora::core::LoraDevice {
+                lora.push(crate::southbound::lora::driver::LoraDevice {
                     info,
                     cfg: l.clone(),
                     codec,

@@ -27,9 +27,9 @@
 //! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
 //! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
-mod codec;
 mod kv;
 mod open;
+mod record;
 mod seqfile;
 mod sled_queue;
 

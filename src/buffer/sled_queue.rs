@@ -8,7 +8,7 @@
 use super::WhenFull;
 use super::kv::{self, KvStore};
 use super::open::{OpenFailure, dir_size, locked_error, move_aside, open_sled_waiting};
-use super::{BufferStats, PushOutcome, QueueOptions, Record, codec, seqfile};
+use super::{BufferStats, PushOutcome, QueueOptions, Record, record, seqfile};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -303,7 +303,7 @@ impl Queue {
                 seq,
             });
         }
-        let value = codec::encode(rec).ok_or_else(|| BufferError::TopicTooLong {
+        let value = record::encode(rec).ok_or_else(|| BufferError::TopicTooLong {
             path: self.inner.dir.as_ref().clone(),
             seq,
             len: rec.topic.len(),
@@ -386,7 +386,7 @@ impl Queue {
             let (k, v) = item.map_err(|e| self.sled_err(e))?;
             let decoded = match seq_of(&k) {
                 None => Err((0, format!("key of {} bytes, not 8", k.len()))),
-                Some(seq) => codec::decode(&v)
+                Some(seq) => record::decode(&v)
                     .map(|r| (seq, r))
                     .map_err(|e| (seq, e.to_string())),
             };

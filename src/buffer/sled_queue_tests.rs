@@ -26,7 +26,7 @@ fn opts(max_bytes: u64, on_full: WhenFull) -> QueueOptions {
 }
 
 fn size(r: &Record) -> u64 {
-    codec::encoded_len(r).expect("short topic") as u64
+    record::encoded_len(r).expect("short topic") as u64
 }
 
 fn push_new(q: &Queue, r: &Record) -> (u64, PushOutcome) {

@@ -1,7 +1,7 @@
 //! `polegate probe modbus` (SPEC §1): the technician's read of any table and range over
 //! Modbus TCP, RTU over TCP or a serial port, printed raw and decoded as any type and
 //! word order. It opens the transport with the daemon's own code (`connect::connect`, the
-//! same framing, pacing and drain) and decodes with the profiles' codec, so what the
+//! same framing, pacing and drain) and decodes with the profiles' convert, so what the
 //! probe shows is what the daemon would read.
 //!
 //! Exit codes: 0 read ok; 2 usage error (bad `--read`, type wider than the range);
@@ -10,7 +10,7 @@
 use super::exit::{EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 use crate::config::{BusCfg, BusKind, Framing, Parity};
 use crate::ops::counters::Counters;
-use crate::profile::{PointDef, PointType, RegisterRef, Table, WordOrder, codec};
+use crate::profile::{PointDef, PointType, RegisterRef, Table, WordOrder, convert};
 use crate::southbound::modbus::connect::{Endpoint, connect};
 use crate::southbound::modbus::read::exception_meaning;
 use crate::southbound::modbus::rtu::Mode;
@@ -161,7 +161,11 @@ pub fn modbus(args: &ModbusProbe) -> i32 {
             ));
         }
         let probe = point(&spec, ty, order, 0);
-        let width = probe.reg.as_ref().map_or(1, |r| codec::span(r, ty)).max(1);
+        let width = probe
+            .reg
+            .as_ref()
+            .map_or(1, |r| convert::span(r, ty))
+            .max(1);
         if !spec.table.is_bits() && width > spec.count {
             return Err(format!(
                 "--type {} needs {width} registers but --read covers {}",
@@ -294,7 +298,7 @@ pub fn modbus(args: &ModbusProbe) -> i32 {
                 while off + step <= n {
                     let p = point(&spec, ty, order, off);
                     let span = usize::from(off)..usize::from(off + step);
-                    match words.get(span).map(|w| codec::decode_registers(&p, w)) {
+                    match words.get(span).map(|w| convert::decode_registers(&p, w)) {
                         Some(Ok(d)) => println!(
                             "  {:>5}  {} {:?}: {}",
                             s + off,

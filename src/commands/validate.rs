@@ -2,7 +2,7 @@
 //! nothing here touches a device, so a command that fails any check writes nothing.
 
 use crate::model::{Value, parse_rfc3339};
-use crate::profile::{PointType, Profile, codec};
+use crate::profile::{PointType, Profile, convert};
 
 /// Longest accepted command id.
 pub const MAX_ID_LEN: usize = 64;
@@ -173,12 +173,12 @@ pub fn validate(
                 None => Value::Float(x),
             }
         };
-        // Type fit after inverse scaling (Modbus points): the codec must accept it.
+        // Type fit after inverse scaling (Modbus points): the convert must accept it.
         if let Some(reg) = &def.reg {
             let fits = if reg.table.is_bits() || reg.bit.is_some() {
-                codec::encode_bit(def, &value).map(|_| ())
+                convert::encode_bit(def, &value).map(|_| ())
             } else {
-                codec::encode_registers(def, &value).map(|_| ())
+                convert::encode_registers(def, &value).map(|_| ())
             };
             fits.map_err(|e| e.to_string())?;
         }

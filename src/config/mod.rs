@@ -16,7 +16,6 @@ mod parse;
 mod tests;
 mod validate;
 
-use crate::model::Kind;
 use std::path::PathBuf;
 
 pub use entries::bus_kind_label;
@@ -188,9 +187,4 @@ impl DeviceCfg {
     pub fn effective_poll_ms(&self, profile_poll_ms: Option<u64>) -> u64 {
         self.poll_ms.or(profile_poll_ms).unwrap_or(10_000)
     }
-}
-
-/// Used by `polegate check` summaries.
-pub fn kind_label(k: Kind) -> &'static str {
-    k.as_str()
 }

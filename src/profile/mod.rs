@@ -6,10 +6,10 @@
 //! top-level keys), `report.rs` (collecting problems with their key paths), `points.rs`
 //! (each `[[point]]`), `registers.rs` (Modbus addressing), `serial.rs` (the `[serial]`
 //! section), `lora.rs` (the `[lora]` section), `vocab.rs` (normalized names per kind and
-//! the check against them); `codec.rs` (register images <-> values, scale/offset, enums).
+//! the check against them); `convert.rs` (register images <-> values, scale/offset, enums).
 //! Serial and LoRa scripts are compiled here, once, and travel in the profile.
 
-pub mod codec;
+pub mod convert;
 pub mod load;
 mod lora;
 mod points;

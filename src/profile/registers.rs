@@ -2,7 +2,7 @@
 //! and that the point fits the table and the 16-bit address space. Other protocols'
 //! points must not carry these keys.
 
-use super::codec::span;
+use super::convert::span;
 use super::points::RawPoint;
 use super::report::Report;
 use super::{PointType, Protocol, RegisterRef, Table, WordOrder};

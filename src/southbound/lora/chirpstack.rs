@@ -8,7 +8,7 @@
 //! Downlinks waiting for their txack are persisted before they are published
 //! (`ns_pending.rs`), so a restart between the two still reports `sent` or `expired`.
 
-use super::core::{DEFAULT_EXPIRES_MS, LoraDevice, json_value};
+use super::driver::{DEFAULT_EXPIRES_MS, LoraDevice, json_value};
 use super::ns_pending::{Pending, PendingDown};
 use super::semtech::{b64, unb64};
 use super::session::hex;

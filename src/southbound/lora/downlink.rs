@@ -2,7 +2,7 @@
 //! and queued persistently, then sent in RX1 after the device's next uplink (RX2 when
 //! RX1 is too close), as a PULL_RESP to the gateway's latest PULL_DATA address.
 
-use super::core::{
+use super::driver::{
     Core, DEFAULT_EXPIRES_MS, Heard, Out, RX2_DATR, RX2_FREQ_MHZ, TX_MARGIN, TX_POWER_DBM,
 };
 use super::semtech::{self, Txpk};

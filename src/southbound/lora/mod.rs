@@ -1,18 +1,20 @@
 //! LoRaWAN devices (SPEC §2 `[lora]`, §3 LoRa profiles, §8 "LoRaWAN", "LoRa commands").
 //!
-//! Layout: `semtech.rs` (Semtech UDP v2 codec, pure), `server.rs` (LoRaWAN 1.0.x uplinks,
-//! joins and downlinks over the `lorawan` crate, pure), `session.rs` (state persisted in
-//! the queue's database), `codec.rs` (profile scripts: `decode_uplink`/`encode_downlink`),
-//! `udp.rs` (the task that owns the UDP socket), `chirpstack.rs` (the same devices behind
-//! an existing network server), `ns_pending.rs` (its downlinks awaiting a txack, persisted).
+//! Layout: `semtech.rs` (Semtech UDP v2 codec, pure), `netserver.rs` (the network-server
+//! logic: LoRaWAN 1.0.x uplinks, joins and downlinks over the `lorawan` crate, pure),
+//! `driver.rs` (the driver's state machine, sans-IO), `downlink.rs` (queued downlinks and
+//! their receive windows), `session.rs` (state persisted in the queue's database),
+//! `script.rs` (profile scripts: `decode_uplink`/`encode_downlink`), `udp.rs` (the task
+//! that owns the UDP socket), `chirpstack.rs` (the same devices behind an existing network
+//! server), `ns_pending.rs` (its downlinks awaiting a txack, persisted).
 
 pub mod chirpstack;
-pub mod codec;
-pub mod core;
 mod downlink;
+pub mod driver;
+pub mod netserver;
 pub mod ns_pending;
+pub mod script;
 pub mod semtech;
-pub mod server;
 pub mod session;
 pub mod udp;
 
@@ -44,7 +46,7 @@ pub enum StartError {
 /// integration. Sessions live in the queue's database (`kv:lora`).
 pub async fn spawn(
     cfg: &LoraCfg,
-    devices: Vec<core::LoraDevice>,
+    devices: Vec<driver::LoraDevice>,
     queue: &Queue,
     counters: Arc<Counters>,
     inbox: mpsc::Receiver<WriteRequest>,
@@ -61,7 +63,7 @@ pub async fn spawn(
                     source,
                 })?;
             tracing::info!(listen = %cfg.listen, devices = devices.len(), "LoRa Semtech UDP listening");
-            let core = core::Core::new(
+            let core = driver::Core::new(
                 cfg,
                 devices,
                 session::Store::new(kv),

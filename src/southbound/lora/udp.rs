@@ -1,7 +1,7 @@
 //! The task that owns the Semtech UDP socket: datagrams and commands into [`Core`],
 //! its datagrams out on the socket and its inputs into the pipeline.
 
-use super::core::{Core, Out};
+use super::driver::{Core, Out};
 use crate::model::command::WriteRequest;
 use crate::model::now_ms;
 use crate::pipeline::Input;

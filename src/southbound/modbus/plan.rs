@@ -7,7 +7,7 @@
 //! together would exceed the limit; blocks come ordered by table then start address, so
 //! the same profile always gives the same requests.
 
-use crate::profile::codec::span;
+use crate::profile::convert::span;
 use crate::profile::{PointDef, Table};
 
 /// Unused registers we accept to read inside one block rather than issue another request.

@@ -7,7 +7,7 @@ use super::fault_counter::FaultCounter;
 use super::plan::Block;
 use crate::model::Value;
 use crate::ops::counters::{Counters, ModbusFault};
-use crate::profile::{Profile, Table, codec};
+use crate::profile::{Profile, Table, convert};
 use std::time::Duration;
 use tokio_modbus::client::{Context, Reader};
 use tokio_modbus::slave::SlaveContext;
@@ -167,13 +167,13 @@ fn decode_block(profile: &Profile, b: &Block, data: &Data, cycle: &mut Cycle, co
         let off = usize::from(off);
         let decoded = match (data, &def.reg) {
             (Data::Bits(bits), _) => match bits.get(off) {
-                Some(bit) => codec::decode_bit(def, *bit),
+                Some(bit) => convert::decode_bit(def, *bit),
                 None => continue,
             },
             (Data::Words(words), Some(reg)) => {
-                let span = usize::from(codec::span(reg, def.ty));
+                let span = usize::from(convert::span(reg, def.ty));
                 match words.get(off..off + span) {
-                    Some(w) => codec::decode_registers(def, w),
+                    Some(w) => convert::decode_registers(def, w),
                     None => continue,
                 }
             }

@@ -1,12 +1,12 @@
 //! Command writes on an open Modbus context: the right function per table and width
 //! (5 for a coil, 6 for one register, 16 for several, read-modify-write for one bit of a
-//! holding register, all in the same transaction slot), scale inverted by the codec.
+//! holding register, all in the same transaction slot), scale inverted by the convert.
 
 use super::fault_counter::FaultCounter;
 use super::read::exception_meaning;
 use crate::model::Value;
 use crate::ops::counters::ModbusFault;
-use crate::profile::{PointDef, Table, codec};
+use crate::profile::{PointDef, Table, convert};
 use std::time::Duration;
 use tokio_modbus::client::{Context, Reader, Writer};
 use tokio_modbus::slave::SlaveContext;
@@ -32,7 +32,7 @@ pub enum WriteError {
     #[error("point '{point}' lives in the read-only {table} table")]
     ReadOnly { point: String, table: &'static str },
     #[error(transparent)]
-    Value(#[from] codec::CodecError),
+    Value(#[from] convert::CodecError),
 }
 
 impl WriteError {
@@ -99,7 +99,7 @@ pub async fn write_point(
     let a = reg.address;
     match reg.table {
         Table::Coil => {
-            let on = codec::encode_bit(p, value)?;
+            let on = convert::encode_bit(p, value)?;
             timed(
                 &format!("write coil {a}"),
                 timeout,
@@ -110,7 +110,7 @@ pub async fn write_point(
             .await
         }
         Table::Holding if reg.bit.is_some() => {
-            let on = codec::encode_bit(p, value)?;
+            let on = convert::encode_bit(p, value)?;
             let cur = timed(
                 &format!("read holding {a} before setting bit"),
                 timeout,
@@ -123,7 +123,7 @@ pub async fn write_point(
                 faults.count(ModbusFault::Malformed, Some(unit));
                 return Err(WriteError::EmptyReply { address: a });
             };
-            let merged = codec::merge_bit(p, cur, on)?;
+            let merged = convert::merge_bit(p, cur, on)?;
             timed(
                 &format!("write holding {a}"),
                 timeout,
@@ -134,7 +134,7 @@ pub async fn write_point(
             .await
         }
         Table::Holding => {
-            let words = codec::encode_registers(p, value)?;
+            let words = convert::encode_registers(p, value)?;
             match words.as_slice() {
                 [w] => {
                     timed(

@@ -485,5 +485,5 @@ fn int_bytes(p: &PointDef, ty: PointType, raw: i128) -> Result<Vec<u8>, CodecErr
 }
 
 #[cfg(test)]
-#[path = "codec_tests.rs"]
+#[path = "convert_tests.rs"]
 mod tests;

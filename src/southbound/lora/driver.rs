@@ -7,9 +7,9 @@
 //! FCntDown). Several copies of one frame (several gateways or antennas) are collected
 //! for [`DEDUP_WINDOW`] and handled once, with the best SNR, then RSSI.
 
-use super::codec::LoraCodec;
+use super::netserver::{Accepted, Device, Rejected, Server};
+use super::script::LoraCodec;
 use super::semtech::{self, Packet, Rxpk};
-use super::server::{Accepted, Device, Rejected, Server};
 use super::session::{Downlink, Store};
 use crate::buffer::Queue;
 use crate::config::lora::{LoraCfg, LoraDeviceCfg};

@@ -359,10 +359,6 @@ impl Server {
         s.fcnt_down = s.fcnt_down.wrapping_add(1);
         Some(out)
     }
-
-    pub fn device_by_id(&self, id: &str) -> Option<usize> {
-        self.devices.iter().position(|d| d.id == id)
-    }
 }
 
 /// An unconfirmed data-down frame for `s` with its current FCntDown.

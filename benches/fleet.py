@@ -11,7 +11,7 @@ per process.
 
 Needs mosquitto and mosquitto_sub on PATH; builds the cabinet binary when --bin is absent.
 """
-import argparse, datetime, json, os, queue, socket, subprocess, sys, tempfile, threading, time
+import argparse, atexit, datetime, json, os, queue, socket, subprocess, sys, tempfile, threading, time
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--n", type=int, default=200)
@@ -66,6 +66,17 @@ def rss_kb(pid):
 
 mosq = broker()
 gws = []
+
+
+def cleanup():
+    for g in gws:
+        if g.poll() is None:
+            g.kill()
+    if mosq.poll() is None:
+        mosq.kill()
+
+
+atexit.register(cleanup)  # a failing run leaves no gateway or broker behind
 for i in range(a.n):
     d = os.path.join(work, f"gw{i:03}")
     os.makedirs(d)

@@ -5,10 +5,14 @@
 //! Parts:
 //! A. in-process: synthetic readings from 200 devices injected into the pipeline as fast
 //!    as it takes them; every event persisted in sled and acknowledged by the broker.
-//! B. the release binary as a child process polling N Modbus TCP simulators every P ms:
-//!    CPU (% of one core) and RSS of the daemon process.
-//! C. a 100,000-event backlog replayed by the release binary with replay_rate = 0: drain
+//! B. the cabinet binary as a child process polling N Modbus TCP simulators every P ms:
+//!    CPU (% of one core), RSS and threads of the daemon process.
+//! C. a 100,000-event backlog replayed by the cabinet binary with replay_rate = 0: drain
 //!    rate, peak RSS, queue disk use after the drain.
+//!
+//! B and C run the build cabinets install (`cargo build --profile cabinet
+//! --no-default-features`, built here when stale; several minutes the first time), or the
+//! binary named by `POLEGATE_BENCH_BIN`.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
 use polegate::demo::sim::{Sim, SimKind};
@@ -16,7 +20,7 @@ use polegate::model::payload;
 use polegate::model::{Kind, Value, now_ms};
 use polegate::pipeline::{DeviceInfo, Input};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -115,11 +119,51 @@ async fn counter(port: u16, filter: &str) -> (Arc<AtomicU64>, tokio::task::JoinH
     (n, task)
 }
 
-/// The release binary in a child process, warnings on the bench's stderr.
-fn spawn_daemon(setup: &Setup) -> Process {
-    Process::start(&setup.path, |c| {
+/// The binary cabinets run: `POLEGATE_BENCH_BIN`, else `<target>/cabinet/polegate`, built
+/// (incrementally) with `--profile cabinet --no-default-features` into the bench's own
+/// target directory.
+fn cabinet_binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("POLEGATE_BENCH_BIN") {
+        return PathBuf::from(p);
+    }
+    let release = Path::new(env!("CARGO_BIN_EXE_polegate"));
+    let target = release
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--profile",
+            "cabinet",
+            "--no-default-features",
+            "--bin",
+            "polegate",
+        ])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("run cargo build --profile cabinet");
+    assert!(status.success(), "cabinet build failed");
+    target.join("cabinet").join("polegate")
+}
+
+/// The cabinet binary in a child process, warnings on the bench's stderr.
+fn spawn_daemon(exe: &Path, setup: &Setup) -> Process {
+    Process::start_exe(exe, &setup.path, |c| {
         c.env("RUST_LOG", "warn").stderr(Stdio::inherit());
     })
+}
+
+/// Threads of a process (`Threads:` in /proc/PID/status).
+fn threads(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Offered load `rate` readings/s (0 = as fast as the pipeline takes them).
@@ -207,7 +251,7 @@ fn rusage() -> f64 {
     t as f64 / clk_tck()
 }
 
-async fn part_b(n: usize, poll_ms: u64, secs: u64) {
+async fn part_b(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
     let broker = Mosquitto::start().await;
     let port = broker.port;
     let cancel = CancellationToken::new();
@@ -229,7 +273,7 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     }
     let setup = setup(port, "", &devices);
     let (count, ctask) = counter(port, "polegate/bench/+/telemetry").await;
-    let child = spawn_daemon(&setup);
+    let child = spawn_daemon(exe, &setup);
     let pid = child.pid();
     tokio::time::sleep(Duration::from_secs(5)).await; // warm-up: connections, births
     let (t0, _, _) = proc_sample(pid);
@@ -238,6 +282,7 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     let reqs0: u64 = sims.iter().map(|s| s.requests()).sum();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let (t1, rss, hwm) = proc_sample(pid);
+    let nthreads = threads(pid);
     let el = w0.elapsed().as_secs_f64();
     let reqs1: u64 = sims.iter().map(|s| s.requests()).sum();
     let c1 = count.load(Relaxed);
@@ -246,7 +291,7 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     cancel.cancel();
     let cpu = (t1 - t0) as f64 / clk_tck() / el * 100.0;
     println!(
-        "B. {n} Modbus TCP devices polled every {poll_ms} ms, {secs} s: daemon CPU {cpu:.1}% of one core, RSS {:.1} MB (peak {:.1} MB), Modbus requests {:.0}/s, telemetry {:.0}/s",
+        "B. {n} Modbus TCP devices polled every {poll_ms} ms, {secs} s (pid {pid}): daemon CPU {cpu:.2}% of one core, RSS {:.1} MB (peak {:.1} MB), {nthreads} threads, Modbus requests {:.0}/s, telemetry {:.0}/s",
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         (reqs1 - reqs0) as f64 / el,
@@ -254,7 +299,7 @@ async fn part_b(n: usize, poll_ms: u64, secs: u64) {
     );
 }
 
-async fn part_c(events: u64) {
+async fn part_c(exe: &Path, events: u64) {
     let broker = Mosquitto::start().await;
     let port = broker.port;
     let setup = setup(port, "replay_rate = 0\nmax_inflight = 256\n", "");
@@ -295,7 +340,7 @@ async fn part_c(events: u64) {
         );
     }
     let (count, ctask) = counter(port, "polegate/bench/#").await;
-    let child = spawn_daemon(&setup);
+    let child = spawn_daemon(exe, &setup);
     let pid = child.pid();
     let t0 = Instant::now();
     let mut hwm = 0;
@@ -308,11 +353,12 @@ async fn part_c(events: u64) {
     // Give the last PUBACKs a moment, then stop cleanly and measure the disk.
     tokio::time::sleep(Duration::from_millis(500)).await;
     hwm = hwm.max(proc_sample(pid).2);
+    let nthreads = threads(pid);
     child.stop();
     ctask.abort();
     let q = Queue::open(&state.join("buffer"), QueueOptions::default()).expect("reopen");
     println!(
-        "C. replay of {events} events with replay_rate = 0: {got} received in {el:.2} s = {:.0} events/s (incl. daemon start), daemon peak RSS {:.1} MB, left in queue {}, queue disk after drain {:.1} MB",
+        "C. replay of {events} events with replay_rate = 0: {got} received in {el:.2} s = {:.0} events/s (incl. daemon start), daemon peak RSS {:.1} MB, {nthreads} threads, left in queue {}, queue disk after drain {:.1} MB",
         got as f64 / el,
         hwm as f64 / 1024.0,
         q.stats().events,
@@ -331,6 +377,24 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
+    // `--parts BC` runs only those parts (A, B, C; I = idle: the daemon with no device).
+    let parts = args
+        .iter()
+        .position(|a| a == "--parts")
+        .and_then(|i| args.get(i + 1))
+        .map_or("AIBC".to_string(), |p| p.to_uppercase());
+    let backlog = args
+        .iter()
+        .position(|a| a == "--backlog")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 10_000 } else { 100_000 });
+    let secs = if quick { 5 } else { 30 };
+    let exe = if parts.contains(['B', 'C', 'I']) {
+        cabinet_binary()
+    } else {
+        PathBuf::new()
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -344,11 +408,21 @@ fn main() {
                 .unwrap_or(0),
             uname()
         );
-        part_a(if quick { 3 } else { 10 }, 20_000).await;
-        part_a(if quick { 3 } else { 10 }, 0).await;
-        part_b(200, 1000, if quick { 5 } else { 30 }).await;
-        part_b(200, 500, if quick { 5 } else { 30 }).await;
-        part_c(if quick { 10_000 } else { 100_000 }).await;
+        println!("daemon binary for B, C and I: {}", exe.display());
+        if parts.contains('A') {
+            part_a(if quick { 3 } else { 10 }, 20_000).await;
+            part_a(if quick { 3 } else { 10 }, 0).await;
+        }
+        if parts.contains('I') {
+            part_b(&exe, 0, 500, secs).await;
+        }
+        if parts.contains('B') {
+            part_b(&exe, 200, 1000, secs).await;
+            part_b(&exe, 200, 500, secs).await;
+        }
+        if parts.contains('C') {
+            part_c(&exe, backlog).await;
+        }
     });
 }
 

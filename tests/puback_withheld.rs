@@ -145,6 +145,7 @@ fn mqtt(port: u16) -> MqttCfg {
         replay_rate: 0,
         reconnect_min_ms: 50,
         reconnect_max_ms: 200,
+        connect_delay_max_ms: 0,
     }
 }
 

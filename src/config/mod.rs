@@ -67,6 +67,8 @@ pub struct MqttCfg {
     pub replay_rate: u32,
     pub reconnect_min_ms: u64,
     pub reconnect_max_ms: u64,
+    /// The first connect after the host booted waits uniform in [0, this] (fleet spread).
+    pub connect_delay_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,6 +46,7 @@ struct RawMqtt {
     replay_rate: Option<i64>,
     reconnect_min_ms: Option<i64>,
     reconnect_max_ms: Option<i64>,
+    connect_delay_max_ms: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -439,6 +440,14 @@ fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         1,
         i64::MAX,
     ) as u64;
+    let connect_delay_max_ms = cx.int(
+        None,
+        "mqtt.connect_delay_max_ms",
+        m.connect_delay_max_ms,
+        10_000,
+        0,
+        i64::MAX,
+    ) as u64;
     if reconnect_min_ms > reconnect_max_ms {
         cx.err(
             "mqtt.reconnect_max_ms",
@@ -462,6 +471,7 @@ fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         replay_rate,
         reconnect_min_ms,
         reconnect_max_ms,
+        connect_delay_max_ms,
     })
 }
 

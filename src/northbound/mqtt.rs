@@ -24,7 +24,7 @@ use crate::config::MqttCfg;
 use crate::model::now_ms;
 use crate::model::payload::{self, Delivery};
 use crate::model::topic::Topics;
-use crate::ops::backoff::Backoff;
+use crate::ops::backoff::{Backoff, boot_delay, parse_uptime};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use rumqttc::{
@@ -210,6 +210,20 @@ impl Session {
             Duration::from_millis(m.reconnect_max_ms),
         );
         let mut fail_log = FailureLog::default();
+        let uptime = tokio::fs::read_to_string("/proc/uptime").await.ok();
+        let delay = boot_delay(
+            Duration::from_millis(m.connect_delay_max_ms),
+            uptime.as_deref().and_then(parse_uptime),
+        );
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "host just booted: delaying the first MQTT connect"
+            );
+            if !self.sleep_or_cancel(delay, &cancel).await {
+                return;
+            }
+        }
         loop {
             if cancel.is_cancelled() {
                 return;

@@ -42,6 +42,29 @@ impl Backoff {
     }
 }
 
+/// A host up for less than this has just booted: after a power cut a whole district's
+/// cabinets come back within seconds of each other.
+pub const BOOT_WINDOW: Duration = Duration::from_secs(600);
+
+/// The wait before the first broker connect (`mqtt.connect_delay_max_ms`): uniform in
+/// [0, max] while the host's `uptime` is inside [`BOOT_WINDOW`], none otherwise (a daemon
+/// restart on a running cabinet, or an unreadable uptime), so a fleet booting together
+/// spreads its connects over `max` instead of stampeding the broker.
+pub fn boot_delay(max: Duration, uptime: Option<Duration>) -> Duration {
+    match uptime {
+        Some(up) if up < BOOT_WINDOW && !max.is_zero() => {
+            Duration::from_millis(fastrand::u64(0..=max.as_millis() as u64))
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// The first field of `/proc/uptime` ("12345.67 …"); `None` when it does not parse.
+pub fn parse_uptime(text: &str) -> Option<Duration> {
+    let secs: f64 = text.split_whitespace().next()?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
 #[cfg(test)]
 mod tests {
     //! The ceiling doubles up to the maximum, waits stay inside it, reset starts over.
@@ -64,5 +87,28 @@ mod tests {
         assert_eq!(*ceilings.last().unwrap_or(&0), 60_000);
         b.reset();
         assert_eq!(b.ceiling(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_boot_delay_is_jittered_inside_the_maximum_only_just_after_boot() {
+        let max = Duration::from_millis(10_000);
+        let just_booted = Some(Duration::from_secs(20));
+        let waits: Vec<Duration> = (0..200).map(|_| boot_delay(max, just_booted)).collect();
+        assert!(waits.iter().all(|w| *w <= max), "{waits:?}");
+        assert!(waits.iter().any(|w| *w < max / 2) && waits.iter().any(|w| *w > max / 2));
+        assert_eq!(boot_delay(max, Some(BOOT_WINDOW)), Duration::ZERO);
+        assert_eq!(boot_delay(max, None), Duration::ZERO);
+        assert_eq!(boot_delay(Duration::ZERO, just_booted), Duration::ZERO);
+    }
+
+    #[test]
+    fn proc_uptime_parses_and_garbage_does_not() {
+        assert_eq!(
+            parse_uptime("4523.17 8790.02\n"),
+            Some(Duration::from_secs_f64(4523.17))
+        );
+        assert_eq!(parse_uptime(""), None);
+        assert_eq!(parse_uptime("abc 1"), None);
+        assert_eq!(parse_uptime("-3 1"), None);
     }
 }

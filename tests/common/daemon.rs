@@ -142,7 +142,12 @@ impl Process {
     /// Starts the binary on `config` with stdout and stderr discarded; `adjust` sets the
     /// environment or redirects stderr before it starts.
     pub fn start(config: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_polegate"));
+        Process::start_exe(Path::new(env!("CARGO_BIN_EXE_polegate")), config, adjust)
+    }
+
+    /// [`Process::start`] with another build of the binary (the benches run the cabinet one).
+    pub fn start_exe(exe: &Path, config: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
+        let mut cmd = Command::new(exe);
         cmd.args(["run", "--config"])
             .arg(config)
             .stdout(Stdio::null())

@@ -61,8 +61,21 @@ pub struct Loaded {
 /// Loads and validates the configuration and the profiles it uses.
 /// `strict` (for `check`) makes every profile problem an error.
 pub fn load(path: &Path, strict: bool) -> Result<Loaded, Vec<String>> {
-    let cfg =
-        config::load(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
+    let cfg = match config::load(path) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            // Still resolve the profiles, so one run shows every problem (SPEC §8).
+            let mut errors: Vec<String> = e.0.iter().map(|e| e.to_string()).collect();
+            if let Some(refs) = config::references(path)
+                && let Some(dirs) = &refs.plugins_dirs
+            {
+                let (registry, profile_errors) = Registry::load(dirs);
+                errors.extend(refs.check(&registry).iter().map(|e| e.to_string()));
+                errors.extend(profile_errors.iter().map(|e| e.to_string()));
+            }
+            return Err(errors);
+        }
+    };
     let (registry, profile_errors) = Registry::load(&cfg.gateway.plugins_dirs);
     let mut errors: Vec<String> = config::cross_check(&cfg, &registry)
         .iter()

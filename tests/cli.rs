@@ -104,3 +104,20 @@ fn buffer_stats_reports_an_empty_queue_as_lines_and_json() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(j["events"], 0);
 }
+
+#[test]
+fn check_reports_a_misspelled_profile_together_with_the_files_other_errors() {
+    let cfg = root().join("tests/fixtures/config/check_all/polegate.toml");
+    let o = polegate(&["check", "--config", cfg.to_str().unwrap()]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("4 error(s)"), "{t}");
+    for want in [
+        "gateway.colour: unknown field",
+        "mqtt.keep_alive_s: invalid type",
+        "device[0].profile: profile 'generic-lamp-modbsu' not found",
+        "device[1].lora.nwk_s_key:",
+    ] {
+        assert!(t.contains(want), "{want} missing from:\n{t}");
+    }
+}

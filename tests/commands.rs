@@ -377,3 +377,49 @@ async fn a_command_to_an_offline_device_fails_fast() {
     assert_eq!(res["error"], "device offline", "{res}");
     r.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_commands_is_counted_but_answered_only_up_to_the_refusal_rate() {
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
+    let junk: Vec<String> = (0..60).map(|i| format!("{{not json {i}")).collect();
+    let refs: Vec<&str> = junk.iter().map(String::as_str).collect();
+    publish_all(r.broker.port, TOPIC, &refs, false).await;
+    publish_all(r.broker.port, "polegate/cab-test/nope-9/cmd", &refs, false).await;
+    let counters = r.daemon().handles.counters.clone();
+    use std::sync::atomic::Ordering::Relaxed;
+    eventually("120 refusals counted", || {
+        counters.command_rejected.load(Relaxed) == 120
+    })
+    .await;
+    // A good command still runs and is answered: the flood silenced refusals only.
+    r.publish(
+        TOPIC,
+        r#"{"id":"after","point":"dim_level","value":30}"#,
+        false,
+    )
+    .await;
+    let res = result_for(&mut r.rec, "lamp-017", Some("after")).await;
+    assert_eq!(res["ok"], true, "{res}");
+    let answered = |dev: &str| {
+        let topic = format!("polegate/cab-test/{dev}/cmd/result");
+        r.rec
+            .seen
+            .iter()
+            .filter(|m| m.topic == topic && m.json["ok"] == false)
+            .count()
+    };
+    // The burst (20), plus at most two per second of the test's run.
+    let bound = 20 + 2 * r.started.elapsed().as_secs() as usize + 2;
+    assert!(
+        answered("lamp-017") <= bound,
+        "{} results",
+        answered("lamp-017")
+    );
+    assert!(
+        answered("nope-9") <= bound,
+        "{} results",
+        answered("nope-9")
+    );
+    assert!(answered("lamp-017") >= 20);
+    r.stop().await;
+}

@@ -314,3 +314,44 @@ async fn an_otaa_join_is_answered_in_the_join_window_and_survives_a_restart() {
     assert_eq!(daemon.handles.counters.lora_replay.load(Relaxed), 1);
     daemon.stop().await;
 }
+
+/// A LoRa lamp profile that declares neither `rssi` nor `snr`; its script reports a
+/// dimming level, or a text for FPort 3 (a value of the wrong type).
+fn bare_profile(setup: &Setup) {
+    setup.add_profile(
+        "bare-lamp-lora.toml",
+        "name = \"bare-lamp-lora\"\nkind = \"lamp\"\nprotocol = \"lora\"\n\
+         [lora]\nscript = \"bare-lamp-lora.rhai\"\n\
+         [[point]]\nname = \"dim_level\"\nunit = \"%\"\ntype = \"u16\"\n",
+    );
+    setup.add_profile(
+        "bare-lamp-lora.rhai",
+        "fn decode_uplink(fport, bytes) { if fport == 3 { #{ dim_level: \"eighty\" } } else { #{ dim_level: 80 } } }\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lora_profile_without_radio_points_still_gets_rssi_and_snr_in_birth_and_telemetry() {
+    let broker = Mosquitto::start().await;
+    let port = free_port();
+    let cfg = config(port).replacen("generic-lamp-lora", "bare-lamp-lora", 1);
+    let setup = Setup::new(broker.port, &cfg);
+    bare_profile(&setup);
+    let mut rec = Recorder::start(broker.port, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    let a = Forwarder::start(port, GW_A).await;
+    a.uplink(&phy("uplink", 0), 1000, -97, -2.5).await;
+    let birth = rec
+        .wait_for("birth", |m| m.topic == "polegate/cab-test/lamp-abp/state")
+        .await;
+    assert_eq!(birth.json["profile"], "bare-lamp-lora");
+    assert_eq!(birth.json["points"]["rssi"]["unit"], "dBm");
+    assert_eq!(birth.json["points"]["snr"]["unit"], "dB");
+    let t = rec
+        .wait_for("telemetry", |m| telemetry(m, "lamp-abp"))
+        .await;
+    assert_eq!(t.json["points"]["dim_level"], 80);
+    assert_eq!(t.json["points"]["rssi"], -97);
+    assert_eq!(t.json["points"]["snr"], -2.5);
+    daemon.stop().await;
+}

@@ -232,7 +232,11 @@ async fn a_looping_script_and_a_garbage_script_are_contained_and_other_buses_kee
         .await;
     let reason = off.json["reason"].as_str().unwrap_or_default().to_string();
     assert!(reason.contains("loop.rhai:1:"), "{reason}");
-    assert!(reason.contains("operations"), "{reason}");
+    // The operation limit, or the wall-time deadline on a loaded machine / debug build.
+    assert!(
+        reason.contains("operations") || reason.contains("stopped after 50 ms"),
+        "{reason}"
+    );
     // Garbage values are dropped, the valid one is published.
     let t = r
         .rec

@@ -13,10 +13,13 @@
 
 pub mod drivers;
 pub mod filewatch;
+mod load;
+
+pub use load::{Loaded, load};
 
 use crate::buffer::{Queue, QueueOptions, WhenFull};
+use crate::commands::Commands;
 use crate::commands::dedup::Dedup;
-use crate::commands::{Commands, INPUT_CAPACITY as COMMANDS_CAPACITY};
 use crate::config::{self, Config};
 use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
@@ -27,7 +30,7 @@ use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSetti
 use crate::profile::Registry;
 use drivers::RunningDriver;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
@@ -48,39 +51,6 @@ pub enum RunError {
     },
     #[error(transparent)]
     Buffer(#[from] crate::buffer::BufferError),
-}
-
-/// Configuration and profiles, validated together; every problem as one line.
-pub struct Loaded {
-    pub config: Config,
-    pub registry: Registry,
-    /// Problems in profile files no device uses (warnings for `run`).
-    pub profile_warnings: Vec<String>,
-}
-
-/// Loads and validates the configuration and the profiles it uses.
-/// `strict` (for `check`) makes every profile problem an error.
-pub fn load(path: &Path, strict: bool) -> Result<Loaded, Vec<String>> {
-    let cfg =
-        config::load(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    let (registry, profile_errors) = Registry::load(&cfg.gateway.plugins_dirs);
-    let mut errors: Vec<String> = config::cross_check(&cfg, &registry)
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
-    let profile_errors: Vec<String> = profile_errors.iter().map(|e| e.to_string()).collect();
-    if strict || !errors.is_empty() {
-        errors.extend(profile_errors.iter().cloned());
-    }
-    if errors.is_empty() {
-        Ok(Loaded {
-            config: cfg,
-            registry,
-            profile_warnings: if strict { vec![] } else { profile_errors },
-        })
-    } else {
-        Err(errors)
-    }
 }
 
 /// Handles the outside world (tests, demo, status lines) may keep.
@@ -155,7 +125,7 @@ struct Supervisor {
     drivers_cancel: CancellationToken,
     drivers: BTreeMap<String, RunningDriver>,
     routes_tx: watch::Sender<Arc<HashMap<String, Route>>>,
-    commands_tx: mpsc::Sender<crate::commands::CommandIn>,
+    commands_tx: crate::commands::IntakeTx,
     devices_count: Arc<AtomicUsize>,
     session: Option<SessionSlot>,
     session_state: Arc<SessionState>,
@@ -351,8 +321,9 @@ pub async fn run_with(
         }
     };
     let (routes_tx, routes_rx) = watch::channel(Arc::new(HashMap::new()));
-    let (commands_tx, commands_rx) = mpsc::channel(COMMANDS_CAPACITY);
-    let commands = Commands::new(routes_rx, Dedup::open(store, now_ms()), tx.clone());
+    let (commands_tx, commands_rx) = crate::commands::intake::channel();
+    let dedup = Dedup::open(store, now_ms());
+    let commands = Commands::new(routes_rx, dedup, counters.clone(), tx.clone());
     let commands_task = tokio::spawn(commands.run(commands_rx, drivers_cancel.clone()));
 
     let input = tx.downgrade();

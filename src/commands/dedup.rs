@@ -7,6 +7,10 @@ use std::collections::{HashMap, VecDeque};
 
 pub const RETAIN_MS: u64 = 10 * 60 * 1000;
 pub const RETAIN_COUNT: usize = 1000;
+/// Hard bound of memory and store: beyond it the oldest id goes even if younger than
+/// `RETAIN_MS`. Only accepted commands are recorded (at most 5/s per device), so this
+/// is reached only by a control room sending more than 30 commands/s for 10 minutes.
+pub const MAX_IDS: usize = 20_000;
 
 pub struct Dedup {
     seen: HashMap<String, u64>,
@@ -53,11 +57,16 @@ impl Dedup {
         d
     }
 
-    /// True when (device, id) was seen recently; otherwise records it and returns false.
-    pub fn check_and_record(&mut self, device: &str, id: &str, now_ms: u64) -> bool {
+    /// True when (device, id) was recorded recently.
+    pub fn is_duplicate(&self, device: &str, id: &str) -> bool {
+        self.seen.contains_key(&key(device, id))
+    }
+
+    /// Remembers (device, id), in memory and in the store.
+    pub fn record(&mut self, device: &str, id: &str, now_ms: u64) {
         let k = key(device, id);
         if self.seen.contains_key(&k) {
-            return true;
+            return;
         }
         if let Some(s) = &self.store
             && let Err(e) = s.insert(k.as_bytes(), &now_ms.to_be_bytes())
@@ -67,6 +76,14 @@ impl Dedup {
         self.seen.insert(k.clone(), now_ms);
         self.order.push_back((now_ms, k));
         self.evict(now_ms);
+    }
+
+    /// True when (device, id) was seen recently; otherwise records it and returns false.
+    pub fn check_and_record(&mut self, device: &str, id: &str, now_ms: u64) -> bool {
+        if self.is_duplicate(device, id) {
+            return true;
+        }
+        self.record(device, id, now_ms);
         false
     }
 
@@ -75,7 +92,7 @@ impl Dedup {
             let Some((ms, _)) = self.order.front() else {
                 break;
             };
-            if now_ms.saturating_sub(*ms) < RETAIN_MS {
+            if now_ms.saturating_sub(*ms) < RETAIN_MS && self.order.len() <= MAX_IDS {
                 break;
             }
             if let Some((_, k)) = self.order.pop_front() {
@@ -121,6 +138,17 @@ mod tests {
             "old and beyond 1000"
         );
         assert!(d.len() >= RETAIN_COUNT);
+    }
+
+    #[test]
+    fn the_memory_is_bounded_even_within_the_ten_minute_window() {
+        let mut d = Dedup::open(None, 0);
+        for i in 0..MAX_IDS + 100 {
+            d.record("lamp", &format!("f{i}"), 1);
+        }
+        assert_eq!(d.len(), MAX_IDS);
+        assert!(!d.is_duplicate("lamp", "f0"), "the oldest went first");
+        assert!(d.is_duplicate("lamp", &format!("f{}", MAX_IDS + 99)));
     }
 
     #[test]

@@ -14,16 +14,21 @@
 //! otherwise be re-applied after every reconnect. Ids are remembered across restarts.
 
 pub mod dedup;
+pub mod intake;
+pub mod refusal;
 pub mod validate;
 
 use crate::model::LinkState;
 use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
 use crate::ops::bucket::TokenBucket;
+use crate::ops::counters::Counters;
 use crate::pipeline::{Input, Route};
 use dedup::Dedup;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+pub use intake::{INPUT_CAPACITY, IntakeRx, IntakeTx, MAX_COMMAND_BYTES};
+use refusal::{Refusals, Verdict};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,8 +36,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-/// Capacity of the channel from the MQTT session.
-pub const INPUT_CAPACITY: usize = 256;
 /// Commands per second accepted per device (burst of the same size).
 pub const RATE_PER_DEVICE: f64 = 5.0;
 /// How long a driver may take to run a command (it may be mid-poll on a slow bus).
@@ -54,24 +57,33 @@ pub struct Commands {
     routes: Routes,
     dedup: Dedup,
     buckets: HashMap<String, TokenBucket>,
+    refusals: Refusals,
+    counters: Arc<Counters>,
     out: mpsc::Sender<Input>,
 }
 
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = CmdResult> + Send>>;
 
 impl Commands {
-    pub fn new(routes: Routes, dedup: Dedup, out: mpsc::Sender<Input>) -> Commands {
+    pub fn new(
+        routes: Routes,
+        dedup: Dedup,
+        counters: Arc<Counters>,
+        out: mpsc::Sender<Input>,
+    ) -> Commands {
         Commands {
             routes,
             dedup,
             buckets: HashMap::new(),
+            refusals: Refusals::default(),
+            counters,
             out,
         }
     }
 
     /// Runs until `cancel` or until the session closes the channel. Results of writes
     /// still running at cancel are reported as failed.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<CommandIn>, cancel: CancellationToken) {
+    pub async fn run(mut self, mut rx: IntakeRx, cancel: CancellationToken) {
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
         loop {
             tokio::select! {
@@ -83,7 +95,7 @@ impl Commands {
                         if let Some(p) = self.accept(c) {
                             match p {
                                 Ok(fut) => pending.push(fut),
-                                Err(result) => self.publish(result).await,
+                                Err(result) => self.refuse(result).await,
                             }
                         }
                     }
@@ -101,6 +113,20 @@ impl Commands {
         let _ = self.out.send(Input::CmdResult(r)).await;
     }
 
+    /// A refused command: counted always, answered within the per-topic refusal rate.
+    async fn refuse(&mut self, r: CmdResult) {
+        Counters::inc(&self.counters.command_rejected);
+        match self.refusals.judge(&r.device, Instant::now()) {
+            Verdict::Answer => self.publish(r).await,
+            Verdict::StartSilence => tracing::warn!(
+                device_id = %r.device,
+                error = ?r.error,
+                "commands refused too often on this topic: further refusals get no result (counted in command_rejected)"
+            ),
+            Verdict::Silent => {}
+        }
+    }
+
     /// Validates a command; returns either the pending write or an immediate result.
     fn accept(&mut self, c: CommandIn) -> Option<Result<Pending, CmdResult>> {
         let now = now_ms();
@@ -114,6 +140,10 @@ impl Commands {
                 status: None,
             }))
         };
+        if c.payload.len() > MAX_COMMAND_BYTES {
+            let e = format!("command payload too large: at most {MAX_COMMAND_BYTES} bytes");
+            return fail(&c.device, None, e);
+        }
         let cmd = match validate::parse(&c.payload) {
             Ok(cmd) => cmd,
             Err(r) => return fail(&c.device, r.id, r.error),
@@ -122,7 +152,7 @@ impl Commands {
         let Some(route) = self.routes.borrow().get(&c.device).cloned() else {
             return fail(&c.device, id, "unknown device".into());
         };
-        if self.dedup.check_and_record(&c.device, &cmd.id, now) {
+        if self.dedup.is_duplicate(&c.device, &cmd.id) {
             return fail(&c.device, id, format!("duplicate command id '{}'", cmd.id));
         }
         if c.retained {
@@ -169,6 +199,8 @@ impl Commands {
                 "device busy: too many commands waiting".into(),
             );
         }
+        // Recorded only once accepted: refused ids cost no memory and no store writes.
+        self.dedup.record(&c.device, &cmd.id, now);
         let device = c.device.clone();
         let info = route.info.clone();
         Some(Ok(Box::pin(async move {

@@ -186,8 +186,8 @@ pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<Bus
             &format!("{key}.baud"),
             b.baud,
             9600,
-            1,
-            u32::MAX as i64,
+            50,
+            4_000_000,
         ) as u32;
         let data_bits = one_of(
             cx,
@@ -412,12 +412,12 @@ fn meta(
                     continue;
                 }
             },
-            toml::Value::Array(_) | toml::Value::Table(_) => {
-                cx.at(
-                    file,
-                    &format!("{key}.{k}"),
-                    "must be a string, number or boolean",
+            v @ (toml::Value::Array(_) | toml::Value::Table(_)) => {
+                let m = format!(
+                    "must be a string, number or boolean (meta is flat), got {}",
+                    if v.is_array() { "an array" } else { "a table" }
                 );
+                cx.at(file, &format!("{key}.{k}"), m);
                 continue;
             }
         };

@@ -9,8 +9,8 @@
 //! wrong and every missing key would be reported as well.
 
 use super::Config;
+use super::refs::References;
 use crate::model::{FileError, line_col};
-use crate::profile::{Protocol, Registry};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -102,11 +102,32 @@ fn origin_for_file(file: &Path) -> Origin {
 /// Loads `path`, `conf.d/*.toml` beside it and `POLEGATE__…` overrides from the process
 /// environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let env: Vec<(String, String)> = std::env::vars_os()
+    load_with_env(path, &process_env())
+}
+
+/// The variables [`load`] reads: `STATE_DIRECTORY` and `POLEGATE__…` overrides.
+fn process_env() -> Vec<(String, String)> {
+    std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .filter(|(k, _)| k == "STATE_DIRECTORY" || k.to_ascii_uppercase().starts_with(ENV_PREFIX))
-        .collect();
-    load_with_env(path, &env)
+        .collect()
+}
+
+/// The profile references of the files as written, for when [`load`] failed: `check`
+/// then still reports missing profiles beside the other errors (SPEC §8). `None` when a
+/// file could not be read or parsed (its entries' indexes would be wrong).
+pub fn references(path: &Path) -> Option<References> {
+    references_with_env(path, &process_env())
+}
+
+/// Like [`references`], with the environment given.
+pub fn references_with_env(path: &Path, env: &[(String, String)]) -> Option<References> {
+    let mut errors = Vec::new();
+    let merged = read_layers(path, env, &mut errors);
+    if errors.iter().any(FileError::is_file_level) {
+        return None;
+    }
+    Some(References::of_merged(&merged))
 }
 
 /// Like [`load`], with the environment given (`POLEGATE__…` overrides and
@@ -403,60 +424,4 @@ pub(crate) fn parse_env_value(s: &str) -> toml::Value {
         return v;
     }
     toml::Value::String(s.to_string())
-}
-
-/// Checks that need the profiles: every device's profile exists and fits its transport.
-pub fn cross_check(cfg: &Config, profiles: &Registry) -> Vec<ConfigError> {
-    let mut errors = Vec::new();
-    for (i, d) in cfg.devices.iter().enumerate() {
-        let file = device_file(&d.origin).unwrap_or_else(|| cfg.path.clone());
-        let key = format!("device[{i}].profile");
-        let Some(p) = profiles.get(&d.profile) else {
-            let dirs: Vec<String> = cfg
-                .gateway
-                .plugins_dirs
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect();
-            errors.push(ConfigError {
-                file,
-                key,
-                message: format!(
-                    "profile '{}' not found in plugins_dirs [{}]",
-                    d.profile,
-                    dirs.join(", ")
-                ),
-            });
-            continue;
-        };
-        let fits = matches!(
-            (p.protocol, &d.transport),
-            (
-                Protocol::Modbus,
-                super::Transport::ModbusTcp { .. } | super::Transport::ModbusBus { .. }
-            ) | (Protocol::Serial, super::Transport::Serial { .. })
-                | (Protocol::Lora, super::Transport::Lora(_))
-        );
-        if !fits {
-            errors.push(ConfigError {
-                file,
-                key,
-                message: format!(
-                    "profile '{}' speaks {} but the device has a {} transport; use {} = {{ ... }}",
-                    d.profile,
-                    p.protocol.as_str(),
-                    d.transport.label(),
-                    p.protocol.as_str()
-                ),
-            });
-        }
-    }
-    errors
-}
-
-/// The file part of a `DeviceCfg::origin` (`/etc/polegate/polegate.toml: device[3]`).
-fn device_file(origin: &str) -> Option<PathBuf> {
-    origin
-        .rsplit_once(": device[")
-        .map(|(f, _)| PathBuf::from(f))
 }

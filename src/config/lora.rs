@@ -147,7 +147,8 @@ pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<LoraCfg> {
         None => [0; 3],
         Some(Some(n)) => n,
         Some(None) => {
-            cx.err("lora.net_id", "bad hex: expected 6 hex digits");
+            let s = raw.net_id.as_deref().unwrap_or_default();
+            cx.err("lora.net_id", super::parse::hex_problem(s, 6, false));
             ok = false;
             [0; 3]
         }
@@ -209,7 +210,10 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
     let Some((false, host, port)) = parse_mqtt_url(&c.url) else {
         cx.err(
             "lora.chirpstack.url",
-            format!("'{}' is not mqtt://host[:port]", c.url),
+            format!(
+                "'{}' is not mqtt://host[:port]",
+                super::parse::without_password(&c.url)
+            ),
         );
         return None;
     };
@@ -259,7 +263,8 @@ pub(super) fn device(
         let fkey = join_key(key, field);
         let v = v.as_ref()?;
         let Some(s) = v.as_str() else {
-            cx.at(file, &fkey, format!("must be a string of {n} hex digits"));
+            let m = format!("must be a string of {n} hex digits, got {}", v.type_str());
+            cx.at(file, &fkey, m);
             ok = false;
             return None;
         };
@@ -267,15 +272,8 @@ pub(super) fn device(
             return Some(s.to_string());
         }
         ok = false;
-        if field.ends_with("_key") {
-            let msg = format!(
-                "bad hex: expected {n} hex digits, got {} characters",
-                s.chars().count()
-            );
-            cx.at(file, &fkey, msg);
-        } else {
-            cx.at(file, &fkey, format!("bad hex: '{s}' is not {n} hex digits"));
-        }
+        let msg = super::parse::hex_problem(s, n, field.ends_with("_key"));
+        cx.at(file, &fkey, msg);
         None
     };
     let dev_eui = hex(cx, "dev_eui", &raw.dev_eui, 16);

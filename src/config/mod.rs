@@ -12,6 +12,7 @@ mod entries;
 pub mod load;
 pub mod lora;
 mod parse;
+mod refs;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -19,7 +20,10 @@ mod validate;
 use std::path::PathBuf;
 
 pub use entries::bus_kind_label;
-pub use load::{ConfigError, ConfigErrors, ENV_PREFIX, cross_check, load, load_with_env};
+pub use load::{
+    ConfigError, ConfigErrors, ENV_PREFIX, load, load_with_env, references, references_with_env,
+};
+pub use refs::{References, cross_check};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/polegate/polegate.toml";
 

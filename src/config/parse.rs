@@ -79,3 +79,81 @@ pub fn parse_size(v: &toml::Value) -> Option<u64> {
         _ => None,
     }
 }
+
+/// A value as an error message quotes it: at most 32 characters, the rest elided, so a
+/// pasted blob does not flood the terminal.
+pub fn shown(s: &str) -> String {
+    const MAX: usize = 32;
+    if s.chars().count() <= MAX {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(MAX - 1).collect();
+    format!("{head}…")
+}
+
+/// What is wrong with `s` as exactly `n` hex digits, naming the value (never a `secret`
+/// one: a key is described by its length), what was expected and the first bad character.
+pub fn hex_problem(s: &str, n: usize, secret: bool) -> String {
+    let len = s.chars().count();
+    let value = if secret {
+        format!("the key ({len} characters, not shown)")
+    } else {
+        format!("'{}'", shown(s))
+    };
+    let why = match s.chars().enumerate().find(|(_, c)| !c.is_ascii_hexdigit()) {
+        Some((i, _)) if secret => format!("character {} is not 0-9 or a-f", i + 1),
+        Some((i, c)) => format!("'{c}' (character {}) is not 0-9 or a-f", i + 1),
+        None => format!("it has {len}"),
+    };
+    format!("{value} is not {n} hex digits: {why}")
+}
+
+/// `url` with any `user:password@` part masked, for error messages.
+pub fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return shown(url);
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            shown(&format!("{scheme}://{user}:***@{host}"))
+        }
+        None => shown(url),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The shapes of value errors: values shortened, keys never quoted, passwords masked.
+    use super::*;
+
+    #[test]
+    fn a_non_hex_key_of_the_right_length_says_which_character_is_wrong_without_quoting_it() {
+        let m = hex_problem("zz0102030405060708090a0b0c0d0e0f", 32, true);
+        assert_eq!(
+            m,
+            "the key (32 characters, not shown) is not 32 hex digits: character 1 is not 0-9 or a-f"
+        );
+        assert!(!m.contains("0102"));
+        assert_eq!(
+            hex_problem("0004a30b001c05", 16, false),
+            "'0004a30b001c05' is not 16 hex digits: it has 14"
+        );
+        assert_eq!(
+            hex_problem("26011bdx", 8, false),
+            "'26011bdx' is not 8 hex digits: 'x' (character 8) is not 0-9 or a-f"
+        );
+    }
+
+    #[test]
+    fn long_values_are_shortened_and_url_passwords_masked() {
+        let long = "a".repeat(100);
+        assert_eq!(shown(&long).chars().count(), 32);
+        assert!(shown(&long).ends_with('…'));
+        assert_eq!(
+            without_password("mqtt://user:secret@broker"),
+            "mqtt://user:***@broker"
+        );
+        assert_eq!(without_password("http://broker:1883"), "http://broker:1883");
+    }
+}

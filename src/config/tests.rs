@@ -213,17 +213,17 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "lora_bad_dev_eui",
         "device[0].lora.dev_eui",
-        "bad hex: '0004a30b001c05' is not 16 hex digits",
+        "'0004a30b001c05' is not 16 hex digits: it has 14",
     ),
     (
         "lora_bad_key",
         "device[0].lora.app_s_key",
-        "bad hex: expected 32 hex digits, got 7 characters",
+        "the key (7 characters, not shown) is not 32 hex digits: character 1 is not 0-9 or a-f",
     ),
     (
         "lora_bad_dev_addr",
         "device[0].lora.dev_addr",
-        "is not 8 hex digits",
+        "'26011bdaff' is not 8 hex digits: it has 10",
     ),
     (
         "poll_ms_too_small",
@@ -233,7 +233,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "meta_not_scalar",
         "device[0].meta.tags",
-        "must be a string, number or boolean",
+        "must be a string, number or boolean (meta is flat), got an array",
     ),
     ("device_missing_profile", "device[0].profile", "is required"),
     (

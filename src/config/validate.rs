@@ -7,7 +7,7 @@
 //! as strings so range and choice errors say what is expected in our own words.
 
 use super::load::{ConfigError, Merged, Origin, join_key};
-use super::parse::{check_id, parse_mqtt_url, parse_size};
+use super::parse::{check_id, parse_mqtt_url, parse_size, without_password};
 use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, MqttCfg, OnFull, StatsCfg};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -125,7 +125,7 @@ impl Ctx<'_> {
             // context lines ("in `modbus`") that the path says better.
             let path = e.path().to_string();
             let inner = e.inner().to_string();
-            let msg = plain_types(inner.lines().next().unwrap_or_default().trim());
+            let msg = quote_hint(plain_types(inner.lines().next().unwrap_or_default().trim()));
             let key = match path.as_str() {
                 "." => prefix.to_string(),
                 p if p.starts_with('[') => format!("{prefix}{p}"),
@@ -182,6 +182,23 @@ fn plain_types(msg: &str) -> String {
         m = format!("{}expected a table{}", &m[..i], &rest[end..]);
     }
     m
+}
+
+/// A number or boolean written in quotes is the commonest type error: say how to fix it.
+fn quote_hint(msg: String) -> String {
+    let quoted = msg
+        .strip_prefix("invalid type: string \"")
+        .and_then(|r| r.split_once('"'))
+        .map(|(v, _)| v.to_string());
+    match quoted {
+        Some(v) if v.parse::<f64>().is_ok() || v == "true" || v == "false" => {
+            format!("{msg} (write {v} without quotes)")
+        }
+        Some(_) if msg.ends_with("expected a boolean") => {
+            format!("{msg} (write true or false, without quotes)")
+        }
+        _ => msg,
+    }
 }
 
 /// Removes the value at `path` from `v`; false when there is nothing to remove.
@@ -346,7 +363,7 @@ fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             None => {
                 cx.err(
                     "mqtt.url",
-                    format!("'{url}' is not mqtt://host[:port] or mqtts://host[:port] (credentials go in username and password)"),
+                    format!("'{}' is not mqtt://host[:port] or mqtts://host[:port] (credentials go in username and password)", without_password(&url)),
                 );
                 (url, false, String::new(), 0)
             }

@@ -19,7 +19,8 @@ use super::inflight::{InFlight, Sent};
 use super::pace::Pacer;
 use super::tls;
 use crate::buffer::Queue;
-use crate::commands::CommandIn;
+use crate::commands::IntakeTx;
+use crate::commands::intake::MAX_INCOMING_PACKET;
 use crate::config::MqttCfg;
 use crate::model::now_ms;
 use crate::model::payload::{self, Delivery};
@@ -50,7 +51,7 @@ pub struct SessionSettings {
     /// Enabled devices, for the `status` payload (updated on reload).
     pub devices: Arc<std::sync::atomic::AtomicUsize>,
     /// Where `P/G/+/cmd` payloads go; None when `commands.enabled = false` (not subscribed).
-    pub commands: Option<mpsc::Sender<CommandIn>>,
+    pub commands: Option<IntakeTx>,
 }
 
 /// Shared view of the session for status lines and tests.
@@ -183,7 +184,7 @@ impl Session {
         o.set_clean_session(self.settings.commands.is_none());
         o.set_inflight(m.max_inflight.saturating_add(4));
         o.set_request_channel_capacity(usize::from(m.max_inflight) + 16);
-        o.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
         if let Some(u) = &m.username {
             o.set_credentials(u.clone(), m.password.clone().unwrap_or_default());
         }
@@ -361,16 +362,10 @@ impl Session {
                 if let (Some(tx), Some(dev)) = (
                     &self.settings.commands,
                     self.topics.command_device(&p.topic),
-                ) && tx
-                    .try_send(CommandIn {
-                        device: dev.to_string(),
-                        payload: p.payload.to_vec(),
-                        retained: p.retain,
-                    })
-                    .is_err()
+                ) && let Err(e) = tx.offer(dev, &p.payload, p.retain)
                 {
                     Counters::inc(&self.counters.command_dropped);
-                    tracing::warn!(topic = %p.topic, "command dropped: the command queue is full");
+                    tracing::warn!(topic = %p.topic, error = %e, "command dropped");
                 }
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => c.flight.sent(pkid),

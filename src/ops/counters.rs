@@ -47,6 +47,7 @@ counters!(
     buffer_corrupt_recovered,
     mqtt_connection_lost,
     command_dropped,
+    command_rejected,
     reload_failed,
     script_error,
     serial_frame_error,

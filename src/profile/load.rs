@@ -252,7 +252,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
         }
     }
 
-    let points = points::check_points(&mut r, raw_points, kind, protocol);
+    let mut points = points::check_points(&mut r, raw_points, kind, protocol);
+    if protocol == Some(Protocol::Lora) {
+        points::add_radio_points(&mut points);
+    }
     let lora = match (&raw, protocol) {
         (Some(raw), Some(Protocol::Lora)) => lora::check_lora(&mut r, raw.lora.as_ref(), &points),
         _ => None,

@@ -372,3 +372,27 @@ fn a_plugins_path_that_cannot_be_read_as_a_directory_is_an_error() {
     assert_eq!(errors.len(), 1);
     assert!(errors[0].message.contains("cannot read plugins directory"));
 }
+
+#[test]
+fn a_lora_profile_gets_rssi_and_snr_points_whether_or_not_it_declares_them() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(
+        dir.path().join("s.rhai"),
+        "fn decode_uplink(fport, bytes) { () }\n",
+    )
+    .unwrap();
+    let head = "name = \"s\"\nkind = \"sensor\"\nprotocol = \"lora\"\n[lora]\nscript = \"s.rhai\"\n\
+        [[point]]\nname = \"humidity\"\nunit = \"%\"\ntype = \"f32\"\n";
+    let bare = parse(&dir.path().join("s.toml"), head).expect("valid lora profile");
+    let names: Vec<_> = bare.points.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["humidity", "rssi", "snr"]);
+    assert_eq!(bare.points[1].unit.as_deref(), Some("dBm"));
+    assert_eq!(bare.points[2].unit.as_deref(), Some("dB"));
+    // A declared one keeps its own settings (here a deadband) and is not doubled.
+    let declared =
+        format!("{head}[[point]]\nname = \"snr\"\nunit = \"dB\"\ntype = \"f32\"\ndeadband = 2.0\n");
+    let p = parse(&dir.path().join("s.toml"), &declared).expect("valid lora profile");
+    let names: Vec<_> = p.points.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["humidity", "snr", "rssi"]);
+    assert_eq!(p.points[1].deadband, Some(2.0));
+}

@@ -233,3 +233,29 @@ fn check_type_options(r: &mut Report, prefix: &str, raw: &RawPoint, ty: PointTyp
         }
     }
 }
+
+/// SPEC §4: every LoRa device reports `rssi` (dBm) and `snr` (dB), added by the gateway
+/// from the radio metadata; a profile may declare them (for a deadband, say), otherwise
+/// they are appended here so the birth lists them and every uplink carries them.
+pub(super) fn add_radio_points(points: &mut Vec<PointDef>) {
+    for (name, unit, ty) in [
+        ("rssi", "dBm", PointType::I16),
+        ("snr", "dB", PointType::F32),
+    ] {
+        if points.iter().all(|p| p.name != name) {
+            points.push(PointDef {
+                name: name.to_string(),
+                unit: Some(unit.to_string()),
+                ty,
+                reg: None,
+                scale: 1.0,
+                offset: 0.0,
+                deadband: None,
+                writable: false,
+                min: None,
+                max: None,
+                values: None,
+            });
+        }
+    }
+}

@@ -26,6 +26,17 @@ use std::sync::Arc;
 
 /// Operations one call may run; `loop {}` stops after ~2 ms on a cabinet-class core.
 pub const MAX_OPERATIONS: u64 = 100_000;
+/// Wall time one call may take: operations bound a script's own work, this bounds it
+/// on a loaded machine and between helpers that each count as one operation.
+pub const MAX_CALL_TIME: std::time::Duration = std::time::Duration::from_millis(50);
+/// How often (in operations) the wall-time deadline is looked at.
+const DEADLINE_CHECK_EVERY: u64 = 256;
+
+thread_local! {
+    /// The deadline of the call running on this thread (calls are synchronous).
+    static DEADLINE: std::cell::Cell<Option<std::time::Instant>> = const { std::cell::Cell::new(None) };
+}
+
 /// Nesting of function calls (recursion).
 pub const MAX_CALL_LEVELS: usize = 32;
 /// Nesting of expressions (global level, inside functions).
@@ -125,6 +136,13 @@ impl Engine {
             .disable_symbol("eval")
             .disable_symbol("import")
             .disable_symbol("export");
+        e.on_progress(|ops| {
+            let late = ops % DEADLINE_CHECK_EVERY == 0
+                && DEADLINE
+                    .with(|d| d.get())
+                    .is_some_and(|d| std::time::Instant::now() > d);
+            late.then(|| Dynamic::from("deadline"))
+        });
         e.on_print(|s| tracing::debug!(target: "polegate::script", "print: {s}"));
         e.on_debug(|s, src, pos| {
             tracing::debug!(target: "polegate::script", source = src.unwrap_or(""), line = pos.line(), "debug: {s}")
@@ -187,16 +205,23 @@ impl Engine {
     ) -> Result<Dynamic, ScriptError> {
         let mut scope = Scope::new();
         let options = CallFnOptions::new().eval_ast(false).rewind_scope(false);
-        self.inner
-            .call_fn_with_options::<Dynamic>(options, &mut scope, &script.ast, func, args)
-            .map_err(|e| {
-                let mut err = runtime_error(&script.path, func, *e);
-                // Limits hit inside a loop carry no position: point at the function.
-                if err.line.is_none() {
-                    err.line = fn_line(&script.text, func);
-                }
-                err
-            })
+        DEADLINE.with(|d| d.set(Some(std::time::Instant::now() + MAX_CALL_TIME)));
+        let r = self.inner.call_fn_with_options::<Dynamic>(
+            options,
+            &mut scope,
+            &script.ast,
+            func,
+            args,
+        );
+        DEADLINE.with(|d| d.set(None));
+        r.map_err(|e| {
+            let mut err = runtime_error(&script.path, func, *e);
+            // Limits hit inside a loop carry no position: point at the function.
+            if err.line.is_none() {
+                err.line = fn_line(&script.text, func);
+            }
+            err
+        })
     }
 }
 
@@ -212,6 +237,10 @@ fn runtime_error(path: &Path, func: &str, e: EvalAltResult) -> ScriptError {
     let message = match err {
         EvalAltResult::ErrorTooManyOperations(_) => format!(
             "fn {func}: stopped after {MAX_OPERATIONS} operations (a loop that never ends?)"
+        ),
+        EvalAltResult::ErrorTerminated(..) => format!(
+            "fn {func}: stopped after {} ms (too slow for one frame)",
+            MAX_CALL_TIME.as_millis()
         ),
         EvalAltResult::ErrorStackOverflow(_) => {
             format!("fn {func}: calls nested deeper than {MAX_CALL_LEVELS} levels")

@@ -131,3 +131,17 @@ fn print_does_not_reach_stdout_and_the_engine_is_shareable() {
     let (e, s) = engine_and("fn f() { print(\"hello\"); debug(1); 2 }");
     assert_eq!(e.call(&s, "f", ()).unwrap().as_int().unwrap(), 2);
 }
+
+#[test]
+fn a_call_of_slow_helpers_is_stopped_by_its_wall_time_deadline_before_its_operations_run_out() {
+    // Each CRC over 60 KB is one operation but takes far longer than one.
+    let (e, s) = engine_and(
+        "fn decode(frame) {\n  let b = blob(60000, 7);\n  loop { crc16_modbus(b); }\n}\n",
+    );
+    let err = e.call(&s, "decode", ("x".to_string(),)).unwrap_err();
+    assert!(err.message.contains("stopped after 50 ms"), "{err}");
+    // The deadline belongs to that call only: the next one starts afresh.
+    let (e2, ok) = engine_and("fn decode(frame) { 1 }\n");
+    assert!(e2.call(&ok, "decode", ("x".to_string(),)).is_ok());
+    assert!(e.call(&ok, "decode", ("x".to_string(),)).is_ok());
+}

@@ -4,7 +4,8 @@
 
 use crate::model::Value;
 use crate::profile::ProfileRef;
-use crate::script::{Engine, Script, dynamic_to_value, value_to_dynamic};
+use crate::script::{Engine, Script, value_to_dynamic};
+use crate::southbound::serial::decode::check_value;
 
 /// A LoRa profile's compiled script (from its [`crate::profile::LoraSpec`]) plus the
 /// indexes of the gateway-added points.
@@ -50,17 +51,16 @@ impl LoraCodec {
         };
         let mut out = Vec::with_capacity(map.len());
         for (k, v) in map {
-            let Some((i, _)) = self.profile.point(k.as_str()) else {
+            let Some((i, def)) = self.profile.point(k.as_str()) else {
                 return Err(format!(
                     "decode_uplink returned '{k}', not a point of the profile"
                 ));
             };
-            let Some(v) = dynamic_to_value(&v) else {
-                return Err(format!(
-                    "decode_uplink returned a non-scalar value for '{k}'"
-                ));
-            };
-            out.push((i, v));
+            // The same check as serial scripts' values (SPEC §8 `type`).
+            match check_value(def, &v) {
+                Ok((v, _)) => out.push((i, v)),
+                Err(e) => return Err(format!("decode_uplink returned {k}: {e}")),
+            }
         }
         Ok(out)
     }
@@ -132,6 +132,29 @@ mod tests {
         assert_eq!(get("temperature"), Some(Value::Int(-5)));
         assert!(c.decode(3, &[1]).unwrap().is_empty());
         assert!(c.rssi.is_some() && c.snr.is_some());
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_for_its_point_is_refused_like_a_serial_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("t.rhai"),
+            "fn decode_uplink(fport, bytes) { if fport == 1 { #{ dim_level: \"eighty\" } } else { #{ dim_level: 70000 } } }",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("t.toml"),
+            "name = \"t\"\nkind = \"lamp\"\nprotocol = \"lora\"\n[lora]\nscript = \"t.rhai\"\n\
+             [[point]]\nname = \"dim_level\"\nunit = \"%\"\ntype = \"u16\"\n",
+        )
+        .unwrap();
+        let (reg, errors) = Registry::load(&[dir.path().to_path_buf()]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let c = LoraCodec::new(&Engine::new(), reg.get("t").unwrap()).unwrap();
+        let e = c.decode(1, &[]).unwrap_err();
+        assert!(e.contains("dim_level") && e.contains("is not a u16"), "{e}");
+        let e = c.decode(2, &[]).unwrap_err();
+        assert!(e.contains("70000 does not fit a u16"), "{e}");
     }
 
     #[test]

@@ -198,7 +198,7 @@ fn type_error(spec: &SerialSpec, func: &str, expected: &str, got: &str) -> Scrip
 
 /// Why a value a script returned does not fit its point (listed in `problems`).
 #[derive(Debug, thiserror::Error)]
-enum ValueProblem {
+pub(crate) enum ValueProblem {
     #[error("{got} is not a {}", .ty.as_str())]
     WrongType { got: &'static str, ty: PointType },
     #[error("{0} is not one of the point's values")]
@@ -209,7 +209,7 @@ enum ValueProblem {
 
 /// Checks a script value against the point's `type` (and enum `values`). Returns the
 /// value and whether it was an enum raw value missing from `values`.
-fn check_value(def: &PointDef, v: &Dynamic) -> Result<(Value, bool), ValueProblem> {
+pub(crate) fn check_value(def: &PointDef, v: &Dynamic) -> Result<(Value, bool), ValueProblem> {
     let got = || ValueProblem::WrongType {
         got: script::type_name(v),
         ty: def.ty,

@@ -464,6 +464,7 @@ pub async fn run_with(
 pub fn queue_options(b: &crate::config::BufferCfg) -> QueueOptions {
     QueueOptions {
         max_bytes: b.max_bytes,
+        memory_max_bytes: b.memory_max_bytes,
         on_full: match b.on_full {
             crate::config::OnFull::DropOldest => WhenFull::DropOldest,
             crate::config::OnFull::DropNewest => WhenFull::DropNewest,

@@ -27,15 +27,22 @@
 //! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
 //! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
+mod faults;
+mod held;
 mod kv;
 mod open;
+mod open_queue;
+mod read;
 mod record;
+mod recover;
 mod seqfile;
 mod sled_queue;
 
 use crate::model::payload::Body;
 
+pub use faults::{EIO, ENOSPC, FaultPoint, Faults};
 pub use kv::{KvStore, MAX_KV_NAME};
+pub use recover::RETRY_EVERY;
 pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
 
 /// One queued MQTT message.
@@ -57,6 +64,10 @@ pub enum PushOutcome {
     Stored { evicted: u64 },
     /// Not stored: the buffer is full and `on_full = drop_newest`.
     Rejected,
+    /// Not stored durably: the queue cannot store (SPEC §5 "Storage faults"). `held`: kept
+    /// in memory (`evicted` older held events dropped for it); else dropped by `on_full`
+    /// because `memory_max_bytes` is reached.
+    Degraded { held: bool, evicted: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -88,6 +99,8 @@ pub struct QueueOptions {
     pub on_full: WhenFull,
     /// sled page cache; small by default (sled's own default is 1 GiB).
     pub cache_bytes: u64,
+    /// Events held in memory while the queue cannot store (config `buffer.memory_max_bytes`).
+    pub memory_max_bytes: u64,
 }
 
 impl Default for QueueOptions {
@@ -96,6 +109,7 @@ impl Default for QueueOptions {
             max_bytes: 256 * 1024 * 1024,
             on_full: WhenFull::DropOldest,
             cache_bytes: 4 * 1024 * 1024,
+            memory_max_bytes: 4 * 1024 * 1024,
         }
     }
 }

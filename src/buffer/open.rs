@@ -2,7 +2,7 @@
 //! process from a corrupt database, and moving a corrupt one aside.
 
 use super::QueueOptions;
-use super::sled_queue::{BufferError, OWNER_FILE};
+use super::sled_queue::{BufferError, EVENTS_TREE, META_TREE, OWNER_FILE, QUARANTINE_TREE, Store};
 use std::fs;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -14,7 +14,74 @@ use std::time::{Duration, Instant};
 /// be exiting.
 const LOCK_WAIT: Duration = Duration::from_secs(2);
 
-pub(crate) fn open_sled_waiting(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
+/// Opens the database and its trees, moving a corrupt one aside when `move_corrupt` (then
+/// the second value is 1: the corrupt recoveries this open made). Recovery from a storage
+/// fault passes false: on a full or failing disk sled reports errors that look like
+/// corruption, and the queued events must not be moved aside for them.
+pub(crate) fn open_store(
+    dir: &Path,
+    opts: &QueueOptions,
+    move_corrupt: bool,
+) -> Result<(Store, u64), BufferError> {
+    let io_err = |what, source| BufferError::Io {
+        path: dir.to_path_buf(),
+        what,
+        source,
+    };
+    let sled_err = |source| BufferError::Sled {
+        path: dir.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::create_dir_all(parent).map_err(|e| io_err("creating the parent directory", e))?;
+    }
+    let mut corrupt_recoveries = 0;
+    let db = match open_sled_waiting(dir, opts) {
+        Ok(db) => db,
+        Err(OpenFailure::Locked) => return Err(locked_error(dir)),
+        Err(OpenFailure::Other(source)) => return Err(sled_err(source)),
+        Err(OpenFailure::Corrupt(why)) if !move_corrupt => {
+            return Err(io_err("reopening the database", io::Error::other(why)));
+        }
+        Err(OpenFailure::Corrupt(why)) => {
+            let aside =
+                move_aside(dir).map_err(|e| io_err("moving a corrupt database aside", e))?;
+            tracing::error!(
+                path = %dir.display(),
+                moved_to = %aside.display(),
+                error = %why,
+                "BUFFER DATABASE IS CORRUPT: moved it aside and started an empty one; \
+                 queued events in it are not delivered"
+            );
+            corrupt_recoveries += 1;
+            match open_sled_waiting(dir, opts) {
+                Ok(db) => db,
+                Err(OpenFailure::Locked) => return Err(locked_error(dir)),
+                Err(OpenFailure::Other(source)) => return Err(sled_err(source)),
+                Err(OpenFailure::Corrupt(why)) => {
+                    return Err(io_err(
+                        "opening a fresh database after moving a corrupt one aside",
+                        io::Error::other(why),
+                    ));
+                }
+            }
+        }
+    };
+    let events = db.open_tree(EVENTS_TREE).map_err(sled_err)?;
+    let meta = db.open_tree(META_TREE).map_err(sled_err)?;
+    let quarantine = db.open_tree(QUARANTINE_TREE).map_err(sled_err)?;
+    Ok((
+        Store {
+            db,
+            events,
+            meta,
+            quarantine,
+        },
+        corrupt_recoveries,
+    ))
+}
+
+fn open_sled_waiting(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
     let deadline = Instant::now() + LOCK_WAIT;
     let mut pause = Duration::from_millis(5);
     loop {
@@ -33,7 +100,7 @@ pub(crate) fn open_sled_waiting(dir: &Path, opts: &QueueOptions) -> Result<sled:
     }
 }
 
-pub(crate) enum OpenFailure {
+enum OpenFailure {
     Locked,
     Corrupt(String),
     Other(sled::Error),
@@ -97,7 +164,7 @@ fn lock_is_held(dir: &Path) -> bool {
     matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock))
 }
 
-pub(crate) fn locked_error(dir: &Path) -> BufferError {
+fn locked_error(dir: &Path) -> BufferError {
     let holder = fs::read_to_string(dir.join(OWNER_FILE))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
@@ -110,7 +177,7 @@ pub(crate) fn locked_error(dir: &Path) -> BufferError {
 }
 
 /// Renames `dir` to `<dir>.corrupt-<UTC time>` (with a `-N` suffix if taken).
-pub(crate) fn move_aside(dir: &Path) -> io::Result<PathBuf> {
+fn move_aside(dir: &Path) -> io::Result<PathBuf> {
     let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
         .to_string()
         .chars()

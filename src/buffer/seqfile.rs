@@ -44,14 +44,36 @@ pub(crate) fn read(path: &Path) -> io::Result<Option<u64>> {
         })
 }
 
-/// Atomically replaces the file with `reserved_until`.
+/// The line, fixed-width so that an in-place rewrite never grows the file.
+fn line(reserved_until: u64) -> String {
+    format!("{KEY}{reserved_until:020}\n")
+}
+
+/// Atomically replaces the file with `reserved_until`; when that fails (a full disk has
+/// no room for the temp file) rewrites the existing file in place, which needs no new
+/// blocks: the line is one fixed-width sector, so it is the old bound or the new one.
 pub(crate) fn write(path: &Path, reserved_until: u64) -> io::Result<()> {
+    match replace(path, reserved_until) {
+        Ok(()) => Ok(()),
+        Err(e) => overwrite(path, reserved_until).map_err(|_| e),
+    }
+}
+
+fn overwrite(path: &Path, reserved_until: u64) -> io::Result<()> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = fs::OpenOptions::new().write(true).open(path)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(line(reserved_until).as_bytes())?;
+    f.sync_data()
+}
+
+fn replace(path: &Path, reserved_until: u64) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     {
         let mut f = fs::File::create(&tmp)?;
-        writeln!(f, "{KEY}{reserved_until}")?;
+        f.write_all(line(reserved_until).as_bytes())?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path)?;
@@ -88,6 +110,17 @@ mod tests {
         assert_eq!(read(&p).expect("read"), Some(2049));
         write(&p, 3073).expect("write");
         assert_eq!(read(&p).expect("read"), Some(3073));
+    }
+
+    #[test]
+    fn an_in_place_rewrite_replaces_the_bound_without_a_temp_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let p = tmp.path().join("buffer.seq");
+        write(&p, 2049).expect("write");
+        let len = fs::metadata(&p).expect("meta").len();
+        overwrite(&p, 99_999).expect("overwrite");
+        assert_eq!(read(&p).expect("read"), Some(99_999));
+        assert_eq!(fs::metadata(&p).expect("meta").len(), len, "same size");
     }
 
     #[test]

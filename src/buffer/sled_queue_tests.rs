@@ -7,6 +7,7 @@ use super::*;
 use crate::model::payload::{Body, Delivery};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use std::fs;
 
 fn rec(i: u64, payload_len: usize) -> Record {
     Record {
@@ -22,6 +23,7 @@ fn opts(max_bytes: u64, on_full: WhenFull) -> QueueOptions {
         max_bytes,
         on_full,
         cache_bytes: 1024 * 1024,
+        ..QueueOptions::default()
     }
 }
 
@@ -281,8 +283,13 @@ fn a_backlog_written_by_the_previous_record_version_is_delivered_after_an_upgrad
     {
         let q = Queue::open(&dir, QueueOptions::default()).expect("open");
         let (seq, _) = push_new(&q, &rec(0, 10));
-        q.inner.events.insert(key(seq + 1), &old[..]).expect("old");
-        q.inner.db.flush().expect("flush");
+        q.store()
+            .as_ref()
+            .expect("open")
+            .events
+            .insert(key(seq + 1), &old[..])
+            .expect("old");
+        q.store().as_ref().expect("open").db.flush().expect("flush");
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     let all = q.read_after(None, 10).expect("read");
@@ -305,11 +312,13 @@ fn a_malformed_record_is_skipped_and_quarantined_without_blocking_the_others() {
         for i in 0..3 {
             push_new(&q, &rec(i, 10));
         }
-        q.inner
+        q.store()
+            .as_ref()
+            .expect("open")
             .events
             .insert(key(2), &b"\x01\x00short"[..])
             .expect("garble");
-        q.inner.db.flush().expect("flush");
+        q.store().as_ref().expect("open").db.flush().expect("flush");
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     let seqs: Vec<u64> = q
@@ -322,7 +331,7 @@ fn a_malformed_record_is_skipped_and_quarantined_without_blocking_the_others() {
     assert_eq!(q.malformed_skipped(), 1);
     assert_eq!(q.stats().events, 2);
     assert_eq!(q.stats().bytes, size(&rec(0, 10)) + size(&rec(2, 10)));
-    assert_eq!(q.inner.quarantine.len(), 1);
+    assert_eq!(q.store().as_ref().expect("open").quarantine.len(), 1);
     assert_eq!(q.read_after(None, 10).expect("read again").len(), 2);
     assert_eq!(
         q.malformed_skipped(),

@@ -53,6 +53,7 @@ const STRING_KEYS: &[&str] = &[
     "mqtt.key_file",
     "mqtt.topic_prefix",
     "buffer.max_bytes",
+    "buffer.memory_max_bytes",
     "buffer.on_full",
 ];
 

@@ -84,6 +84,8 @@ pub enum OnFull {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BufferCfg {
     pub max_bytes: u64,
+    /// Held in memory while the buffer cannot store (disk full, I/O errors).
+    pub memory_max_bytes: u64,
     pub flush_every_ms: u64,
     pub on_full: OnFull,
 }

@@ -344,6 +344,7 @@ fn valid_config_gets_defaults_and_parsed_transports() {
     assert_eq!((m.reconnect_min_ms, m.reconnect_max_ms), (500, 60_000));
     assert_eq!(m.connect_delay_max_ms, 10_000);
     assert_eq!(cfg.buffer.max_bytes, 256 * 1024 * 1024);
+    assert_eq!(cfg.buffer.memory_max_bytes, 4 * 1024 * 1024);
     assert_eq!(cfg.buffer.flush_every_ms, 1000);
     assert_eq!(cfg.buffer.on_full, OnFull::DropOldest);
     assert!(cfg.commands.enabled);

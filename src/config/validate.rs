@@ -19,6 +19,8 @@ pub const DEFAULT_PLUGINS_DIRS: [&str; 2] =
     ["/etc/polegate/plugins", "/usr/share/polegate/plugins"];
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 pub const MIN_MAX_BYTES: u64 = 64 * 1024;
+/// Events held in memory while the buffer cannot store (SPEC §5 "Storage faults").
+pub const DEFAULT_MEMORY_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +55,7 @@ struct RawMqtt {
 #[serde(deny_unknown_fields)]
 struct RawBuffer {
     max_bytes: Option<toml::Value>,
+    memory_max_bytes: Option<toml::Value>,
     flush_every_ms: Option<i64>,
     on_full: Option<String>,
 }
@@ -492,28 +495,36 @@ fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
     })
 }
 
-fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {
-    let b = cx.section::<RawBuffer>("buffer")?;
-    let max_bytes = match &b.max_bytes {
-        None => DEFAULT_MAX_BYTES,
+/// A size key of `[buffer]`: at least 64KiB.
+fn size(cx: &mut Ctx<'_>, key: &str, v: &Option<toml::Value>, default: u64) -> u64 {
+    match v {
+        None => default,
         Some(v) => match parse_size(v) {
             Some(n) if n >= MIN_MAX_BYTES => n,
             Some(n) => {
-                cx.err(
-                    "buffer.max_bytes",
-                    format!("{n} bytes is too small: at least 64KiB"),
-                );
-                DEFAULT_MAX_BYTES
+                cx.err(key, format!("{n} bytes is too small: at least 64KiB"));
+                default
             }
             None => {
                 cx.err(
-                    "buffer.max_bytes",
+                    key,
                     format!("{v} is not a size: an integer of bytes or a string like \"256MiB\" (KiB, MiB, GiB)"),
                 );
-                DEFAULT_MAX_BYTES
+                default
             }
         },
-    };
+    }
+}
+
+fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {
+    let b = cx.section::<RawBuffer>("buffer")?;
+    let max_bytes = size(cx, "buffer.max_bytes", &b.max_bytes, DEFAULT_MAX_BYTES);
+    let memory_max_bytes = size(
+        cx,
+        "buffer.memory_max_bytes",
+        &b.memory_max_bytes,
+        DEFAULT_MEMORY_MAX_BYTES,
+    );
     let flush_every_ms = cx.int(
         None,
         "buffer.flush_every_ms",
@@ -535,6 +546,7 @@ fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {
     };
     Some(BufferCfg {
         max_bytes,
+        memory_max_bytes,
         flush_every_ms,
         on_full,
     })

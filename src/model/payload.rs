@@ -308,14 +308,25 @@ pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &super::command::CmdRe
 }
 
 /// `P/G/status` (not buffered; also the last will).
-pub fn status(online: bool, ts_ms: u64, devices: usize) -> Vec<u8> {
-    format!(
-        "{{\"state\":\"{}\",\"ts\":\"{}\",\"version\":\"{}\",\"devices\":{devices}}}",
+/// The retained status; `buffer_error` is the reason while the buffer is degraded.
+pub fn status(online: bool, ts_ms: u64, devices: usize, buffer_error: Option<&str>) -> Vec<u8> {
+    let mut out = format!(
+        "{{\"state\":\"{}\",\"ts\":\"{}\",\"version\":\"{}\",\"devices\":{devices},\"buffer\":\"{}\"",
         if online { "online" } else { "offline" },
         rfc3339_ms(ts_ms),
         env!("CARGO_PKG_VERSION"),
-    )
-    .into_bytes()
+        if buffer_error.is_some() {
+            "degraded"
+        } else {
+            "ok"
+        },
+    );
+    if let Some(e) = buffer_error {
+        out.push_str(",\"buffer_error\":");
+        json_str(&mut out, e);
+    }
+    out.push('}');
+    out.into_bytes()
 }
 
 #[cfg(test)]

@@ -131,7 +131,11 @@ fn stats_and_status_are_valid_json_with_errors_per_link_and_per_device() {
         json!({"lamp-\"017\"": {"modbus_timeout": 3, "modbus_exception": 1}})
     );
     assert_eq!(parse(&s)["devices"]["offline"], 1);
-    assert_eq!(parse(&status(true, 0, 3))["devices"], 3);
+    assert_eq!(parse(&status(true, 0, 3, None))["devices"], 3);
+    assert_eq!(parse(&status(true, 0, 3, None))["buffer"], "ok");
+    let degraded = parse(&status(true, 0, 3, Some("No space left on device \"x\"")));
+    assert_eq!(degraded["buffer"], "degraded");
+    assert_eq!(degraded["buffer_error"], "No space left on device \"x\"");
 }
 
 #[test]

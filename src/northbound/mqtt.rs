@@ -172,7 +172,13 @@ impl Session {
     }
 
     fn status(&self, online: bool) -> Vec<u8> {
-        payload::status(online, now_ms(), self.settings.devices.load(Relaxed))
+        let health = self.queue.health().get();
+        payload::status(
+            online,
+            now_ms(),
+            self.settings.devices.load(Relaxed),
+            health.reason(),
+        )
     }
 
     fn options(&self) -> Result<MqttOptions, tls::TlsError> {
@@ -293,6 +299,8 @@ impl Session {
             pace_until: None,
         };
         let mut idle = tokio::time::interval(IDLE_TICK);
+        let mut health = self.queue.health().subscribe();
+        health.mark_unchanged();
         loop {
             self.beat();
             let pace_deadline = c.pace_until;
@@ -309,6 +317,14 @@ impl Session {
                     }
                 },
                 _ = self.wake.notified(), if c.connected => {}
+                Ok(()) = health.changed(), if c.connected => {
+                    // The retained status says whether the buffer is degraded (SPEC §5).
+                    health.mark_unchanged();
+                    if let Err(e) = client.try_publish(self.topics.status(), QoS::AtLeastOnce, true, self.status(true)) {
+                        return Ended::Lost(SessionError::QueueStatus(e));
+                    }
+                    c.flight.requested(Sent::Unqueued);
+                }
                 _ = sleep_opt(pace_deadline), if pace_deadline.is_some() => { c.pace_until = None; }
                 _ = idle.tick() => {}
             }

@@ -118,6 +118,8 @@ pub struct Pipeline {
     full: bool,
     /// Beats on every loop turn (the flush timer guarantees turns) for the watchdog.
     heartbeat: Option<Heartbeat>,
+    /// A storage-fault retry is running on a blocking thread.
+    retrying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pipeline {
@@ -139,6 +141,7 @@ impl Pipeline {
             started: Instant::now(),
             full: false,
             heartbeat: None,
+            retrying: Default::default(),
         }
     }
 
@@ -166,7 +169,7 @@ impl Pipeline {
                 hb.beat();
             }
             tokio::select! {
-                _ = idle.tick() => {}
+                _ = idle.tick() => self.retry(),
                 msg = rx.recv() => match msg {
                     Some(Input::Settings(new)) => {
                         if new.flush_every != self.settings.flush_every {
@@ -203,12 +206,27 @@ impl Pipeline {
         let res = tokio::task::spawn_blocking(move || q.flush()).await;
         match res {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                Counters::inc(&self.counters.buffer_error);
-                tracing::error!(error = %e, "buffer flush failed");
-            }
+            // The queue turned degraded and logged it once; counted here.
+            Ok(Err(_)) => Counters::inc(&self.counters.buffer_error),
             Err(e) => tracing::error!(error = %e, "buffer flush task failed"),
         }
+    }
+
+    /// While the queue is degraded, lets it retry on a blocking thread (reopening takes
+    /// seconds; the loop goes on meanwhile). The queue paces itself to `RETRY_EVERY`.
+    fn retry(&self) {
+        if !self.queue.health().is_degraded() || self.retrying.swap(true, Relaxed) {
+            return;
+        }
+        let (q, wake, busy) = (self.queue.clone(), self.wake.clone(), self.retrying.clone());
+        tokio::task::spawn_blocking(move || {
+            match q.retry() {
+                Ok(true) => wake.notify_one(),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(error = %e, "buffer still cannot store"),
+            }
+            busy.store(false, Relaxed);
+        });
     }
 
     pub fn handle(&mut self, msg: Input) {
@@ -380,6 +398,17 @@ impl Pipeline {
                     tracing::warn!(
                         seq,
                         "buffer full: dropping new events (on_full = drop_newest)"
+                    );
+                }
+            }
+            Ok(PushOutcome::Degraded { held, .. }) => {
+                // Logged once by the queue's transition to degraded, never per event.
+                Counters::inc(&self.counters.buffer_error);
+                if !held && !self.full {
+                    self.full = true;
+                    tracing::warn!(
+                        "buffer degraded and its memory hold (buffer.memory_max_bytes) is full: \
+                         dropping events (on_full)"
                     );
                 }
             }

@@ -436,6 +436,7 @@ pub fn cross_check(cfg: &Config, profiles: &Registry) -> Vec<ConfigError> {
                 super::Transport::ModbusTcp { .. } | super::Transport::ModbusBus { .. }
             ) | (Protocol::Serial, super::Transport::Serial { .. })
                 | (Protocol::Lora, super::Transport::Lora(_))
+                | (Protocol::Ocpp, super::Transport::Ocpp(_))
         );
         if !fits {
             errors.push(ConfigError {

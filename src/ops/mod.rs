@@ -9,3 +9,4 @@ pub mod counters;
 pub mod failure_log;
 pub mod logging;
 pub mod notify;
+pub mod pem;

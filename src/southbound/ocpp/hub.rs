@@ -19,6 +19,9 @@ use tokio_util::sync::CancellationToken;
 /// Transaction ids are reserved in blocks: the block's end is flushed to disk before
 /// any id of it is handed out, so a crash can skip ids but never reuse one.
 const TX_BLOCK: i64 = 100;
+/// Proxy mode: retry bounds for an unreachable upstream CSMS (full-jitter backoff).
+const UPSTREAM_RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(500);
+const UPSTREAM_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A connector device as configured.
 #[derive(Debug, Clone)]
@@ -54,6 +57,8 @@ pub struct Hub {
     queue: Queue,
     tx: tokio::sync::Mutex<(i64, i64)>,
     next_conn: AtomicU64,
+    /// Proxy mode: per charge point, the upstream backoff and the earliest next attempt.
+    upstream_retry: Mutex<HashMap<String, (crate::ops::backoff::Backoff, std::time::Instant)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,7 +99,31 @@ impl Hub {
             queue,
             tx: tokio::sync::Mutex::new((reserved, reserved)),
             next_conn: AtomicU64::new(1),
+            upstream_retry: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Proxy mode: whether the upstream of `cp` may be tried now (not within its backoff).
+    pub fn upstream_due(&self, cp: &str) -> bool {
+        lock(&self.upstream_retry)
+            .get(cp)
+            .is_none_or(|(_, at)| *at <= std::time::Instant::now())
+    }
+
+    /// Proxy mode: records the outcome of an upstream attempt for `cp`.
+    pub fn upstream_outcome(&self, cp: &str, ok: bool) {
+        let mut m = lock(&self.upstream_retry);
+        if ok {
+            m.remove(cp);
+            return;
+        }
+        let (b, at) = m.entry(cp.to_string()).or_insert_with(|| {
+            (
+                crate::ops::backoff::Backoff::new(UPSTREAM_RETRY_MIN, UPSTREAM_RETRY_MAX),
+                std::time::Instant::now(),
+            )
+        });
+        *at = std::time::Instant::now() + b.next_wait();
     }
 
     pub fn conn_no(&self) -> u64 {

@@ -163,16 +163,25 @@ pub async fn run(
             tracing::info!(charge_point = %cp, %peer, "charger connected");
             match hub.cfg.upstream.clone() {
                 None => super::conn::serve::<_, Io>(hub, cp, ws, None, cancel).await,
-                Some(url) => match super::upstream::connect(&hub, &url, &cp).await {
-                    Ok(up) => super::conn::serve(hub, cp, ws, Some(up), cancel).await,
-                    Err(e) => {
-                        tracing::warn!(charge_point = %cp, error = %e, "upstream CSMS unreachable; charger connection closed");
-                        let mut ws = ws;
-                        let _ = ws.close(None).await;
-                        hub.set_cp_state(&cp, false, Some(super::UPSTREAM_DOWN))
-                            .await;
+                Some(url) => {
+                    let up = if hub.upstream_due(&cp) {
+                        let r = super::upstream::connect(&hub, &url, &cp).await;
+                        hub.upstream_outcome(&cp, r.is_ok());
+                        r.map_err(|e| e.to_string())
+                    } else {
+                        Err("still within the retry backoff".to_string())
+                    };
+                    match up {
+                        Ok(up) => super::conn::serve(hub, cp, ws, Some(up), cancel).await,
+                        Err(e) => {
+                            tracing::warn!(charge_point = %cp, error = %e, "upstream CSMS unreachable; charger connection closed");
+                            let mut ws = ws;
+                            let _ = ws.close(None).await;
+                            hub.set_cp_state(&cp, false, Some(super::UPSTREAM_DOWN))
+                                .await;
+                        }
                     }
-                },
+                }
             }
         });
     }

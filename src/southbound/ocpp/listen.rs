@@ -35,6 +35,8 @@ fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
 }
 
 /// The handshake decision: the charge point id, or the refusal.
+// The error type is tungstenite's handshake `Callback`'s, large by its design.
+#[allow(clippy::result_large_err)]
 pub fn check_request(
     hub: &Hub,
     req: &Request,
@@ -141,6 +143,7 @@ pub async fn run(
                 },
             };
             let mut cp = None;
+            #[allow(clippy::result_large_err)]
             let cb = |req: &Request, resp: Response| {
                 check_request(&hub, req, resp).map(|(id, resp)| {
                     cp = Some(id);

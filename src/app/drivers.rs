@@ -27,6 +27,11 @@ pub enum DriverKind {
         Vec<crate::southbound::lora::driver::LoraDevice>,
     ),
     Serial(crate::southbound::serial::SerialBus),
+    /// The OCPP listener (`[ocpp]`) and its connector devices.
+    Ocpp(
+        Box<crate::config::ocpp::OcppCfg>,
+        Vec<crate::southbound::ocpp::OcppDevice>,
+    ),
 }
 
 #[derive(Debug)]
@@ -75,6 +80,7 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     let mut modbus = LinkSet::new(&cfg.buses);
     let mut serial = crate::southbound::serial::Buses::default();
     let mut lora = Vec::new();
+    let mut ocpp = Vec::new();
     let script_engine = crate::script::Engine::new();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(info) = device_info(d, registry) else {
@@ -95,6 +101,12 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
                     info,
                     cfg: l.clone(),
                     codec,
+                });
+            }
+            Transport::Ocpp(o) if cfg.ocpp.is_some() => {
+                ocpp.push(crate::southbound::ocpp::OcppDevice {
+                    info,
+                    cfg: o.clone(),
                 });
             }
             other => {
@@ -127,6 +139,19 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
             devices: lora.iter().map(|d| d.info.clone()).collect(),
             key: "lora".into(),
             kind: DriverKind::Lora(Box::new(lcfg.clone()), lora),
+        });
+    }
+    // OCPP: one listener only when [ocpp] is present.
+    if let Some(ocfg) = &cfg.ocpp {
+        let fp: String = ocpp
+            .iter()
+            .map(|d| format!("{:?}{:?}", d.info, d.cfg))
+            .collect();
+        plans.push(DriverPlan {
+            fingerprint: format!("{ocfg:?}|{fp}"),
+            devices: ocpp.iter().map(|d| d.info.clone()).collect(),
+            key: "ocpp".into(),
+            kind: DriverKind::Ocpp(Box::new(ocfg.clone()), ocpp),
         });
     }
     for bus in serial.into_buses() {
@@ -192,6 +217,25 @@ pub async fn spawn(
                 Ok(task) => task,
                 Err(e) => {
                     tracing::error!(error = %e, "LoRa source not started");
+                    return None;
+                }
+            }
+        }
+        DriverKind::Ocpp(ocfg, devices) => {
+            match crate::southbound::ocpp::spawn(
+                &ocfg,
+                devices,
+                queue,
+                counters.clone(),
+                inbox_rx,
+                tx.clone(),
+                cancel.clone(),
+            )
+            .await
+            {
+                Ok(task) => task,
+                Err(e) => {
+                    tracing::error!(error = %e, "OCPP listener not started");
                     return None;
                 }
             }

@@ -40,6 +40,9 @@ use tokio_util::sync::CancellationToken;
 pub const RATE_PER_DEVICE: f64 = 5.0;
 /// How long a driver may take to run a command (it may be mid-poll on a slow bus).
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(15);
+/// OCPP chargers get 30 s per call (SPEC §9) and a multi-point command makes several:
+/// the driver reports "charger did not answer" itself, this only bounds a stuck driver.
+pub const OCPP_WRITE_TIMEOUT: Duration = Duration::from_secs(200);
 
 /// A command as received.
 #[derive(Debug)]
@@ -203,8 +206,13 @@ impl Commands {
         self.dedup.record(&c.device, &cmd.id, now);
         let device = c.device.clone();
         let info = route.info.clone();
+        let limit = if info.profile.protocol == crate::profile::Protocol::Ocpp {
+            OCPP_WRITE_TIMEOUT
+        } else {
+            WRITE_TIMEOUT
+        };
         Some(Ok(Box::pin(async move {
-            let outcome = match tokio::time::timeout(WRITE_TIMEOUT, rx).await {
+            let outcome = match tokio::time::timeout(limit, rx).await {
                 Ok(Ok(o)) => o,
                 Ok(Err(_)) => WriteOutcome {
                     points: vec![],
@@ -214,7 +222,7 @@ impl Commands {
                     points: vec![],
                     error: Some(format!(
                         "no answer from the driver within {} s",
-                        WRITE_TIMEOUT.as_secs()
+                        limit.as_secs()
                     )),
                 },
             };

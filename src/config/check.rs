@@ -57,6 +57,18 @@ pub fn summary(cfg: &Config, reg: &Registry) -> String {
     if cfg.lora.is_some() {
         let _ = writeln!(s, "lora        [lora] section present");
     }
+    if let Some(o) = &cfg.ocpp {
+        let scheme = if o.tls.is_some() { "wss" } else { "ws" };
+        let mode = match &o.upstream {
+            Some(u) => format!("proxy to {u}"),
+            None => "central system".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "ocpp        {scheme}://{}/ocpp/<charge point id>, {mode}",
+            o.listen
+        );
+    }
     let _ = writeln!(s, "buses       {}", cfg.buses.len());
     for b in &cfg.buses {
         let parity = match b.parity {

@@ -38,6 +38,7 @@ struct RawDevice {
     modbus: Option<RawModbus>,
     serial: Option<RawSerial>,
     lora: Option<toml::Table>,
+    ocpp: Option<toml::Table>,
 }
 
 #[derive(Deserialize)]
@@ -320,6 +321,7 @@ pub(super) fn devices(
             ("modbus", d.modbus.is_some()),
             ("serial", d.serial.is_some()),
             ("lora", d.lora.is_some()),
+            ("ocpp", d.ocpp.is_some()),
         ]
         .iter()
         .filter(|(_, p)| *p)
@@ -327,7 +329,7 @@ pub(super) fn devices(
         .collect();
         let transport = match present.as_slice() {
             // A transport with the wrong type was reported already.
-            [] if ["modbus", "serial", "lora"]
+            [] if ["modbus", "serial", "lora", "ocpp"]
                 .iter()
                 .any(|t| cx.shaped.contains(&format!("{key}.{t}"))) =>
             {
@@ -337,7 +339,7 @@ pub(super) fn devices(
                 cx.at(
                     file,
                     &key,
-                    "has no transport: set exactly one of modbus, serial or lora",
+                    "has no transport: set exactly one of modbus, serial, lora or ocpp",
                 );
                 None
             }
@@ -346,6 +348,8 @@ pub(super) fn devices(
                     modbus(cx, file, &format!("{key}.modbus"), m, buses)
                 } else if let Some(s) = d.serial {
                     serial(cx, file, &format!("{key}.serial"), s, buses)
+                } else if let Some(o) = d.ocpp {
+                    super::ocpp::device(cx, file, &format!("{key}.ocpp"), o).map(Transport::Ocpp)
                 } else {
                     d.lora
                         .and_then(|l| lora(cx, file, &format!("{key}.lora"), l))
@@ -359,11 +363,11 @@ pub(super) fn devices(
                 );
                 None
             }
-            _ => {
+            more => {
                 cx.at(
                     file,
                     &key,
-                    "has modbus, serial and lora; keep exactly one transport",
+                    format!("has {}; keep exactly one transport", more.join(", ")),
                 );
                 None
             }

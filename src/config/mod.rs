@@ -11,6 +11,7 @@ pub mod check;
 mod entries;
 pub mod load;
 pub mod lora;
+pub mod ocpp;
 mod parse;
 mod refs;
 #[cfg(test)]
@@ -38,6 +39,8 @@ pub struct Config {
     pub commands: CommandsCfg,
     /// `[lora]`: the LoRaWAN source; None opens no LoRa socket.
     pub lora: Option<lora::LoraCfg>,
+    /// `[ocpp]`: the listener EV chargers connect to; None opens none.
+    pub ocpp: Option<ocpp::OcppCfg>,
     pub buses: Vec<BusCfg>,
     pub devices: Vec<DeviceCfg>,
 }
@@ -157,6 +160,8 @@ pub enum Transport {
     },
     /// LoRaWAN identity and keys (SPEC §2 `lora = {…}`).
     Lora(lora::LoraDeviceCfg),
+    /// An EV charger's connector over OCPP 1.6J (SPEC §2 `ocpp = {…}`, §9).
+    Ocpp(ocpp::OcppDeviceCfg),
 }
 
 impl Transport {
@@ -173,6 +178,7 @@ impl Transport {
             Transport::ModbusBus { .. } => "modbus_bus",
             Transport::Serial { .. } => "serial",
             Transport::Lora(_) => "lora",
+            Transport::Ocpp(_) => "ocpp",
         }
     }
 }

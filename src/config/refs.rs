@@ -36,6 +36,7 @@ impl References {
                 Transport::ModbusTcp { .. } | Transport::ModbusBus { .. } => Protocol::Modbus,
                 Transport::Serial { .. } => Protocol::Serial,
                 Transport::Lora(_) => Protocol::Lora,
+                Transport::Ocpp(_) => Protocol::Ocpp,
             };
             DeviceRef {
                 index,
@@ -74,6 +75,7 @@ impl References {
                     ("modbus", Protocol::Modbus),
                     ("serial", Protocol::Serial),
                     ("lora", Protocol::Lora),
+                    ("ocpp", Protocol::Ocpp),
                 ]
                 .into_iter()
                 .filter(|(k, _)| v.get(k).is_some_and(|t| t.is_table()))

@@ -56,7 +56,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "no_transport",
         "device[0]",
-        "has no transport: set exactly one of modbus, serial or lora",
+        "has no transport: set exactly one of modbus, serial, lora or ocpp",
     ),
     (
         "duplicate_device_id",

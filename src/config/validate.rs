@@ -246,11 +246,11 @@ pub(crate) fn validate(
     for key in merged.table.keys() {
         if !matches!(
             key.as_str(),
-            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora"
+            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora" | "ocpp"
         ) {
             cx.err(
                 key,
-                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, [[bus]] or [[device]]",
+                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, ocpp, [[bus]] or [[device]]",
             );
         }
     }
@@ -271,8 +271,19 @@ pub(crate) fn validate(
             None
         }
     };
+    let ocpp = match merged.table.get("ocpp") {
+        None => None,
+        Some(v @ toml::Value::Table(_)) => super::ocpp::gateway(&mut cx, v),
+        Some(_) => {
+            cx.err("ocpp", "must be a table, written [ocpp]");
+            None
+        }
+    };
     let (buses, bus_index) = super::entries::buses(&mut cx, &merged.buses);
     let devices = super::entries::devices(&mut cx, &merged.devices, &bus_index);
+    if !merged.table.contains_key("ocpp") || ocpp.is_some() {
+        super::ocpp::cross(&mut cx, ocpp.as_ref(), &devices);
+    }
     Some(Config {
         path: merged.main.clone(),
         gateway,
@@ -281,6 +292,7 @@ pub(crate) fn validate(
         stats: stats?,
         commands: commands?,
         lora,
+        ocpp,
         buses,
         devices,
     })

@@ -2,59 +2,17 @@
 //! optional client certificate for mutual TLS. Uses the ring provider explicitly.
 
 use crate::config::MqttCfg;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::path::Path;
+use crate::ops::pem::{PemError, read_certs, read_key};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}: {what}")]
-    Pem { path: String, what: String },
+    #[error(transparent)]
+    File(#[from] PemError),
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
     #[error("no usable root certificates found on this system; set mqtt.ca_file")]
     NoRoots,
-}
-
-fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let data = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut data.as_slice()).collect();
-    let certs = certs.map_err(|e| TlsError::Pem {
-        path: path.display().to_string(),
-        what: e.to_string(),
-    })?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.display().to_string(),
-            what: "no PEM certificate found".into(),
-        });
-    }
-    Ok(certs)
-}
-
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let data = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| TlsError::Pem {
-            path: path.display().to_string(),
-            what: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::Pem {
-            path: path.display().to_string(),
-            what: "no PEM private key found".into(),
-        })
 }
 
 pub fn client_config(cfg: &MqttCfg) -> Result<Arc<rustls::ClientConfig>, TlsError> {

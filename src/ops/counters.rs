@@ -59,6 +59,8 @@ counters!(
     lora_replay,
     lora_unknown_device,
     lora_mac_ignored,
+    ocpp_unknown_charger,
+    ocpp_malformed,
 );
 
 impl Counters {

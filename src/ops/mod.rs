@@ -10,3 +10,4 @@ pub mod failure_log;
 pub mod health;
 pub mod logging;
 pub mod notify;
+pub mod pem;

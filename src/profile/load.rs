@@ -244,6 +244,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
         if raw.lora.is_some() && protocol != Protocol::Lora {
             r.err("lora", "only lora profiles take a [lora] table");
         }
+        if protocol == Protocol::Ocpp && kind.is_some_and(|k| k != Kind::EvCharger) {
+            r.err(
+                "kind",
+                "ocpp profiles describe EV chargers: kind = \"ev_charger\"",
+            );
+        }
+        if raw.poll_ms.is_some() && protocol == Protocol::Ocpp {
+            r.err(
+                "poll_ms",
+                "ocpp chargers are not polled: they send their data",
+            );
+        }
         if raw.uplink_interval_s.is_some() && protocol != Protocol::Lora {
             r.err(
                 "uplink_interval_s",

@@ -34,7 +34,7 @@ fn the_shipped_plugins_load_without_errors() {
     let (registry, errors) = Registry::load(&[dir]);
     assert!(errors.is_empty(), "{errors:#?}");
     let count = |name: &str| registry.get(name).map(|p| p.points.len());
-    assert_eq!(registry.len(), 7);
+    assert_eq!(registry.len(), 8);
     assert_eq!(count("generic-pa-serial"), Some(8));
     assert_eq!(count("generic-sensor-binary"), Some(3));
     assert_eq!(count("generic-lamp-modbus"), Some(12));

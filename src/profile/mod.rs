@@ -57,16 +57,24 @@ pub enum Protocol {
     Modbus,
     Serial,
     Lora,
+    /// EV chargers over OCPP 1.6J (SPEC §9): points only, the mapping is built in.
+    Ocpp,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Modbus, Protocol::Serial, Protocol::Lora];
+    pub const ALL: [Protocol; 4] = [
+        Protocol::Modbus,
+        Protocol::Serial,
+        Protocol::Lora,
+        Protocol::Ocpp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Modbus => "modbus",
             Protocol::Serial => "serial",
             Protocol::Lora => "lora",
+            Protocol::Ocpp => "ocpp",
         }
     }
 }

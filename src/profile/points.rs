@@ -174,6 +174,20 @@ fn check_point(
         }
         None => None,
     };
+    if protocol == Some(Protocol::Ocpp) {
+        // The OCPP mapping converts units itself (SPEC §9): no raw value to scale.
+        for (k, present) in [
+            ("scale", raw.scale.is_some()),
+            ("offset", raw.offset.is_some()),
+        ] {
+            if present {
+                r.err(
+                    key(k),
+                    "does not apply to an ocpp profile (the mapping converts units)",
+                );
+            }
+        }
+    }
     if let (Some(kind), Some(protocol), Some(name), Some(ty)) = (kind, protocol, &name, ty) {
         vocab::check_point(r, prefix, &raw, kind, protocol, name, ty);
     }

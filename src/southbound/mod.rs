@@ -9,6 +9,7 @@
 pub mod health;
 pub mod lora;
 pub mod modbus;
+pub mod ocpp;
 pub mod schedule;
 pub mod serial;
 pub mod serial_port;

@@ -10,11 +10,13 @@
 mod broker;
 mod daemon;
 mod driver;
+mod ocpp;
 mod rig;
 
 pub use broker::*;
 pub use daemon::*;
 pub use driver::*;
+pub use ocpp::*;
 pub use rig::*;
 
 use std::net::TcpListener;

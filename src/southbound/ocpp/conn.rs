@@ -1,0 +1,329 @@
+//! One charger's WebSocket after the handshake: polegate as its central system (answers,
+//! commands as CS→charger calls with a 30 s answer deadline), or relaying every frame to
+//! and from the upstream CSMS while tapping the telemetry (proxy mode).
+
+use super::command;
+use super::frame::{self, Frame, Malformed};
+use super::hub::{ConnCmd, Hub, Live};
+use super::map::{self, ChargePoint};
+use crate::model::command::WriteOutcome;
+use crate::model::{Value, now_ms, rfc3339_ms};
+use crate::ops::counters::Counters;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value as Json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// How long a charger has to answer a CS→charger call (SPEC §9).
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Commands waiting for one charge point's connection.
+const CMD_CAPACITY: usize = 8;
+/// Calls of a charger relayed upstream and not answered yet (proxy mode), per charger.
+const MAX_RELAYED_CALLS: usize = 64;
+
+/// A command being carried out: one write at a time, in order.
+struct Active {
+    cmd: ConnCmd,
+    next: usize,
+    applied: Vec<(usize, Value)>,
+    /// (message id, action, deadline) of the call awaiting the charger's answer.
+    waiting: Option<(String, &'static str, Instant)>,
+}
+
+const DISCONNECTED: &str = "charger disconnected";
+
+/// Serves a connected charger until it closes, goes silent for good, is replaced by a
+/// newer connection of the same charge point, or the driver stops.
+pub async fn serve<S, U>(
+    hub: Arc<Hub>,
+    cp: String,
+    mut ws: WebSocketStream<S>,
+    mut upstream: Option<WebSocketStream<U>>,
+    cancel: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    let conn = hub.conn_no();
+    let (cmd_tx, mut cmd_rx) = mpsc::channel(CMD_CAPACITY);
+    let mine = cancel.child_token();
+    if let Some(old) = super::lock(&hub.live).insert(
+        cp.clone(),
+        Live {
+            conn,
+            cmds: cmd_tx,
+            cancel: mine.clone(),
+        },
+    ) {
+        tracing::info!(charge_point = %cp, "a new connection replaces the previous one");
+        old.cancel.cancel();
+    }
+    let mut state = ChargePoint {
+        open: hub.load_open(&cp),
+    };
+    let silence = Duration::from_secs(hub.cfg.heartbeat_s.saturating_mul(3));
+    let mut last_rx = Instant::now();
+    let mut silent = false;
+    let mut active: Option<Active> = None;
+    let mut msg_no: u64 = 0;
+    // Proxy mode: the charger's calls relayed upstream, by message id.
+    let mut relayed: HashMap<String, (String, Json)> = HashMap::new();
+    let proxy = upstream.is_some();
+    hub.set_cp_state(&cp, true, None).await;
+    let reason = loop {
+        let deadline = active
+            .as_ref()
+            .and_then(|a| a.waiting.as_ref().map(|w| w.2))
+            .unwrap_or_else(|| last_rx + silence);
+        let up_next = async {
+            match upstream.as_mut() {
+                Some(u) => u.next().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = mine.cancelled() => break None,
+            msg = ws.next() => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(_))) => {
+                        Counters::inc(&hub.counters.ocpp_malformed);
+                        let _ = ws.send(Message::text(frame::error("-1", "FormationViolation", "OCPP-J frames are text"))).await;
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None => break Some(DISCONNECTED),
+                    Some(Ok(_)) => { last_rx = Instant::now(); continue; }
+                    Some(Err(e)) => {
+                        tracing::info!(charge_point = %cp, error = %e, "charger connection failed");
+                        break Some(DISCONNECTED);
+                    }
+                };
+                last_rx = Instant::now();
+                if silent {
+                    silent = false;
+                    hub.set_cp_state(&cp, true, None).await;
+                }
+                if let Some(u) = upstream.as_mut() {
+                    if let Ok(Frame::Call { id, action, payload }) = frame::parse(&text)
+                        && relayed.len() < MAX_RELAYED_CALLS
+                    {
+                        relayed.insert(id, (action, payload));
+                    }
+                    if u.send(Message::text(text)).await.is_err() {
+                        break Some(super::UPSTREAM_DOWN);
+                    }
+                    continue;
+                }
+                let reply = on_charger_frame(&hub, &cp, &mut state, &text, &mut active).await;
+                if let Some(reply) = reply && ws.send(Message::text(reply)).await.is_err() {
+                    break Some(DISCONNECTED);
+                }
+            }
+            msg = up_next => {
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => t.to_string(),
+                    Some(Ok(Message::Binary(b))) => {
+                        if ws.send(Message::Binary(b)).await.is_err() { break Some(DISCONNECTED); }
+                        continue;
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Some(super::UPSTREAM_DOWN),
+                    Some(Ok(_)) => continue,
+                };
+                if let Ok(Frame::Result { id, payload }) = frame::parse(&text)
+                    && let Some((action, req)) = relayed.remove(&id)
+                {
+                    tap(&hub, &cp, &mut state, &action, &req, &payload).await;
+                }
+                if ws.send(Message::text(text)).await.is_err() {
+                    break Some(DISCONNECTED);
+                }
+            }
+            cmd = cmd_rx.recv(), if active.is_none() && !proxy => {
+                let Some(cmd) = cmd else { continue };
+                active = Some(Active { cmd, next: 0, applied: vec![], waiting: None });
+            }
+            _ = tokio::time::sleep_until(deadline) => {
+                if let Some(a) = active.as_mut().filter(|a| a.waiting.as_ref().is_some_and(|w| w.2 <= Instant::now())) {
+                    a.waiting = None;
+                    finish(&hub, active.take(), Some("charger did not answer".into())).await;
+                } else if last_rx + silence <= Instant::now() && !silent {
+                    silent = true;
+                    hub.set_cp_state(&cp, false, Some(DISCONNECTED)).await;
+                }
+            }
+        }
+        // Send the next write of the active command, or finish it.
+        if let Some(a) = active.as_mut()
+            && a.waiting.is_none()
+        {
+            if a.next >= a.cmd.writes.len() {
+                finish(&hub, active.take(), None).await;
+                continue;
+            }
+            let dev = &hub.devices[a.cmd.device];
+            let (name, _, value) = &a.cmd.writes[a.next];
+            let open_tx = state.open.get(&dev.cfg.connector).map(|o| o.transaction_id);
+            match command::build(name, value, dev.cfg.connector, open_tx) {
+                Ok((action, payload)) => {
+                    msg_no += 1;
+                    let id = format!("pg{conn}-{msg_no}");
+                    let text = frame::call(&id, action, &payload);
+                    a.waiting = Some((id, action, Instant::now() + ANSWER_TIMEOUT));
+                    if ws.send(Message::text(text)).await.is_err() {
+                        finish(&hub, active.take(), Some("charger disconnected".into())).await;
+                        break Some(DISCONNECTED);
+                    }
+                }
+                Err(e) => finish(&hub, active.take(), Some(e)).await,
+            }
+        }
+    };
+    finish(&hub, active.take(), Some("charger disconnected".into())).await;
+    let _ = ws.close(None).await;
+    if let Some(mut u) = upstream {
+        let _ = u.close(None).await;
+    }
+    // Only the current connection of a charge point speaks for its devices.
+    let current = {
+        let mut live = super::lock(&hub.live);
+        let current = live.get(&cp).is_some_and(|l| l.conn == conn);
+        if current {
+            live.remove(&cp);
+        }
+        current
+    };
+    if current && let Some(reason) = reason {
+        hub.set_cp_state(&cp, false, Some(reason)).await;
+    }
+    tracing::info!(charge_point = %cp, reason = reason.unwrap_or("replaced or stopped"), "charger connection closed");
+}
+
+async fn tap(hub: &Hub, cp: &str, state: &mut ChargePoint, action: &str, req: &Json, conf: &Json) {
+    match state.tap(action, req, conf) {
+        Ok(taps) => {
+            if matches!(action, "StartTransaction" | "StopTransaction") {
+                hub.save_open(cp, &state.open);
+            }
+            hub.apply(cp, taps).await;
+        }
+        Err(e) => tracing::debug!(charge_point = cp, action, error = %e, "frame not tapped"),
+    }
+}
+
+/// Central-system mode: a frame from the charger → the text to answer with, if any.
+async fn on_charger_frame(
+    hub: &Hub,
+    cp: &str,
+    state: &mut ChargePoint,
+    text: &str,
+    active: &mut Option<Active>,
+) -> Option<String> {
+    let malformed = |e: Malformed| {
+        Counters::inc(&hub.counters.ocpp_malformed);
+        tracing::info!(charge_point = cp, code = e.code, error = %e.description, "malformed OCPP frame");
+        Some(e.to_text())
+    };
+    let f = match frame::parse(text) {
+        Ok(f) => f,
+        Err(e) => return malformed(e),
+    };
+    match f {
+        Frame::Call {
+            id,
+            action,
+            payload,
+        } => {
+            let mut tx = None;
+            if action == "StartTransaction" {
+                match hub.next_tx().await {
+                    Ok(n) => tx = Some(n),
+                    Err(e) => {
+                        tracing::warn!(charge_point = cp, error = %e, "no transaction id");
+                        return Some(frame::error(
+                            &id,
+                            "InternalError",
+                            "transaction ids unavailable",
+                        ));
+                    }
+                }
+            }
+            let now = rfc3339_ms(now_ms());
+            let accepts = |t: &str| hub.cfg.accepts(t);
+            let mut next = || tx.unwrap_or(0);
+            match map::answer(
+                &action,
+                &payload,
+                &now,
+                hub.cfg.heartbeat_s,
+                &accepts,
+                &mut next,
+            ) {
+                Ok(conf) => {
+                    tap(hub, cp, state, &action, &payload, &conf).await;
+                    Some(frame::result(&id, &conf))
+                }
+                Err(e) => malformed(Malformed { id, ..e }),
+            }
+        }
+        Frame::Result { id, payload } => {
+            if let Some(a) = active.as_mut()
+                && let Some((want, action, _)) = &a.waiting
+                && *want == id
+            {
+                let action = *action;
+                a.waiting = None;
+                match command::outcome(action, &payload) {
+                    Ok(()) => {
+                        let (_, i, v) = &a.cmd.writes[a.next];
+                        a.applied.push((*i, v.clone()));
+                        a.next += 1;
+                    }
+                    Err(e) => finish(hub, active.take(), Some(e)).await,
+                }
+            }
+            None
+        }
+        Frame::Error {
+            id,
+            code,
+            description,
+        } => {
+            if let Some(a) = active.as_mut()
+                && a.waiting.as_ref().is_some_and(|w| w.0 == id)
+            {
+                let action = a.waiting.as_ref().map_or("", |w| w.1);
+                let e = format!("charger answered {action} with {code}: {description}");
+                finish(hub, active.take(), Some(e)).await;
+            }
+            None
+        }
+    }
+}
+
+/// Answers a command: the written values on success (and their telemetry for the points
+/// only commands reveal), the points applied before a failure otherwise.
+async fn finish(hub: &Hub, active: Option<Active>, error: Option<String>) {
+    let Some(a) = active else { return };
+    if error.is_none() {
+        let dev = a.cmd.device;
+        let shown: Vec<(String, Value)> = a
+            .cmd
+            .writes
+            .iter()
+            .filter(|(n, _, _)| n == "enabled" || n == "max_current")
+            .map(|(n, _, v)| (n.clone(), v.clone()))
+            .collect();
+        hub.reading(dev, &shown, &["enabled", "max_current"]).await;
+    }
+    let _ = a.cmd.reply.send(WriteOutcome {
+        points: a.applied,
+        error,
+    });
+}

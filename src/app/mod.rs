@@ -13,6 +13,10 @@
 
 pub mod drivers;
 pub mod filewatch;
+mod load;
+mod views;
+
+pub use load::{Loaded, load};
 
 use crate::buffer::{Queue, QueueOptions, WhenFull};
 use crate::commands::dedup::Dedup;
@@ -21,13 +25,14 @@ use crate::config::{self, Config};
 use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
+use crate::ops::health::BufferHealth;
 use crate::ops::notify::{Liveness, Notifier, status_line};
 use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
 use crate::profile::Registry;
 use drivers::RunningDriver;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
@@ -50,39 +55,6 @@ pub enum RunError {
     Buffer(#[from] crate::buffer::BufferError),
 }
 
-/// Configuration and profiles, validated together; every problem as one line.
-pub struct Loaded {
-    pub config: Config,
-    pub registry: Registry,
-    /// Problems in profile files no device uses (warnings for `run`).
-    pub profile_warnings: Vec<String>,
-}
-
-/// Loads and validates the configuration and the profiles it uses.
-/// `strict` (for `check`) makes every profile problem an error.
-pub fn load(path: &Path, strict: bool) -> Result<Loaded, Vec<String>> {
-    let cfg =
-        config::load(path).map_err(|e| e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    let (registry, profile_errors) = Registry::load(&cfg.gateway.plugins_dirs);
-    let mut errors: Vec<String> = config::cross_check(&cfg, &registry)
-        .iter()
-        .map(|e| e.to_string())
-        .collect();
-    let profile_errors: Vec<String> = profile_errors.iter().map(|e| e.to_string()).collect();
-    if strict || !errors.is_empty() {
-        errors.extend(profile_errors.iter().cloned());
-    }
-    if errors.is_empty() {
-        Ok(Loaded {
-            config: cfg,
-            registry,
-            profile_warnings: if strict { vec![] } else { profile_errors },
-        })
-    } else {
-        Err(errors)
-    }
-}
-
 /// Handles the outside world (tests, demo, status lines) may keep.
 #[derive(Clone)]
 pub struct Handles {
@@ -92,6 +64,10 @@ pub struct Handles {
     /// The pipeline's input, for tools that inject readings (benchmarks, later the
     /// command path). Weak, so it never keeps the pipeline alive at shutdown.
     pub input: mpsc::WeakSender<crate::pipeline::Input>,
+    /// Where the `[http]` listener answers, when it is on.
+    pub http: Option<std::net::SocketAddr>,
+    /// The buffer's degradation (SPEC §5 Storage faults), read by the views.
+    pub buffer_health: Arc<BufferHealth>,
 }
 
 /// Optional behaviour of [`run_with`].
@@ -160,6 +136,7 @@ struct Supervisor {
     session: Option<SessionSlot>,
     session_state: Arc<SessionState>,
     liveness: Arc<Liveness>,
+    fleet_tx: watch::Sender<crate::http::Fleet>,
 }
 
 impl Supervisor {
@@ -189,6 +166,8 @@ impl Supervisor {
             .flat_map(|d| d.routes.iter().cloned())
             .collect();
         self.routes_tx.send_replace(Arc::new(routes));
+        self.fleet_tx
+            .send_replace(views::fleet(&self.device_infos(), &self.cfg));
     }
 
     fn start_session(&mut self) {
@@ -372,15 +351,20 @@ pub async fn run_with(
         session: None,
         session_state: Arc::new(SessionState::default()),
         liveness: liveness.clone(),
+        fleet_tx: watch::Sender::new(Arc::new(Vec::new())),
     };
     sup.publish_routes();
     sup.start_session();
 
+    let buffer_health = Arc::new(BufferHealth::default());
+    let http = views::start_http(&sup, buffer_health.clone(), STALL_AFTER, cancel.clone()).await;
     let handles = Handles {
         queue: queue.clone(),
         counters: counters.clone(),
         session: sup.session_state.clone(),
         input,
+        http,
+        buffer_health,
     };
     tracing::info!(gateway = %sup.cfg.gateway.id, devices = infos.len(), buffered = queue.len(), "polegate running");
     ready(&handles);

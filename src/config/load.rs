@@ -54,6 +54,9 @@ const STRING_KEYS: &[&str] = &[
     "mqtt.topic_prefix",
     "buffer.max_bytes",
     "buffer.on_full",
+    "http.listen",
+    "http.username",
+    "http.password_file",
 ];
 
 /// Where a key or entry came from, and the directory its relative paths resolve against.

@@ -9,6 +9,7 @@
 
 pub mod check;
 mod entries;
+pub mod http;
 pub mod load;
 pub mod lora;
 mod parse;
@@ -33,6 +34,8 @@ pub struct Config {
     pub buffer: BufferCfg,
     pub stats: StatsCfg,
     pub commands: CommandsCfg,
+    /// `[http]`: status page, `/metrics`, `/healthz`.
+    pub http: http::HttpCfg,
     /// `[lora]`: the LoRaWAN source; None opens no LoRa socket.
     pub lora: Option<lora::LoraCfg>,
     pub buses: Vec<BusCfg>,

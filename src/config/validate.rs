@@ -225,11 +225,11 @@ pub(crate) fn validate(
     for key in merged.table.keys() {
         if !matches!(
             key.as_str(),
-            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora"
+            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora" | "http"
         ) {
             cx.err(
                 key,
-                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, [[bus]] or [[device]]",
+                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, http, [[bus]] or [[device]]",
             );
         }
     }
@@ -250,6 +250,9 @@ pub(crate) fn validate(
             None
         }
     };
+    let http = cx
+        .section::<super::http::RawHttp>("http")
+        .and_then(|raw| super::http::http(&mut cx, raw));
     let (buses, bus_index) = super::entries::buses(&mut cx, &merged.buses);
     let devices = super::entries::devices(&mut cx, &merged.devices, &bus_index);
     Some(Config {
@@ -259,6 +262,7 @@ pub(crate) fn validate(
         buffer: buffer?,
         stats: stats?,
         commands: commands?,
+        http: http?,
         lora,
         buses,
         devices,

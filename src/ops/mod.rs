@@ -7,5 +7,6 @@ pub mod backoff;
 pub mod bucket;
 pub mod counters;
 pub mod failure_log;
+pub mod health;
 pub mod logging;
 pub mod notify;

@@ -50,6 +50,7 @@ pub mod commands;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod http;
 pub mod model;
 pub mod northbound;
 pub mod ops;

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["pipeline"],
     &["southbound", "commands"],
     &["northbound"],
+    &["http"],
     &["app"],
     &["demo"],
     &["cli"],

@@ -14,6 +14,7 @@
 pub mod drivers;
 pub mod filewatch;
 mod load;
+mod views;
 
 pub use load::{Loaded, load};
 
@@ -24,6 +25,7 @@ use crate::config::{self, Config};
 use crate::model::now_ms;
 use crate::northbound::mqtt::{Session, SessionSettings, SessionState};
 use crate::ops::counters::Counters;
+use crate::ops::health::BufferHealth;
 use crate::ops::notify::{Liveness, Notifier, status_line};
 use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
@@ -62,6 +64,10 @@ pub struct Handles {
     /// The pipeline's input, for tools that inject readings (benchmarks, later the
     /// command path). Weak, so it never keeps the pipeline alive at shutdown.
     pub input: mpsc::WeakSender<crate::pipeline::Input>,
+    /// Where the `[http]` listener answers, when it is on.
+    pub http: Option<std::net::SocketAddr>,
+    /// The buffer's degradation (SPEC §5 Storage faults), read by the views.
+    pub buffer_health: Arc<BufferHealth>,
 }
 
 /// Optional behaviour of [`run_with`].
@@ -130,6 +136,7 @@ struct Supervisor {
     session: Option<SessionSlot>,
     session_state: Arc<SessionState>,
     liveness: Arc<Liveness>,
+    fleet_tx: watch::Sender<crate::http::Fleet>,
 }
 
 impl Supervisor {
@@ -159,6 +166,8 @@ impl Supervisor {
             .flat_map(|d| d.routes.iter().cloned())
             .collect();
         self.routes_tx.send_replace(Arc::new(routes));
+        self.fleet_tx
+            .send_replace(views::fleet(&self.device_infos(), &self.cfg));
     }
 
     fn start_session(&mut self) {
@@ -343,15 +352,21 @@ pub async fn run_with(
         session: None,
         session_state: Arc::new(SessionState::default()),
         liveness: liveness.clone(),
+        fleet_tx: watch::Sender::new(Arc::new(Vec::new())),
     };
     sup.publish_routes();
     sup.start_session();
 
+    // The queue owns the degraded state (SPEC §5 Storage faults); the views read it.
+    let buffer_health = Arc::new(queue.health());
+    let http = views::start_http(&sup, buffer_health.clone(), STALL_AFTER, cancel.clone()).await;
     let handles = Handles {
         queue: queue.clone(),
         counters: counters.clone(),
         session: sup.session_state.clone(),
         input,
+        http,
+        buffer_health,
     };
     tracing::info!(gateway = %sup.cfg.gateway.id, devices = infos.len(), buffered = queue.len(), "polegate running");
     ready(&handles);

@@ -11,12 +11,12 @@
 //! Nothing that was in the queue is lost on the way; a failed step leaves everything in
 //! memory for the next attempt.
 
-use super::record;
 use super::faults::FaultPoint;
 use super::held::Held;
 use super::kv::TREE_PREFIX;
 use super::open::open_store;
 use super::open_queue::scan;
+use super::record;
 use super::sled_queue::{Acct, BufferError, Queue, Store, key, lock};
 use std::fs;
 use std::io::{self, Write};

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 mod buffer;
 mod exit;
 pub mod probe;
+mod status;
 
 pub use exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
 
@@ -51,6 +52,14 @@ pub enum Command {
     Probe {
         #[command(subcommand)]
         protocol: ProbeProtocol,
+    },
+    /// The running daemon's view, through its [http] listener.
+    Status {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
     },
     /// Inspect or purge the on-disk buffer (with the daemon stopped).
     Buffer {
@@ -99,6 +108,7 @@ pub fn main() -> i32 {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),
         Command::Profiles { config } => profiles(&config),
+        Command::Status { config, json } => status::status(&config, json),
         Command::Buffer { action, config } => buffer::buffer(&config, action),
         Command::Demo { duration } => demo(duration),
         Command::Probe {

@@ -55,6 +55,9 @@ const STRING_KEYS: &[&str] = &[
     "buffer.max_bytes",
     "buffer.memory_max_bytes",
     "buffer.on_full",
+    "http.listen",
+    "http.username",
+    "http.password_file",
 ];
 
 /// Where a key or entry came from, and the directory its relative paths resolve against.

@@ -9,6 +9,7 @@
 
 pub mod check;
 mod entries;
+pub mod http;
 pub mod load;
 pub mod lora;
 pub mod ocpp;
@@ -37,6 +38,8 @@ pub struct Config {
     pub buffer: BufferCfg,
     pub stats: StatsCfg,
     pub commands: CommandsCfg,
+    /// `[http]`: status page, `/metrics`, `/healthz`.
+    pub http: http::HttpCfg,
     /// `[lora]`: the LoRaWAN source; None opens no LoRa socket.
     pub lora: Option<lora::LoraCfg>,
     /// `[ocpp]`: the listener EV chargers connect to; None opens none.

@@ -246,11 +246,11 @@ pub(crate) fn validate(
     for key in merged.table.keys() {
         if !matches!(
             key.as_str(),
-            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora" | "ocpp"
+            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora" | "ocpp" | "http"
         ) {
             cx.err(
                 key,
-                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, ocpp, [[bus]] or [[device]]",
+                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, ocpp, http, [[bus]] or [[device]]",
             );
         }
     }
@@ -279,6 +279,9 @@ pub(crate) fn validate(
             None
         }
     };
+    let http = cx
+        .section::<super::http::RawHttp>("http")
+        .and_then(|raw| super::http::http(&mut cx, raw));
     let (buses, bus_index) = super::entries::buses(&mut cx, &merged.buses);
     let devices = super::entries::devices(&mut cx, &merged.devices, &bus_index);
     if !merged.table.contains_key("ocpp") || ocpp.is_some() {
@@ -291,6 +294,7 @@ pub(crate) fn validate(
         buffer: buffer?,
         stats: stats?,
         commands: commands?,
+        http: http?,
         lora,
         ocpp,
         buses,

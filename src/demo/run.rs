@@ -103,7 +103,7 @@ fn write_config(
     let mut toml = format!(
         "# Written by `polegate demo`.\n[gateway]\nid = \"cab-demo\"\nstate_dir = \"state\"\nplugins_dirs = [\"plugins\"]\n\n\
          [mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\n\
-         [buffer]\nflush_every_ms = 500\n\n[stats]\ninterval_s = 10\n"
+         [buffer]\nflush_every_ms = 500\n\n[stats]\ninterval_s = 10\n\n[http]\nlisten = \"127.0.0.1:0\"\n"
     );
     for (i, addr) in sims {
         let d = &DEVICES[*i];
@@ -148,12 +148,6 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
     }
     let lora_port = super::lora::prepare(&path, &tmp.0).context("writing the LoRa demo config")?;
     tokio::spawn(super::lora::forwarder(lora_port, sim_cancel.clone()));
-    eprintln!(
-        "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
-        sims.len(),
-        path.display()
-    );
-    eprintln!("polegate demo: printing every MQTT message (topic, then payload); Ctrl-C stops");
 
     // The printing subscriber.
     let mut opts = MqttOptions::new("polegate-demo-printer", "127.0.0.1", port);
@@ -192,6 +186,13 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
 
     let loaded = app::load(&path, true)
         .map_err(|e| anyhow::anyhow!("demo config invalid:\n{}", e.join("\n")))?;
+    // Counted from the configuration the daemon runs (Modbus, the PA line, LoRa alike).
+    eprintln!(
+        "polegate demo: broker on 127.0.0.1:{port}, {} simulated devices, config {}",
+        loaded.config.devices.len(),
+        path.display()
+    );
+    eprintln!("polegate demo: printing every MQTT message (topic, then payload); Ctrl-C stops");
     let run_cancel = cancel.child_token();
     if let Some(d) = duration {
         let c = run_cancel.clone();
@@ -200,7 +201,14 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
             c.cancel();
         });
     }
-    let res = app::run(loaded.config, loaded.registry, run_cancel, |_| {}).await;
+    let res = app::run(loaded.config, loaded.registry, run_cancel, |h| {
+        if let Some(a) = h.http {
+            eprintln!(
+                "polegate demo: status page http://{a}/ (also /metrics, /healthz, /api/status)"
+            );
+        }
+    })
+    .await;
     // Let the printer show the final offline status (bounded).
     let _ = tokio::time::timeout(Duration::from_secs(2), offline_rx).await;
     cancel.cancel();

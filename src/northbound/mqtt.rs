@@ -108,6 +108,8 @@ struct Conn {
     connack_ms: u64,
     flight: InFlight,
     pace_until: Option<Instant>,
+    /// When each packet id was written, for the publish → PUBACK histogram.
+    written: std::collections::HashMap<u16, Instant>,
 }
 
 impl Session {
@@ -297,6 +299,7 @@ impl Session {
             connack_ms: 0,
             flight: InFlight::new(),
             pace_until: None,
+            written: Default::default(),
         };
         let mut idle = tokio::time::interval(IDLE_TICK);
         let mut health = self.queue.health().subscribe();
@@ -384,8 +387,14 @@ impl Session {
                     tracing::warn!(topic = %p.topic, error = %e, "command dropped");
                 }
             }
-            Event::Outgoing(Outgoing::Publish(pkid)) => c.flight.sent(pkid),
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                c.flight.sent(pkid);
+                c.written.insert(pkid, Instant::now());
+            }
             Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(at) = c.written.remove(&ack.pkid) {
+                    self.counters.timings.puback(at.elapsed());
+                }
                 if let Some(seq) = c.flight.acked(ack.pkid) {
                     match self.queue.ack(seq) {
                         Ok(()) => Counters::inc(&self.counters.published),

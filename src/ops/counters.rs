@@ -21,6 +21,8 @@ macro_rules! counters {
             pub published: AtomicU64,
             /// Modbus errors per link and per device.
             pub breakdown: Breakdown,
+            /// Poll and PUBACK timing histograms (`/metrics`).
+            pub timings: super::timings::Timings,
         }
 
         impl Counters {

@@ -59,6 +59,11 @@ impl BufferHealth {
         self.tx.borrow().clone()
     }
 
+    /// The cause while degraded (for the status page and `/api/status`).
+    pub fn reason(&self) -> Option<String> {
+        self.tx.borrow().reason().map(str::to_string)
+    }
+
     pub fn is_degraded(&self) -> bool {
         self.tx.borrow().is_degraded()
     }

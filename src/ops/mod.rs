@@ -11,3 +11,4 @@ pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod pem;
+pub mod timings;

@@ -5,6 +5,7 @@
 //! `flush_every_ms` and once more when the input channel closes (shutdown), which bounds
 //! what a crash can lose.
 
+pub mod latest;
 pub mod report;
 
 use crate::buffer::{PushOutcome, Queue, Record};
@@ -36,6 +37,8 @@ pub struct DeviceInfo {
     pub profile: ProfileRef,
     pub meta: serde_json::Map<String, serde_json::Value>,
     pub heartbeat_ms: u64,
+    /// Latest values and last reason, for the status page.
+    pub latest: latest::Latest,
 }
 
 impl DeviceInfo {
@@ -54,6 +57,7 @@ impl DeviceInfo {
             profile,
             meta,
             heartbeat_ms,
+            latest: Default::default(),
         }
     }
 }
@@ -239,6 +243,9 @@ impl Pipeline {
                 if online && let Some(r) = self.reporters.get_mut(&device.id) {
                     r.reset();
                 }
+                device
+                    .latest
+                    .set_reason(if online { None } else { reason.as_deref() });
                 self.emit_state(&device, online, reason.as_deref());
             }
             Input::Settings(s) => self.set_settings(s),
@@ -264,6 +271,7 @@ impl Pipeline {
                 at_ms,
                 force,
             } => {
+                device.latest.record(&values, at_ms);
                 let reporter = self.reporters.entry(device.id.clone()).or_insert_with(|| {
                     Reporter::new(device.profile.points.len(), device.heartbeat_ms)
                 });

@@ -35,9 +35,15 @@ impl Setup {
     pub fn custom(gateway: &str, mqtt: &str, rest: &str) -> Setup {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("polegate.toml");
+        // Tests run side by side: each listener on its own port unless the test says.
+        let http = if rest.contains("[http]") {
+            ""
+        } else {
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n"
+        };
         let text = format!(
             "[gateway]\nid = \"{gateway}\"\nstate_dir = \"state\"\nplugins_dirs = [{plugins:?}]\n\n\
-             [mqtt]\n{mqtt}\n[stats]\ninterval_s = 0\n\n{rest}",
+             [mqtt]\n{mqtt}\n[stats]\ninterval_s = 0\n\n{http}{rest}",
             plugins = plugins_dir().display().to_string(),
         );
         std::fs::write(&path, text).expect("write config");

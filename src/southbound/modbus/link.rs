@@ -241,6 +241,10 @@ pub async fn run_link(
             attempt += 1;
         };
         let now = Instant::now();
+        faults
+            .counters()
+            .timings
+            .poll(&link.name, now.duration_since(started));
         let overruns = schedule.done(i, started, now, outcome.is_ok());
         overrun_log.record(overruns, now, &link.name, &dev.info.id, faults.counters());
         let msgs = report_cycle(&link.name, dev, &mut states[i], outcome);

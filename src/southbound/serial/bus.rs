@@ -181,6 +181,10 @@ impl Task {
         // A push-only cycle occupied no line time: no reason to back it off.
         let ok = ok || self.states[i].push_only;
         let now = Instant::now();
+        if !self.states[i].push_only {
+            let took = now.duration_since(started);
+            self.counters.timings.poll(&self.bus.cfg.id, took);
+        }
         let overruns = self.schedule.done(i, started, now, ok);
         self.overruns.record(
             overruns,

@@ -1,0 +1,49 @@
+//! Wiring of the operator's views (`crate::http`): the device list they show and the
+//! listener's start.
+
+use super::Supervisor;
+use crate::config::Config;
+use crate::http::{Fleet, FleetEntry, Sources};
+use crate::ops::health::BufferHealth;
+use crate::pipeline::DeviceInfo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// The running devices with their configured transport.
+pub(super) fn fleet(infos: &[Arc<DeviceInfo>], cfg: &Config) -> Fleet {
+    Arc::new(
+        infos
+            .iter()
+            .filter_map(|info| {
+                let d = cfg.devices.iter().find(|d| d.id == info.id)?;
+                Some(FleetEntry {
+                    info: info.clone(),
+                    transport: d.transport.clone(),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// Starts `[http]` (if on); the address it answers on.
+pub(super) async fn start_http(
+    sup: &Supervisor,
+    buffer_health: Arc<BufferHealth>,
+    stall_after: Duration,
+    cancel: CancellationToken,
+) -> Option<SocketAddr> {
+    let sources = Sources {
+        gateway: sup.cfg.gateway.id.clone(),
+        started: Instant::now(),
+        queue: sup.queue.clone(),
+        counters: sup.counters.clone(),
+        session: sup.session_state.clone(),
+        liveness: sup.liveness.clone(),
+        buffer_health,
+        stall_after,
+        fleet: sup.fleet_tx.subscribe(),
+    };
+    crate::http::start(&sup.cfg.http, sources, cancel).await
+}

@@ -1,0 +1,146 @@
+//! `/metrics`: the Prometheus exposition (OpenMetrics text) of a [`Status`] snapshot
+//! plus the timing histograms. The registry is built per scrape from the snapshot, so
+//! there is one owner of each fact (the counters, the queue, the links) and no second
+//! copy to keep in step; `prometheus-client` does the formatting and label escaping.
+
+use super::status::Status;
+use crate::ops::timings::Timings;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+/// What Prometheus asks for and accepts.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+type Labels = Vec<(&'static str, String)>;
+
+fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    r.register(name, help, g);
+}
+
+fn counter(r: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    r.register(name, help, c);
+}
+
+/// The exposition of `s` and `t`, ending with `# EOF`.
+pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
+    let mut r = Registry::default();
+    gauge(&mut r, "polegate_up", "1 while the daemon runs", 1);
+    counter(
+        &mut r,
+        "polegate_published",
+        "Events acknowledged by the broker",
+        s.published,
+    );
+    gauge(
+        &mut r,
+        "polegate_buffer_events",
+        "Events in the durable queue",
+        s.buffer.events as i64,
+    );
+    gauge(
+        &mut r,
+        "polegate_buffer_bytes",
+        "Bytes of the events in the queue",
+        s.buffer.bytes as i64,
+    );
+    counter(
+        &mut r,
+        "polegate_buffer_dropped",
+        "Events dropped by buffer.on_full or a storage fault",
+        s.buffer.dropped,
+    );
+    let age = Gauge::<f64, AtomicU64>::default();
+    age.set(s.buffer.oldest_age_s.unwrap_or(0.0));
+    r.register(
+        "polegate_buffer_oldest_age_seconds",
+        "Age of the oldest queued event (0 when empty)",
+        age,
+    );
+    gauge(
+        &mut r,
+        "polegate_buffer_degraded",
+        "1 while the queue cannot store (SPEC 5 Storage faults)",
+        (s.buffer.state == "degraded") as i64,
+    );
+    gauge(
+        &mut r,
+        "polegate_broker_connected",
+        "1 while the MQTT session is up",
+        (s.broker == "connected") as i64,
+    );
+    let devices = Family::<Labels, Gauge>::default();
+    for state in ["online", "offline", "unknown"] {
+        let n = s.devices.iter().filter(|d| d.state == state).count();
+        devices
+            .get_or_create(&vec![("state", state.to_string())])
+            .set(n as i64);
+    }
+    r.register("polegate_devices", "Enabled devices by state", devices);
+    let online = Family::<Labels, Gauge>::default();
+    for d in &s.devices {
+        online
+            .get_or_create(&vec![
+                ("device", d.id.clone()),
+                ("profile", d.profile.clone()),
+            ])
+            .set((d.state == "online") as i64);
+    }
+    r.register(
+        "polegate_device_online",
+        "1 while the device answers",
+        online,
+    );
+    let errors = Family::<Labels, Counter>::default();
+    for (name, n) in &s.errors {
+        errors
+            .get_or_create(&vec![("counter", name.clone())])
+            .inc_by(*n);
+    }
+    r.register(
+        "polegate_errors",
+        "Error counters (the names of stats.errors)",
+        errors,
+    );
+    let links = Family::<Labels, Counter>::default();
+    for l in &s.links {
+        for (name, n) in &l.errors {
+            links
+                .get_or_create(&vec![("link", l.link.clone()), ("counter", name.clone())])
+                .inc_by(*n);
+        }
+    }
+    r.register("polegate_link_errors", "Modbus errors per link", links);
+    r.register(
+        "polegate_poll_duration_seconds",
+        "One device's poll cycle, per link",
+        t.poll.clone(),
+    );
+    r.register(
+        "polegate_publish_ack_seconds",
+        "From a publish written to the broker to its PUBACK",
+        t.puback.clone(),
+    );
+    let requests = Family::<Labels, Counter>::default();
+    for (code, n) in http.snapshot() {
+        requests
+            .get_or_create(&vec![("code", code.to_string())])
+            .inc_by(n);
+    }
+    r.register(
+        "polegate_http_requests",
+        "Requests to this listener by answer (refused connections count as 503)",
+        requests,
+    );
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}

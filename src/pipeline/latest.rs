@@ -1,0 +1,61 @@
+//! The latest value of every point of a device and the reason of its last transition,
+//! kept for the operator's views (status page, `/api/status`). The pipeline writes it on
+//! each reading and transition; readers copy it out under a short lock, never held
+//! across an await.
+
+use crate::model::Value;
+use std::sync::Mutex;
+
+/// One point's latest value and when it was read (ms since the epoch).
+pub type Sample = Option<(Value, u64)>;
+
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// By point index in the profile.
+    pub values: Vec<Sample>,
+    /// Why the device went offline (its last `state` event), if it did.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Latest(Mutex<Snapshot>);
+
+impl Latest {
+    /// Records `values` (point index, value) read at `at_ms`.
+    pub fn record(&self, values: &[(usize, Value)], at_ms: u64) {
+        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (i, v) in values {
+            if s.values.len() <= *i {
+                s.values.resize(*i + 1, None);
+            }
+            s.values[*i] = Some((v.clone(), at_ms));
+        }
+    }
+
+    pub fn set_reason(&self, reason: Option<&str>) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).reason = reason.map(str::to_string);
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latest_keeps_the_newest_value_of_each_point_with_its_time() {
+        let l = Latest::default();
+        l.record(&[(2, Value::Int(5))], 10);
+        l.record(&[(0, Value::Bool(true)), (2, Value::Int(7))], 20);
+        l.set_reason(Some("timeout"));
+        let s = l.snapshot();
+        assert_eq!(s.values.len(), 3);
+        assert_eq!(s.values[0], Some((Value::Bool(true), 20)));
+        assert_eq!(s.values[1], None);
+        assert_eq!(s.values[2], Some((Value::Int(7), 20)));
+        assert_eq!(s.reason.as_deref(), Some("timeout"));
+    }
+}

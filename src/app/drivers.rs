@@ -202,8 +202,9 @@ pub async fn spawn(
         DriverKind::Serial(bus) => {
             crate::southbound::serial::spawn_bus(bus, inbox_rx, tx, counters, &cancel)
         }
-        DriverKind::Lora(lcfg, devices) => {
-            match crate::southbound::lora::spawn(
+        DriverKind::Lora(lcfg, devices) => started(
+            "LoRa source",
+            crate::southbound::lora::spawn(
                 &lcfg,
                 devices,
                 queue,
@@ -212,17 +213,11 @@ pub async fn spawn(
                 tx.clone(),
                 cancel.clone(),
             )
-            .await
-            {
-                Ok(task) => task,
-                Err(e) => {
-                    tracing::error!(error = %e, "LoRa source not started");
-                    return None;
-                }
-            }
-        }
-        DriverKind::Ocpp(ocfg, devices) => {
-            match crate::southbound::ocpp::spawn(
+            .await,
+        )?,
+        DriverKind::Ocpp(ocfg, devices) => started(
+            "OCPP listener",
+            crate::southbound::ocpp::spawn(
                 &ocfg,
                 devices,
                 queue,
@@ -231,15 +226,8 @@ pub async fn spawn(
                 tx.clone(),
                 cancel.clone(),
             )
-            .await
-            {
-                Ok(task) => task,
-                Err(e) => {
-                    tracing::error!(error = %e, "OCPP listener not started");
-                    return None;
-                }
-            }
-        }
+            .await,
+        )?,
     };
     Some(RunningDriver {
         key: plan.key,
@@ -249,4 +237,10 @@ pub async fn spawn(
         cancel,
         task,
     })
+}
+
+/// The task of a listener-driver that started, or None after one error line naming it.
+fn started<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> Option<T> {
+    r.map_err(|e| tracing::error!(error = %e, "{what} not started"))
+        .ok()
 }

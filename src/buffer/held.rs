@@ -94,10 +94,10 @@ impl Held {
         }
     }
 
-    /// Up to `limit` held records with seq >= `start`, in order.
-    pub(crate) fn from(&self, start: u64, limit: usize) -> Vec<(u64, Record)> {
+    /// Up to `limit` held records with `start <= seq <= end`, in order.
+    pub(crate) fn from(&self, start: u64, end: u64, limit: usize) -> Vec<(u64, Record)> {
         self.events
-            .range(start..)
+            .range(start..=end)
             .take(limit)
             .map(|(s, (r, _))| (*s, r.clone()))
             .collect()
@@ -105,7 +105,7 @@ impl Held {
 
     /// All held records, in order (recovery writes them into the queue first).
     pub(crate) fn all(&self) -> Vec<(u64, Record)> {
-        self.from(0, usize::MAX)
+        self.from(0, u64::MAX, usize::MAX)
     }
 
     /// The held value of a kv key: `Some(None)` for a held removal, `None` if not held.
@@ -161,7 +161,10 @@ mod tests {
             HoldOutcome::Held { evicted: 1 }
         );
         assert_eq!(
-            h.from(0, 10).iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            h.from(0, u64::MAX, 10)
+                .iter()
+                .map(|(s, _)| *s)
+                .collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
         assert!(h.bytes() <= max);

@@ -87,6 +87,7 @@ impl Queue {
                     // Nothing is reserved for this run yet: the first next_seq reserves.
                     reserved_until: floor,
                 }),
+                pushed: AtomicU64::new(floor.saturating_sub(1)),
                 acct: Mutex::new(acct),
                 held: Mutex::new(Held::default()),
                 unflushed: Mutex::new(Unflushed::default()),

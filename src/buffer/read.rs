@@ -24,8 +24,11 @@ impl Queue {
                 None => return Ok(Vec::new()),
             },
         };
+        // Read before the scan starts: every push up to here has returned, so the scan
+        // sees all of them, and nothing later (which it might see out of order).
+        let end = self.inner.pushed.load(Ordering::Acquire);
         let mut out = Vec::with_capacity(limit.min(1024));
-        if limit == 0 {
+        if limit == 0 || start > end {
             return Ok(out);
         }
         let mut bad = Vec::new();
@@ -33,7 +36,7 @@ impl Queue {
             let held = lock(&self.inner.held);
             let store = self.store();
             if let Some(st) = store.as_ref() {
-                for item in st.events.range(key(start)..) {
+                for item in st.events.range(key(start)..=key(end)) {
                     let (k, v) = match item {
                         Ok(kv) => kv,
                         // While degraded, what memory holds is still delivered.
@@ -60,7 +63,7 @@ impl Queue {
             }
             if !held.is_empty() {
                 let mut merged: std::collections::BTreeMap<u64, Record> = out.into_iter().collect();
-                merged.extend(held.from(start, limit));
+                merged.extend(held.from(start, end, limit));
                 out = merged.into_iter().take(limit).collect();
             }
         }

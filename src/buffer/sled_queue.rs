@@ -94,6 +94,10 @@ pub(crate) struct Inner {
     /// None while recovery has closed the database and not reopened it yet.
     pub(crate) store: RwLock<Option<Store>>,
     pub(crate) seq: Mutex<SeqState>,
+    /// The highest seq whose [`Queue::push`] has returned. Readers stop there (see
+    /// `read_after`): sled's range scans are not snapshots, so a scan racing with inserts
+    /// is not promised to see an earlier key whenever it sees a later one.
+    pub(crate) pushed: AtomicU64,
     pub(crate) acct: Mutex<Acct>,
     pub(crate) held: Mutex<Held>,
     /// What was written since the last successful flush (recovery carries it over).
@@ -220,6 +224,11 @@ impl Queue {
         Ok(seq)
     }
 
+    /// The highest seq pushed so far (stored, held or refused), without allocating one.
+    pub fn last_pushed(&self) -> u64 {
+        self.inner.pushed.load(Ordering::Acquire)
+    }
+
     /// Makes `bound` the durable seq floor (meta tree and side file; either suffices).
     fn reserve(&self, bound: u64) -> Result<(), BufferError> {
         let in_db = if self.inner.health.is_degraded() {
@@ -264,7 +273,18 @@ impl Queue {
     /// Stores `rec` under `seq` (which must come from `next_seq`), applying `on_full`.
     /// While the database cannot store, the record is held in memory instead
     /// ([`PushOutcome::Degraded`]).
+    ///
+    /// Seqs are pushed in the order `next_seq` handed them out (the pipeline is the one
+    /// writer): a reader sees a record only once every earlier push has returned.
     pub fn push(&self, seq: u64, rec: &Record) -> Result<PushOutcome, BufferError> {
+        let outcome = self.push_unordered(seq, rec);
+        if outcome.is_ok() {
+            self.inner.pushed.fetch_max(seq, Ordering::AcqRel);
+        }
+        outcome
+    }
+
+    fn push_unordered(&self, seq: u64, rec: &Record) -> Result<PushOutcome, BufferError> {
         if seq == 0 || seq >= lock(&self.inner.seq).next {
             return Err(BufferError::SeqNotAllocated {
                 path: self.inner.dir.as_ref().clone(),

@@ -37,11 +37,15 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Simulated pole hardware and an embedded broker; prints every MQTT message.
+    /// Simulated pole hardware and an embedded broker; prints every MQTT message and plays
+    /// a story: a lamp dimmed at ~5 s, the uplink cut at ~10 s and its backlog replayed.
     Demo {
         /// Stop after this many seconds (default: until Ctrl-C).
         #[arg(long)]
         duration: Option<u64>,
+        /// Only the plain message stream: no command, no uplink cut, no summary.
+        #[arg(long)]
+        raw: bool,
     },
     /// List the profiles found and their points.
     Profiles {
@@ -110,7 +114,7 @@ pub fn main() -> i32 {
         Command::Profiles { config } => profiles(&config),
         Command::Status { config, json } => status::status(&config, json),
         Command::Buffer { action, config } => buffer::buffer(&config, action),
-        Command::Demo { duration } => demo(duration),
+        Command::Demo { duration, raw } => demo(duration, raw),
         Command::Probe {
             protocol: ProbeProtocol::Modbus(args),
         } => probe::modbus(&args),
@@ -279,14 +283,16 @@ fn run(path: &std::path::Path) -> i32 {
 }
 
 #[cfg(feature = "demo")]
-fn demo(duration: Option<u64>) -> i32 {
+fn demo(duration: Option<u64>, raw: bool) -> i32 {
     let Some(rt) = runtime() else {
         return EXIT_RUNTIME;
     };
     rt.block_on(async {
         let cancel = CancellationToken::new();
         tokio::spawn(cancel_on_signals(cancel.clone()));
-        match crate::demo::run::demo(duration.map(std::time::Duration::from_secs), cancel).await {
+        match crate::demo::run::demo(duration.map(std::time::Duration::from_secs), raw, cancel)
+            .await
+        {
             Ok(()) => EXIT_OK,
             Err(e) => {
                 eprintln!("polegate demo: {e:#}");
@@ -297,7 +303,7 @@ fn demo(duration: Option<u64>) -> i32 {
 }
 
 #[cfg(not(feature = "demo"))]
-fn demo(_duration: Option<u64>) -> i32 {
+fn demo(_duration: Option<u64>, _raw: bool) -> i32 {
     eprintln!("polegate: this build has no demo (built without the `demo` feature)");
     EXIT_USAGE
 }

@@ -6,3 +6,4 @@ pub mod pa;
 pub mod rtu_slave;
 pub mod run;
 pub mod sim;
+pub mod story;

@@ -1,10 +1,12 @@
 //! `polegate demo`: an embedded broker on a free loopback port, Modbus TCP simulators of
 //! the shipped profiles, the real `run` pipeline against them (configuration written as
 //! TOML and loaded like any other, temporary state directory), and a subscriber that
-//! prints every message. No root, no hardware, no other setup.
+//! prints every message. No root, no hardware, no other setup. Unless `raw`, it also plays
+//! the [`story`] (a command, an uplink cut and its replay, a summary line).
 
 use super::broker;
 use super::sim::{Sim, SimKind};
+use super::story::{self, Seen, Tally, Uplink};
 use crate::app;
 use anyhow::Context as _;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
@@ -117,8 +119,18 @@ fn write_config(
     Ok(path)
 }
 
-/// Runs the demo until `duration` elapses or `cancel` fires.
-pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyhow::Result<()> {
+/// Prints one narration line of the story, between the messages.
+fn say(line: String) {
+    let _ = writeln!(std::io::stdout().lock(), "==> {line}");
+}
+
+/// Runs the demo until `duration` elapses or `cancel` fires; `raw` prints the messages
+/// only (no story, no summary).
+pub async fn demo(
+    duration: Option<Duration>,
+    raw: bool,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
     let tmp = TempDir::new()?;
     let bind: SocketAddr = "127.0.0.1:0".parse()?;
     let broker = tokio::task::spawn_blocking(move || broker::start(bind))
@@ -139,7 +151,10 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
         .enumerate()
         .map(|(i, s)| (i, s.addr()))
         .collect();
-    let path = write_config(&tmp.0, port, &addrs)?;
+    let uplink = Uplink::start(port, cancel.child_token())
+        .await
+        .context("starting the demo's uplink relay")?;
+    let path = write_config(&tmp.0, uplink.port(), &addrs)?;
     // A PA amplifier on a pseudo-terminal (serial line protocol, Rhai profile).
     let pa = super::pa::PaSim::spawn("01", sim_cancel.clone())
         .and_then(|pa| super::pa::add_to_demo(&tmp.0.join("plugins"), &path, &pa).map(|_| pa));
@@ -159,20 +174,47 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
     let (offline_tx, offline_rx) = tokio::sync::oneshot::channel::<()>();
     let mut offline_tx = Some(offline_tx);
     let printer = tokio::spawn(async move {
+        let mut tally = Tally::default();
+        let mut replaying = false;
         loop {
             let ev = tokio::select! {
-                _ = printer_cancel.cancelled() => return,
+                _ = printer_cancel.cancelled() => return tally,
                 ev = el.poll() => ev,
             };
             match ev {
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{} {}", p.topic, String::from_utf8_lossy(&p.payload));
+                    let payload = String::from_utf8_lossy(&p.payload);
+                    let _ = writeln!(std::io::stdout().lock(), "{} {payload}", p.topic);
                     if p.topic.ends_with("/status")
-                        && p.payload.windows(9).any(|w| w == b"\"offline\"")
+                        && payload.contains("\"offline\"")
                         && let Some(t) = offline_tx.take()
                     {
                         let _ = t.send(());
+                    }
+                    if raw {
+                        continue;
+                    }
+                    match tally.record(&p.topic, &p.payload) {
+                        Seen::DimResult { ok, detail } => say(format!(
+                            "{} answered: {} {detail}",
+                            story::DIM_DEVICE,
+                            if ok { "ok" } else { "failed" }
+                        )),
+                        Seen::Event { historical: true } if !replaying => {
+                            replaying = true;
+                            say(
+                                "replaying the buffer: these events were queued during the cut"
+                                    .into(),
+                            );
+                        }
+                        Seen::Event { historical: false } if replaying => {
+                            replaying = false;
+                            say(format!(
+                                "replay done: {} events replayed, live again",
+                                tally.replayed
+                            ));
+                        }
+                        _ => {}
                     }
                 }
                 Ok(_) => {}
@@ -201,6 +243,21 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
             c.cancel();
         });
     }
+    if !raw {
+        let (prefix, gateway) = (
+            loaded.config.mqtt.topic_prefix.clone(),
+            loaded.config.gateway.id.clone(),
+        );
+        let (client, story_cancel) = (client.clone(), run_cancel.clone());
+        tokio::spawn(story::play(
+            client,
+            uplink,
+            prefix,
+            gateway,
+            story_cancel,
+            say,
+        ));
+    }
     let res = app::run(loaded.config, loaded.registry, run_cancel, |h| {
         if let Some(a) = h.http {
             eprintln!(
@@ -212,7 +269,11 @@ pub async fn demo(duration: Option<Duration>, cancel: CancellationToken) -> anyh
     // Let the printer show the final offline status (bounded).
     let _ = tokio::time::timeout(Duration::from_secs(2), offline_rx).await;
     cancel.cancel();
-    let _ = printer.await;
+    if let Ok(tally) = printer.await
+        && !raw
+    {
+        let _ = writeln!(std::io::stdout().lock(), "{}", tally.summary());
+    }
     sim_cancel.cancel();
     // rumqttd cannot be stopped in-process; it ends with the process.
     let _ = broker;

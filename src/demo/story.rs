@@ -1,0 +1,303 @@
+//! The story `polegate demo` tells (without `--raw`): at ~5 s the control room dims a lamp
+//! and the result comes back; at ~10 s the cabinet's uplink is cut for a few seconds and,
+//! once it is back, the events buffered meanwhile are replayed with `"historical": true`;
+//! at the end one summary line counts what the control room received.
+//!
+//! The uplink is a relay between the gateway and the embedded broker that the story can
+//! cut: the gateway sees its connection drop and its reconnects refused, as with a real
+//! outage, while the printing subscriber (the control room) stays connected.
+
+use rumqttc::{AsyncClient, QoS};
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// When the story dims the lamp, counted from the gateway's start.
+pub const DIM_AT: Duration = Duration::from_secs(5);
+/// When the uplink is cut, and for how long.
+pub const CUT_AT: Duration = Duration::from_secs(10);
+pub const CUT_FOR: Duration = Duration::from_secs(4);
+/// The lamp the control room dims, and the id of that command.
+pub const DIM_DEVICE: &str = "lamp-017";
+pub const DIM_ID: &str = "demo-dim-40";
+
+/// The cabinet's uplink: a TCP relay to the broker that can be cut and restored.
+pub struct Uplink {
+    port: u16,
+    up: watch::Sender<bool>,
+}
+
+impl Uplink {
+    /// Listens on a free loopback port and relays every connection to `broker_port`.
+    pub async fn start(broker_port: u16, cancel: CancellationToken) -> std::io::Result<Uplink> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let (up, up_rx) = watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                // A refused reconnect is a closed socket: the gateway backs off and retries.
+                let Ok((gateway, _)) = accepted else { continue };
+                if *up_rx.borrow() {
+                    tokio::spawn(relay(gateway, broker_port, up_rx.clone()));
+                }
+            }
+        });
+        Ok(Uplink { port, up })
+    }
+
+    /// Where the gateway connects.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Drops the connections through the uplink and refuses new ones until [`Uplink::restore`].
+    pub fn cut(&self) {
+        self.up.send_replace(false);
+    }
+
+    pub fn restore(&self) {
+        self.up.send_replace(true);
+    }
+}
+
+async fn relay(mut gateway: TcpStream, broker_port: u16, mut up: watch::Receiver<bool>) {
+    let Ok(mut broker) = TcpStream::connect(("127.0.0.1", broker_port)).await else {
+        return;
+    };
+    let cut = async {
+        // The story's handle gone means no more cuts: keep relaying.
+        if up.wait_for(|up| !*up).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::io::copy_bidirectional(&mut gateway, &mut broker) => {}
+        _ = cut => {}
+    }
+}
+
+/// What the control room (the printing subscriber) received, for the narration and the
+/// summary.
+#[derive(Debug, Default)]
+pub struct Tally {
+    seqs: BTreeSet<u64>,
+    /// Events that arrived with `"historical": true` (replayed from the buffer).
+    pub replayed: u64,
+    /// Results of the story's command: `Some(ok)` once it came back.
+    pub dim_result: Option<bool>,
+}
+
+/// What one received message means for the story.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    Event { historical: bool },
+    DimResult { ok: bool, detail: String },
+    Other,
+}
+
+impl Tally {
+    /// Records one message of the gateway's (`payload` as published).
+    pub fn record(&mut self, topic: &str, payload: &[u8]) -> Seen {
+        // The status, and the control room's own commands echoed back.
+        if topic.ends_with("/status") || topic.ends_with("/cmd") {
+            return Seen::Other;
+        }
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return Seen::Other;
+        };
+        if let Some(seq) = json.get("seq").and_then(|s| s.as_u64()) {
+            self.seqs.insert(seq);
+        }
+        if topic.ends_with("/cmd/result") && json.get("id").and_then(|i| i.as_str()) == Some(DIM_ID)
+        {
+            let ok = json.get("ok").and_then(|o| o.as_bool()).unwrap_or(false);
+            self.dim_result = Some(ok);
+            let detail = match (json.get("points"), json.get("error")) {
+                (_, Some(e)) => format!("error {e}"),
+                (Some(p), None) => format!("points {p}"),
+                (None, None) => String::new(),
+            };
+            return Seen::DimResult { ok, detail };
+        }
+        let historical = json.get("historical").and_then(|h| h.as_bool()) == Some(true);
+        if historical {
+            self.replayed += 1;
+        }
+        Seen::Event { historical }
+    }
+
+    /// Buffered events received (each `seq` once).
+    pub fn events(&self) -> u64 {
+        self.seqs.len() as u64
+    }
+
+    /// seqs missing between the first and the last received: events lost on the way.
+    pub fn lost(&self) -> u64 {
+        match (self.seqs.first(), self.seqs.last()) {
+            (Some(first), Some(last)) => (last - first + 1) - self.events(),
+            _ => 0,
+        }
+    }
+
+    /// The line the demo ends with.
+    pub fn summary(&self) -> String {
+        let commands = match self.dim_result {
+            None if self.events() == 0 => "no command sent".to_string(),
+            None => "1 command sent, no result yet".to_string(),
+            Some(true) => "1 command, ok".to_string(),
+            Some(false) => "1 command, failed".to_string(),
+        };
+        format!(
+            "polegate demo: summary: {} events received, lost {}, replayed {} (historical), {commands}",
+            self.events(),
+            self.lost(),
+            self.replayed
+        )
+    }
+}
+
+/// Plays the story against a running gateway; `say` prints one narration line.
+pub async fn play(
+    control_room: AsyncClient,
+    uplink: Uplink,
+    topic_prefix: String,
+    gateway: String,
+    cancel: CancellationToken,
+    say: fn(String),
+) {
+    let sleep = |d| {
+        let cancel = cancel.clone();
+        async move {
+            tokio::select! {
+                _ = cancel.cancelled() => false,
+                _ = tokio::time::sleep(d) => true,
+            }
+        }
+    };
+    if !sleep(DIM_AT).await {
+        return;
+    }
+    let topic = format!("{topic_prefix}/{gateway}/{DIM_DEVICE}/cmd");
+    let command = format!(r#"{{"id":"{DIM_ID}","point":"dim_level","value":40}}"#);
+    say(format!(
+        "control room dims {DIM_DEVICE} to 40 %: {topic} {command}"
+    ));
+    if let Err(e) = control_room
+        .publish(topic, QoS::AtLeastOnce, false, command)
+        .await
+    {
+        say(format!("could not send the command: {e}"));
+    }
+    if !sleep(CUT_AT.saturating_sub(DIM_AT)).await {
+        return;
+    }
+    say(format!(
+        "uplink cut for {} s: the gateway keeps polling and buffers on disk",
+        CUT_FOR.as_secs()
+    ));
+    uplink.cut();
+    let back = sleep(CUT_FOR).await;
+    uplink.restore();
+    if back {
+        say("uplink restored: the buffered events follow, marked \"historical\": true".into());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tally_counts_events_replays_gaps_and_the_dim_result() {
+        let mut t = Tally::default();
+        let ev = |seq: u64, hist: bool| {
+            format!(
+                r#"{{"seq":{seq},"ts":"x","gateway":"g"{}}}"#,
+                if hist { r#","historical":true"# } else { "" }
+            )
+        };
+        assert_eq!(
+            t.record("p/g/lamp-017/telemetry", ev(3, false).as_bytes()),
+            Seen::Event { historical: false }
+        );
+        assert_eq!(
+            t.record("p/g/lamp-017/telemetry", ev(4, true).as_bytes()),
+            Seen::Event { historical: true }
+        );
+        assert_eq!(
+            t.record("p/g/status", br#"{"state":"online"}"#),
+            Seen::Other
+        );
+        assert_eq!(t.record("p/g/lamp-017/telemetry", b"not json"), Seen::Other);
+        let result = format!(
+            r#"{{"seq":6,"device":"lamp-017","id":"{DIM_ID}","ok":true,"points":{{"dim_level":40}}}}"#
+        );
+        assert!(matches!(
+            t.record("p/g/lamp-017/cmd/result", result.as_bytes()),
+            Seen::DimResult { ok: true, .. }
+        ));
+        assert_eq!(t.events(), 3);
+        assert_eq!(t.lost(), 1, "seq 5 never came");
+        assert_eq!(t.replayed, 1);
+        assert_eq!(
+            t.summary(),
+            "polegate demo: summary: 3 events received, lost 1, replayed 1 (historical), 1 command, ok"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_uplink_drops_its_connections_and_refuses_new_ones_until_restored() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let broker_port = broker.local_addr().unwrap().port();
+        let cancel = CancellationToken::new();
+        let uplink = Uplink::start(broker_port, cancel.clone()).await.unwrap();
+        let wait = Duration::from_secs(5);
+
+        let mut gw = TcpStream::connect(("127.0.0.1", uplink.port()))
+            .await
+            .unwrap();
+        let (mut far, _) = tokio::time::timeout(wait, broker.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        gw.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+
+        uplink.cut();
+        let n = tokio::time::timeout(wait, gw.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the relayed connection is closed");
+        let mut again = TcpStream::connect(("127.0.0.1", uplink.port()))
+            .await
+            .unwrap();
+        let n = tokio::time::timeout(wait, again.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_or(0);
+        assert_eq!(n, 0, "a reconnect while cut is refused");
+
+        uplink.restore();
+        let mut gw = TcpStream::connect(("127.0.0.1", uplink.port()))
+            .await
+            .unwrap();
+        let (mut far, _) = tokio::time::timeout(wait, broker.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        gw.write_all(b"back").await.unwrap();
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"back");
+        cancel.cancel();
+    }
+}

@@ -1,6 +1,7 @@
-//! `polegate demo` as a newcomer runs it (the real binary): the story's command comes back
-//! ok, the uplink cut is replayed with `"historical": true`, and the summary line counts
-//! the events with none lost; `--raw` prints the plain stream only.
+//! `polegate demo` as a newcomer runs it (the real binary): the story's commands (a Modbus
+//! lamp dimmed, an OCPP charger capped) come back ok, the uplink cut is replayed with
+//! `"historical": true`, and the summary line counts the events with none lost; `--raw`
+//! prints the plain stream only.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -35,6 +36,15 @@ async fn the_demo_dims_a_lamp_replays_an_uplink_cut_and_ends_with_a_summary_losi
     let has = |what: &str| story.iter().any(|l| l.contains(what));
     assert!(has("control room dims lamp-017"), "{story:#?}");
     assert!(has("lamp-017 answered: ok"), "{story:#?}");
+    assert!(has("control room caps charger evc-darcy-1"), "{story:#?}");
+    assert!(has("evc-darcy-1 answered: ok"), "{story:#?}");
+    // The simulated charger follows the cap: 10 A at 230 V.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("/evc-darcy-1/telemetry") && l.contains(r#""power":2300.0"#)),
+        "the charger's power follows the cap"
+    );
     assert!(has("uplink cut"), "{story:#?}");
     assert!(has("uplink restored"), "{story:#?}");
     assert!(has("replay done"), "{story:#?}");
@@ -46,7 +56,7 @@ async fn the_demo_dims_a_lamp_replays_an_uplink_cut_and_ends_with_a_summary_losi
     let summary = stdout.lines().last().expect("output");
     assert!(summary.starts_with("polegate demo: summary: "), "{summary}");
     assert!(summary.contains(", lost 0,"), "{summary}");
-    assert!(summary.ends_with("1 command, ok"), "{summary}");
+    assert!(summary.ends_with("2 commands answered, 2 ok"), "{summary}");
     let replayed: u64 = summary
         .split("replayed ")
         .nth(1)
@@ -56,7 +66,7 @@ async fn the_demo_dims_a_lamp_replays_an_uplink_cut_and_ends_with_a_summary_losi
     assert!(replayed > 0, "{summary}");
 
     assert!(stderr.contains("status page http://127.0.0.1:"), "{stderr}");
-    assert!(stderr.contains("6 simulated devices"), "{stderr}");
+    assert!(stderr.contains("7 simulated devices"), "{stderr}");
 }
 
 #[tokio::test]

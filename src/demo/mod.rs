@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod lora;
+pub mod ocpp;
 pub mod pa;
 pub mod rtu_slave;
 pub mod run;

@@ -163,6 +163,8 @@ pub async fn demo(
     }
     let lora_port = super::lora::prepare(&path, &tmp.0).context("writing the LoRa demo config")?;
     tokio::spawn(super::lora::forwarder(lora_port, sim_cancel.clone()));
+    let ocpp_port = super::ocpp::prepare(&path, &tmp.0).context("writing the OCPP demo config")?;
+    tokio::spawn(super::ocpp::charger(ocpp_port, sim_cancel.clone()));
 
     // The printing subscriber.
     let mut opts = MqttOptions::new("polegate-demo-printer", "127.0.0.1", port);
@@ -195,9 +197,8 @@ pub async fn demo(
                         continue;
                     }
                     match tally.record(&p.topic, &p.payload) {
-                        Seen::DimResult { ok, detail } => say(format!(
-                            "{} answered: {} {detail}",
-                            story::DIM_DEVICE,
+                        Seen::CommandResult { device, ok, detail } => say(format!(
+                            "{device} answered: {} {detail}",
                             if ok { "ok" } else { "failed" }
                         )),
                         Seen::Event { historical: true } if !replaying => {

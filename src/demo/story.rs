@@ -1,5 +1,5 @@
 //! The story `polegate demo` tells (without `--raw`): at ~5 s the control room dims a lamp
-//! and the result comes back; at ~10 s the cabinet's uplink is cut for a few seconds and,
+//! and at ~7 s caps the OCPP charger's current, and the results come back; at ~10 s the cabinet's uplink is cut for a few seconds and,
 //! once it is back, the events buffered meanwhile are replayed with `"historical": true`;
 //! at the end one summary line counts what the control room received.
 //!
@@ -14,14 +14,40 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// When the story dims the lamp, counted from the gateway's start.
-pub const DIM_AT: Duration = Duration::from_secs(5);
+/// One command the control room sends during the story.
+pub struct StoryCommand {
+    /// When, counted from the gateway's start.
+    pub at: Duration,
+    pub device: &'static str,
+    pub id: &'static str,
+    pub point: &'static str,
+    pub value: u32,
+    /// What the narration says it does.
+    pub says: &'static str,
+}
+
+/// The commands, in time order: a Modbus lamp dimmed, an OCPP charger capped.
+pub const COMMANDS: [StoryCommand; 2] = [
+    StoryCommand {
+        at: Duration::from_secs(5),
+        device: "lamp-017",
+        id: "demo-dim-40",
+        point: "dim_level",
+        value: 40,
+        says: "dims lamp-017 to 40 %",
+    },
+    StoryCommand {
+        at: Duration::from_secs(7),
+        device: super::ocpp::DEVICE_ID,
+        id: "demo-cap-10",
+        point: "max_current",
+        value: 10,
+        says: "caps charger evc-darcy-1 at 10 A (OCPP SetChargingProfile)",
+    },
+];
 /// When the uplink is cut, and for how long.
 pub const CUT_AT: Duration = Duration::from_secs(10);
 pub const CUT_FOR: Duration = Duration::from_secs(4);
-/// The lamp the control room dims, and the id of that command.
-pub const DIM_DEVICE: &str = "lamp-017";
-pub const DIM_ID: &str = "demo-dim-40";
 
 /// The cabinet's uplink: a TCP relay to the broker that can be cut and restored.
 pub struct Uplink {
@@ -89,15 +115,21 @@ pub struct Tally {
     seqs: BTreeSet<u64>,
     /// Events that arrived with `"historical": true` (replayed from the buffer).
     pub replayed: u64,
-    /// Results of the story's command: `Some(ok)` once it came back.
-    pub dim_result: Option<bool>,
+    /// Results of the story's commands that came back: (id, ok).
+    pub results: Vec<(String, bool)>,
 }
 
 /// What one received message means for the story.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Seen {
-    Event { historical: bool },
-    DimResult { ok: bool, detail: String },
+    Event {
+        historical: bool,
+    },
+    CommandResult {
+        device: String,
+        ok: bool,
+        detail: String,
+    },
     Other,
 }
 
@@ -114,16 +146,23 @@ impl Tally {
         if let Some(seq) = json.get("seq").and_then(|s| s.as_u64()) {
             self.seqs.insert(seq);
         }
-        if topic.ends_with("/cmd/result") && json.get("id").and_then(|i| i.as_str()) == Some(DIM_ID)
+        let id = json.get("id").and_then(|i| i.as_str());
+        if topic.ends_with("/cmd/result")
+            && let Some(id) = id.filter(|id| COMMANDS.iter().any(|c| c.id == *id))
         {
             let ok = json.get("ok").and_then(|o| o.as_bool()).unwrap_or(false);
-            self.dim_result = Some(ok);
+            self.results.push((id.to_string(), ok));
             let detail = match (json.get("points"), json.get("error")) {
                 (_, Some(e)) => format!("error {e}"),
                 (Some(p), None) => format!("points {p}"),
                 (None, None) => String::new(),
             };
-            return Seen::DimResult { ok, detail };
+            let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
+            return Seen::CommandResult {
+                device: device.to_string(),
+                ok,
+                detail,
+            };
         }
         let historical = json.get("historical").and_then(|h| h.as_bool()) == Some(true);
         if historical {
@@ -147,12 +186,8 @@ impl Tally {
 
     /// The line the demo ends with.
     pub fn summary(&self) -> String {
-        let commands = match self.dim_result {
-            None if self.events() == 0 => "no command sent".to_string(),
-            None => "1 command sent, no result yet".to_string(),
-            Some(true) => "1 command, ok".to_string(),
-            Some(false) => "1 command, failed".to_string(),
-        };
+        let ok = self.results.iter().filter(|(_, ok)| *ok).count();
+        let commands = format!("{} commands answered, {ok} ok", self.results.len());
         format!(
             "polegate demo: summary: {} events received, lost {}, replayed {} (historical), {commands}",
             self.events(),
@@ -180,21 +215,26 @@ pub async fn play(
             }
         }
     };
-    if !sleep(DIM_AT).await {
-        return;
+    let mut now = Duration::ZERO;
+    for c in &COMMANDS {
+        if !sleep(c.at.saturating_sub(now)).await {
+            return;
+        }
+        now = c.at;
+        let topic = format!("{topic_prefix}/{gateway}/{}/cmd", c.device);
+        let command = format!(
+            r#"{{"id":"{}","point":"{}","value":{}}}"#,
+            c.id, c.point, c.value
+        );
+        say(format!("control room {}: {topic} {command}", c.says));
+        if let Err(e) = control_room
+            .publish(topic, QoS::AtLeastOnce, false, command)
+            .await
+        {
+            say(format!("could not send the command: {e}"));
+        }
     }
-    let topic = format!("{topic_prefix}/{gateway}/{DIM_DEVICE}/cmd");
-    let command = format!(r#"{{"id":"{DIM_ID}","point":"dim_level","value":40}}"#);
-    say(format!(
-        "control room dims {DIM_DEVICE} to 40 %: {topic} {command}"
-    ));
-    if let Err(e) = control_room
-        .publish(topic, QoS::AtLeastOnce, false, command)
-        .await
-    {
-        say(format!("could not send the command: {e}"));
-    }
-    if !sleep(CUT_AT.saturating_sub(DIM_AT)).await {
+    if !sleep(CUT_AT.saturating_sub(now)).await {
         return;
     }
     say(format!(
@@ -214,7 +254,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_tally_counts_events_replays_gaps_and_the_dim_result() {
+    fn the_tally_counts_events_replays_gaps_and_command_results() {
         let mut t = Tally::default();
         let ev = |seq: u64, hist: bool| {
             format!(
@@ -236,18 +276,19 @@ mod tests {
         );
         assert_eq!(t.record("p/g/lamp-017/telemetry", b"not json"), Seen::Other);
         let result = format!(
-            r#"{{"seq":6,"device":"lamp-017","id":"{DIM_ID}","ok":true,"points":{{"dim_level":40}}}}"#
+            r#"{{"seq":6,"device":"lamp-017","id":"{}","ok":true,"points":{{"dim_level":40}}}}"#,
+            COMMANDS[0].id
         );
         assert!(matches!(
             t.record("p/g/lamp-017/cmd/result", result.as_bytes()),
-            Seen::DimResult { ok: true, .. }
+            Seen::CommandResult { ok: true, .. }
         ));
         assert_eq!(t.events(), 3);
         assert_eq!(t.lost(), 1, "seq 5 never came");
         assert_eq!(t.replayed, 1);
         assert_eq!(
             t.summary(),
-            "polegate demo: summary: 3 events received, lost 1, replayed 1 (historical), 1 command, ok"
+            "polegate demo: summary: 3 events received, lost 1, replayed 1 (historical), 1 commands answered, 1 ok"
         );
     }
 

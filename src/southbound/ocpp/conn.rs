@@ -18,7 +18,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, frame::coding::CloseCode};
 use tokio_util::sync::CancellationToken;
 
 /// How long a charger has to answer a CS→charger call (SPEC §9).
@@ -100,6 +102,14 @@ pub async fn serve<S, U>(
                     }
                     Some(Ok(Message::Close(_))) | None => break Some(DISCONNECTED),
                     Some(Ok(_)) => { last_rx = Instant::now(); continue; }
+                    Some(Err(WsError::Capacity(e))) => {
+                        // Past MAX_FRAME_BYTES nothing of the frame is kept: refuse it and
+                        // close (1009), the charger reconnects and its offline queue resends.
+                        Counters::inc(&hub.counters.ocpp_malformed);
+                        tracing::warn!(charge_point = %cp, error = %e, limit = frame::MAX_FRAME_BYTES, "charger frame too large: connection closed");
+                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
+                        break Some(DISCONNECTED);
+                    }
                     Some(Err(e)) => {
                         tracing::info!(charge_point = %cp, error = %e, "charger connection failed");
                         break Some(DISCONNECTED);

@@ -423,3 +423,38 @@ async fn a_flood_of_refused_commands_is_counted_but_answered_only_up_to_the_refu
     assert!(answered("lamp-017") >= 20);
     r.stop().await;
 }
+
+/// A packet over the MQTT incoming limit (64 KiB) cannot be read, and the broker would
+/// offer it again on every reconnect of the persistent session. The gateway discards it
+/// with one clean-session reconnect (counted in `command_dropped`) instead of looping:
+/// the next command runs and the session stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_command_packet_costs_one_reconnect_and_does_not_wedge_the_session() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut r = lamp("generic-lamp-modbus", &[]).await;
+    let handles = r.daemon().handles.clone();
+    let huge = format!(
+        r#"{{"id":"big","point":"dim_level","value":40,"pad":"{}"}}"#,
+        "x".repeat(100 * 1024)
+    );
+    r.publish(TOPIC, &huge, false).await;
+    eventually("the oversized packet dropped", || {
+        handles.counters.command_dropped.load(Relaxed) == 1
+    })
+    .await;
+    eventually("connected again", || {
+        handles.session.connected.load(Relaxed)
+    })
+    .await;
+    r.publish(
+        TOPIC,
+        r#"{"id":"after-big","point":"dim_level","value":30}"#,
+        false,
+    )
+    .await;
+    let res = result_for(&mut r.rec, "lamp-017", Some("after-big")).await;
+    assert_eq!(res["ok"], true, "{res}");
+    assert_eq!(handles.counters.mqtt_connection_lost.load(Relaxed), 1);
+    assert_eq!(handles.counters.command_dropped.load(Relaxed), 1);
+    r.stop().await;
+}

@@ -30,7 +30,7 @@ use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use rumqttc::{
     AsyncClient, ClientError, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming,
-    LastWill, MqttOptions, Outgoing, QoS, Transport,
+    LastWill, MqttOptions, Outgoing, QoS, StateError, Transport,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -183,13 +183,14 @@ impl Session {
         )
     }
 
-    fn options(&self) -> Result<MqttOptions, tls::TlsError> {
+    /// `discard`: connect with a clean session once, dropping what the broker holds for us.
+    fn options(&self, discard: bool) -> Result<MqttOptions, tls::TlsError> {
         let m = &self.settings.mqtt;
         let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
         o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
         // With commands, a persistent session lets the broker keep commands published
         // while the gateway was away (the client id is stable).
-        o.set_clean_session(self.settings.commands.is_none());
+        o.set_clean_session(self.settings.commands.is_none() || discard);
         o.set_inflight(m.max_inflight.saturating_add(4));
         o.set_request_channel_capacity(usize::from(m.max_inflight) + 16);
         o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
@@ -233,11 +234,13 @@ impl Session {
                 return;
             }
         }
+        // Set when the broker sent a packet over MAX_INCOMING_PACKET (see `oversized`).
+        let mut discard = false;
         loop {
             if cancel.is_cancelled() {
                 return;
             }
-            let opts = match self.options() {
+            let opts = match self.options(discard) {
                 Ok(o) => o,
                 Err(e) => {
                     if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {
@@ -255,7 +258,10 @@ impl Session {
             let ended = self
                 .connection(&client, &mut ev_rx, &cancel, &mut backoff, &mut fail_log)
                 .await;
-            self.state.connected.store(false, Relaxed);
+            if self.state.connected.swap(false, Relaxed) {
+                // A connection came up: a clean session, if asked for, has been had.
+                discard = false;
+            }
             match ended {
                 Ended::Shutdown { connected } => {
                     if connected {
@@ -267,6 +273,18 @@ impl Session {
                 Ended::Lost(e) => {
                     poller.abort();
                     Counters::inc(&self.counters.mqtt_connection_lost);
+                    if let Some(size) = oversized(&e) {
+                        // The frame cannot be skipped, and a persistent session would
+                        // get it again on every reconnect: start one clean session.
+                        discard = true;
+                        Counters::inc(&self.counters.command_dropped);
+                        tracing::warn!(
+                            broker = %m.url,
+                            size,
+                            limit = MAX_INCOMING_PACKET,
+                            "MQTT packet from the broker over the size limit: reconnecting with a clean session to discard it (commands the broker held for this gateway are dropped)"
+                        );
+                    }
                     match fail_log.failure(std::time::Instant::now()) {
                         LogAction::Failed => {
                             tracing::warn!(broker = %m.url, error = %e, "MQTT broker unreachable; buffering")
@@ -478,6 +496,20 @@ impl Session {
             }
         }
         tracing::info!("MQTT session closed");
+    }
+}
+
+/// The size of the broker's packet, when `e` is rumqttc refusing one over
+/// `MAX_INCOMING_PACKET`.
+fn oversized(e: &SessionError) -> Option<usize> {
+    match e {
+        SessionError::Connection(c) => match c.as_ref() {
+            ConnectionError::MqttState(StateError::Deserialization(
+                rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
+            )) => Some(*n),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

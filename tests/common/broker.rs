@@ -254,6 +254,8 @@ pub async fn publish(port: u16, topic: &str, payload: &str, retain: bool) {
 pub async fn publish_all(port: u16, topic: &str, payloads: &[&str], retain: bool) {
     let mut opts = MqttOptions::new(format!("pub-{}", fastrand::u32(..)), "127.0.0.1", port);
     opts.set_keep_alive(Duration::from_secs(30));
+    // Tests publish oversized payloads on purpose (rumqttc's default cap is 10 KiB).
+    opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut el) = AsyncClient::new(opts, payloads.len() + 8);
     for p in payloads {
         client

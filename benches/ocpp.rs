@@ -14,8 +14,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -65,17 +63,7 @@ where
 
 /// One charger: boots, starts a transaction, then MeterValues every `every` until `end`.
 async fn charger(port: u16, i: usize, every: Duration, end: Instant, sent: Sent) {
-    let mut req = format!("ws://127.0.0.1:{port}/ocpp/CP-{i:03}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("ocpp1.6"),
-    );
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("connect");
-    let (mut ws, _) = tokio_tungstenite::client_async(req, tcp)
+    let mut ws = common::ws_charger(port, &format!("CP-{i:03}"))
         .await
         .expect("handshake");
     call(
@@ -187,11 +175,7 @@ fn main() {
     let every = Duration::from_secs(arg("--every", if quick { 2 } else { 10 }));
     let secs = arg("--secs", if quick { 20 } else { 60 });
     let exe = cabinet_binary();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     rt.block_on(async {
         println!(
             "machine: {} cores, {}; daemon {}",

@@ -326,11 +326,7 @@ fn main() {
     } else {
         PathBuf::new()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = support::runtime();
     rt.block_on(async {
         println!(
             "machine: {} cores, {}",

@@ -16,8 +16,6 @@ use std::sync::atomic::Ordering;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
@@ -50,20 +48,10 @@ async fn world() -> World {
 }
 
 async fn connect(port: u16, cp: &str) -> Ws {
-    let mut req = format!("ws://127.0.0.1:{port}/ocpp/{cp}")
-        .into_client_request()
-        .expect("request");
-    req.headers_mut().insert(
-        "sec-websocket-protocol",
-        HeaderValue::from_static("ocpp1.6"),
-    );
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
-    let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp))
+    tokio::time::timeout(WAIT, ws_charger(port, cp))
         .await
         .expect("handshake in time")
-        .expect("handshake");
-    assert_eq!(resp.headers()["sec-websocket-protocol"], "ocpp1.6");
-    ws
+        .expect("handshake")
 }
 
 /// Sends one CALL and returns the CALLRESULT payload (other frames are skipped).
@@ -176,22 +164,10 @@ async fn silent_clients_hold_the_connection_slots_only_until_the_handshake_timeo
     // A real charger queued behind them (accepted by the kernel, not yet by polegate).
     let port = w.port;
     let charger = tokio::spawn(async move {
-        let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT + WAIT, async {
-            let mut req = format!("ws://127.0.0.1:{port}/ocpp/CP-1")
-                .into_client_request()
-                .expect("request");
-            req.headers_mut().insert(
-                "sec-websocket-protocol",
-                HeaderValue::from_static("ocpp1.6"),
-            );
-            let tcp = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
-            tokio_tungstenite::client_async(req, tcp)
-                .await
-                .expect("handshake")
-                .0
-        })
-        .await
-        .expect("the charger got a slot once the silent clients timed out");
+        let mut ws = tokio::time::timeout(HANDSHAKE_TIMEOUT + WAIT, ws_charger(port, "CP-1"))
+            .await
+            .expect("the charger got a slot once the silent clients timed out")
+            .expect("handshake");
         let upgraded = tokio::time::Instant::now();
         boot(&mut ws).await;
         upgraded

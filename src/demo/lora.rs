@@ -42,9 +42,7 @@ pub fn prepare(config: &Path, dir: &Path) -> std::io::Result<u16> {
         hex(&NWK),
         hex(&APP)
     );
-    let mut cfg = std::fs::read_to_string(config)?;
-    cfg.push_str(&text);
-    std::fs::write(config, cfg)?;
+    super::run::append_config(config, &text)?;
     Ok(port)
 }
 

@@ -34,9 +34,7 @@ pub fn prepare(config: &Path, dir: &Path) -> std::io::Result<u16> {
          profile = \"ocpp-charger\"\nmeta = {{ pole = \"P-022\", street = \"Place Darcy\" }}\n\
          ocpp = {{ charge_point_id = \"{CHARGE_POINT}\", connector = 1 }}\n"
     );
-    let mut cfg = std::fs::read_to_string(config)?;
-    cfg.push_str(&text);
-    std::fs::write(config, cfg)?;
+    super::run::append_config(config, &text)?;
     Ok(port)
 }
 

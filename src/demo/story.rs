@@ -292,53 +292,51 @@ mod tests {
         );
     }
 
+    const WAIT: Duration = Duration::from_secs(5);
+
+    /// Connects through the uplink and proves `bytes` reach the broker side; returns the
+    /// gateway side of the connection.
+    async fn relayed(uplink: &Uplink, broker: &TcpListener, bytes: &[u8]) -> TcpStream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut gw = TcpStream::connect(("127.0.0.1", uplink.port()))
+            .await
+            .unwrap();
+        let (mut far, _) = tokio::time::timeout(WAIT, broker.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        gw.write_all(bytes).await.unwrap();
+        let mut buf = vec![0u8; bytes.len()];
+        far.read_exact(&mut buf).await.unwrap();
+        assert_eq!(buf, bytes);
+        gw
+    }
+
+    /// Reads from `s` until the far end closes it (0 bytes), within [`WAIT`].
+    async fn closed(s: &mut TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap();
+        n.unwrap_or(0) == 0
+    }
+
     #[tokio::test]
     async fn a_cut_uplink_drops_its_connections_and_refuses_new_ones_until_restored() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let broker = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let broker_port = broker.local_addr().unwrap().port();
         let cancel = CancellationToken::new();
         let uplink = Uplink::start(broker_port, cancel.clone()).await.unwrap();
-        let wait = Duration::from_secs(5);
 
-        let mut gw = TcpStream::connect(("127.0.0.1", uplink.port()))
-            .await
-            .unwrap();
-        let (mut far, _) = tokio::time::timeout(wait, broker.accept())
-            .await
-            .unwrap()
-            .unwrap();
-        gw.write_all(b"ping").await.unwrap();
-        let mut buf = [0u8; 4];
-        far.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"ping");
-
+        let mut gw = relayed(&uplink, &broker, b"ping").await;
         uplink.cut();
-        let n = tokio::time::timeout(wait, gw.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap_or(0);
-        assert_eq!(n, 0, "the relayed connection is closed");
+        assert!(closed(&mut gw).await, "the relayed connection is closed");
         let mut again = TcpStream::connect(("127.0.0.1", uplink.port()))
             .await
             .unwrap();
-        let n = tokio::time::timeout(wait, again.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap_or(0);
-        assert_eq!(n, 0, "a reconnect while cut is refused");
+        assert!(closed(&mut again).await, "a reconnect while cut is refused");
 
         uplink.restore();
-        let mut gw = TcpStream::connect(("127.0.0.1", uplink.port()))
-            .await
-            .unwrap();
-        let (mut far, _) = tokio::time::timeout(wait, broker.accept())
-            .await
-            .unwrap()
-            .unwrap();
-        gw.write_all(b"back").await.unwrap();
-        far.read_exact(&mut buf).await.unwrap();
-        assert_eq!(&buf, b"back");
+        relayed(&uplink, &broker, b"back").await;
         cancel.cancel();
     }
 }

@@ -146,3 +146,25 @@ impl Peer {
         let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
     }
 }
+
+/// A raw WebSocket charger (no OCPP library): `ws://127.0.0.1:port/ocpp/<cp>` offering
+/// `ocpp1.6`. For hostile input and load, which no conforming library would produce.
+pub async fn ws_charger(
+    port: u16,
+    cp: &str,
+) -> Result<
+    tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>,
+    tokio_tungstenite::tungstenite::Error,
+> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+    let mut req = format!("ws://127.0.0.1:{port}/ocpp/{cp}").into_client_request()?;
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        HeaderValue::from_static("ocpp1.6"),
+    );
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let (ws, resp) = tokio_tungstenite::client_async(req, tcp).await?;
+    assert_eq!(resp.headers()["sec-websocket-protocol"], "ocpp1.6");
+    Ok(ws)
+}

@@ -76,6 +76,7 @@ fn core() -> Core {
         region: "EU868".into(),
         net_id: [0, 0, 0x13],
         dev_addr_prefix: (0x2600_0000, 7),
+        gateway_euis: None,
     };
     Core::new(
         &cfg,
@@ -171,6 +172,7 @@ fn a_queued_command_expires_when_no_uplink_comes_in_time() {
     let mut c = core();
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
+    let mut out = Out::default();
     c.write(
         polegate::model::command::WriteRequest {
             device: 0,
@@ -180,7 +182,10 @@ fn a_queued_command_expires_when_no_uplink_comes_in_time() {
             reply: tx,
         },
         1_000,
+        &mut out,
     );
+    let (reply, outcome) = out.replies.pop().expect("an answer");
+    let _ = reply.send(outcome);
     let outcome = rx.try_recv().unwrap();
     assert_eq!(outcome.error, None);
     let mut out = Out::default();
@@ -256,4 +261,90 @@ fn without_a_pull_data_from_the_gateway_no_downlink_is_sent() {
             .iter()
             .all(|(_, d)| d[3] != semtech::PULL_RESP)
     );
+}
+
+/// Queues a command on d0 at wall-clock `now_ms`, expiring far later.
+fn queue_dim(c: &mut Core, id: &str, now_ms: u64) {
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
+    let mut out = Out::default();
+    c.write(
+        polegate::model::command::WriteRequest {
+            device: 0,
+            writes: vec![(i, polegate::model::Value::Int(30))],
+            id: Some(id.into()),
+            expires_ms: None,
+            reply: tx,
+        },
+        now_ms,
+        &mut out,
+    );
+    assert_eq!(out.replies[0].1.error, None, "queued");
+}
+
+fn results(out: &Out) -> Vec<(Option<String>, bool, String, String)> {
+    out.inputs
+        .iter()
+        .filter_map(|i| match i {
+            polegate::pipeline::Input::CmdResult(r) => Some((
+                r.id.clone(),
+                r.ok,
+                r.status.clone().unwrap_or_default(),
+                r.error.clone().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_command_whose_uplink_is_handled_after_both_receive_windows_fails_with_that_reason() {
+    let mut c = core();
+    let gw = "127.0.0.1:7002".parse().unwrap();
+    let t0 = Instant::now();
+    let mut out = Out::default();
+    c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
+    queue_dim(&mut c, "c-late", 0);
+    let rx = semtech::rxpk_of(&VALID, 0, -90, 3.0);
+    c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+    // The task stalled: the frame is handled 1.8 s after it was heard.
+    let mut out = Out::default();
+    c.tick(t0 + Duration::from_millis(1800), 100, &mut out);
+    let r = results(&out);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].1, r[0].2.as_str()), (false, "failed"));
+    assert!(r[0].3.contains("both receive windows missed"), "{}", r[0].3);
+    assert!(
+        out.datagrams
+            .iter()
+            .all(|(_, d)| d[3] != semtech::PULL_RESP)
+    );
+    assert!(c.server.states[0].pending.is_empty());
+}
+
+#[test]
+fn a_downlink_fails_when_its_tx_ack_has_not_come_after_ten_seconds() {
+    let mut c = core();
+    let gw = "127.0.0.1:7003".parse().unwrap();
+    let t0 = Instant::now();
+    let mut out = Out::default();
+    c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
+    queue_dim(&mut c, "c-quiet", 0);
+    let rx = semtech::rxpk_of(&VALID, 0, -90, 3.0);
+    c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+    let mut out = Out::default();
+    c.tick(t0 + Duration::from_millis(250), 1_000, &mut out);
+    txpk_of(&out);
+    let mut out = Out::default();
+    c.tick(t0 + Duration::from_secs(10), 10_999, &mut out);
+    assert!(results(&out).is_empty(), "still waiting for the TX_ACK");
+    c.tick(t0 + Duration::from_secs(11), 11_000, &mut out);
+    let r = results(&out);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].0.as_deref(), r[0].1, r[0].2.as_str()),
+        (Some("c-quiet"), false, "failed")
+    );
+    assert!(r[0].3.contains("no TX_ACK") && r[0].3.contains("10 s"));
+    assert!(c.server.states[0].pending.is_empty());
 }

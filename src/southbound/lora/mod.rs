@@ -2,15 +2,17 @@
 //!
 //! Layout: `semtech.rs` (Semtech UDP v2 codec, pure), `netserver.rs` (the network-server
 //! logic: LoRaWAN 1.0.x uplinks, joins and downlinks over the `lorawan` crate, pure),
-//! `driver.rs` (the driver's state machine, sans-IO), `downlink.rs` (queued downlinks and
-//! their receive windows), `session.rs` (state persisted in the queue's database),
-//! `script.rs` (profile scripts: `decode_uplink`/`encode_downlink`), `udp.rs` (the task
-//! that owns the UDP socket), `chirpstack.rs` (the same devices behind an existing network
-//! server), `ns_pending.rs` (its downlinks awaiting a txack, persisted).
+//! `driver.rs` (the driver's state machine, sans-IO), `downlink.rs` (queued downlinks, their
+//! receive windows and final results), `gateways.rs` (the packet forwarders heard, bounded),
+//! `session.rs` (state persisted in the queue's database), `script.rs` (profile scripts:
+//! `decode_uplink`/`encode_downlink`), `udp.rs` (the task that owns the UDP socket),
+//! `chirpstack.rs` (the same devices behind an existing network server), `ns_pending.rs`
+//! (its downlinks awaiting a txack, persisted).
 
 pub mod chirpstack;
 mod downlink;
 pub mod driver;
+pub mod gateways;
 pub mod netserver;
 pub mod ns_pending;
 pub mod script;

@@ -1,9 +1,15 @@
 //! The task that owns the Semtech UDP socket: datagrams and commands into [`Core`],
 //! its datagrams out on the socket and its inputs into the pipeline.
+//!
+//! A step's output leaves only after the state it wrote is flushed (on a blocking thread,
+//! never on an async worker): an uplink is published, a frame sent and a command answered
+//! only once a crash could no longer undo what they depend on.
 
 use super::driver::{Core, Out};
+use crate::buffer::Queue;
 use crate::model::command::WriteRequest;
 use crate::model::now_ms;
+use crate::ops::counters::Counters;
 use crate::pipeline::Input;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -26,6 +32,7 @@ pub async fn run_udp(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inbox_open = true;
+    let counters = core.counters();
     loop {
         let mut o = Out::default();
         tokio::select! {
@@ -35,10 +42,16 @@ pub async fn run_udp(
                 Err(e) => tracing::debug!(error = %e, "LoRa UDP receive failed"),
             },
             req = inbox.recv(), if inbox_open => match req {
-                Some(req) => core.write(req, now_ms()),
+                Some(req) => core.write(req, now_ms(), &mut o),
                 None => inbox_open = false,
             },
             _ = tick.tick() => core.tick(Instant::now(), now_ms(), &mut o),
+        }
+        if let Some(q) = core.take_flush() {
+            flush(q, &counters).await;
+        }
+        for (reply, outcome) in o.replies {
+            let _ = reply.send(outcome);
         }
         for (addr, d) in o.datagrams {
             if let Err(e) = sock.send_to(&d, addr).await {
@@ -50,5 +63,19 @@ pub async fn run_udp(
                 return;
             }
         }
+    }
+}
+
+/// Makes the step's state durable. A failing flush turns the queue degraded (it logs that
+/// once and keeps the writes in memory until it can store again, SPEC §5 "Storage
+/// faults"): the step still goes ahead, as every other source does meanwhile.
+async fn flush(q: Queue, counters: &Counters) {
+    match tokio::task::spawn_blocking(move || q.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            Counters::inc(&counters.buffer_error);
+            tracing::debug!(error = %e, "LoRa state flush failed");
+        }
+        Err(e) => tracing::error!(error = %e, "LoRa state flush task failed"),
     }
 }

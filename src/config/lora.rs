@@ -255,8 +255,7 @@ fn gateway_euis(cx: &mut Ctx<'_>, list: &[toml::Value]) -> Option<Vec<[u8; 8]>> 
                 cx.err(
                     &key,
                     format!(
-                        "{v} is a {}, expected a string of 16 hex digits",
-                        v.type_str()
+                        "{v} is not a string: write the EUI as 16 hex digits in quotes, like \"AA555A0000000000\""
                     ),
                 );
                 ok = false;

@@ -1,5 +1,6 @@
 //! The LoRa driver's state machine with injected time, no sockets: liveness (online from
-//! the first valid uplink, offline after 3 × `uplink_interval_s`), command expiry, and
+//! the first valid uplink, offline after 3 × `uplink_interval_s`), command expiry, a
+//! command failed when both receive windows are missed or its TX_ACK is 10 s late, and
 //! hostile radio input (SPEC §7): random datagrams and random or mutated PHYPayloads
 //! never panic — not even inside the `lorawan` crate, whose panics `catch_unwind` would
 //! otherwise hide.
@@ -170,24 +171,7 @@ fn a_lora_device_is_online_from_its_first_uplink_and_offline_after_three_interva
 #[test]
 fn a_queued_command_expires_when_no_uplink_comes_in_time() {
     let mut c = core();
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
-    let mut out = Out::default();
-    c.write(
-        polegate::model::command::WriteRequest {
-            device: 0,
-            writes: vec![(i, polegate::model::Value::Int(30))],
-            id: Some("c-9".into()),
-            expires_ms: Some(5_000),
-            reply: tx,
-        },
-        1_000,
-        &mut out,
-    );
-    let (reply, outcome) = out.replies.pop().expect("an answer");
-    let _ = reply.send(outcome);
-    let outcome = rx.try_recv().unwrap();
-    assert_eq!(outcome.error, None);
+    queue_dim(&mut c, "c-9", 1_000, Some(5_000));
     let mut out = Out::default();
     c.tick(Instant::now(), 4_999, &mut out);
     assert!(out.inputs.is_empty());
@@ -263,8 +247,9 @@ fn without_a_pull_data_from_the_gateway_no_downlink_is_sent() {
     );
 }
 
-/// Queues a command on d0 at wall-clock `now_ms`, expiring far later.
-fn queue_dim(c: &mut Core, id: &str, now_ms: u64) {
+/// Queues a command on d0 at wall-clock `now_ms`, expiring at `expires_ms` (None: in
+/// an hour); it must be answered `queued`.
+fn queue_dim(c: &mut Core, id: &str, now_ms: u64, expires_ms: Option<u64>) {
     let (tx, _rx) = tokio::sync::oneshot::channel();
     let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
     let mut out = Out::default();
@@ -273,13 +258,27 @@ fn queue_dim(c: &mut Core, id: &str, now_ms: u64) {
             device: 0,
             writes: vec![(i, polegate::model::Value::Int(30))],
             id: Some(id.into()),
-            expires_ms: None,
+            expires_ms,
             reply: tx,
         },
         now_ms,
         &mut out,
     );
     assert_eq!(out.replies[0].1.error, None, "queued");
+}
+
+/// A core whose gateway sent PULL_DATA, with command `id` queued on d0 and d0's next
+/// uplink heard at the returned instant (not yet handled).
+fn heard_with_command(id: &str) -> (Core, Instant) {
+    let mut c = core();
+    let gw = "127.0.0.1:7002".parse().unwrap();
+    let t0 = Instant::now();
+    let mut out = Out::default();
+    c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
+    queue_dim(&mut c, id, 0, None);
+    let rx = semtech::rxpk_of(&VALID, 0, -90, 3.0);
+    c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+    (c, t0)
 }
 
 fn results(out: &Out) -> Vec<(Option<String>, bool, String, String)> {
@@ -299,14 +298,7 @@ fn results(out: &Out) -> Vec<(Option<String>, bool, String, String)> {
 
 #[test]
 fn a_command_whose_uplink_is_handled_after_both_receive_windows_fails_with_that_reason() {
-    let mut c = core();
-    let gw = "127.0.0.1:7002".parse().unwrap();
-    let t0 = Instant::now();
-    let mut out = Out::default();
-    c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
-    queue_dim(&mut c, "c-late", 0);
-    let rx = semtech::rxpk_of(&VALID, 0, -90, 3.0);
-    c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+    let (mut c, t0) = heard_with_command("c-late");
     // The task stalled: the frame is handled 1.8 s after it was heard.
     let mut out = Out::default();
     c.tick(t0 + Duration::from_millis(1800), 100, &mut out);
@@ -324,14 +316,7 @@ fn a_command_whose_uplink_is_handled_after_both_receive_windows_fails_with_that_
 
 #[test]
 fn a_downlink_fails_when_its_tx_ack_has_not_come_after_ten_seconds() {
-    let mut c = core();
-    let gw = "127.0.0.1:7003".parse().unwrap();
-    let t0 = Instant::now();
-    let mut out = Out::default();
-    c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
-    queue_dim(&mut c, "c-quiet", 0);
-    let rx = semtech::rxpk_of(&VALID, 0, -90, 3.0);
-    c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+    let (mut c, t0) = heard_with_command("c-quiet");
     let mut out = Out::default();
     c.tick(t0 + Duration::from_millis(250), 1_000, &mut out);
     txpk_of(&out);

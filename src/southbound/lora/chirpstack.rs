@@ -272,7 +272,7 @@ pub async fn run_chirpstack(
         // A result leaves only once the entry it ends is gone for good: a crash must not
         // bring it back to end a second time.
         if pending.len() != before {
-            flush(pending.queue(), &counters).await;
+            super::flush_state(pending.queue(), &counters).await;
         }
         for i in inputs {
             if out.send(i).await.is_err() {
@@ -307,19 +307,6 @@ fn reading(d: &LoraDevice, up: &Up, counters: &Counters) -> Input {
         values,
         at_ms: now_ms(),
         force: vec![],
-    }
-}
-
-/// Makes the pending downlinks durable on a blocking thread. A failing flush turns the
-/// queue degraded (it logs that and keeps the writes until it can store again).
-async fn flush(q: crate::buffer::Queue, counters: &Counters) {
-    match tokio::task::spawn_blocking(move || q.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            Counters::inc(&counters.buffer_error);
-            tracing::debug!(error = %e, "pending LoRa downlinks flush failed");
-        }
-        Err(e) => tracing::error!(error = %e, "pending LoRa downlinks flush task failed"),
     }
 }
 
@@ -385,7 +372,7 @@ async fn queue_down(
         tracing::error!(device_id = %d.info.id, error = %e, "LoRa downlink could not be persisted; not sent");
         return fail("the command could not be persisted".into());
     }
-    flush(pending.queue(), counters).await;
+    super::flush_state(pending.queue(), counters).await;
     let topic = format!("{base}/{}/command/down", hex(&d.cfg.dev_eui));
     for (n, (qid, fport, bytes)) in frames.iter().enumerate() {
         let payload = down_json(qid, &d.cfg.dev_eui, *fport, bytes);

@@ -95,3 +95,18 @@ pub async fn spawn(
         }
     }
 }
+
+/// Makes the LoRa state written so far durable, on a blocking thread (never on an async
+/// worker), before the task acts on it. A failing flush turns the queue degraded (it logs
+/// that once and keeps the writes in memory until it can store again, SPEC §5 "Storage
+/// faults"); the task then goes ahead, as every other source does meanwhile.
+async fn flush_state(q: Queue, counters: &Counters) {
+    match tokio::task::spawn_blocking(move || q.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            Counters::inc(&counters.buffer_error);
+            tracing::debug!(error = %e, "LoRa state flush failed");
+        }
+        Err(e) => tracing::error!(error = %e, "LoRa state flush task failed"),
+    }
+}

@@ -6,10 +6,8 @@
 //! only once a crash could no longer undo what they depend on.
 
 use super::driver::{Core, Out};
-use crate::buffer::Queue;
 use crate::model::command::WriteRequest;
 use crate::model::now_ms;
-use crate::ops::counters::Counters;
 use crate::pipeline::Input;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
@@ -48,7 +46,7 @@ pub async fn run_udp(
             _ = tick.tick() => core.tick(Instant::now(), now_ms(), &mut o),
         }
         if let Some(q) = core.take_flush() {
-            flush(q, &counters).await;
+            super::flush_state(q, &counters).await;
         }
         for (reply, outcome) in o.replies {
             let _ = reply.send(outcome);
@@ -63,19 +61,5 @@ pub async fn run_udp(
                 return;
             }
         }
-    }
-}
-
-/// Makes the step's state durable. A failing flush turns the queue degraded (it logs that
-/// once and keeps the writes in memory until it can store again, SPEC §5 "Storage
-/// faults"): the step still goes ahead, as every other source does meanwhile.
-async fn flush(q: Queue, counters: &Counters) {
-    match tokio::task::spawn_blocking(move || q.flush()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            Counters::inc(&counters.buffer_error);
-            tracing::debug!(error = %e, "LoRa state flush failed");
-        }
-        Err(e) => tracing::error!(error = %e, "LoRa state flush task failed"),
     }
 }

@@ -127,6 +127,7 @@ fn main() {
         region: "EU868".into(),
         net_id: [0; 3],
         dev_addr_prefix: (0x2600_0000, 7),
+        gateway_euis: None,
     };
     let t0 = Instant::now();
     let mut core = Core::new(
@@ -160,6 +161,10 @@ fn main() {
         let mut out = Out::default();
         core.datagram(now, from, &buf[..n], &mut out);
         core.tick(now + Duration::from_millis(250), 0, &mut out);
+        // As the daemon: the accepted FCnt is durable before the reading goes on.
+        if let Some(q) = core.take_flush() {
+            q.flush().unwrap();
+        }
         for input in out.inputs {
             if matches!(input, Input::Reading { .. }) {
                 events += 1;

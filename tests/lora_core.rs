@@ -1,5 +1,6 @@
 //! The LoRa driver's state machine with injected time, no sockets: liveness (online from
-//! the first valid uplink, offline after 3 × `uplink_interval_s`), command expiry, and
+//! the first valid uplink, offline after 3 × `uplink_interval_s`), command expiry, a
+//! command failed when both receive windows are missed or its TX_ACK is 10 s late, and
 //! hostile radio input (SPEC §7): random datagrams and random or mutated PHYPayloads
 //! never panic — not even inside the `lorawan` crate, whose panics `catch_unwind` would
 //! otherwise hide.
@@ -76,6 +77,7 @@ fn core() -> Core {
         region: "EU868".into(),
         net_id: [0, 0, 0x13],
         dev_addr_prefix: (0x2600_0000, 7),
+        gateway_euis: None,
     };
     Core::new(
         &cfg,
@@ -169,20 +171,7 @@ fn a_lora_device_is_online_from_its_first_uplink_and_offline_after_three_interva
 #[test]
 fn a_queued_command_expires_when_no_uplink_comes_in_time() {
     let mut c = core();
-    let (tx, mut rx) = tokio::sync::oneshot::channel();
-    let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
-    c.write(
-        polegate::model::command::WriteRequest {
-            device: 0,
-            writes: vec![(i, polegate::model::Value::Int(30))],
-            id: Some("c-9".into()),
-            expires_ms: Some(5_000),
-            reply: tx,
-        },
-        1_000,
-    );
-    let outcome = rx.try_recv().unwrap();
-    assert_eq!(outcome.error, None);
+    queue_dim(&mut c, "c-9", 1_000, Some(5_000));
     let mut out = Out::default();
     c.tick(Instant::now(), 4_999, &mut out);
     assert!(out.inputs.is_empty());
@@ -256,4 +245,91 @@ fn without_a_pull_data_from_the_gateway_no_downlink_is_sent() {
             .iter()
             .all(|(_, d)| d[3] != semtech::PULL_RESP)
     );
+}
+
+/// Queues a command on d0 at wall-clock `now_ms`, expiring at `expires_ms` (None: in
+/// an hour); it must be answered `queued`.
+fn queue_dim(c: &mut Core, id: &str, now_ms: u64, expires_ms: Option<u64>) {
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let (i, _) = c.devices[0].info.profile.point("dim_level").unwrap();
+    let mut out = Out::default();
+    c.write(
+        polegate::model::command::WriteRequest {
+            device: 0,
+            writes: vec![(i, polegate::model::Value::Int(30))],
+            id: Some(id.into()),
+            expires_ms,
+            reply: tx,
+        },
+        now_ms,
+        &mut out,
+    );
+    assert_eq!(out.replies[0].1.error, None, "queued");
+}
+
+/// A core whose gateway sent PULL_DATA, with command `id` queued on d0 and d0's next
+/// uplink heard at the returned instant (not yet handled).
+fn heard_with_command(id: &str) -> (Core, Instant) {
+    let mut c = core();
+    let gw = "127.0.0.1:7002".parse().unwrap();
+    let t0 = Instant::now();
+    let mut out = Out::default();
+    c.datagram(t0, gw, &semtech::pull_data(1, [1; 8]), &mut out);
+    queue_dim(&mut c, id, 0, None);
+    let rx = semtech::rxpk_of(&VALID, 0, -90, 3.0);
+    c.datagram(t0, gw, &semtech::push_data(2, [1; 8], &[rx]), &mut out);
+    (c, t0)
+}
+
+fn results(out: &Out) -> Vec<(Option<String>, bool, String, String)> {
+    out.inputs
+        .iter()
+        .filter_map(|i| match i {
+            polegate::pipeline::Input::CmdResult(r) => Some((
+                r.id.clone(),
+                r.ok,
+                r.status.clone().unwrap_or_default(),
+                r.error.clone().unwrap_or_default(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_command_whose_uplink_is_handled_after_both_receive_windows_fails_with_that_reason() {
+    let (mut c, t0) = heard_with_command("c-late");
+    // The task stalled: the frame is handled 1.8 s after it was heard.
+    let mut out = Out::default();
+    c.tick(t0 + Duration::from_millis(1800), 100, &mut out);
+    let r = results(&out);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0].1, r[0].2.as_str()), (false, "failed"));
+    assert!(r[0].3.contains("both receive windows missed"), "{}", r[0].3);
+    assert!(
+        out.datagrams
+            .iter()
+            .all(|(_, d)| d[3] != semtech::PULL_RESP)
+    );
+    assert!(c.server.states[0].pending.is_empty());
+}
+
+#[test]
+fn a_downlink_fails_when_its_tx_ack_has_not_come_after_ten_seconds() {
+    let (mut c, t0) = heard_with_command("c-quiet");
+    let mut out = Out::default();
+    c.tick(t0 + Duration::from_millis(250), 1_000, &mut out);
+    txpk_of(&out);
+    let mut out = Out::default();
+    c.tick(t0 + Duration::from_secs(10), 10_999, &mut out);
+    assert!(results(&out).is_empty(), "still waiting for the TX_ACK");
+    c.tick(t0 + Duration::from_secs(11), 11_000, &mut out);
+    let r = results(&out);
+    assert_eq!(r.len(), 1);
+    assert_eq!(
+        (r[0].0.as_deref(), r[0].1, r[0].2.as_str()),
+        (Some("c-quiet"), false, "failed")
+    );
+    assert!(r[0].3.contains("no TX_ACK") && r[0].3.contains("10 s"));
+    assert!(c.server.states[0].pending.is_empty());
 }

@@ -10,34 +10,6 @@ mod common;
 
 use common::*;
 use polegate::southbound::lora::semtech;
-use serde_json::Value;
-use tokio::net::UdpSocket;
-
-const GW_A: [u8; 8] = [0xaa, 1, 2, 3, 4, 5, 6, 7];
-const GW_B: [u8; 8] = [0xbb, 1, 2, 3, 4, 5, 6, 7];
-
-fn vector(op: &str, n: usize) -> Value {
-    let v: Value = serde_json::from_str(include_str!("fixtures/lorawan-vectors.json")).unwrap();
-    v["vectors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|v| v["op"] == op)
-        .nth(n)
-        .unwrap()
-        .clone()
-}
-
-fn hx(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
-
-fn phy(op: &str, n: usize) -> Vec<u8> {
-    hx(vector(op, n)["output"]["phy_hex"].as_str().unwrap())
-}
 
 fn config(lora_port: u16) -> String {
     format!(
@@ -49,68 +21,6 @@ fn config(lora_port: u16) -> String {
          lora = {{ dev_eui = \"0004a30b001c0530\", activation = \"otaa\", join_eui = \"70b3d57ed0000001\", \
          app_key = \"2b7e151628aed2a6abf7158809cf4f3c\" }}\n"
     )
-}
-
-/// A packet forwarder: one socket for PUSH_DATA, one for PULL_DATA (as the real one).
-struct Forwarder {
-    push: UdpSocket,
-    pull: UdpSocket,
-    eui: [u8; 8],
-}
-
-impl Forwarder {
-    async fn start(port: u16, eui: [u8; 8]) -> Forwarder {
-        let push = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let pull = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        push.connect(("127.0.0.1", port)).await.unwrap();
-        pull.connect(("127.0.0.1", port)).await.unwrap();
-        let f = Forwarder { push, pull, eui };
-        f.pull.send(&semtech::pull_data(1, eui)).await.unwrap();
-        let mut b = [0u8; 64];
-        let n = tokio::time::timeout(WAIT, f.pull.recv(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&b[..n], &semtech::ack(2, 1, semtech::PULL_ACK));
-        f
-    }
-
-    async fn uplink(&self, phy: &[u8], tmst: u32, rssi: i32, snr: f64) {
-        self.send_uplink(phy, tmst, rssi, snr).await;
-        self.push_ack().await;
-    }
-
-    async fn send_uplink(&self, phy: &[u8], tmst: u32, rssi: i32, snr: f64) {
-        let rx = semtech::rxpk_of(phy, tmst, rssi, snr);
-        self.push
-            .send(&semtech::push_data(7, self.eui, &[rx]))
-            .await
-            .unwrap();
-    }
-
-    async fn push_ack(&self) {
-        let mut b = [0u8; 64];
-        let n = tokio::time::timeout(WAIT, self.push.recv(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&b[..n], &semtech::ack(2, 7, semtech::PUSH_ACK));
-    }
-
-    /// The next PULL_RESP: (token, txpk).
-    async fn downlink(&self) -> (u16, semtech::Txpk) {
-        let mut b = vec![0u8; 4096];
-        let n = tokio::time::timeout(WAIT, self.pull.recv(&mut b))
-            .await
-            .expect("PULL_RESP")
-            .unwrap();
-        assert_eq!(b[3], semtech::PULL_RESP);
-        let v: Value = serde_json::from_slice(&b[4..n]).unwrap();
-        (
-            u16::from_be_bytes([b[1], b[2]]),
-            serde_json::from_value(v["txpk"].clone()).unwrap(),
-        )
-    }
 }
 
 fn telemetry(m: &Msg, dev: &str) -> bool {

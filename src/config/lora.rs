@@ -33,6 +33,8 @@ pub struct LoraCfg {
     pub net_id: [u8; 3],
     /// OTAA addresses: (prefix, prefix length in bits).
     pub dev_addr_prefix: (u32, u8),
+    /// `gateway_euis`: the only packet forwarders heard (big-endian EUIs); None: any.
+    pub gateway_euis: Option<Vec<[u8; 8]>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -84,6 +86,7 @@ struct RawLora {
     region: Option<String>,
     net_id: Option<String>,
     dev_addr_prefix: Option<String>,
+    gateway_euis: Option<Vec<toml::Value>>,
     chirpstack: Option<RawChirpstack>,
 }
 
@@ -171,7 +174,22 @@ pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<LoraCfg> {
             }
         },
     };
+    let gateway_euis = match &raw.gateway_euis {
+        None => None,
+        Some(list) => {
+            let euis = gateway_euis(cx, list);
+            ok &= euis.is_some();
+            euis
+        }
+    };
     let source = match raw.source.as_deref().unwrap_or("semtech_udp") {
+        _ if raw.gateway_euis.is_some() && raw.source.as_deref() == Some("chirpstack") => {
+            cx.err(
+                "lora.gateway_euis",
+                "only used with source = \"semtech_udp\" (the network server picks the gateways)",
+            );
+            return None;
+        }
         "semtech_udp" => {
             if raw.chirpstack.is_some() {
                 cx.err("lora.chirpstack", "only used with source = \"chirpstack\"");
@@ -203,7 +221,48 @@ pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<LoraCfg> {
         region,
         net_id,
         dev_addr_prefix,
+        gateway_euis,
     })
+}
+
+/// `[lora] gateway_euis`: every entry 16 hex digits (big-endian, as printed on the
+/// gateway), at least one; each bad entry reported with its index.
+fn gateway_euis(cx: &mut Ctx<'_>, list: &[toml::Value]) -> Option<Vec<[u8; 8]>> {
+    if list.is_empty() {
+        cx.err(
+            "lora.gateway_euis",
+            "is empty, so no gateway would be heard: list at least one EUI, or remove the key to hear every gateway",
+        );
+        return None;
+    }
+    let mut ok = true;
+    let mut out = Vec::with_capacity(list.len());
+    for (i, v) in list.iter().enumerate() {
+        let key = format!("lora.gateway_euis[{i}]");
+        match v.as_str() {
+            Some(s) => match hex_bytes::<8>(s) {
+                Some(e) => out.push(e),
+                None => {
+                    let why = super::parse::hex_problem(s, 16, false);
+                    cx.err(
+                        &key,
+                        format!("{why} (a gateway EUI, like \"AA555A0000000000\")"),
+                    );
+                    ok = false;
+                }
+            },
+            None => {
+                cx.err(
+                    &key,
+                    format!(
+                        "{v} is not a string: write the EUI as 16 hex digits in quotes, like \"AA555A0000000000\""
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(out)
 }
 
 fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {

@@ -61,6 +61,7 @@ counters!(
     lora_replay,
     lora_unknown_device,
     lora_mac_ignored,
+    lora_gateway_refused,
     ocpp_unknown_charger,
     ocpp_malformed,
 );

@@ -3,19 +3,22 @@
 //! in a temporary directory and the daemon started in-process through the same entry
 //! point as `polegate run`, or as the real binary in a child process. `driver`: one
 //! driver task under test with the daemon's channels, and the simulated lines it talks
-//! to. `rig`: broker, recorder and daemon together, for the end-to-end tests.
+//! to. `lora`: a Semtech UDP packet forwarder, real LoRaWAN frames and the LoRa task alone
+//! on a real queue. `rig`: broker, recorder and daemon together, for the end-to-end tests.
 // Each test binary uses its own part of the harness.
 #![allow(dead_code, unused_imports)]
 
 mod broker;
 mod daemon;
 mod driver;
+mod lora;
 mod ocpp;
 mod rig;
 
 pub use broker::*;
 pub use daemon::*;
 pub use driver::*;
+pub use lora::*;
 pub use ocpp::*;
 pub use rig::*;
 

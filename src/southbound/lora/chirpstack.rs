@@ -184,6 +184,7 @@ pub async fn run_chirpstack(
     let mut inbox_open = true;
     loop {
         let mut inputs = Vec::new();
+        let before = pending.len();
         tokio::select! {
             _ = cancel.cancelled() => break,
             ev = el.poll() => match ev {
@@ -240,7 +241,7 @@ pub async fn run_chirpstack(
             req = inbox.recv(), if inbox_open => match req {
                 None => inbox_open = false,
                 Some(req) => {
-                    let outcome = queue_down(&client, &base, &devices, &req, &mut pending);
+                    let outcome = queue_down(&client, &base, &devices, &req, &mut pending, &counters).await;
                     let _ = req.reply.send(outcome);
                 }
             },
@@ -267,6 +268,11 @@ pub async fn run_chirpstack(
                     }
                 }
             }
+        }
+        // A result leaves only once the entry it ends is gone for good: a crash must not
+        // bring it back to end a second time.
+        if pending.len() != before {
+            super::flush_state(pending.queue(), &counters).await;
         }
         for i in inputs {
             if out.send(i).await.is_err() {
@@ -304,12 +310,13 @@ fn reading(d: &LoraDevice, up: &Up, counters: &Counters) -> Input {
     }
 }
 
-fn queue_down(
+async fn queue_down(
     client: &AsyncClient,
     base: &str,
     devices: &[LoraDevice],
     req: &WriteRequest,
     pending: &mut Pending,
+    counters: &Counters,
 ) -> WriteOutcome {
     let fail = |e: String| WriteOutcome {
         points: vec![],
@@ -365,6 +372,7 @@ fn queue_down(
         tracing::error!(device_id = %d.info.id, error = %e, "LoRa downlink could not be persisted; not sent");
         return fail("the command could not be persisted".into());
     }
+    super::flush_state(pending.queue(), counters).await;
     let topic = format!("{base}/{}/command/down", hex(&d.cfg.dev_eui));
     for (n, (qid, fport, bytes)) in frames.iter().enumerate() {
         let payload = down_json(qid, &d.cfg.dev_eui, *fport, bytes);
@@ -372,8 +380,14 @@ fn queue_down(
             .try_publish(topic.clone(), QoS::AtLeastOnce, false, payload)
             .is_err()
         {
-            for (qid, _, _) in &frames[n..] {
-                pending.remove(qid);
+            // Frames already published get no `sent` after this `failed`.
+            match &req.id {
+                Some(id) => pending.remove_command(req.device, id),
+                None => {
+                    for (qid, _, _) in &frames[n..] {
+                        pending.remove(qid);
+                    }
+                }
             }
             return fail("the network server connection is saturated; try again".into());
         }

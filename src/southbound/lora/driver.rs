@@ -2,20 +2,24 @@
 //! pipeline inputs out, time injected (`Instant` for windows, wall-clock ms for expiry).
 //!
 //! Invariants: a device's session, counters and pending downlinks are written to the
-//! store before the uplink is published or a frame is sent, and flushed before anything
-//! that must never be repeated after a crash (a join-accept's JoinNonce, a downlink's
-//! FCntDown). Several copies of one frame (several gateways or antennas) are collected
+//! store before the uplink is published, a frame is sent or a command answered; the task
+//! that owns the socket flushes them ([`Core::take_flush`], off the async workers) before
+//! it sends any of a step's output ([`Out`]), so after a crash an accepted uplink's FCnt
+//! is never accepted again, a JoinNonce or FCntDown never repeats and a `queued` command
+//! is still there. Several copies of one frame (several gateways or antennas) are collected
 //! for [`DEDUP_WINDOW`] and handled once, with the best SNR, then RSSI.
 
+use super::downlink::TXACK_TIMEOUT_MS;
+use super::gateways::{Gateways, Pulled, Refusal};
 use super::netserver::{Accepted, Device, Rejected, Server};
 use super::script::LoraCodec;
 use super::semtech::{self, Packet, Rxpk};
-use super::session::{Downlink, Store};
+use super::session::{Store, hex};
 use crate::buffer::Queue;
 use crate::config::lora::{LoraCfg, LoraDeviceCfg};
 use crate::model::LinkState;
 use crate::model::Value;
-use crate::model::command::CmdResult;
+use crate::model::command::WriteOutcome;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
@@ -68,17 +72,17 @@ pub(super) struct Heard {
     pub(super) rx: Rxpk,
 }
 
-pub(super) struct InFlight {
-    pub(super) device: usize,
-    pub(super) id: Option<String>,
-    pub(super) points: Vec<(String, serde_json::Value)>,
-}
+/// Distinct frames collected at once within [`DEDUP_WINDOW`] (a flood of made-up rxpk
+/// beyond it is refused and counted).
+pub const MAX_HEARD: usize = 256;
 
-/// Output of one step.
+/// Output of one step, sent once the step's state writes are flushed.
 #[derive(Default)]
 pub struct Out {
     pub datagrams: Vec<(SocketAddr, Vec<u8>)>,
     pub inputs: Vec<Input>,
+    /// Answers to commands (`queued`, or why not).
+    pub replies: Vec<(tokio::sync::oneshot::Sender<WriteOutcome>, WriteOutcome)>,
 }
 
 pub struct Core {
@@ -87,13 +91,16 @@ pub struct Core {
     pub(super) store: Store,
     pub(super) queue: Option<Queue>,
     pub(super) counters: Arc<Counters>,
-    pub(super) gateways: HashMap<[u8; 8], SocketAddr>,
+    pub(super) gateways: Gateways,
     pub(super) heard: HashMap<Vec<u8>, Heard>,
-    pub(super) inflight: HashMap<u16, InFlight>,
     pub(super) last_uplink: Vec<Instant>,
     pub(super) logs: HashMap<&'static str, FailureLog>,
     pub(super) next_token: u16,
     pub(super) saved_join_nonce: u32,
+    /// State written since the last [`Core::take_flush`].
+    pub(super) unflushed: bool,
+    /// How long a PULL_RESP waits for its TX_ACK ([`TXACK_TIMEOUT_MS`]).
+    pub txack_timeout_ms: u64,
 }
 
 impl Core {
@@ -126,14 +133,27 @@ impl Core {
             store,
             queue,
             counters,
-            gateways: HashMap::new(),
+            gateways: Gateways::new(cfg.gateway_euis.as_deref()),
             heard: HashMap::new(),
-            inflight: HashMap::new(),
             last_uplink: vec![now; n],
             logs: HashMap::new(),
             next_token: fastrand::u16(..),
             saved_join_nonce: server_join_nonce,
+            unflushed: false,
+            txack_timeout_ms: TXACK_TIMEOUT_MS,
         }
+    }
+
+    /// The counters this driver counts into.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    /// The queue to flush before this step's output is sent, when state was written.
+    pub fn take_flush(&mut self) -> Option<Queue> {
+        std::mem::take(&mut self.unflushed)
+            .then(|| self.queue.clone())
+            .flatten()
     }
 
     fn reject(&mut self, what: &'static str, detail: &str, now: Instant) {
@@ -153,7 +173,9 @@ impl Core {
         }
     }
 
-    pub(super) fn persist(&mut self, device: usize, flush: bool) -> bool {
+    /// Writes `device`'s state (and the JoinNonce) to the store; the socket task flushes
+    /// it before this step's output goes out.
+    pub(super) fn persist(&mut self, device: usize) -> bool {
         let dev_eui = self.devices[device].cfg.dev_eui;
         let mut ok = self
             .store
@@ -163,9 +185,7 @@ impl Core {
             ok &= self.store.save_join_nonce(self.server.join_nonce).is_ok();
             self.saved_join_nonce = self.server.join_nonce;
         }
-        if flush && let Some(q) = &self.queue {
-            ok &= q.flush().is_ok();
-        }
+        self.unflushed = true;
         if !ok {
             Counters::inc(&self.counters.buffer_error);
             tracing::error!(device_id = %self.devices[device].info.id, "LoRa session could not be persisted; not acting on it");
@@ -185,6 +205,13 @@ impl Core {
                 gateway,
                 rxpk,
             } => {
+                if !self.gateways.allowed(&gateway) {
+                    let detail = format!(
+                        "PUSH_DATA from gateway {} ({from}), not in lora.gateway_euis: dropped",
+                        hex(&gateway)
+                    );
+                    return self.refuse_gateway("not_allowed", &detail, now);
+                }
                 out.datagrams
                     .push((from, semtech::ack(d[0], token, semtech::PUSH_ACK).to_vec()));
                 for rx in rxpk {
@@ -195,12 +222,20 @@ impl Core {
                         self.reject("malformed", "rxpk data is not base64", now);
                         continue;
                     };
+                    let full = self.heard.len() >= MAX_HEARD;
                     match self.heard.get_mut(&phy) {
                         Some(h) => {
                             if (rx.lsnr, rx.rssi) > (h.rx.lsnr, h.rx.rssi) {
                                 h.rx = rx;
                                 h.gateway = gateway;
                             }
+                        }
+                        None if full => {
+                            let detail = format!(
+                                "more than {MAX_HEARD} frames at once; rxpk from gateway {} ({from}) dropped",
+                                hex(&gateway)
+                            );
+                            self.refuse_gateway("heard_full", &detail, now);
                         }
                         None => {
                             self.heard.insert(
@@ -216,41 +251,48 @@ impl Core {
                 }
             }
             Packet::PullData { token, gateway } => {
-                self.gateways.insert(gateway, from);
+                match self.gateways.pull_data(gateway, from, now) {
+                    Ok(Pulled::Same) => {}
+                    Ok(Pulled::New) => {
+                        tracing::info!(gateway = %hex(&gateway), %from, "LoRa gateway heard (PULL_DATA)");
+                    }
+                    Ok(Pulled::Moved(before)) => {
+                        tracing::info!(gateway = %hex(&gateway), %from, %before, "LoRa gateway now pulls from another address");
+                    }
+                    Err(r) => {
+                        let (what, why) = match r {
+                            Refusal::NotAllowed => ("not_allowed", "not in lora.gateway_euis"),
+                            Refusal::Full => ("gateways_full", "too many gateways known"),
+                        };
+                        let detail = format!(
+                            "PULL_DATA from gateway {} ({from}), {why}: dropped",
+                            hex(&gateway)
+                        );
+                        return self.refuse_gateway(what, &detail, now);
+                    }
+                }
                 out.datagrams
                     .push((from, semtech::ack(d[0], token, semtech::PULL_ACK).to_vec()));
             }
-            Packet::TxAck { token, error, .. } => {
-                let Some(f) = self.inflight.remove(&token) else {
-                    return;
-                };
-                let Some(id) = f.id else { return };
-                let device = self.devices[f.device].info.id.clone();
-                // More downlinks of the same command still waiting: report at the last.
-                let more = self.server.states[f.device]
-                    .pending
-                    .iter()
-                    .any(|p| p.id.as_deref() == Some(id.as_str()));
-                if more && error.is_none() {
-                    return;
-                }
-                let ok = error.is_none();
-                out.inputs.push(Input::CmdResult(CmdResult {
-                    device,
-                    id: Some(id),
-                    ok,
-                    points: if ok {
-                        f.points
-                            .iter()
-                            .map(|(k, v)| (k.clone(), json_value(v)))
-                            .collect()
-                    } else {
-                        vec![]
-                    },
-                    error: error.map(|e| format!("the gateway did not transmit the downlink: {e}")),
-                    status: Some(if ok { "sent" } else { "failed" }.into()),
-                }));
+            Packet::TxAck { token, error, .. } => self.tx_ack(now, from, token, error, out),
+        }
+    }
+
+    /// Counts and logs (rate-limited per `what`) a datagram refused for its gateway.
+    pub(super) fn refuse_gateway(&mut self, what: &'static str, detail: &str, now: Instant) {
+        Counters::inc(&self.counters.lora_gateway_refused);
+        match self.logs.entry(what).or_default().failure(now) {
+            LogAction::Failed => {
+                tracing::warn!(reason = what, "LoRa gateway datagram refused: {detail}")
             }
+            LogAction::Summary { count } => {
+                tracing::warn!(
+                    reason = what,
+                    count,
+                    "LoRa gateway datagrams still refused: {detail}"
+                )
+            }
+            _ => {}
         }
     }
 
@@ -274,31 +316,11 @@ impl Core {
             {
                 self.set_online(i, false, out);
             }
-            let expired: Vec<Downlink> = {
-                let st = &mut self.server.states[i];
-                let (gone, keep) = st.pending.drain(..).partition(|p| p.expires_ms <= now_ms);
-                st.pending = keep;
-                gone
-            };
-            if !expired.is_empty() {
-                self.persist(i, false);
-                let mut seen: Vec<Option<String>> = vec![];
-                for d in expired {
-                    if seen.contains(&d.id) || d.id.is_none() {
-                        continue;
-                    }
-                    seen.push(d.id.clone());
-                    out.inputs.push(Input::CmdResult(CmdResult {
-                        device: self.devices[i].info.id.clone(),
-                        id: d.id,
-                        ok: false,
-                        points: vec![],
-                        error: Some("expired before the device's next uplink".into()),
-                        status: Some("expired".into()),
-                    }));
-                }
-            }
         }
+        for g in self.gateways.expire(now) {
+            tracing::info!(gateway = %hex(&g), "LoRa gateway forgotten: no PULL_DATA for {} s", super::gateways::GATEWAY_EXPIRY.as_secs());
+        }
+        self.expire_downlinks(now_ms, out);
     }
 
     fn set_online(&mut self, i: usize, online: bool, out: &mut Out) {
@@ -337,11 +359,20 @@ impl Core {
         };
         match accepted {
             Accepted::Join { device, accept } => {
-                if !self.persist(device, true) {
+                if !self.persist(device) {
                     return;
                 }
-                tracing::info!(device_id = %self.devices[device].info.id, "LoRa join accepted");
-                self.transmit(now, &h, JOIN_DELAY_US, &accept, out);
+                let id = self.devices[device].info.id.clone();
+                match self.window(now, &h, JOIN_DELAY_US) {
+                    Ok(w) => {
+                        tracing::info!(device_id = %id, "LoRa join accepted");
+                        let (_, d) = self.pull_resp(&w, &accept);
+                        out.datagrams.push((w.addr(), d));
+                    }
+                    Err(reason) => {
+                        tracing::warn!(device_id = %id, "LoRa join-accept not sent: {reason}")
+                    }
+                }
             }
             Accepted::Data {
                 device,
@@ -352,17 +383,8 @@ impl Core {
                 ..
             } => {
                 // Downlink chosen now so the persisted state already carries it.
-                let pending = self.take_pending(device, now_ms);
-                let down = if pending.is_some() || confirmed {
-                    let (fp, bytes) = pending
-                        .as_ref()
-                        .map(|p| (Some(p.fport), p.bytes.clone()))
-                        .unwrap_or((None, vec![]));
-                    self.server.downlink(device, fp, &bytes, confirmed)
-                } else {
-                    None
-                };
-                if !self.persist(device, down.is_some()) {
+                let down = self.data_downlink(now, now_ms, &h, device, confirmed, out);
+                if !self.persist(device) {
                     return;
                 }
                 self.last_uplink[device] = now;
@@ -397,19 +419,7 @@ impl Core {
                     at_ms: now_ms,
                     force: vec![],
                 });
-                if let Some(frame) = down {
-                    let token = self.transmit(now, &h, RX1_DELAY_US, &frame, out);
-                    if let (Some(t), Some(p)) = (token, pending) {
-                        self.inflight.insert(
-                            t,
-                            InFlight {
-                                device,
-                                id: p.id,
-                                points: p.points,
-                            },
-                        );
-                    }
-                }
+                out.datagrams.extend(down);
             }
         }
     }

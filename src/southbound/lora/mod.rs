@@ -2,15 +2,17 @@
 //!
 //! Layout: `semtech.rs` (Semtech UDP v2 codec, pure), `netserver.rs` (the network-server
 //! logic: LoRaWAN 1.0.x uplinks, joins and downlinks over the `lorawan` crate, pure),
-//! `driver.rs` (the driver's state machine, sans-IO), `downlink.rs` (queued downlinks and
-//! their receive windows), `session.rs` (state persisted in the queue's database),
-//! `script.rs` (profile scripts: `decode_uplink`/`encode_downlink`), `udp.rs` (the task
-//! that owns the UDP socket), `chirpstack.rs` (the same devices behind an existing network
-//! server), `ns_pending.rs` (its downlinks awaiting a txack, persisted).
+//! `driver.rs` (the driver's state machine, sans-IO), `downlink.rs` (queued downlinks, their
+//! receive windows and final results), `gateways.rs` (the packet forwarders heard, bounded),
+//! `session.rs` (state persisted in the queue's database), `script.rs` (profile scripts:
+//! `decode_uplink`/`encode_downlink`), `udp.rs` (the task that owns the UDP socket),
+//! `chirpstack.rs` (the same devices behind an existing network server), `ns_pending.rs`
+//! (its downlinks awaiting a txack, persisted).
 
 pub mod chirpstack;
 mod downlink;
 pub mod driver;
+pub mod gateways;
 pub mod netserver;
 pub mod ns_pending;
 pub mod script;
@@ -91,5 +93,20 @@ pub async fn spawn(
                 cancel,
             )))
         }
+    }
+}
+
+/// Makes the LoRa state written so far durable, on a blocking thread (never on an async
+/// worker), before the task acts on it. A failing flush turns the queue degraded (it logs
+/// that once and keeps the writes in memory until it can store again, SPEC §5 "Storage
+/// faults"); the task then goes ahead, as every other source does meanwhile.
+async fn flush_state(q: Queue, counters: &Counters) {
+    match tokio::task::spawn_blocking(move || q.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            Counters::inc(&counters.buffer_error);
+            tracing::debug!(error = %e, "LoRa state flush failed");
+        }
+        Err(e) => tracing::error!(error = %e, "LoRa state flush task failed"),
     }
 }

@@ -1,7 +1,8 @@
 //! Downlinks handed to the ChirpStack network server and not yet reported by a txack.
 //!
 //! Invariant: an entry is written to the queue's database (`Queue::kv("lora")`, keys
-//! `cs/<queueItemId>`) and flushed *before* its `command/down` is published, so after a
+//! `cs/<queueItemId>`) and flushed (by the task, off the async workers, see
+//! [`Pending::queue`]) *before* its `command/down` is published, so after a
 //! restart a late `event/txack` still turns the command into `sent`, and one that never
 //! comes into `expired`. Entries are keyed by DevEUI, not by device index, so a changed
 //! device list cannot attach a result to the wrong device; entries of devices no longer
@@ -81,7 +82,13 @@ impl Pending {
         format!("{PREFIX}{qid}").into_bytes()
     }
 
-    /// Records the entries and flushes them; on failure nothing is kept.
+    /// The queue to flush before acting on what [`Pending::add`] or [`Pending::remove`]
+    /// wrote (a blocking call: run it with `spawn_blocking`).
+    pub fn queue(&self) -> Queue {
+        self.queue.clone()
+    }
+
+    /// Records the entries (durable with the next flush); on failure nothing is kept.
     pub fn add(&mut self, entries: Vec<(String, usize, PendingDown)>) -> Result<(), BufferError> {
         let mut written = Vec::new();
         let mut result = Ok(());
@@ -93,9 +100,6 @@ impl Pending {
             }
             written.push(qid.clone());
         }
-        if result.is_ok() {
-            result = self.queue.flush();
-        }
         if result.is_err() {
             for qid in written {
                 let _ = self.kv.remove(&Self::key(&qid));
@@ -106,6 +110,19 @@ impl Pending {
             self.map.insert(qid, (device, p));
         }
         Ok(())
+    }
+
+    /// Forgets every entry of command `id` on `device` (one of its frames failed).
+    pub fn remove_command(&mut self, device: usize, id: &str) {
+        let gone: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, (d, p))| *d == device && p.id.as_deref() == Some(id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in gone {
+            self.remove(&k);
+        }
     }
 
     /// Forgets one entry (its txack came, or it could not be published).
@@ -185,6 +202,7 @@ mod tests {
                 ("q-3".into(), 4, entry("0004a30b001c0599", "c-3", 5_000)),
             ])
             .unwrap();
+            p.queue().flush().unwrap();
         }
         let (kv, q) = open(tmp.path());
         let mut p = Pending::load(kv.clone(), q, device_of);

@@ -1,5 +1,6 @@
 //! Persisted LoRaWAN state per device: the session (DevAddr, keys, frame counters), the
-//! DevNonces already used, and the downlinks waiting for the next uplink.
+//! DevNonces already used, and the downlinks waiting for the next uplink or for the
+//! gateway's TX_ACK.
 //!
 //! Stored as JSON in the queue's database (`Queue::kv("lora")`), keyed by DevEUI, so one
 //! flush makes events and counters durable together. The driver writes a device's state
@@ -36,6 +37,22 @@ pub struct Downlink {
     pub expires_ms: u64,
     /// The points the command wrote, reported in `cmd/result`.
     pub points: Vec<(String, serde_json::Value)>,
+    /// Set (and persisted) before its PULL_RESP goes out; the entry then waits for the
+    /// gateway's TX_ACK, also across a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Sent>,
+}
+
+/// A downlink handed to a gateway and not yet acknowledged by its TX_ACK.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    /// The PULL_RESP token the TX_ACK must carry.
+    pub token: u16,
+    /// Where the PULL_RESP went: the only address whose TX_ACK is accepted.
+    pub to: std::net::SocketAddr,
+    pub gateway: [u8; 8],
+    /// Wall clock, ms.
+    pub at_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -1,5 +1,9 @@
 //! The task that owns the Semtech UDP socket: datagrams and commands into [`Core`],
 //! its datagrams out on the socket and its inputs into the pipeline.
+//!
+//! A step's output leaves only after the state it wrote is flushed (on a blocking thread,
+//! never on an async worker): an uplink is published, a frame sent and a command answered
+//! only once a crash could no longer undo what they depend on.
 
 use super::driver::{Core, Out};
 use crate::model::command::WriteRequest;
@@ -26,6 +30,7 @@ pub async fn run_udp(
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inbox_open = true;
+    let counters = core.counters();
     loop {
         let mut o = Out::default();
         tokio::select! {
@@ -35,10 +40,16 @@ pub async fn run_udp(
                 Err(e) => tracing::debug!(error = %e, "LoRa UDP receive failed"),
             },
             req = inbox.recv(), if inbox_open => match req {
-                Some(req) => core.write(req, now_ms()),
+                Some(req) => core.write(req, now_ms(), &mut o),
                 None => inbox_open = false,
             },
             _ = tick.tick() => core.tick(Instant::now(), now_ms(), &mut o),
+        }
+        if let Some(q) = core.take_flush() {
+            super::flush_state(q, &counters).await;
+        }
+        for (reply, outcome) in o.replies {
+            let _ = reply.send(outcome);
         }
         for (addr, d) in o.datagrams {
             if let Err(e) = sock.send_to(&d, addr).await {

@@ -468,8 +468,12 @@ pub async fn run_with(
         s.cancel.cancel();
         let _ = tokio::time::timeout_at(deadline, s.task).await;
     }
-    if let Err(e) = queue.flush() {
-        tracing::error!(error = %e, "final buffer flush failed");
+    let q = queue.clone();
+    let closed = tokio::task::spawn_blocking(move || q.flush().and_then(|()| q.close_seq())).await;
+    match closed {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "final buffer flush failed"),
+        Err(e) => tracing::error!(error = %e, "final buffer flush task failed"),
     }
     tracing::info!(buffered = queue.len(), "stopped");
     Ok(())

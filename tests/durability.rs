@@ -178,5 +178,8 @@ async fn after_a_sigterm_the_next_run_continues_at_exactly_the_next_seq() {
         "the first seq after the restart follows the last one before it"
     );
     let gaps: Vec<_> = all.windows(2).filter(|w| w[1] != w[0] + 1).collect();
-    assert!(all[0] == 1 && gaps.is_empty(), "seqs from 1 without a gap: {gaps:?}");
+    assert!(
+        all[0] == 1 && gaps.is_empty(),
+        "seqs from 1 without a gap: {gaps:?}"
+    );
 }

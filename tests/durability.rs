@@ -16,6 +16,23 @@ fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
     )
 }
 
+/// A lamp whose power reading changes every 5 ms: a steady stream of telemetry.
+async fn changing_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
+    let sim = static_lamp(cancel).await;
+    let regs = sim.registers();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let mut v = 0u16;
+        loop {
+            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
+            v = v.wrapping_add(1);
+            regs.lock().unwrap().input[0] = v % 5000 * 10;
+        }
+    });
+    sim
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequence() {
     let cancel = CancellationToken::new();
@@ -77,18 +94,7 @@ async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequenc
 async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    let regs = sim.registers();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut v = 0u16;
-        loop {
-            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
-            v = v.wrapping_add(1);
-            regs.lock().unwrap().input[0] = v % 5000 * 10;
-        }
-    });
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp(sim.addr(), 10));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
 
@@ -132,18 +138,7 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
 async fn after_a_sigterm_the_next_run_continues_at_exactly_the_next_seq() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    let regs = sim.registers();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut v = 0u16;
-        loop {
-            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
-            v = v.wrapping_add(1);
-            regs.lock().unwrap().input[0] = v % 5000 * 10;
-        }
-    });
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp(sim.addr(), 10));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
     let spawn = || Process::start(&setup.path, |_| {});

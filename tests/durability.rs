@@ -1,6 +1,7 @@
 //! Durability across daemon restarts: a queue left non-empty by a clean stop is drained
 //! by the next run, marked historical, and `seq` continues; a daemon killed with SIGKILL
-//! (a real child process running the binary) reopens its queue and never reuses a `seq`.
+//! (a real child process running the binary) reopens its queue and never reuses a `seq`;
+//! after a clean SIGTERM the next run continues at exactly the next `seq` (no gap).
 
 mod common;
 
@@ -13,6 +14,23 @@ fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
         "[[device]]\nid = \"lamp-1\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\n\
          modbus = {{ address = \"{addr}\", unit = 1 }}\n"
     )
+}
+
+/// A lamp whose power reading changes every 5 ms: a steady stream of telemetry.
+async fn changing_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
+    let sim = static_lamp(cancel).await;
+    let regs = sim.registers();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let mut v = 0u16;
+        loop {
+            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
+            v = v.wrapping_add(1);
+            regs.lock().unwrap().input[0] = v % 5000 * 10;
+        }
+    });
+    sim
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,18 +94,7 @@ async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequenc
 async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    let regs = sim.registers();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut v = 0u16;
-        loop {
-            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
-            v = v.wrapping_add(1);
-            regs.lock().unwrap().input[0] = v % 5000 * 10;
-        }
-    });
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp(sim.addr(), 10));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
 
@@ -125,4 +132,49 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
             );
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_sigterm_the_next_run_continues_at_exactly_the_next_seq() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = changing_lamp(&cancel).await;
+    let setup = Setup::new(broker.port, &lamp(sim.addr(), 10));
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
+    let spawn = || Process::start(&setup.path, |_| {});
+
+    let child = spawn();
+    rec.wait_until("a stream of events", |s| seqs(s).len() >= 50)
+        .await;
+    assert!(child.stop().success(), "a clean SIGTERM exits 0");
+    rec.drain();
+    let last_before = seqs(&rec.seen).into_iter().max().unwrap();
+    let n_before = rec.seen.len();
+
+    let child = spawn();
+    // Published in seq order: once live events of the new run are in, every lower seq
+    // (the old run's unacknowledged tail included) has been published at least once.
+    rec.wait_until("live events after the restart", |s| {
+        s[n_before..]
+            .iter()
+            .filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none())
+            .count()
+            >= 20
+    })
+    .await;
+    assert!(child.stop().success());
+    let mut all = seqs(&rec.seen);
+    all.sort_unstable();
+    all.dedup();
+    let first_after = all.iter().copied().find(|&s| s > last_before);
+    assert_eq!(
+        first_after,
+        Some(last_before + 1),
+        "the first seq after the restart follows the last one before it"
+    );
+    let gaps: Vec<_> = all.windows(2).filter(|w| w[1] != w[0] + 1).collect();
+    assert!(
+        all[0] == 1 && gaps.is_empty(),
+        "seqs from 1 without a gap: {gaps:?}"
+    );
 }

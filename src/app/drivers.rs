@@ -3,22 +3,26 @@
 //! behaviour: transport settings, device entries, their profiles); reload compares
 //! fingerprints so an untouched driver keeps running and misses no poll.
 
+use super::supervise;
 use crate::config::{self, Config, Transport};
+use crate::model::command::WriteRequest;
+use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
+use crate::ops::notify::{Heartbeat, Liveness};
 use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::profile::Registry;
 use crate::southbound::INBOX_CAPACITY;
 use crate::southbound::modbus::LinkSet;
-use crate::southbound::modbus::link::{Link, run_link};
+use crate::southbound::modbus::link::{Link, run_link_beating};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// How to run one planned driver.
-#[derive(Debug)]
+/// How to run one planned driver (cloned for every restart).
+#[derive(Debug, Clone)]
 pub enum DriverKind {
     Modbus(Link),
     /// The cabinet's LoRa source (Semtech UDP or ChirpStack) and its devices.
@@ -165,14 +169,80 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     plans
 }
 
-/// Starts a planned driver; its devices' command routes come back with it. None when
-/// it cannot start (logged; e.g. the LoRa UDP port is taken).
+/// What every incarnation of a driver is started with.
+#[derive(Clone)]
+struct Env {
+    queue: crate::buffer::Queue,
+    tx: mpsc::Sender<Input>,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+    /// Bus tasks only (Modbus links, serial buses): beaten on every turn of their loop.
+    hb: Option<Heartbeat>,
+}
+
+/// Starts one incarnation of a driver; None when it cannot start (logged).
+async fn start(
+    kind: DriverKind,
+    inbox: mpsc::Receiver<WriteRequest>,
+    env: Env,
+) -> Option<JoinHandle<()>> {
+    match kind {
+        DriverKind::Modbus(link) => Some(tokio::spawn(run_link_beating(
+            link,
+            inbox,
+            env.tx,
+            env.counters,
+            env.cancel,
+            env.hb,
+        ))),
+        DriverKind::Serial(bus) => Some(crate::southbound::serial::spawn_bus(
+            bus,
+            inbox,
+            &env.tx,
+            &env.counters,
+            &env.cancel,
+            env.hb,
+        )),
+        DriverKind::Lora(lcfg, devices) => started(
+            "LoRa source",
+            crate::southbound::lora::spawn(
+                &lcfg,
+                devices,
+                &env.queue,
+                env.counters,
+                inbox,
+                env.tx,
+                env.cancel,
+            )
+            .await,
+        ),
+        DriverKind::Ocpp(ocfg, devices) => started(
+            "OCPP listener",
+            crate::southbound::ocpp::spawn(
+                &ocfg,
+                devices,
+                &env.queue,
+                env.counters,
+                inbox,
+                env.tx,
+                env.cancel,
+            )
+            .await,
+        ),
+    }
+}
+
+/// Starts a planned driver under supervision (`supervise::Driver`: restarted with backoff
+/// when it ends or panics); its devices' command routes come back with it. None when it
+/// cannot start (logged; e.g. the LoRa UDP port is taken). Bus tasks register a heartbeat
+/// in `liveness` named by the driver key.
 pub async fn spawn(
     plan: DriverPlan,
     queue: &crate::buffer::Queue,
     tx: &mpsc::Sender<Input>,
     counters: &Arc<Counters>,
     parent: &CancellationToken,
+    liveness: &Liveness,
 ) -> Option<RunningDriver> {
     let cancel = parent.child_token();
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
@@ -191,44 +261,26 @@ pub async fn spawn(
             )
         })
         .collect();
-    let task = match plan.kind {
-        DriverKind::Modbus(link) => tokio::spawn(run_link(
-            link,
-            inbox_rx,
-            tx.clone(),
-            counters.clone(),
-            cancel.clone(),
-        )),
-        DriverKind::Serial(bus) => {
-            crate::southbound::serial::spawn_bus(bus, inbox_rx, tx, counters, &cancel)
-        }
-        DriverKind::Lora(lcfg, devices) => started(
-            "LoRa source",
-            crate::southbound::lora::spawn(
-                &lcfg,
-                devices,
-                queue,
-                counters.clone(),
-                inbox_rx,
-                tx.clone(),
-                cancel.clone(),
-            )
-            .await,
-        )?,
-        DriverKind::Ocpp(ocfg, devices) => started(
-            "OCPP listener",
-            crate::southbound::ocpp::spawn(
-                &ocfg,
-                devices,
-                queue,
-                counters.clone(),
-                inbox_rx,
-                tx.clone(),
-                cancel.clone(),
-            )
-            .await,
-        )?,
+    let is_bus = matches!(plan.kind, DriverKind::Modbus(_) | DriverKind::Serial(_));
+    let env = Env {
+        queue: queue.clone(),
+        tx: tx.clone(),
+        counters: counters.clone(),
+        cancel: cancel.clone(),
+        hb: is_bus.then(|| liveness.register(plan.key.clone())),
     };
+    let (first_tx, first_rx) = mpsc::channel(INBOX_CAPACITY);
+    let first = start(plan.kind.clone(), first_rx, env.clone()).await?;
+    let kind = plan.kind;
+    let heartbeat = env.hb.clone();
+    let driver = supervise::Driver {
+        key: plan.key.clone(),
+        start: Box::new(move |rx| Box::pin(start(kind.clone(), rx, env.clone()))),
+        cancel: cancel.clone(),
+        heartbeat,
+        backoff: Backoff::new(supervise::RESTART_MIN, supervise::RESTART_MAX),
+    };
+    let task = tokio::spawn(driver.run(first, first_tx, inbox_rx));
     Some(RunningDriver {
         key: plan.key,
         fingerprint: plan.fingerprint,

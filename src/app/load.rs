@@ -1,10 +1,14 @@
 //! Loading for `check`, `run` and reload: the configuration and the profiles it uses,
 //! validated together, every problem as one line (SPEC §8 "check": references are
-//! resolved even when the files have errors of another sort).
+//! resolved even when the files have errors of another sort); the settings the queue and
+//! the pipeline take from a configuration.
 
+use crate::buffer::{QueueOptions, WhenFull};
 use crate::config::{self, Config};
+use crate::pipeline::PipelineSettings;
 use crate::profile::Registry;
 use std::path::Path;
+use std::time::Duration;
 
 /// Configuration and profiles, validated together; every problem as one line.
 pub struct Loaded {
@@ -49,5 +53,28 @@ pub fn load(path: &Path, strict: bool) -> Result<Loaded, Vec<String>> {
         })
     } else {
         Err(errors)
+    }
+}
+
+/// The pipeline's settings for a configuration (compared on reload).
+pub(super) fn pipeline_settings(cfg: &Config) -> PipelineSettings {
+    PipelineSettings {
+        gateway: cfg.gateway.id.clone(),
+        topic_prefix: cfg.mqtt.topic_prefix.clone(),
+        flush_every: Duration::from_millis(cfg.buffer.flush_every_ms.max(1)),
+        stats_every: (cfg.stats.interval_s > 0).then(|| Duration::from_secs(cfg.stats.interval_s)),
+    }
+}
+
+/// The queue's options for the `[buffer]` section (the daemon and `polegate buffer`).
+pub fn queue_options(b: &crate::config::BufferCfg) -> QueueOptions {
+    QueueOptions {
+        max_bytes: b.max_bytes,
+        memory_max_bytes: b.memory_max_bytes,
+        on_full: match b.on_full {
+            crate::config::OnFull::DropOldest => WhenFull::DropOldest,
+            crate::config::OnFull::DropNewest => WhenFull::DropNewest,
+        },
+        ..QueueOptions::default()
     }
 }

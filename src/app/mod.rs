@@ -14,11 +14,13 @@
 pub mod drivers;
 pub mod filewatch;
 mod load;
+pub mod supervise;
 mod views;
 
-pub use load::{Loaded, load};
+use load::pipeline_settings;
+pub use load::{Loaded, load, queue_options};
 
-use crate::buffer::{Queue, QueueOptions, WhenFull};
+use crate::buffer::Queue;
 use crate::commands::Commands;
 use crate::commands::dedup::Dedup;
 use crate::config::{self, Config};
@@ -28,7 +30,7 @@ use crate::ops::counters::Counters;
 use crate::ops::health::BufferHealth;
 use crate::ops::notify::{Liveness, Notifier, status_line};
 use crate::pipeline::Route;
-use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline, PipelineSettings};
+use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline};
 use crate::profile::Registry;
 use drivers::RunningDriver;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -53,6 +55,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Buffer(#[from] crate::buffer::BufferError),
+    /// A core task ended or panicked: the daemon stopped in order so that the service
+    /// manager restarts it (`app::supervise`).
+    #[error("core task {task} {why}; polegate stopped so that the service manager restarts it")]
+    TaskDied { task: &'static str, why: String },
 }
 
 /// Handles the outside world (tests, demo, status lines) may keep.
@@ -98,15 +104,6 @@ pub async fn run(
     run_with(cfg, registry, cancel, ready, None, RunOptions::default()).await
 }
 
-fn pipeline_settings(cfg: &Config) -> PipelineSettings {
-    PipelineSettings {
-        gateway: cfg.gateway.id.clone(),
-        topic_prefix: cfg.mqtt.topic_prefix.clone(),
-        flush_every: Duration::from_millis(cfg.buffer.flush_every_ms.max(1)),
-        stats_every: (cfg.stats.interval_s > 0).then(|| Duration::from_secs(cfg.stats.interval_s)),
-    }
-}
-
 /// What decides whether the MQTT session must be reopened.
 fn session_identity(cfg: &Config) -> (config::MqttCfg, String, bool) {
     (
@@ -137,6 +134,7 @@ struct Supervisor {
     session_state: Arc<SessionState>,
     liveness: Arc<Liveness>,
     fleet_tx: watch::Sender<crate::http::Fleet>,
+    died: mpsc::Sender<supervise::TaskDeath>,
 }
 
 impl Supervisor {
@@ -186,6 +184,7 @@ impl Supervisor {
         );
         let session = session.with_heartbeat(self.liveness.register("publisher"));
         let task = tokio::spawn(session.run(cancel.clone()));
+        let task = supervise::watch_core("publisher", task, cancel.clone(), self.died.clone());
         self.session = Some(SessionSlot { cancel, task });
     }
 
@@ -233,6 +232,7 @@ impl Supervisor {
                 &self.tx,
                 &self.counters,
                 &self.drivers_cancel,
+                &self.liveness,
             )
             .await
             {
@@ -300,9 +300,16 @@ pub async fn run_with(
     let wake = Arc::new(Notify::new());
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let drivers_cancel = cancel.child_token();
+    let liveness = Arc::new(Liveness::new());
+    // Core tasks that end before `stopping` is cancelled stop the daemon (non-zero exit).
+    // A child of `cancel`: the commands task ends on `cancel` at once, and must not be
+    // taken for dead before this loop has seen it.
+    let stopping = cancel.child_token();
+    let (died, mut deaths) = mpsc::channel(4);
     let mut running = BTreeMap::new();
     for plan in drivers::plan(&cfg, &registry) {
-        if let Some(d) = drivers::spawn(plan, &queue, &tx, &counters, &drivers_cancel).await {
+        let d = drivers::spawn(plan, &queue, &tx, &counters, &drivers_cancel, &liveness).await;
+        if let Some(d) = d {
             running.insert(d.key.clone(), d);
         }
     }
@@ -310,7 +317,6 @@ pub async fn run_with(
         .values()
         .flat_map(|d: &RunningDriver| d.devices.iter().cloned())
         .collect();
-    let liveness = Arc::new(Liveness::new());
     let pipeline = Pipeline::new(
         pipeline_settings(&cfg),
         queue.clone(),
@@ -320,6 +326,8 @@ pub async fn run_with(
     )
     .with_heartbeat(liveness.register("pipeline"));
     let pipeline_task = tokio::spawn(pipeline.run(rx));
+    let pipeline_task =
+        supervise::watch_core("pipeline", pipeline_task, stopping.clone(), died.clone());
 
     // Commands: validation, dedup (persisted beside the queue), routing to the drivers.
     let store = match queue.kv("cmd_ids") {
@@ -334,6 +342,8 @@ pub async fn run_with(
     let dedup = Dedup::open(store, now_ms());
     let commands = Commands::new(routes_rx, dedup, counters.clone(), tx.clone());
     let commands_task = tokio::spawn(commands.run(commands_rx, drivers_cancel.clone()));
+    let commands_task =
+        supervise::watch_core("commands", commands_task, stopping.clone(), died.clone());
 
     let input = tx.downgrade();
     let mut sup = Supervisor {
@@ -353,6 +363,7 @@ pub async fn run_with(
         session_state: Arc::new(SessionState::default()),
         liveness: liveness.clone(),
         fleet_tx: watch::Sender::new(Arc::new(Vec::new())),
+        died,
     };
     sup.publish_routes();
     sup.start_session();
@@ -382,6 +393,7 @@ pub async fn run_with(
     let mut tick =
         tokio::time::interval(watchdog.map_or(SUPERVISOR_TICK, |w| w.min(SUPERVISOR_TICK)));
     let mut stale_logged = false;
+    let mut fatal = None;
 
     // Reload triggers: the caller's (SIGHUP) and the file watcher's.
     let (trigger_tx, mut triggers) = mpsc::channel::<()>(4);
@@ -401,6 +413,10 @@ pub async fn run_with(
         supervisor_hb.beat();
         tokio::select! {
             _ = cancel.cancelled() => break,
+            Some(death) = deaths.recv() => {
+                fatal = Some(death);
+                break;
+            }
             _ = tick.tick() => {
                 let line = sup.status();
                 if line != last_status {
@@ -447,6 +463,7 @@ pub async fn run_with(
         }
     }
 
+    stopping.cancel();
     notifier.stopping();
     tracing::info!("stopping");
     let deadline = tokio::time::Instant::now() + SHUTDOWN_DEADLINE;
@@ -468,22 +485,16 @@ pub async fn run_with(
         s.cancel.cancel();
         let _ = tokio::time::timeout_at(deadline, s.task).await;
     }
-    if let Err(e) = queue.flush() {
-        tracing::error!(error = %e, "final buffer flush failed");
+    let q = queue.clone();
+    let closed = tokio::task::spawn_blocking(move || q.flush().and_then(|()| q.close_seq())).await;
+    match closed {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "final buffer flush failed"),
+        Err(e) => tracing::error!(error = %e, "final buffer flush task failed"),
     }
     tracing::info!(buffered = queue.len(), "stopped");
-    Ok(())
-}
-
-/// The queue's options for the `[buffer]` section (the daemon and `polegate buffer`).
-pub fn queue_options(b: &crate::config::BufferCfg) -> QueueOptions {
-    QueueOptions {
-        max_bytes: b.max_bytes,
-        memory_max_bytes: b.memory_max_bytes,
-        on_full: match b.on_full {
-            crate::config::OnFull::DropOldest => WhenFull::DropOldest,
-            crate::config::OnFull::DropNewest => WhenFull::DropNewest,
-        },
-        ..QueueOptions::default()
+    match fatal {
+        None => Ok(()),
+        Some(supervise::TaskDeath { task, why }) => Err(RunError::TaskDied { task, why }),
     }
 }

@@ -16,6 +16,9 @@
 //!   file's and the last stored seq + 1, so a database moved aside (or a malformed meta
 //!   value, which is repaired in place and counted in `corrupt_recoveries`) cannot bring
 //!   an old seq back.
+//! - A clean stop ([`Queue::close_seq`], after the last event is stamped) lowers both
+//!   bounds to the exact next seq, so the next run continues without a gap (SPEC §8);
+//!   after a crash the unused rest of the block is skipped, never reused.
 //! - A stored record that does not decode is logged with its seq, moved to a quarantine
 //!   tree and skipped by [`Queue::read_after`]: it cannot block delivery of the others.
 //! - `max_bytes` bounds the sum of encoded record sizes (header + topic + payload), kept in
@@ -27,6 +30,7 @@
 //! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
 //! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
+mod clean_stop;
 mod faults;
 mod held;
 mod kv;

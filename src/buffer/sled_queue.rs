@@ -230,7 +230,7 @@ impl Queue {
     }
 
     /// Makes `bound` the durable seq floor (meta tree and side file; either suffices).
-    fn reserve(&self, bound: u64) -> Result<(), BufferError> {
+    pub(crate) fn reserve(&self, bound: u64) -> Result<(), BufferError> {
         let in_db = if self.inner.health.is_degraded() {
             Err(self.closed())
         } else {

@@ -25,8 +25,8 @@ use crate::ops::bucket::TokenBucket;
 use crate::ops::counters::Counters;
 use crate::pipeline::{Input, Route};
 use dedup::Dedup;
-use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 pub use intake::{INPUT_CAPACITY, IntakeRx, IntakeTx, MAX_COMMAND_BYTES};
 use refusal::{Refusals, Verdict};
 use std::collections::HashMap;
@@ -63,9 +63,16 @@ pub struct Commands {
     refusals: Refusals,
     counters: Arc<Counters>,
     out: mpsc::Sender<Input>,
+    /// Device and id of every accepted write not answered yet, by ticket: at a stop each
+    /// gets its `ok:false` "stopping" result (SPEC §5: every command is answered).
+    running: HashMap<u64, (String, Option<String>)>,
+    next_ticket: u64,
 }
 
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = CmdResult> + Send>>;
+/// The error of a write still running when the daemon stops: its effect is unknown.
+pub const STOPPING: &str = "stopping";
+
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, CmdResult)> + Send>>;
 
 impl Commands {
     pub fn new(
@@ -81,17 +88,20 @@ impl Commands {
             refusals: Refusals::default(),
             counters,
             out,
+            running: HashMap::new(),
+            next_ticket: 0,
         }
     }
 
-    /// Runs until `cancel` or until the session closes the channel. Results of writes
-    /// still running at cancel are reported as failed.
+    /// Runs until `cancel` or until the session closes the channel. Writes still running
+    /// then get an `ok:false` result with error [`STOPPING`], sent to the pipeline before
+    /// this returns (so before the final flush of the queue).
     pub async fn run(mut self, mut rx: IntakeRx, cancel: CancellationToken) {
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                Some(done) = pending.next(), if !pending.is_empty() => self.publish(done).await,
+                Some(done) = pending.next(), if !pending.is_empty() => self.finish(done).await,
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(c) => {
@@ -105,6 +115,22 @@ impl Commands {
                 },
             }
         }
+        // Results that are already in win over "stopping".
+        while let Some(Some(done)) = pending.next().now_or_never() {
+            self.finish(done).await;
+        }
+        drop(pending);
+        let mut left: Vec<_> = std::mem::take(&mut self.running).into_iter().collect();
+        left.sort_unstable_by_key(|(ticket, _)| *ticket);
+        for (_, (device, id)) in left {
+            tracing::warn!(device_id = %device, id = ?id, "command still running at stop: answered as failed");
+            let _ = self.out.send(Input::CmdResult(stopping(device, id))).await;
+        }
+    }
+
+    async fn finish(&mut self, (ticket, r): (u64, CmdResult)) {
+        self.running.remove(&ticket);
+        self.publish(r).await;
     }
 
     async fn publish(&self, r: CmdResult) {
@@ -205,6 +231,9 @@ impl Commands {
         // Recorded only once accepted: refused ids cost no memory and no store writes.
         self.dedup.record(&c.device, &cmd.id, now);
         let device = c.device.clone();
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.running.insert(ticket, (device.clone(), id.clone()));
         let info = route.info.clone();
         let limit = if info.profile.protocol == crate::profile::Protocol::Ocpp {
             OCPP_WRITE_TIMEOUT
@@ -233,14 +262,15 @@ impl Commands {
                 .collect();
             let ok = outcome.error.is_none();
             let lora = info.profile.protocol == crate::profile::Protocol::Lora;
-            CmdResult {
+            let result = CmdResult {
                 device,
                 id,
                 ok,
                 points,
                 error: outcome.error,
                 status: (ok && lora).then(|| "queued".to_string()),
-            }
+            };
+            (ticket, result)
         })))
     }
 
@@ -251,5 +281,17 @@ impl Commands {
             .or_insert_with(|| TokenBucket::new(RATE_PER_DEVICE, RATE_PER_DEVICE, now))
             .take(now)
             .is_ok()
+    }
+}
+
+/// The result of a write the stop interrupted.
+fn stopping(device: String, id: Option<String>) -> CmdResult {
+    CmdResult {
+        device,
+        id,
+        ok: false,
+        points: vec![],
+        error: Some(STOPPING.into()),
+        status: None,
     }
 }

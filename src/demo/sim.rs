@@ -70,6 +70,8 @@ pub enum Fault {
     None,
     /// Accept requests but never answer: clients time out.
     Silent,
+    /// Answer reads; accept writes but never answer them (a device that hangs mid-command).
+    SilentWrites,
     /// Answer every request with this exception.
     Exception(ExceptionCode),
 }
@@ -109,6 +111,7 @@ struct SimService {
     regs: Arc<Mutex<Registers>>,
     fault: Arc<Mutex<Fault>>,
     requests: Arc<AtomicU64>,
+    writes: Arc<AtomicU64>,
 }
 
 impl Service for SimService {
@@ -119,13 +122,29 @@ impl Service for SimService {
 
     fn call(&self, req: Self::Request) -> Self::Future {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let write = is_write(&req);
+        if write {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
         let fault = *lock(&self.fault);
         ready(match fault {
             Fault::None => apply(&mut lock(&self.regs), req).map(Some),
             Fault::Silent => Ok(None),
+            Fault::SilentWrites if write => Ok(None),
+            Fault::SilentWrites => apply(&mut lock(&self.regs), req).map(Some),
             Fault::Exception(code) => Err(code),
         })
     }
+}
+
+fn is_write(req: &Request<'_>) -> bool {
+    matches!(
+        req,
+        Request::WriteSingleCoil(..)
+            | Request::WriteMultipleCoils(..)
+            | Request::WriteSingleRegister(..)
+            | Request::WriteMultipleRegisters(..)
+    )
 }
 
 /// The table range a request addresses, or the exception a device would answer.
@@ -261,6 +280,11 @@ impl Sim {
     /// Requests received since spawn, answered or not.
     pub fn requests(&self) -> u64 {
         self.service.requests.load(Ordering::Relaxed)
+    }
+
+    /// Write requests received since spawn, answered or not.
+    pub fn writes(&self) -> u64 {
+        self.service.writes.load(Ordering::Relaxed)
     }
 
     /// Closes the listener and every open connection; returns once the listener is

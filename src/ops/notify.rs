@@ -6,9 +6,10 @@
 //! - Without `NOTIFY_SOCKET` (a terminal, a test, a non-systemd init) every call is a no-op.
 //! - A failed send never stops the daemon: it is logged once at `warn` and then at `debug`.
 //! - `WATCHDOG=1` is sent by the supervisor only while [`Liveness::all_fresh`] holds: a
-//!   stalled publisher, pipeline or supervisor stops the pings and systemd restarts us.
-//!   Device drivers hold no heartbeat (their awaits are all bounded by timeouts), so a
-//!   stalled driver does not stop the pings.
+//!   stalled publisher, pipeline, supervisor or bus task (each Modbus link and serial bus
+//!   beats, named by its driver key, e.g. `modbus 10.0.0.17:502`) stops the pings and
+//!   systemd restarts us. A task that ends or panics is the supervision's business
+//!   (`app::supervise`), not the heartbeat's.
 //!
 //! We build the datagram ourselves with the `sd-notify` crate's message formatting
 //! ([`NotifyState`]) because `sd_notify::notify` 0.5 reads the socket only from the
@@ -212,10 +213,13 @@ pub fn status_line(online: usize, total: usize, buffered: u64, broker_connected:
     )
 }
 
+/// How often an idle loop turns just to beat (bus tasks between distant polls).
+pub const BEAT_EVERY: Duration = Duration::from_secs(1);
+
 /// Per-task heartbeats that gate `WATCHDOG=1`.
 ///
-/// Each long-lived task that registers (today the pipeline, the publisher and the
-/// supervisor; device drivers do not) holds a [`Heartbeat`] and
+/// Each long-lived task that registers (the pipeline, the publisher, the supervisor and
+/// every Modbus link and serial bus) holds a [`Heartbeat`] and
 /// calls [`Heartbeat::beat`] on every turn of its loop, **including idle turns** (a
 /// publisher waiting for the broker is alive; give its `select!` a timer arm shorter than
 /// the watchdog interval). A task that is removed drops its handle and stops counting.

@@ -25,6 +25,7 @@ use crate::model::now_ms;
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::{Counters, ModbusFault};
 use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::notify::{BEAT_EVERY, Heartbeat};
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::health::Health;
 use std::fmt;
@@ -188,10 +189,23 @@ struct Conn {
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
 pub async fn run_link(
     link: Link,
+    inbox: mpsc::Receiver<WriteRequest>,
+    tx: mpsc::Sender<Input>,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+) {
+    run_link_beating(link, inbox, tx, counters, cancel, None).await
+}
+
+/// [`run_link`] beating `hb` on every turn of its loop, at least every [`BEAT_EVERY`]
+/// while idle: a link stuck anywhere stops the watchdog pings.
+pub async fn run_link_beating(
+    link: Link,
     mut inbox: mpsc::Receiver<WriteRequest>,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
+    hb: Option<Heartbeat>,
 ) {
     let faults = FaultCounter::for_link(counters, &link);
     let start = Instant::now();
@@ -207,6 +221,10 @@ pub async fn run_link(
     let mut overrun_log = crate::southbound::schedule::OverrunLog::default();
     tracing::info!(bus_id = %link.name, devices = link.devices.len(), "modbus link started");
     while let Some((i, deadline)) = schedule.next() {
+        if let Some(hb) = &hb {
+            hb.beat();
+        }
+        let wake = deadline.min(Instant::now() + BEAT_EVERY);
         tokio::select! {
             biased;
             _ = cancel.cancelled() => break,
@@ -224,7 +242,7 @@ pub async fn run_link(
                 }
                 continue;
             }
-            _ = tokio::time::sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(wake) => if wake < deadline { continue },
         }
         let dev = &link.devices[i];
         let started = Instant::now();

@@ -20,6 +20,7 @@ use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::notify::{BEAT_EVERY, Heartbeat};
 use crate::pipeline::Input;
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
@@ -116,11 +117,17 @@ impl Task {
         mut inbox: mpsc::Receiver<WriteRequest>,
         tx: mpsc::Sender<Input>,
         cancel: CancellationToken,
+        hb: Option<Heartbeat>,
     ) {
         tracing::info!(bus_id = %self.bus.cfg.id, port = %self.bus.cfg.port.display(), devices = self.bus.devices.len(), "serial bus started");
         let _ = self.port.ensure_open();
         self.report_port();
         while let Some((i, deadline)) = self.schedule.next() {
+            if let Some(hb) = &hb {
+                hb.beat();
+            }
+            // Turns at least every BEAT_EVERY, so the heartbeat says the bus is alive.
+            let wake = deadline.min(Instant::now() + BEAT_EVERY);
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -130,10 +137,10 @@ impl Task {
                         _ = self.run_write(req) => {}
                     }
                 }
-                f = self.port.next_frame(deadline) => {
+                f = self.port.next_frame(wake) => {
                     if let Some(f) = f {
                         self.unsolicited(f);
-                    } else {
+                    } else if wake >= deadline {
                         let started = Instant::now();
                         let cycle = tokio::select! {
                             _ = cancel.cancelled() => break,

@@ -120,13 +120,15 @@ impl Buses {
     }
 }
 
-/// Starts the task of one bus; commands for its devices arrive on `inbox`.
+/// Starts the task of one bus; commands for its devices arrive on `inbox`. `hb` is beaten
+/// on every turn of its loop (at least every second).
 pub fn spawn_bus(
     bus: SerialBus,
     inbox: mpsc::Receiver<crate::model::command::WriteRequest>,
     tx: &mpsc::Sender<Input>,
     counters: &Arc<Counters>,
     cancel: &CancellationToken,
+    hb: Option<crate::ops::notify::Heartbeat>,
 ) -> JoinHandle<()> {
     let spec = bus.devices[0].spec();
     let framer = framing::Framer::new(spec.framing.clone(), spec.max_frame);
@@ -136,5 +138,5 @@ pub fn spawn_bus(
     };
     let port = port::Port::new(bus.cfg.clone(), framer, idle);
     let task = bus::Task::new(bus, port, counters.clone());
-    tokio::spawn(task.run(inbox, tx.clone(), cancel.clone()))
+    tokio::spawn(task.run(inbox, tx.clone(), cancel.clone(), hb))
 }

@@ -2,7 +2,8 @@
 //! instants (what a power cut leaves), that a crash never makes the queue reuse a seq,
 //! never leaves a hole, never loses a flushed event and never makes open panic: a child
 //! process (this test binary re-executed) allocates, pushes, acks, drains and flushes in
-//! a loop, printing every seq it hands out before using it; the parent freezes it
+//! a loop, printing every seq it hands out before using it, and compacts the queue after
+//! each full drain (a new generation of its files); the parent freezes it
 //! (SIGSTOP) to copy its files, or kills it mid-batch, and reopens what is left.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
@@ -69,6 +70,12 @@ fn crash_child_entry_point_does_nothing_in_a_normal_test_run() {
         kv.insert(b"last", &last.to_be_bytes()).expect("child kv");
         q.flush().expect("child flush");
         println!("flushed {last}");
+        if batch % DRAIN_EVERY == DRAIN_EVERY - 1 {
+            // A drained backlog: the daemon would give the disk back now.
+            println!("compact {batch}");
+            q.compact().expect("child compact");
+            println!("compacted {batch}");
+        }
     }
 }
 
@@ -82,6 +89,7 @@ struct Seen {
     ack_through: u64,
     allocs_after_flush: u32,
     lines: u64,
+    compactions_started: u32,
 }
 
 impl Seen {
@@ -109,6 +117,7 @@ impl Seen {
                 self.allocs_after_flush = 0;
             }
             "ack_through" => self.ack_through = n,
+            "compact" => self.compactions_started += 1,
             _ => {}
         }
     }
@@ -265,9 +274,15 @@ fn a_killed_writer_never_gets_a_seq_reused_and_leaves_no_hole() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("buffer");
     let mut ever_handed_out = 0;
-    for (round, (flushes, into_batch)) in [(3, 57), (2, 1), (4, 199)].into_iter().enumerate() {
+    // (flushes, seqs into the next batch, compactions begun) before the kill.
+    let rounds = [(3, 57, 0), (2, 1, 0), (4, 199, 0), (0, 0, 1), (0, 0, 2)];
+    for (round, (flushes, into_batch, compactions)) in rounds.into_iter().enumerate() {
         let mut w = Writer::spawn(&dir);
-        w.read_until(|s| s.flush_count >= flushes && s.allocs_after_flush >= into_batch);
+        w.read_until(|s| {
+            s.flush_count >= flushes
+                && s.allocs_after_flush >= into_batch
+                && s.compactions_started >= compactions
+        });
         let seen = w.kill();
         let first = seen.first_alloc.expect("child allocated");
         assert!(

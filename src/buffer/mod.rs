@@ -28,6 +28,7 @@
 //! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
 mod faults;
+mod generation;
 mod held;
 mod kv;
 mod open;
@@ -37,6 +38,7 @@ mod record;
 mod recover;
 mod seqfile;
 mod sled_queue;
+mod space;
 
 use crate::model::payload::Body;
 
@@ -44,6 +46,7 @@ pub use faults::{EIO, ENOSPC, FaultPoint, Faults};
 pub use kv::{KvStore, MAX_KV_NAME};
 pub use recover::RETRY_EVERY;
 pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
+pub use space::{COMPACT_FLOOR, Compacted, MAINTAIN_EVERY};
 
 /// One queued MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 const CHILD_ENV: &str = "POLEGATE_BUFFER_CRASH_CHILD_DIR";
+/// Where the child also writes its lines (the images test reads it while it is frozen).
+const LOG_ENV: &str = "POLEGATE_BUFFER_CRASH_CHILD_LOG";
 const CHILD_TEST: &str = "crash_child_entry_point_does_nothing_in_a_normal_test_run";
 const BATCH: u64 = 200;
 /// Un-acked events the child keeps behind its newest one.
@@ -42,6 +44,16 @@ fn crash_child_entry_point_does_nothing_in_a_normal_test_run() {
     let Some(dir) = std::env::var_os(CHILD_ENV) else {
         return;
     };
+    // Each line goes to stdout (the parent paces itself on it) and, first, to a log file:
+    // once the child is frozen, the file holds exactly what it had done.
+    let mut log = std::env::var_os(LOG_ENV).map(|p| std::fs::File::create(p).expect("log"));
+    let mut say = move |line: String| {
+        use std::io::Write;
+        if let Some(log) = log.as_mut() {
+            log.write_all(format!("{line}\n").as_bytes()).expect("log line");
+        }
+        println!("{line}");
+    };
     let q = Queue::open(Path::new(&dir), QueueOptions::default()).expect("child open");
     let kv = q.kv(KV).expect("child kv");
     let mut acked_through: u64 = 0;
@@ -55,7 +67,7 @@ fn crash_child_entry_point_does_nothing_in_a_normal_test_run() {
         };
         if target > acked_through {
             // Announce before acking: the parent must not expect these to survive.
-            println!("ack_through {target}");
+            say(format!("ack_through {target}"));
             for seq in acked_through + 1..=target {
                 q.ack(seq).expect("child ack");
             }
@@ -63,18 +75,18 @@ fn crash_child_entry_point_does_nothing_in_a_normal_test_run() {
         }
         for _ in 0..BATCH {
             let seq = q.next_seq().expect("child next_seq");
-            println!("alloc {seq}");
+            say(format!("alloc {seq}"));
             q.push(seq, &record(seq)).expect("child push");
             last = seq;
         }
         kv.insert(b"last", &last.to_be_bytes()).expect("child kv");
         q.flush().expect("child flush");
-        println!("flushed {last}");
+        say(format!("flushed {last}"));
         if batch % DRAIN_EVERY == DRAIN_EVERY - 1 {
             // A drained backlog: the daemon would give the disk back now.
-            println!("compact {batch}");
+            say(format!("compact {batch}"));
             q.compact().expect("child compact");
-            println!("compacted {batch}");
+            say(format!("compacted {batch}"));
         }
     }
 }
@@ -90,6 +102,7 @@ struct Seen {
     allocs_after_flush: u32,
     lines: u64,
     compactions_started: u32,
+    last_line: String,
 }
 
 impl Seen {
@@ -132,8 +145,12 @@ struct Writer {
 }
 
 impl Writer {
-    fn spawn(dir: &Path) -> Writer {
-        let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+    fn spawn(dir: &Path, log: Option<&Path>) -> Writer {
+        let mut cmd = Command::new(std::env::current_exe().expect("current_exe"));
+        if let Some(log) = log {
+            cmd.env(LOG_ENV, log);
+        }
+        let mut child = cmd
             .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir)
             .stdout(Stdio::piped())
@@ -218,9 +235,8 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-/// Checks one reopened queue against what the writer had said before the crash (`seen`;
-/// lines still in the pipe at that moment come later, so `ever` is the largest seq it
-/// handed out in the whole run): no seq reused, no hole, nothing flushed and unacked lost,
+/// Checks one reopened queue against what the writer had done before the crash (`seen`)
+/// and the largest seq it handed out in the whole run (`ever`): no seq reused, no hole, nothing flushed and unacked lost,
 /// records intact, the kv store kept.
 fn check_reopened(what: &str, q: &Queue, seen: &Seen, ever: u64, expect_flushed: bool) {
     let survivors: Vec<u64> = q
@@ -277,7 +293,7 @@ fn a_killed_writer_never_gets_a_seq_reused_and_leaves_no_hole() {
     // (flushes, seqs into the next batch, compactions begun) before the kill.
     let rounds = [(3, 57, 0), (2, 1, 0), (4, 199, 0), (0, 0, 1), (0, 0, 2)];
     for (round, (flushes, into_batch, compactions)) in rounds.into_iter().enumerate() {
-        let mut w = Writer::spawn(&dir);
+        let mut w = Writer::spawn(&dir, None);
         w.read_until(|s| {
             s.flush_count >= flushes
                 && s.allocs_after_flush >= into_batch
@@ -318,24 +334,44 @@ fn every_power_cut_image_of_the_state_directory_opens_without_reusing_a_seq() {
         .unwrap_or(12);
     eprintln!("crash images: seed {seed} (POLEGATE_CRASH_SEED), {images} images");
     let mut rng = fastrand::Rng::with_seed(seed);
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let state = tmp.path().join("state");
-    let mut w = Writer::spawn(&state.join("buffer"));
+    let mut guard = Some(tempfile::tempdir().expect("tempdir"));
+    let base = guard.as_ref().expect("tempdir").path().to_path_buf();
+    if std::env::var_os("POLEGATE_CRASH_KEEP").is_some() {
+        eprintln!("keeping {}", base.display());
+        guard.take().map(tempfile::TempDir::keep);
+    }
+    let state = base.as_path().join("state");
+    let log_path = base.as_path().join("writer.log");
+    let mut w = Writer::spawn(&state.join("buffer"), Some(&log_path));
     let mut taken = Vec::new();
     for i in 0..images {
         // A random instant: a random number of lines further, at most two drain cycles.
         let at = w.seen.lines + rng.u64(1..(2 * DRAIN_EVERY * (BATCH + 2)));
         w.read_until(|s| s.lines >= at);
         w.signal("STOP");
-        let seen = w.seen.clone();
-        let image = tmp.path().join(format!("image-{i}"));
+        // What the frozen child had done, exactly (the pipe may lag behind it).
+        let mut seen = Seen::default();
+        let log = std::fs::read_to_string(&log_path).expect("child log");
+        let complete = log.rfind('\n').map_or("", |end| &log[..end]);
+        complete.lines().for_each(|l| seen.take(l));
+        seen.last_line = complete.lines().last().unwrap_or("").to_owned();
+        let image = base.as_path().join(format!("image-{i}"));
         copy_tree(&state, &image);
         w.signal("CONT");
         taken.push((image, seen));
     }
     let ever = w.kill().max_alloc;
     for (image, seen) in &taken {
-        let what = format!("{} (seed {seed})", image.display());
+        let names: Vec<String> = std::fs::read_dir(image)
+            .expect("image")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        let what = format!(
+            "{} (seed {seed}; frozen after {:?}; files {names:?})",
+            image.display(),
+            seen.last_line
+        );
         let q = Queue::open(&image.join("buffer"), QueueOptions::default())
             .unwrap_or_else(|e| panic!("{what}: does not open: {e}"));
         let moved_aside = q.stats().corrupt_recoveries > 0;

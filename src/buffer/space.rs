@@ -7,6 +7,9 @@
 //! `max(COMPACT_FLOOR, 4 × queued bytes)`: a freshly written sled 0.34 database takes
 //! about 2.1 × its records (measured: 13.6 MB of 340-byte records, 28.8 MB of files,
 //! whatever the mode or the flush pattern), so below 4 × a copy would free little.
+//! The copy is made only while it needs at most `max(COMPACT_FLOOR, max_bytes / 4)`
+//! (2.1 × the queued records): a queue kept full by `on_full` churn stays at about
+//! 2.5 × `max_bytes` of files (measured), so the partition needs 3 × `max_bytes` + 16 MiB.
 //! [`Queue::compact`]:
 //! 1. without the queue's locks (pushes and acks go on): opens generation N+1 and copies
 //!    the events up to the last pushed seq `w`;
@@ -33,6 +36,9 @@ use std::time::{Duration, Instant};
 pub const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
 /// Files below this are never compacted: the copy would cost more than it frees.
 pub const COMPACT_FLOOR: u64 = 8 * 1024 * 1024;
+
+/// A fresh copy's files per byte of records, × 10 (measured 2.1).
+const COPY_RATIO_X10: u64 = 21;
 
 #[derive(Debug, Default)]
 pub(crate) struct SpaceState {
@@ -95,6 +101,11 @@ impl Queue {
         let disk = self.measure();
         let queued = lock(&self.inner.acct).bytes;
         if disk <= COMPACT_FLOOR.max(4 * queued) || 2 * disk <= 3 * after_compaction {
+            return Ok(None);
+        }
+        if COPY_RATIO_X10 * queued / 10 > COMPACT_FLOOR.max(self.inner.opts.max_bytes / 4) {
+            // The copy would need more room than the partition is sized for (README:
+            // 3 × max_bytes + 16 MiB); it waits until more of the backlog has drained.
             return Ok(None);
         }
         self.compact().map(Some)
@@ -178,6 +189,8 @@ impl Queue {
             fresh.events.insert(k, v).map_err(err)?;
         }
         drop(source);
+        // The bulk is written out before the locks are taken: under them only the delta.
+        fresh.db.flush().map_err(err)?;
 
         let _acct = lock(&self.inner.acct);
         let _held = lock(&self.inner.held);

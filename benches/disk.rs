@@ -4,7 +4,7 @@
 //! takes to heal once the disk is writable again. Run with `cargo bench --bench disk`
 //! (`-- --events N` for another backlog size); results go to BENCHMARKS.md.
 
-use polegate::buffer::{FaultPoint, ENOSPC, Queue, QueueOptions, Record};
+use polegate::buffer::{ENOSPC, FaultPoint, Queue, QueueOptions, Record};
 use polegate::model::payload::Body;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -189,7 +189,9 @@ fn main() {
     println!();
     churn(16 * 1024 * 1024, 200_000);
     println!();
-    println!("| events stored | events held during the fault | written back | time to durable again |");
+    println!(
+        "| events stored | events held during the fault | written back | time to durable again |"
+    );
     println!("|---|---|---|---|");
     fault(events, 1_000);
     fault(events, 10_000);

@@ -50,7 +50,8 @@ fn crash_child_entry_point_does_nothing_in_a_normal_test_run() {
     let mut say = move |line: String| {
         use std::io::Write;
         if let Some(log) = log.as_mut() {
-            log.write_all(format!("{line}\n").as_bytes()).expect("log line");
+            log.write_all(format!("{line}\n").as_bytes())
+                .expect("log line");
         }
         println!("{line}");
     };
@@ -380,7 +381,10 @@ fn every_power_cut_image_of_the_state_directory_opens_without_reusing_a_seq() {
                 .expect("image")
                 .flatten()
                 .any(|e| e.file_name().to_string_lossy().contains(".corrupt-"));
-            assert!(aside, "{what}: a recovery is counted but nothing was moved aside");
+            assert!(
+                aside,
+                "{what}: a recovery is counted but nothing was moved aside"
+            );
         }
         // Frozen images hold everything the child had flushed (the page cache at one
         // instant); one moved aside has lost its events, counted, but keeps its seq floor.
@@ -390,5 +394,9 @@ fn every_power_cut_image_of_the_state_directory_opens_without_reusing_a_seq() {
             "{what}: an image of a frozen writer was damaged (moved aside)"
         );
     }
-    assert_eq!(PANICS.load(Ordering::Relaxed), 0, "a panic while opening images (seed {seed})");
+    assert_eq!(
+        PANICS.load(Ordering::Relaxed),
+        0,
+        "a panic while opening images (seed {seed})"
+    );
 }

@@ -29,7 +29,10 @@ async fn a_drained_backlog_gives_its_disk_back_within_a_minute() {
     let broker = Mosquitto::start().await;
     let setup = Setup::custom(
         "cab-test",
-        &format!("url = \"mqtt://127.0.0.1:{}\"\nreplay_rate = 0\n", broker.port),
+        &format!(
+            "url = \"mqtt://127.0.0.1:{}\"\nreplay_rate = 0\n",
+            broker.port
+        ),
         "[buffer]\nflush_every_ms = 100\n",
     );
     let state = setup.state_dir();
@@ -76,13 +79,22 @@ async fn a_drained_backlog_gives_its_disk_back_within_a_minute() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let now = disk(&state);
-    assert!(now <= COMPACT_FLOOR, "state dir {now} bytes after compaction (was {filled})");
-    assert!(!state.join("buffer").exists(), "the old generation is deleted");
+    assert!(
+        now <= COMPACT_FLOOR,
+        "state dir {now} bytes after compaction (was {filled})"
+    );
+    assert!(
+        !state.join("buffer").exists(),
+        "the old generation is deleted"
+    );
     let next = d.handles.queue.next_seq().expect("seq");
     assert!(next > last);
     d.stop().await;
 
     let q = Queue::open(&state.join("buffer"), QueueOptions::default()).expect("reopen");
     assert_eq!(q.stats().corrupt_recoveries, 0);
-    assert!(q.next_seq().expect("seq") > next, "seq continues in the compacted queue");
+    assert!(
+        q.next_seq().expect("seq") > next,
+        "seq continues in the compacted queue"
+    );
 }

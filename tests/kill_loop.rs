@@ -57,7 +57,10 @@ async fn a_daemon_killed_at_random_moments_never_finds_its_queue_damaged() {
     let exe = std::env::var_os("POLEGATE_KILL_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_polegate")));
-    eprintln!("kill loop: {cycles} cycles, seed {seed}, binary {}", exe.display());
+    eprintln!(
+        "kill loop: {cycles} cycles, seed {seed}, binary {}",
+        exe.display()
+    );
     let mut rng = fastrand::Rng::with_seed(seed);
 
     let mut broker = Mosquitto::start().await;
@@ -136,7 +139,10 @@ async fn a_daemon_killed_at_random_moments_never_finds_its_queue_damaged() {
                 by_seq.insert(seq, id);
             }
             Some(prev) => {
-                assert_eq!(prev, &id, "seq {seq} carries two different events (seed {seed})");
+                assert_eq!(
+                    prev, &id,
+                    "seq {seq} carries two different events (seed {seed})"
+                );
                 duplicates += 1;
             }
         }

@@ -192,7 +192,13 @@ mod tests {
         assert_eq!(pointer_path(dir), Path::new("/var/lib/polegate/buffer.gen"));
         assert_eq!(generation_of(dir, "buffer"), Some(0));
         assert_eq!(generation_of(dir, "buffer.gen-12"), Some(12));
-        for other in ["buffer.gen", "buffer.gen-", "buffer.gen-3.corrupt-x", "buffer.seq", "b"] {
+        for other in [
+            "buffer.gen",
+            "buffer.gen-",
+            "buffer.gen-3.corrupt-x",
+            "buffer.seq",
+            "b",
+        ] {
             assert_eq!(generation_of(dir, other), None, "{other}");
         }
     }
@@ -205,12 +211,18 @@ mod tests {
         for n in [0, 1, 2] {
             fs::create_dir_all(gen_dir(&dir, n).join("blobs")).expect("mkdir");
         }
-        fs::create_dir_all(tmp.path().join("buffer.gen-1.corrupt-20260101T000000Z")).expect("mkdir");
+        fs::create_dir_all(tmp.path().join("buffer.gen-1.corrupt-20260101T000000Z"))
+            .expect("mkdir");
         switch_to(&dir, 2).expect("switch");
         assert_eq!(current(&dir), 2);
         assert_eq!(remove_strays(&dir, 2), 2);
         assert!(gen_dir(&dir, 2).exists() && !dir.exists() && !gen_dir(&dir, 1).exists());
-        assert!(tmp.path().join("buffer.gen-1.corrupt-20260101T000000Z").exists(), "kept");
+        assert!(
+            tmp.path()
+                .join("buffer.gen-1.corrupt-20260101T000000Z")
+                .exists(),
+            "kept"
+        );
         fs::write(pointer_path(&dir), "garbage").expect("write");
         assert_eq!(current(&dir), 2, "malformed: the newest present");
     }

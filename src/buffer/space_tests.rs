@@ -56,7 +56,11 @@ fn a_drained_backlog_gives_its_disk_back_and_keeps_kv_stores_and_the_seq_floor()
     kv.insert(b"session", b"keys").expect("kv insert");
     let seqs = fill(&q, 40_000);
     due(&q);
-    assert_eq!(q.maintain().expect("maintain"), None, "a full queue is not compacted");
+    assert_eq!(
+        q.maintain().expect("maintain"),
+        None,
+        "a full queue is not compacted"
+    );
     let full = q.stats().disk_bytes;
     assert!(full > COMPACT_FLOOR, "the backlog takes {full} bytes");
     let keep = 500;
@@ -73,17 +77,29 @@ fn a_drained_backlog_gives_its_disk_back_and_keeps_kv_stores_and_the_seq_floor()
         "after draining: {} bytes on disk for {queued} queued (was {full})",
         done.disk_after
     );
-    assert_eq!(q.stats().disk_bytes, done.disk_after, "stats shows the measured size");
+    assert_eq!(
+        q.stats().disk_bytes,
+        done.disk_after,
+        "stats shows the measured size"
+    );
     assert!(!dir.exists(), "generation 0 is deleted");
     assert_eq!(stored(&q), seqs[seqs.len() - keep..]);
     let next = q.next_seq().expect("seq");
     assert!(next > *seqs.last().expect("last"));
-    q.push(next, &rec(next)).expect("push into the new generation");
-    assert_eq!(kv.get(b"session").expect("kv get").as_deref(), Some(&b"keys"[..]));
+    q.push(next, &rec(next))
+        .expect("push into the new generation");
+    assert_eq!(
+        kv.get(b"session").expect("kv get").as_deref(),
+        Some(&b"keys"[..])
+    );
     kv.insert(b"fcnt", b"7").expect("kv after compaction");
     q.flush().expect("flush");
     due(&q);
-    assert_eq!(q.maintain().expect("maintain"), None, "nothing more to gain");
+    assert_eq!(
+        q.maintain().expect("maintain"),
+        None,
+        "nothing more to gain"
+    );
     drop((q, kv));
 
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
@@ -93,7 +109,10 @@ fn a_drained_backlog_gives_its_disk_back_and_keeps_kv_stores_and_the_seq_floor()
     let kv = q.kv("lora").expect("kv");
     assert_eq!(kv.get(b"fcnt").expect("get").as_deref(), Some(&b"7"[..]));
     assert!(q.next_seq().expect("seq") > next);
-    assert!(MAINTAIN_EVERY.as_secs() <= 30, "within a minute of the drain");
+    assert!(
+        MAINTAIN_EVERY.as_secs() <= 30,
+        "within a minute of the drain"
+    );
 }
 
 #[test]
@@ -128,7 +147,10 @@ fn pushes_and_acks_racing_a_compaction_are_neither_lost_nor_duplicated() {
     let mut expect: Vec<u64> = seqs[18_000..].to_vec();
     expect.extend(pushed);
     assert_eq!(stored(&q), expect, "after {compactions} compactions");
-    assert_eq!(q.len(), q.read_after(None, usize::MAX).expect("read").len() as u64);
+    assert_eq!(
+        q.len(),
+        q.read_after(None, usize::MAX).expect("read").len() as u64
+    );
 }
 
 /// Copies a directory tree (files and directories).
@@ -149,7 +171,10 @@ fn a_crash_on_either_side_of_the_switch_leaves_exactly_one_live_queue() {
     let dir = tmp.path().join("buffer");
     let q = Queue::open(&dir, QueueOptions::default()).expect("open");
     let seqs = fill(&q, 300);
-    q.kv("cmd_ids").expect("kv").insert(b"c-1", b"1").expect("kv");
+    q.kv("cmd_ids")
+        .expect("kv")
+        .insert(b"c-1", b"1")
+        .expect("kv");
     q.flush().expect("flush");
     // A copy of generation 0 as it was: after the switch, a crash may leave it behind.
     let old_copy = tmp.path().join("gen0-copy");
@@ -166,12 +191,17 @@ fn a_crash_on_either_side_of_the_switch_leaves_exactly_one_live_queue() {
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     assert_eq!(stored(&q), seqs, "the pointer's generation, complete");
     assert_eq!(q.stats().corrupt_recoveries, 0);
-    assert!(!dir.exists() && !half.exists() && live.exists(), "strays removed");
+    assert!(
+        !dir.exists() && !half.exists() && live.exists(),
+        "strays removed"
+    );
     let kv = q.kv("cmd_ids").expect("kv");
     assert_eq!(kv.get(b"c-1").expect("get").as_deref(), Some(&b"1"[..]));
     // A second process cannot open it, nor delete anything of it.
     let err = Queue::open(&dir, QueueOptions::default()).expect_err("locked");
-    assert!(matches!(err, crate::buffer::BufferError::Locked { .. }), "{err}");
+    assert!(
+        matches!(err, crate::buffer::BufferError::Locked { .. }),
+        "{err}"
+    );
     assert!(live.exists());
 }
-

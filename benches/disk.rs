@@ -6,7 +6,6 @@
 
 use polegate::buffer::{ENOSPC, FaultPoint, Queue, QueueOptions, Record};
 use polegate::model::payload::Body;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn record(seq: u64) -> Record {
@@ -18,21 +17,10 @@ fn record(seq: u64) -> Record {
     }
 }
 
-/// Bytes allocated to every file under `dir` (all generations, the side files).
-fn disk(dir: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => disk(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
+// The tests' harness, for its measure of a directory's disk use.
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::allocated_bytes as disk;
 
 fn mb(b: u64) -> String {
     format!("{:.1} MB", b as f64 / 1e6)

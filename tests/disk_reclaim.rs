@@ -9,21 +9,6 @@ use polegate::buffer::{COMPACT_FLOOR, Queue, QueueOptions, Record};
 use polegate::model::payload::Body;
 use std::time::Duration;
 
-/// Allocated bytes of every file under `dir`.
-fn disk(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => disk(&e.path()),
-            Ok(m) => m.blocks() * 512,
-            Err(_) => 0,
-        })
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_backlog_gives_its_disk_back_within_a_minute() {
     let broker = Mosquitto::start().await;
@@ -59,7 +44,7 @@ async fn a_drained_backlog_gives_its_disk_back_within_a_minute() {
         q.flush().expect("flush");
         last
     };
-    let filled = disk(&state);
+    let filled = allocated_bytes(&state);
     assert!(filled > COMPACT_FLOOR, "the backlog takes {filled} bytes");
 
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/lamp-1/telemetry").await;
@@ -78,7 +63,7 @@ async fn a_drained_backlog_gives_its_disk_back_within_a_minute() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let now = disk(&state);
+    let now = allocated_bytes(&state);
     assert!(
         now <= COMPACT_FLOOR,
         "state dir {now} bytes after compaction (was {filled})"

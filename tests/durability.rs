@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
@@ -77,17 +76,7 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let regs = sim.registers();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut v = 0u16;
-        loop {
-            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
-            v = v.wrapping_add(1);
-            regs.lock().unwrap().input[0] = v % 5000 * 10;
-        }
-    });
+    keep_changing(&sim, &cancel);
     let setup = Setup::new(broker.port, &lamp(sim.addr(), 10));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
 

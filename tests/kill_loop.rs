@@ -66,17 +66,7 @@ async fn a_daemon_killed_at_random_moments_never_finds_its_queue_damaged() {
     let mut broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let regs = sim.registers();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut v = 0u16;
-        loop {
-            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
-            v = v.wrapping_add(1);
-            regs.lock().unwrap().input[0] = v % 5000 * 10;
-        }
-    });
+    keep_changing(&sim, &cancel);
     let setup = Setup::new(
         broker.port,
         &format!(

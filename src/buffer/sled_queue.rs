@@ -14,7 +14,6 @@ use super::held::{Held, HoldOutcome};
 use super::{PushOutcome, QueueOptions, Record, WhenFull, record, seqfile};
 use crate::ops::health::BufferHealth;
 use std::collections::BTreeSet;
-
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
@@ -19,17 +18,7 @@ fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
 /// A lamp whose power reading changes every 5 ms: a steady stream of telemetry.
 async fn changing_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
     let sim = static_lamp(cancel).await;
-    let regs = sim.registers();
-    let c = cancel.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(5));
-        let mut v = 0u16;
-        loop {
-            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
-            v = v.wrapping_add(1);
-            regs.lock().unwrap().input[0] = v % 5000 * 10;
-        }
-    });
+    keep_changing(&sim, cancel);
     sim
 }
 

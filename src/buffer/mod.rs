@@ -22,16 +22,23 @@
 //! - A stored record that does not decode is logged with its seq, moved to a quarantine
 //!   tree and skipped by [`Queue::read_after`]: it cannot block delivery of the others.
 //! - `max_bytes` bounds the sum of encoded record sizes (header + topic + payload), kept in
-//!   memory and rebuilt by a scan at open. sled's files never shrink, so `disk_bytes` can
-//!   exceed it; size the partition for about twice `max_bytes`.
-//! - Only one process may open the directory (sled's `flock` on `<dir>/db`); a second one
-//!   gets [`BufferError::Locked`].
+//!   memory and rebuilt by a scan at open. sled's files take about 2.1 × the records and
+//!   never shrink by themselves; a full queue under `on_full` churn stays near 2.5 ×
+//!   `max_bytes` (measured). Once a backlog has drained, [`Queue::maintain`] copies the
+//!   queue into a fresh generation of files and deletes the old one (`space.rs`,
+//!   `generation.rs`), crash-safe at every step; with its copy the partition needs
+//!   3 × `max_bytes` + 16 MiB.
+//! - The database is `<dir>` or a generation `<dir>.gen-N` named by the pointer file
+//!   `<dir>.gen`. Only one process may open the queue (an exclusive `flock` on
+//!   `<dir>.lock`, and sled's own on the database); a second one gets
+//!   [`BufferError::Locked`].
 //!
 //! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
 //! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
 mod clean_stop;
 mod faults;
+mod generation;
 mod held;
 mod kv;
 mod open;
@@ -41,6 +48,7 @@ mod record;
 mod recover;
 mod seqfile;
 mod sled_queue;
+mod space;
 
 use crate::model::payload::Body;
 
@@ -48,6 +56,7 @@ pub use faults::{EIO, ENOSPC, FaultPoint, Faults};
 pub use kv::{KvStore, MAX_KV_NAME};
 pub use recover::RETRY_EVERY;
 pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
+pub use space::{COMPACT_FLOOR, Compacted, MAINTAIN_EVERY};
 
 /// One queued MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 /// How long `open` waits for the lock: sled releases it from background threads a little
 /// after the last handle of a previous instance is dropped, and a previous daemon may still
 /// be exiting.
-const LOCK_WAIT: Duration = Duration::from_secs(2);
+pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(2);
 
 /// Opens the database and its trees, moving a corrupt one aside when `move_corrupt` (then
 /// the second value is 1: the corrupt recoveries this open made). Recovery from a storage

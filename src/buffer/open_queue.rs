@@ -3,10 +3,13 @@
 
 use super::QueueOptions;
 use super::faults::Faults;
+use super::generation;
 use super::held::Held;
+use super::open::{LOCK_WAIT, dir_size};
 use super::seqfile;
 use super::sled_queue::{
-    Acct, BufferError, Inner, META_RESERVED, OWNER_FILE, Queue, SeqState, Unflushed, key, seq_of,
+    Acct, BufferError, Inner, Live, META_RESERVED, OWNER_FILE, Queue, SeqState, Unflushed, key,
+    seq_of,
 };
 use crate::ops::health::BufferHealth;
 use std::fs;
@@ -16,8 +19,32 @@ use std::sync::{Arc, Mutex, RwLock};
 
 impl Queue {
     /// Opens (or creates) the queue in directory `dir` (e.g. `<state_dir>/buffer`).
+    /// The database itself is `dir` or a generation beside it (see `generation.rs`).
     pub fn open(dir: &Path, opts: QueueOptions) -> Result<Queue, BufferError> {
-        let (store, mut corrupt_recoveries) = super::open::open_store(dir, &opts, true)?;
+        let lock_path = generation::lock_path(dir);
+        let state_lock = match generation::lock(dir, LOCK_WAIT) {
+            Ok(Ok(f)) => f,
+            Ok(Err(holder)) => {
+                return Err(BufferError::Locked {
+                    path: dir.to_path_buf(),
+                    lock: lock_path,
+                    holder,
+                });
+            }
+            Err(source) => {
+                return Err(BufferError::Io {
+                    path: lock_path,
+                    what: "taking the buffer lock",
+                    source,
+                });
+            }
+        };
+        let generation = generation::current(dir);
+        let live = generation::gen_dir(dir, generation);
+        let (store, mut corrupt_recoveries) = super::open::open_store(&live, &opts, true)?;
+        // Only now, holding the lock and the live database: what a crash during a
+        // compaction left beside it goes.
+        generation::remove_strays(dir, generation);
         let sled_err = |source| BufferError::Sled {
             path: dir.to_path_buf(),
             source,
@@ -65,7 +92,7 @@ impl Queue {
                 .map_err(sled_err)?;
             store.db.flush().map_err(sled_err)?;
         }
-        let owner = dir.join(OWNER_FILE);
+        let owner = live.join(OWNER_FILE);
         if let Err(e) = fs::write(&owner, format!("{}\n", std::process::id())) {
             tracing::warn!(path = %owner.display(), error = %e, "could not write the owner pid file");
         }
@@ -74,6 +101,7 @@ impl Queue {
             events = acct.events,
             bytes = acct.bytes,
             next_seq = floor,
+            generation,
             "buffer opened"
         );
         Ok(Queue {
@@ -82,6 +110,14 @@ impl Queue {
                 seq_file,
                 opts,
                 store: RwLock::new(Some(store)),
+                disk_bytes: AtomicU64::new(dir_size(&live)),
+                live: Mutex::new(Live {
+                    generation,
+                    path: live,
+                }),
+                _lock: state_lock,
+                space: Mutex::new(Default::default()),
+                compacting: Mutex::new(()),
                 seq: Mutex::new(SeqState {
                     next: floor,
                     // Nothing is reserved for this run yet: the first next_seq reserves.

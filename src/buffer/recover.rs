@@ -82,7 +82,8 @@ impl Queue {
         let old = self.close_carrying_over();
         drop(old);
         self.check(FaultPoint::Open)?;
-        let (store, corrupt) = open_store(&self.inner.dir, &self.inner.opts, false)?;
+        let live = lock(&self.inner.live).path.clone();
+        let (store, corrupt) = open_store(&live, &self.inner.opts, false)?;
         self.inner
             .corrupt_recoveries
             .fetch_add(corrupt, Ordering::Relaxed);

@@ -68,16 +68,22 @@ fn overwrite(path: &Path, reserved_until: u64) -> io::Result<()> {
 }
 
 fn replace(path: &Path, reserved_until: u64) -> io::Result<()> {
+    replace_file(path, line(reserved_until).as_bytes())
+}
+
+/// Atomically replaces `path` with `contents`: a temp file beside it (`<path>.tmp`),
+/// fsync, rename over, fsync of the directory. After a crash the file is old or new.
+pub(crate) fn replace_file(path: &Path, contents: &[u8]) -> io::Result<()> {
     let mut tmp = path.as_os_str().to_os_string();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
     {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(line(reserved_until).as_bytes())?;
+        f.write_all(contents)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path)?;
-    // The rename itself must be durable before seqs of the new block are handed out.
+    // The rename itself must be durable before anything relies on the new contents.
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::File::open(parent)?.sync_all()?;
     }

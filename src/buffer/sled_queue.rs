@@ -7,15 +7,13 @@
 //!
 //! The database handles sit behind a lock so that a storage fault can replace them
 //! (`recover.rs`): while degraded, new events are [`Held`] in memory. Lock order:
-//! `acct`, then `held`, then `unflushed`, then `store`.
+//! `acct`, then `held`, then `unflushed`, then `seq`, then `store`.
 
 use super::faults::{FaultPoint, Faults};
 use super::held::{Held, HoldOutcome};
-use super::open::dir_size;
-use super::{BufferStats, PushOutcome, QueueOptions, Record, WhenFull, record, seqfile};
+use super::{PushOutcome, QueueOptions, Record, WhenFull, record, seqfile};
 use crate::ops::health::BufferHealth;
 use std::collections::BTreeSet;
-
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -93,6 +91,15 @@ pub(crate) struct Inner {
     pub(crate) opts: QueueOptions,
     /// None while recovery has closed the database and not reopened it yet.
     pub(crate) store: RwLock<Option<Store>>,
+    /// The live generation (`generation.rs`); changed by compaction under `store`'s lock.
+    pub(crate) live: Mutex<Live>,
+    /// Exclusive ownership of the queue's files (`<dir>.lock`), held while open.
+    pub(crate) _lock: std::fs::File,
+    /// Bytes of the live database's files, as last measured (off the async workers).
+    pub(crate) disk_bytes: AtomicU64,
+    pub(crate) space: Mutex<super::space::SpaceState>,
+    /// Held by a compaction from start to end.
+    pub(crate) compacting: Mutex<()>,
     pub(crate) seq: Mutex<SeqState>,
     /// The highest seq whose [`Queue::push`] has returned. Readers stop there (see
     /// `read_after`): sled's range scans are not snapshots, so a scan racing with inserts
@@ -110,6 +117,12 @@ pub(crate) struct Inner {
     pub(crate) health: BufferHealth,
     pub(crate) faults: Arc<Faults>,
     pub(crate) last_retry: Mutex<Option<Instant>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Live {
+    pub(crate) generation: u64,
+    pub(crate) path: PathBuf,
 }
 
 #[derive(Debug, Default)]
@@ -457,26 +470,6 @@ impl Queue {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-
-    /// Counters and sizes; walks the database directory for `disk_bytes` (outside the
-    /// accounting lock), so call it for reports, not per event.
-    pub fn stats(&self) -> BufferStats {
-        let (events, bytes) = {
-            let acct = lock(&self.inner.acct);
-            let held = lock(&self.inner.held);
-            (
-                (acct.events + held.len()).saturating_sub(held.acked.len() as u64),
-                acct.bytes + held.bytes(),
-            )
-        };
-        BufferStats {
-            events,
-            bytes,
-            dropped: self.inner.dropped.load(Ordering::Relaxed),
-            corrupt_recoveries: self.inner.corrupt_recoveries.load(Ordering::Relaxed),
-            disk_bytes: dir_size(&self.inner.dir),
-        }
     }
 
     /// Removes every queued event (`polegate buffer purge`).

@@ -218,16 +218,23 @@ impl Pipeline {
 
     /// While the queue is degraded, lets it retry on a blocking thread (reopening takes
     /// seconds; the loop goes on meanwhile). The queue paces itself to `RETRY_EVERY`.
+    /// Otherwise, when due, lets it measure its files and compact them (same thread
+    /// pool, same flag: never both at once).
     fn retry(&self) {
-        if !self.queue.health().is_degraded() || self.retrying.swap(true, Relaxed) {
+        let degraded = self.queue.health().is_degraded();
+        if !degraded && !self.queue.maintenance_due() || self.retrying.swap(true, Relaxed) {
             return;
         }
         let (q, wake, busy) = (self.queue.clone(), self.wake.clone(), self.retrying.clone());
         tokio::task::spawn_blocking(move || {
-            match q.retry() {
-                Ok(true) => wake.notify_one(),
-                Ok(false) => {}
-                Err(e) => tracing::debug!(error = %e, "buffer still cannot store"),
+            if degraded {
+                match q.retry() {
+                    Ok(true) => wake.notify_one(),
+                    Ok(false) => {}
+                    Err(e) => tracing::debug!(error = %e, "buffer still cannot store"),
+                }
+            } else if let Err(e) = q.maintain() {
+                tracing::debug!(error = %e, "buffer compaction failed");
             }
             busy.store(false, Relaxed);
         });

@@ -65,6 +65,36 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Bytes allocated to every file under `dir` (what a full partition counts).
+pub fn allocated_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => allocated_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Changes the lamp's power reading every 5 ms (a stream of telemetry) until `cancel`.
+pub fn keep_changing(sim: &polegate::demo::sim::Sim, cancel: &CancellationToken) {
+    let regs = sim.registers();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(5));
+        let mut v = 0u16;
+        loop {
+            tokio::select! { _ = c.cancelled() => return, _ = tick.tick() => {} }
+            v = v.wrapping_add(1);
+            regs.lock().unwrap().input[0] = v % 5000 * 10;
+        }
+    });
+}
+
 /// The crate's shipped profiles.
 pub fn plugins_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")

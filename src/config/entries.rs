@@ -3,9 +3,10 @@
 //! the file that declared the entry. A duplicate id is reported at its second occurrence.
 
 use super::load::Origin;
-use super::parse::{check_id, split_host_port};
+use super::parse::check_id;
+use super::transports::{RawModbus, RawSerial};
 use super::validate::Ctx;
-use super::{BusCfg, BusKind, DeviceCfg, Framing, Parity, Transport};
+use super::{BusCfg, BusKind, DeviceCfg, Parity, Transport};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -39,22 +40,6 @@ struct RawDevice {
     serial: Option<RawSerial>,
     lora: Option<toml::Table>,
     ocpp: Option<toml::Table>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawModbus {
-    address: Option<String>,
-    unit: Option<i64>,
-    framing: Option<String>,
-    bus: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSerial {
-    bus: Option<String>,
-    address: Option<String>,
 }
 
 /// Every declared bus id with its kind when that parsed, valid entry or not, so a
@@ -345,9 +330,9 @@ pub(super) fn devices(
             }
             [_] => {
                 if let Some(m) = d.modbus {
-                    modbus(cx, file, &format!("{key}.modbus"), m, buses)
+                    super::transports::modbus(cx, file, &format!("{key}.modbus"), m, buses)
                 } else if let Some(s) = d.serial {
-                    serial(cx, file, &format!("{key}.serial"), s, buses)
+                    super::transports::serial(cx, file, &format!("{key}.serial"), s, buses)
                 } else if let Some(o) = d.ocpp {
                     super::ocpp::device(cx, file, &format!("{key}.ocpp"), o).map(Transport::Ocpp)
                 } else {
@@ -428,124 +413,6 @@ fn meta(
         out.insert(k, j);
     }
     out
-}
-
-fn modbus(
-    cx: &mut Ctx<'_>,
-    file: &Path,
-    key: &str,
-    m: RawModbus,
-    buses: &BusIndex,
-) -> Option<Transport> {
-    match (m.address, m.bus) {
-        (Some(_), Some(_)) => {
-            let msg = "address and bus are mutually exclusive: address = \"host:port\" for Modbus over TCP, bus = \"<id>\" for a [[bus]]";
-            cx.at(file, key, msg);
-            None
-        }
-        (None, None) => {
-            let msg = "needs address = \"host:port\" (Modbus over TCP) or bus = \"<bus id>\" (RTU on a [[bus]])";
-            cx.at(file, key, msg);
-            None
-        }
-        (Some(address), None) => {
-            if split_host_port(&address, None).is_none() {
-                let msg = format!(
-                    "'{address}' is not host:port (port 1..=65535), e.g. \"10.0.0.17:502\""
-                );
-                cx.at(file, &format!("{key}.address"), msg);
-            }
-            let unit = cx.int(Some(file), &format!("{key}.unit"), m.unit, 1, 0, 255) as u8;
-            let framing = match m.framing.as_deref() {
-                None | Some("tcp") => Framing::Tcp,
-                Some("rtu") => Framing::Rtu,
-                Some(s) => {
-                    let msg = format!(
-                        "'{s}' is not a framing: expected tcp (Modbus TCP) or rtu (RTU over TCP)"
-                    );
-                    cx.at(file, &format!("{key}.framing"), msg);
-                    Framing::Tcp
-                }
-            };
-            Some(Transport::ModbusTcp {
-                address,
-                unit,
-                framing,
-            })
-        }
-        (None, Some(bus)) => {
-            if m.framing.is_some() {
-                let msg = "applies to address (Modbus over TCP) only; a [[bus]] has its own kind";
-                cx.at(file, &format!("{key}.framing"), msg);
-            }
-            let unit = match m.unit {
-                None => {
-                    cx.at(
-                        file,
-                        &format!("{key}.unit"),
-                        "is required on a bus: the slave address 1..=247",
-                    );
-                    1
-                }
-                u => cx.int(Some(file), &format!("{key}.unit"), u, 1, 1, 247) as u8,
-            };
-            match buses.get(&bus) {
-                None => {
-                    cx.at(
-                        file,
-                        &format!("{key}.bus"),
-                        format!("bus '{bus}' is not declared by any [[bus]]"),
-                    );
-                }
-                Some(Some(BusKind::Serial)) => {
-                    let msg = format!(
-                        "bus '{bus}' is a serial bus; Modbus needs a [[bus]] of kind modbus_rtu or modbus_ascii"
-                    );
-                    cx.at(file, &format!("{key}.bus"), msg);
-                }
-                Some(_) => {}
-            }
-            Some(Transport::ModbusBus { bus, unit })
-        }
-    }
-}
-
-fn serial(
-    cx: &mut Ctx<'_>,
-    file: &Path,
-    key: &str,
-    s: RawSerial,
-    buses: &BusIndex,
-) -> Option<Transport> {
-    let address = s.address.unwrap_or_else(|| {
-        let msg = "is required: the device's address on the line, e.g. address = \"01\"";
-        cx.at(file, &format!("{key}.address"), msg);
-        String::new()
-    });
-    let Some(bus) = s.bus else {
-        cx.at(
-            file,
-            &format!("{key}.bus"),
-            "is required: the id of a [[bus]] of kind serial",
-        );
-        return None;
-    };
-    match buses.get(&bus) {
-        None => cx.at(
-            file,
-            &format!("{key}.bus"),
-            format!("bus '{bus}' is not declared by any [[bus]]"),
-        ),
-        Some(Some(k)) if *k != BusKind::Serial => {
-            let msg = format!(
-                "bus '{bus}' is a {} bus; serial needs a [[bus]] of kind serial",
-                bus_kind_label(*k)
-            );
-            cx.at(file, &format!("{key}.bus"), msg);
-        }
-        Some(_) => {}
-    }
-    Some(Transport::Serial { bus, address })
 }
 
 fn lora(cx: &mut Ctx<'_>, file: &Path, key: &str, t: toml::Table) -> Option<Transport> {

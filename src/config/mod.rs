@@ -12,11 +12,14 @@ mod entries;
 pub mod http;
 pub mod load;
 pub mod lora;
+mod lora_device;
+mod mqtt;
 pub mod ocpp;
 mod parse;
 mod refs;
 #[cfg(test)]
 mod tests;
+mod transports;
 mod validate;
 
 use std::path::PathBuf;

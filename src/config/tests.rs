@@ -463,41 +463,5 @@ fn a_numeric_password_from_the_environment_stays_a_string() {
     assert_eq!(cfg.mqtt.max_inflight, 8);
 }
 
-#[test]
-fn bad_environment_overrides_name_the_variable_and_the_key() {
-    let path = fixtures().join("valid/polegate.toml");
-    let vars = [
-        ("POLEGATE__MQTT__MAX_INFLIGHT", "lots"),
-        ("POLEGATE__MQTT__PASWORD", "x"),
-        ("POLEGATE__DEVICE__ID", "x"),
-    ];
-    let errors = errors_of(&path, &vars);
-    let find = |key: &str| {
-        errors
-            .iter()
-            .find(|e| e.key == key)
-            .unwrap_or_else(|| panic!("{key}: {errors:#?}"))
-    };
-    let e = find("mqtt.max_inflight");
-    assert_eq!(
-        e.file,
-        PathBuf::from("environment POLEGATE__MQTT__MAX_INFLIGHT")
-    );
-    assert!(
-        e.message.contains("invalid type: string \"lots\""),
-        "{}",
-        e.message
-    );
-    assert_eq!(
-        find("mqtt.pasword").file,
-        PathBuf::from("environment POLEGATE__MQTT__PASWORD")
-    );
-    assert!(
-        find("device")
-            .message
-            .contains("cannot be overridden from the environment")
-    );
-}
-
 #[path = "tests_more.rs"]
 mod more;

@@ -1,5 +1,6 @@
 //! More configuration tests: syntax errors, missing files, the cross-check against
-//! profiles, the check summary, the shipped example, sizes, URLs and LoRa-only keys.
+//! profiles, the check summary, the shipped example, sizes, URLs and LoRa-only keys,
+//! bad environment overrides.
 
 use super::*;
 
@@ -199,4 +200,40 @@ fn state_directory_is_the_default_state_dir_when_the_key_is_absent() {
     let valid = fixtures().join("valid");
     let cfg = load_with_env(&valid.join("polegate.toml"), &env(&with[1..])).expect("valid");
     assert_eq!(cfg.gateway.state_dir, valid.join("state"));
+}
+
+#[test]
+fn bad_environment_overrides_name_the_variable_and_the_key() {
+    let path = fixtures().join("valid/polegate.toml");
+    let vars = [
+        ("POLEGATE__MQTT__MAX_INFLIGHT", "lots"),
+        ("POLEGATE__MQTT__PASWORD", "x"),
+        ("POLEGATE__DEVICE__ID", "x"),
+    ];
+    let errors = errors_of(&path, &vars);
+    let find = |key: &str| {
+        errors
+            .iter()
+            .find(|e| e.key == key)
+            .unwrap_or_else(|| panic!("{key}: {errors:#?}"))
+    };
+    let e = find("mqtt.max_inflight");
+    assert_eq!(
+        e.file,
+        PathBuf::from("environment POLEGATE__MQTT__MAX_INFLIGHT")
+    );
+    assert!(
+        e.message.contains("invalid type: string \"lots\""),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        find("mqtt.pasword").file,
+        PathBuf::from("environment POLEGATE__MQTT__PASWORD")
+    );
+    assert!(
+        find("device")
+            .message
+            .contains("cannot be overridden from the environment")
+    );
 }

@@ -7,8 +7,8 @@
 //! as strings so range and choice errors say what is expected in our own words.
 
 use super::load::{ConfigError, Merged, Origin, join_key};
-use super::parse::{check_id, parse_mqtt_url, parse_size, without_password};
-use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, MqttCfg, OnFull, StatsCfg};
+use super::parse::{check_id, parse_size};
+use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, OnFull, StatsCfg};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
@@ -29,26 +29,6 @@ struct RawGateway {
     state_dir: Option<String>,
     plugins_dirs: Option<Vec<String>>,
     log_level: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawMqtt {
-    url: Option<String>,
-    client_id: Option<String>,
-    username: Option<String>,
-    password: Option<String>,
-    password_file: Option<String>,
-    ca_file: Option<String>,
-    cert_file: Option<String>,
-    key_file: Option<String>,
-    topic_prefix: Option<String>,
-    keep_alive_s: Option<i64>,
-    max_inflight: Option<i64>,
-    replay_rate: Option<i64>,
-    reconnect_min_ms: Option<i64>,
-    reconnect_max_ms: Option<i64>,
-    connect_delay_max_ms: Option<i64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -99,7 +79,7 @@ impl Ctx<'_> {
     }
     /// Deserializes one section; a type or unknown-key error is reported and the
     /// section's defaults are used so the other checks still run.
-    fn section<T: DeserializeOwned + Default>(&mut self, name: &str) -> Option<T> {
+    pub(super) fn section<T: DeserializeOwned + Default>(&mut self, name: &str) -> Option<T> {
         let Some(v) = self.merged.table.get(name) else {
             return Some(T::default());
         };
@@ -255,7 +235,7 @@ pub(crate) fn validate(
         }
     }
     let gateway = gateway(&mut cx, state_directory);
-    let mqtt = mqtt(&mut cx, &gateway.id);
+    let mqtt = super::mqtt::mqtt(&mut cx, &gateway.id);
     let buffer = buffer(&mut cx);
     let stats = cx.section::<RawStats>("stats").map(|s| StatsCfg {
         interval_s: cx.int(None, "stats.interval_s", s.interval_s, 60, 0, i64::MAX) as u64,
@@ -365,150 +345,6 @@ fn gateway(cx: &mut Ctx<'_>, state_directory: Option<&str>) -> GatewayCfg {
         plugins_dirs,
         log_level,
     }
-}
-
-fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
-    let m = cx.section::<RawMqtt>("mqtt")?;
-    let (url, tls, host, port) = match m.url {
-        None => {
-            cx.err(
-                "mqtt.url",
-                "is required: mqtt://host[:port] or mqtts://host[:port]",
-            );
-            (String::new(), false, String::new(), 0)
-        }
-        Some(url) => match parse_mqtt_url(&url) {
-            Some((tls, host, port)) => (url, tls, host, port),
-            None => {
-                cx.err(
-                    "mqtt.url",
-                    format!("'{}' is not mqtt://host[:port] or mqtts://host[:port] (credentials go in username and password)", without_password(&url)),
-                );
-                (url, false, String::new(), 0)
-            }
-        },
-    };
-    let password = match (m.password, m.password_file) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                "mqtt.password_file",
-                "password and password_file are mutually exclusive; keep one",
-            );
-            None
-        }
-        (Some(p), None) => Some(p),
-        (None, Some(f)) => {
-            let path = resolve(&cx.merged.origin_of("mqtt.password_file"), &f);
-            match std::fs::read_to_string(&path) {
-                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
-                Err(e) => {
-                    cx.err(
-                        "mqtt.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    None
-                }
-            }
-        }
-        (None, None) => None,
-    };
-    let file_key = |cx: &mut Ctx<'_>, key: &str, v: Option<String>| {
-        v.map(|f| resolve(&cx.merged.origin_of(&format!("mqtt.{key}")), &f))
-    };
-    let ca_file = file_key(cx, "ca_file", m.ca_file);
-    let cert_file = file_key(cx, "cert_file", m.cert_file);
-    let key_file = file_key(cx, "key_file", m.key_file);
-    match (&cert_file, &key_file) {
-        (Some(_), None) => cx.err(
-            "mqtt.cert_file",
-            "needs key_file too (mutual TLS takes both)",
-        ),
-        (None, Some(_)) => cx.err(
-            "mqtt.key_file",
-            "needs cert_file too (mutual TLS takes both)",
-        ),
-        _ => {}
-    }
-    if !tls && !host.is_empty() {
-        for (key, set) in [
-            ("ca_file", &ca_file),
-            ("cert_file", &cert_file),
-            ("key_file", &key_file),
-        ] {
-            if set.is_some() {
-                cx.err(
-                    &format!("mqtt.{key}"),
-                    "applies to TLS only; use an mqtts:// url",
-                );
-            }
-        }
-    }
-    let topic_prefix = m.topic_prefix.unwrap_or_else(|| "polegate".into());
-    if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
-        cx.err(
-            "mqtt.topic_prefix",
-            format!("'{topic_prefix}' is not a topic prefix: non-empty, no + or #, no trailing /"),
-        );
-    }
-    let keep_alive_s = cx.int(None, "mqtt.keep_alive_s", m.keep_alive_s, 30, 0, 65535) as u64;
-    let max_inflight = cx.int(None, "mqtt.max_inflight", m.max_inflight, 64, 1, 65535) as u16;
-    let replay_rate = cx.int(
-        None,
-        "mqtt.replay_rate",
-        m.replay_rate,
-        1000,
-        0,
-        u32::MAX as i64,
-    ) as u32;
-    let reconnect_min_ms = cx.int(
-        None,
-        "mqtt.reconnect_min_ms",
-        m.reconnect_min_ms,
-        500,
-        1,
-        i64::MAX,
-    ) as u64;
-    let reconnect_max_ms = cx.int(
-        None,
-        "mqtt.reconnect_max_ms",
-        m.reconnect_max_ms,
-        60_000,
-        1,
-        i64::MAX,
-    ) as u64;
-    let connect_delay_max_ms = cx.int(
-        None,
-        "mqtt.connect_delay_max_ms",
-        m.connect_delay_max_ms,
-        10_000,
-        0,
-        i64::MAX,
-    ) as u64;
-    if reconnect_min_ms > reconnect_max_ms {
-        cx.err(
-            "mqtt.reconnect_max_ms",
-            format!("{reconnect_max_ms} is below reconnect_min_ms ({reconnect_min_ms})"),
-        );
-    }
-    Some(MqttCfg {
-        url,
-        tls,
-        host,
-        port,
-        client_id: m.client_id.unwrap_or_else(|| gateway_id.to_string()),
-        username: m.username,
-        password,
-        ca_file,
-        cert_file,
-        key_file,
-        topic_prefix,
-        keep_alive_s,
-        max_inflight,
-        replay_rate,
-        reconnect_min_ms,
-        reconnect_max_ms,
-        connect_delay_max_ms,
-    })
 }
 
 /// A size key of `[buffer]`: at least 64KiB.

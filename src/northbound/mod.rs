@@ -3,4 +3,5 @@
 pub mod inflight;
 pub mod mqtt;
 pub mod pace;
+mod session_error;
 pub mod tls;

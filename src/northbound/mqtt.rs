@@ -17,6 +17,8 @@
 
 use super::inflight::{InFlight, Sent};
 use super::pace::Pacer;
+pub use super::session_error::SessionError;
+use super::session_error::oversized;
 use super::tls;
 use crate::buffer::Queue;
 use crate::commands::IntakeTx;
@@ -29,8 +31,8 @@ use crate::ops::backoff::{Backoff, boot_delay, parse_uptime};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use rumqttc::{
-    AsyncClient, ClientError, ConnectReturnCode, ConnectionError, Event, EventLoop, Incoming,
-    LastWill, MqttOptions, Outgoing, QoS, StateError, Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
+    Transport,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -62,31 +64,6 @@ pub struct SessionState {
 
 /// How often an idle session still turns its loop (liveness for the watchdog).
 const IDLE_TICK: Duration = Duration::from_secs(1);
-
-/// Why a connection ended.
-#[derive(Debug, thiserror::Error)]
-pub enum SessionError {
-    #[error("broker refused the connection: {0:?}")]
-    Refused(ConnectReturnCode),
-    /// Boxed: rumqttc's error is large, and every `Result` carrying this type would be too.
-    #[error(transparent)]
-    Connection(Box<ConnectionError>),
-    #[error("event loop ended")]
-    EventLoopEnded,
-    #[error("cannot queue the status message: {0}")]
-    QueueStatus(#[source] ClientError),
-    #[error("cannot queue the command subscription: {0}")]
-    QueueSubscribe(#[source] ClientError),
-}
-
-impl From<ConnectionError> for SessionError {
-    fn from(e: ConnectionError) -> SessionError {
-        match e {
-            ConnectionError::ConnectionRefused(code) => SessionError::Refused(code),
-            other => SessionError::Connection(Box::new(other)),
-        }
-    }
-}
 
 pub struct Session {
     heartbeat: Option<crate::ops::notify::Heartbeat>,
@@ -496,20 +473,6 @@ impl Session {
             }
         }
         tracing::info!("MQTT session closed");
-    }
-}
-
-/// The size of the broker's packet, when `e` is rumqttc refusing one over
-/// `MAX_INCOMING_PACKET`.
-fn oversized(e: &SessionError) -> Option<usize> {
-    match e {
-        SessionError::Connection(c) => match c.as_ref() {
-            ConnectionError::MqttState(StateError::Deserialization(
-                rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(n),
-            )) => Some(*n),
-            _ => None,
-        },
-        _ => None,
     }
 }
 

@@ -120,25 +120,14 @@ fn parse_order(s: &str) -> Result<WordOrder, String> {
 }
 
 fn point(spec: &ReadSpec, ty: PointType, order: WordOrder, off: u16) -> PointDef {
-    PointDef {
-        name: format!("@{}", spec.start + off),
-        unit: None,
-        ty,
-        reg: Some(RegisterRef {
-            table: spec.table,
-            address: spec.start + off,
-            order,
-            bit: None,
-            length: (ty == PointType::String).then_some(spec.count - off),
-        }),
-        scale: 1.0,
-        offset: 0.0,
-        deadband: None,
-        writable: false,
-        min: None,
-        max: None,
-        values: None,
-    }
+    let reg = RegisterRef {
+        table: spec.table,
+        address: spec.start + off,
+        order,
+        bit: None,
+        length: (ty == PointType::String).then_some(spec.count - off),
+    };
+    PointDef::plain(format!("@{}", spec.start + off), None, ty, Some(reg))
 }
 
 /// Runs the probe; returns the exit code.

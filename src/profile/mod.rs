@@ -260,6 +260,31 @@ pub struct PointDef {
     pub values: Option<BTreeMap<i64, String>>,
 }
 
+impl PointDef {
+    /// A read-only point published as read: no scale or offset, deadband, limits or
+    /// labels (the gateway's own points, `probe`'s ad-hoc reads).
+    pub fn plain(
+        name: String,
+        unit: Option<String>,
+        ty: PointType,
+        reg: Option<RegisterRef>,
+    ) -> PointDef {
+        PointDef {
+            name,
+            unit,
+            ty,
+            reg,
+            scale: 1.0,
+            offset: 0.0,
+            deadband: None,
+            writable: false,
+            min: None,
+            max: None,
+            values: None,
+        }
+    }
+}
+
 /// A loaded, validated profile.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {

@@ -257,19 +257,12 @@ pub(super) fn add_radio_points(points: &mut Vec<PointDef>) {
         ("snr", "dB", PointType::F32),
     ] {
         if points.iter().all(|p| p.name != name) {
-            points.push(PointDef {
-                name: name.to_string(),
-                unit: Some(unit.to_string()),
+            points.push(PointDef::plain(
+                name.to_string(),
+                Some(unit.to_string()),
                 ty,
-                reg: None,
-                scale: 1.0,
-                offset: 0.0,
-                deadband: None,
-                writable: false,
-                min: None,
-                max: None,
-                values: None,
-            });
+                None,
+            ));
         }
     }
 }

@@ -108,25 +108,19 @@ mod tests {
     use proptest::prelude::*;
 
     fn pt(table: Table, address: u16, ty: PointType) -> PointDef {
-        PointDef {
-            name: format!("x_{}_{address}", table.as_str()),
-            unit: None,
+        let reg = RegisterRef {
+            table,
+            address,
+            order: WordOrder::Abcd,
+            bit: None,
+            length: (ty == PointType::String).then_some(8),
+        };
+        PointDef::plain(
+            format!("x_{}_{address}", table.as_str()),
+            None,
             ty,
-            reg: Some(RegisterRef {
-                table,
-                address,
-                order: WordOrder::Abcd,
-                bit: None,
-                length: (ty == PointType::String).then_some(8),
-            }),
-            scale: 1.0,
-            offset: 0.0,
-            deadband: None,
-            writable: false,
-            min: None,
-            max: None,
-            values: None,
-        }
+            Some(reg),
+        )
     }
 
     #[test]

@@ -176,8 +176,20 @@ struct Env {
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
-    /// Bus tasks only (Modbus links, serial buses): beaten on every turn of their loop.
+    /// Beaten on every turn of the driver's loop.
     hb: Option<Heartbeat>,
+}
+
+impl Env {
+    fn wiring(self, inbox: mpsc::Receiver<WriteRequest>) -> crate::southbound::Wiring {
+        crate::southbound::Wiring {
+            inbox,
+            out: self.tx,
+            counters: self.counters,
+            cancel: self.cancel,
+            hb: self.hb,
+        }
+    }
 }
 
 /// Starts one incarnation of a driver; None when it cannot start (logged).
@@ -203,39 +215,27 @@ async fn start(
             &env.cancel,
             env.hb,
         )),
-        DriverKind::Lora(lcfg, devices) => started(
-            "LoRa source",
-            crate::southbound::lora::spawn(
-                &lcfg,
-                devices,
-                &env.queue,
-                env.counters,
-                inbox,
-                env.tx,
-                env.cancel,
+        DriverKind::Lora(lcfg, devices) => {
+            let queue = env.queue.clone();
+            started(
+                "LoRa source",
+                crate::southbound::lora::spawn(&lcfg, devices, &queue, env.wiring(inbox)).await,
             )
-            .await,
-        ),
-        DriverKind::Ocpp(ocfg, devices) => started(
-            "OCPP listener",
-            crate::southbound::ocpp::spawn(
-                &ocfg,
-                devices,
-                &env.queue,
-                env.counters,
-                inbox,
-                env.tx,
-                env.cancel,
+        }
+        DriverKind::Ocpp(ocfg, devices) => {
+            let queue = env.queue.clone();
+            started(
+                "OCPP listener",
+                crate::southbound::ocpp::spawn(&ocfg, devices, &queue, env.wiring(inbox)).await,
             )
-            .await,
-        ),
+        }
     }
 }
 
 /// Starts a planned driver under supervision (`supervise::Driver`: restarted with backoff
 /// when it ends or panics); its devices' command routes come back with it. None when it
-/// cannot start (logged; e.g. the LoRa UDP port is taken). Bus tasks register a heartbeat
-/// in `liveness` named by the driver key.
+/// cannot start (logged; e.g. the LoRa UDP port is taken). Every driver registers a
+/// heartbeat in `liveness` named by its key, beaten on each turn of its loop.
 pub async fn spawn(
     plan: DriverPlan,
     queue: &crate::buffer::Queue,
@@ -261,13 +261,12 @@ pub async fn spawn(
             )
         })
         .collect();
-    let is_bus = matches!(plan.kind, DriverKind::Modbus(_) | DriverKind::Serial(_));
     let env = Env {
         queue: queue.clone(),
         tx: tx.clone(),
         counters: counters.clone(),
         cancel: cancel.clone(),
-        hb: is_bus.then(|| liveness.register(plan.key.clone())),
+        hb: Some(liveness.register(plan.key.clone())),
     };
     let (first_tx, first_rx) = mpsc::channel(INBOX_CAPACITY);
     let first = start(plan.kind.clone(), first_rx, env.clone()).await?;

@@ -14,6 +14,7 @@
 pub mod drivers;
 pub mod filewatch;
 mod load;
+mod reload;
 pub mod supervise;
 mod views;
 
@@ -33,7 +34,7 @@ use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input, Pipeline};
 use crate::profile::Registry;
 use drivers::RunningDriver;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -194,86 +195,6 @@ impl Supervisor {
             let _ = tokio::time::timeout_at(deadline, s.task).await;
         }
     }
-
-    /// Applies a validated new configuration as a diff.
-    async fn apply(&mut self, new: Config, registry: &Registry) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        if new.gateway.state_dir != self.cfg.gateway.state_dir || new.buffer != self.cfg.buffer {
-            tracing::warn!("state_dir and [buffer] changes take effect at the next restart");
-        }
-        let plans = drivers::plan(&new, registry);
-        let wanted: HashMap<&str, &str> = plans
-            .iter()
-            .map(|p| (p.key.as_str(), p.fingerprint.as_str()))
-            .collect();
-        let old_ids: HashMap<String, Arc<DeviceInfo>> = self
-            .device_infos()
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
-        let (mut kept, mut restarted) = (0usize, 0usize);
-        let keys: Vec<String> = self.drivers.keys().cloned().collect();
-        for key in keys {
-            let same = wanted.get(key.as_str()).copied()
-                == self.drivers.get(&key).map(|d| d.fingerprint.as_str());
-            if !same && let Some(d) = self.drivers.remove(&key) {
-                d.stop(deadline).await;
-                restarted += 1;
-            }
-        }
-        for plan in plans {
-            if self.drivers.contains_key(&plan.key) {
-                kept += 1;
-                continue;
-            }
-            if let Some(d) = drivers::spawn(
-                plan,
-                &self.queue,
-                &self.tx,
-                &self.counters,
-                &self.drivers_cancel,
-                &self.liveness,
-            )
-            .await
-            {
-                self.drivers.insert(d.key.clone(), d);
-            }
-        }
-        let new_infos = self.device_infos();
-        let new_ids: HashSet<&str> = new_infos.iter().map(|d| d.id.as_str()).collect();
-        let removed: Vec<Arc<DeviceInfo>> = old_ids
-            .into_iter()
-            .filter(|(id, _)| !new_ids.contains(id.as_str()))
-            .map(|(_, d)| d)
-            .collect();
-        let n_removed = removed.len();
-        for d in removed {
-            tracing::info!(device_id = %d.id, profile = %d.profile.name, "device removed");
-            let _ = self.tx.send(Input::Removed(d)).await;
-        }
-        let _ = self.tx.send(Input::Devices(new_infos.clone())).await;
-        if pipeline_settings(&new) != pipeline_settings(&self.cfg) {
-            let _ = self.tx.send(Input::Settings(pipeline_settings(&new))).await;
-        }
-        self.devices_count
-            .store(new.devices.iter().filter(|d| d.enabled).count(), Relaxed);
-        self.publish_routes();
-        let reopen = session_identity(&new) != session_identity(&self.cfg);
-        self.cfg = new;
-        if reopen {
-            tracing::info!("MQTT settings changed: reopening the session");
-            self.stop_session(deadline).await;
-            self.start_session();
-        }
-        tracing::info!(
-            drivers_kept = kept,
-            drivers_started_or_restarted = self.drivers.len() - kept,
-            drivers_stopped = restarted,
-            devices_removed = n_removed,
-            devices = new_infos.len(),
-            "configuration reloaded"
-        );
-    }
 }
 
 /// Like [`run`], with an optional reload trigger channel (SIGHUP) and options.
@@ -370,7 +291,14 @@ pub async fn run_with(
 
     // The queue owns the degraded state (SPEC §5 Storage faults); the views read it.
     let buffer_health = Arc::new(queue.health());
-    let http = views::start_http(&sup, buffer_health.clone(), STALL_AFTER, cancel.clone()).await;
+    let http = views::start_http(
+        &sup,
+        buffer_health.clone(),
+        STALL_AFTER,
+        cancel.clone(),
+        stopping.clone(),
+    )
+    .await;
     let handles = Handles {
         queue: queue.clone(),
         counters: counters.clone(),
@@ -440,22 +368,7 @@ pub async fn run_with(
                 while triggers.try_recv().is_ok() {}
                 let Some(path) = opts.config_path.clone() else { continue };
                 notifier.reloading();
-                match load(&path, false) {
-                    Err(errors) => {
-                        for e in &errors {
-                            tracing::error!(problem = %e, "reload refused");
-                        }
-                        tracing::error!(errors = errors.len(), "invalid configuration: the running one stays");
-                        Counters::inc(&counters.reload_failed);
-                    }
-                    Ok(l) => {
-                        crate::ops::logging::set_level(l.config.gateway.log_level.as_deref());
-                        for w in &l.profile_warnings {
-                            tracing::warn!(problem = %w, "profile ignored");
-                        }
-                        sup.apply(l.config, &l.registry).await;
-                    }
-                }
+                sup.reload(&path).await;
                 notifier.ready();
                 last_status = sup.status();
                 notifier.status(&last_status);

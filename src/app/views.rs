@@ -27,12 +27,14 @@ pub(super) fn fleet(infos: &[Arc<DeviceInfo>], cfg: &Config) -> Fleet {
     )
 }
 
-/// Starts `[http]` (if on); the address it answers on.
+/// Starts `[http]` (if on); the address it answers on. Its accept loop is a core task
+/// (`supervise::watch_core`): ending or panicking before `stopping` stops the daemon.
 pub(super) async fn start_http(
     sup: &Supervisor,
     buffer_health: Arc<BufferHealth>,
     stall_after: Duration,
     cancel: CancellationToken,
+    stopping: CancellationToken,
 ) -> Option<SocketAddr> {
     let sources = Sources {
         gateway: sup.cfg.gateway.id.clone(),
@@ -45,5 +47,7 @@ pub(super) async fn start_http(
         stall_after,
         fleet: sup.fleet_tx.subscribe(),
     };
-    crate::http::start(&sup.cfg.http, sources, cancel).await
+    let started = crate::http::start(&sup.cfg.http, sources, cancel).await?;
+    super::supervise::watch_core("http", started.task, stopping, sup.died.clone());
+    started.addr
 }

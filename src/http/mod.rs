@@ -138,19 +138,28 @@ impl Server {
     pub async fn run(self, cancel: CancellationToken) {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let mut refused_logged = false;
+        let mut accept_failing = false;
         loop {
             let stream = tokio::select! {
                 _ = cancel.cancelled() => break,
                 r = self.listener.accept() => match r {
                     Ok((s, _)) => s,
                     Err(e) => {
-                        // EMFILE and the like: wait a little instead of spinning.
-                        tracing::warn!(error = %e, "http: accept failed");
+                        // EMFILE and the like: wait a little instead of spinning; one
+                        // line when it starts failing, one when it accepts again.
+                        if !accept_failing {
+                            tracing::warn!(error = %e, "http: accept failed; retrying every 100 ms");
+                            accept_failing = true;
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
                 },
             };
+            if accept_failing {
+                tracing::info!("http: accepting connections again");
+                accept_failing = false;
+            }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
                 self.app.counters.inc(503);
                 if !refused_logged {
@@ -202,20 +211,29 @@ pub async fn start(
     cfg: &crate::config::http::HttpCfg,
     sources: Sources,
     cancel: CancellationToken,
-) -> Option<SocketAddr> {
+) -> Option<Started> {
     let addr = cfg.listen?;
     match Server::bind(addr, cfg.auth.clone(), sources).await {
         Ok(server) => {
             let bound = server.local_addr().ok();
             tracing::info!(listen = ?bound, auth = cfg.auth.is_some(), "http: status page and metrics listening");
-            tokio::spawn(server.run(cancel));
-            bound
+            Some(Started {
+                addr: bound,
+                task: tokio::spawn(server.run(cancel)),
+            })
         }
         Err(e) => {
             tracing::error!(listen = %addr, error = %e, "http: cannot listen; status page and metrics are off");
             None
         }
     }
+}
+
+/// A listening server: where it answers, and its accept loop (which ends only on
+/// cancel; the supervisor treats any other end as a task death).
+pub struct Started {
+    pub addr: Option<SocketAddr>,
+    pub task: tokio::task::JoinHandle<()>,
 }
 
 /// Equal in time whatever the bytes (the length is not secret).

@@ -161,7 +161,9 @@ impl Session {
     }
 
     /// `discard`: connect with a clean session once, dropping what the broker holds for us.
-    fn options(&self, discard: bool) -> Result<MqttOptions, tls::TlsError> {
+    /// The TLS files are read again for each connection (a renewed certificate is picked
+    /// up), on the blocking pool: file reads do not belong on the async workers.
+    async fn options(&self, discard: bool) -> Result<MqttOptions, tls::TlsError> {
         let m = &self.settings.mqtt;
         let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
         o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
@@ -181,7 +183,10 @@ impl Session {
             true,
         ));
         if m.tls {
-            let cfg = tls::client_config(m)?;
+            let files = m.clone();
+            let cfg = tokio::task::spawn_blocking(move || tls::client_config(&files))
+                .await
+                .map_err(|e| tls::TlsError::Task(e.to_string()))??;
             o.set_transport(Transport::tls_with_config(
                 rumqttc::TlsConfiguration::Rustls(cfg),
             ));
@@ -217,7 +222,7 @@ impl Session {
             if cancel.is_cancelled() {
                 return;
             }
-            let opts = match self.options(discard) {
+            let opts = match self.options(discard).await {
                 Ok(o) => o,
                 Err(e) => {
                     if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {

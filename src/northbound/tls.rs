@@ -13,6 +13,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("no usable root certificates found on this system; set mqtt.ca_file")]
     NoRoots,
+    #[error("TLS setup task failed: {0}")]
+    Task(String),
 }
 
 pub fn client_config(cfg: &MqttCfg) -> Result<Arc<rustls::ClientConfig>, TlsError> {

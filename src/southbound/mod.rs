@@ -16,3 +16,26 @@ pub mod serial_port;
 
 /// Capacity of a driver's command inbox.
 pub const INBOX_CAPACITY: usize = 16;
+
+/// What one incarnation of a listener driver (the LoRa source, the OCPP listener) is
+/// wired to. The bus drivers take the same parts one by one.
+pub struct Wiring {
+    /// Its command inbox.
+    pub inbox: tokio::sync::mpsc::Receiver<crate::model::command::WriteRequest>,
+    /// The pipeline's input.
+    pub out: tokio::sync::mpsc::Sender<crate::pipeline::Input>,
+    pub counters: std::sync::Arc<crate::ops::counters::Counters>,
+    pub cancel: tokio_util::sync::CancellationToken,
+    /// Beaten on every turn of the driver's main loop (at least every
+    /// [`BEAT_EVERY`](crate::ops::notify::BEAT_EVERY)): a stalled listener stops the
+    /// watchdog's pings as a stalled bus does.
+    pub hb: Option<crate::ops::notify::Heartbeat>,
+}
+
+impl Wiring {
+    pub fn beat(&self) {
+        if let Some(hb) = &self.hb {
+            hb.beat();
+        }
+    }
+}

@@ -199,6 +199,19 @@ impl LoraRig {
         txack_timeout_ms: u64,
         gateway_euis: Option<Vec<[u8; 8]>>,
     ) -> LoraRig {
+        Self::wired(dir, port, txack_timeout_ms, gateway_euis, None, 64).await
+    }
+
+    /// As [`start`](Self::start), beating `hb` and sending into a pipeline input of
+    /// `capacity` inputs.
+    pub async fn wired(
+        dir: &Path,
+        port: u16,
+        txack_timeout_ms: u64,
+        gateway_euis: Option<Vec<[u8; 8]>>,
+        hb: Option<polegate::ops::notify::Heartbeat>,
+        capacity: usize,
+    ) -> LoraRig {
         let queue = Queue::open(&buffer_dir(dir), QueueOptions::default()).expect("queue");
         let sock = UdpSocket::bind(("127.0.0.1", port)).await.expect("bind");
         let port = sock.local_addr().expect("address").port();
@@ -235,15 +248,19 @@ impl LoraRig {
             std::time::Instant::now(),
         );
         core.txack_timeout_ms = txack_timeout_ms;
-        let (itx, inputs) = mpsc::channel(64);
+        let (itx, inputs) = mpsc::channel(capacity);
         let (cmds, crx) = mpsc::channel(8);
         let cancel = CancellationToken::new();
         let task = tokio::spawn(polegate::southbound::lora::udp::run_udp(
             sock,
             core,
-            crx,
-            itx,
-            cancel.clone(),
+            polegate::southbound::Wiring {
+                inbox: crx,
+                out: itx,
+                counters: counters.clone(),
+                cancel: cancel.clone(),
+                hb,
+            },
         ));
         LoraRig {
             port,

@@ -19,13 +19,11 @@ use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
 use crate::pipeline::Input;
+use crate::southbound::Wiring;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// Requests buffered towards the network server's broker.
 pub const CLIENT_CAPACITY: usize = 64;
@@ -157,11 +155,15 @@ pub async fn run_chirpstack(
     cfg: ChirpstackCfg,
     devices: Vec<LoraDevice>,
     mut pending: Pending,
-    counters: Arc<Counters>,
-    mut inbox: mpsc::Receiver<WriteRequest>,
-    out: mpsc::Sender<Input>,
-    cancel: CancellationToken,
+    w: Wiring,
 ) {
+    let Wiring {
+        mut inbox,
+        out,
+        counters,
+        cancel,
+        hb,
+    } = w;
     let mut opts = MqttOptions::new(
         format!("polegate-lora-{:08x}", fastrand::u32(..)),
         cfg.host.clone(),
@@ -183,6 +185,9 @@ pub async fn run_chirpstack(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut inbox_open = true;
     loop {
+        if let Some(hb) = &hb {
+            hb.beat();
+        }
         let mut inputs = Vec::new();
         let before = pending.len();
         tokio::select! {

@@ -22,13 +22,9 @@ pub mod udp;
 
 use crate::buffer::{BufferError, Queue};
 use crate::config::lora::{LoraCfg, LoraSource};
-use crate::model::command::WriteRequest;
 use crate::ops::counters::Counters;
-use crate::pipeline::Input;
-use std::sync::Arc;
-use tokio::sync::mpsc;
+use crate::southbound::Wiring;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// Why the LoRa source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,10 +46,7 @@ pub async fn spawn(
     cfg: &LoraCfg,
     devices: Vec<driver::LoraDevice>,
     queue: &Queue,
-    counters: Arc<Counters>,
-    inbox: mpsc::Receiver<WriteRequest>,
-    out: mpsc::Sender<Input>,
-    cancel: CancellationToken,
+    w: Wiring,
 ) -> Result<JoinHandle<()>, StartError> {
     match &cfg.source {
         LoraSource::SemtechUdp => {
@@ -70,10 +63,10 @@ pub async fn spawn(
                 devices,
                 session::Store::new(kv),
                 Some(queue.clone()),
-                counters,
+                w.counters.clone(),
                 std::time::Instant::now(),
             );
-            Ok(tokio::spawn(udp::run_udp(sock, core, inbox, out, cancel)))
+            Ok(tokio::spawn(udp::run_udp(sock, core, w)))
         }
         LoraSource::Chirpstack(c) => {
             let kv = queue.kv("lora")?;
@@ -87,10 +80,7 @@ pub async fn spawn(
                 c.clone(),
                 devices,
                 pending,
-                counters,
-                inbox,
-                out,
-                cancel,
+                w,
             )))
         }
     }

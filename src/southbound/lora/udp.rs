@@ -6,32 +6,33 @@
 //! only once a crash could no longer undo what they depend on.
 
 use super::driver::{Core, Out};
-use crate::model::command::WriteRequest;
 use crate::model::now_ms;
-use crate::pipeline::Input;
+use crate::southbound::Wiring;
 use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 /// How often dedup windows, liveness and expiries are checked.
 pub const TICK: Duration = Duration::from_millis(20);
 /// Largest datagram read (a PUSH_DATA with several rxpk stays far below).
 pub const MAX_DATAGRAM: usize = 65_507;
 
-pub async fn run_udp(
-    sock: UdpSocket,
-    mut core: Core,
-    mut inbox: mpsc::Receiver<WriteRequest>,
-    out: mpsc::Sender<Input>,
-    cancel: CancellationToken,
-) {
+pub async fn run_udp(sock: UdpSocket, mut core: Core, w: Wiring) {
+    let Wiring {
+        mut inbox,
+        out,
+        cancel,
+        hb,
+        ..
+    } = w;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inbox_open = true;
     let counters = core.counters();
     loop {
+        if let Some(hb) = &hb {
+            hb.beat();
+        }
         let mut o = Out::default();
         tokio::select! {
             _ = cancel.cancelled() => break,

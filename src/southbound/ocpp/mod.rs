@@ -22,8 +22,8 @@ mod upstream;
 use crate::buffer::{BufferError, Queue};
 use crate::config::ocpp::OcppCfg;
 use crate::model::command::{WriteOutcome, WriteRequest};
-use crate::ops::counters::Counters;
-use crate::pipeline::Input;
+use crate::ops::notify::{BEAT_EVERY, Heartbeat};
+use crate::southbound::Wiring;
 pub use hub::OcppDevice;
 use hub::{ConnCmd, Hub};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -77,11 +77,15 @@ pub async fn spawn(
     cfg: &OcppCfg,
     devices: Vec<OcppDevice>,
     queue: &Queue,
-    counters: Arc<Counters>,
-    inbox: mpsc::Receiver<WriteRequest>,
-    out: mpsc::Sender<Input>,
-    cancel: CancellationToken,
+    w: Wiring,
 ) -> Result<JoinHandle<()>, OcppError> {
+    let Wiring {
+        inbox,
+        out,
+        counters,
+        cancel,
+        hb,
+    } = w;
     let kv = queue.kv("ocpp")?;
     let tls = acceptor(cfg)?;
     let listener = tokio::net::TcpListener::bind(cfg.listen)
@@ -102,7 +106,7 @@ pub async fn spawn(
     ));
     let accept = tokio::spawn(listen::run(hub.clone(), listener, tls, cancel.clone()));
     Ok(tokio::spawn(async move {
-        route_commands(&hub, inbox, &cancel).await;
+        route_commands(&hub, inbox, &cancel, hb).await;
         let _ = accept.await;
     }))
 }
@@ -112,10 +116,16 @@ async fn route_commands(
     hub: &Hub,
     mut inbox: mpsc::Receiver<WriteRequest>,
     cancel: &CancellationToken,
+    hb: Option<Heartbeat>,
 ) {
+    let mut beat = tokio::time::interval(BEAT_EVERY);
     loop {
+        if let Some(hb) = &hb {
+            hb.beat();
+        }
         let req = tokio::select! {
             _ = cancel.cancelled() => return,
+            _ = beat.tick() => continue,
             r = inbox.recv() => match r { Some(r) => r, None => return },
         };
         let fail = |req: WriteRequest, e: &str| {

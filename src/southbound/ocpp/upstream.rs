@@ -68,7 +68,12 @@ pub async fn connect(hub: &Hub, base: &str, cp: &str) -> Result<WebSocketStream<
         let io = if tls {
             let name = rustls::pki_types::ServerName::try_from(host.clone())
                 .map_err(|e| up(e.to_string()))?;
-            let s = tokio_rustls::TlsConnector::from(roots().map_err(|e| up(e.to_string()))?)
+            // The system's root store is files: read on the blocking pool.
+            let roots = tokio::task::spawn_blocking(roots)
+                .await
+                .map_err(|e| up(e.to_string()))?
+                .map_err(|e| up(e.to_string()))?;
+            let s = tokio_rustls::TlsConnector::from(roots)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| up(e.to_string()))?;

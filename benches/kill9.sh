@@ -10,4 +10,4 @@ cycles="${1:-100}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --profile cabinet --no-default-features
 POLEGATE_KILL_CYCLES="$cycles" POLEGATE_KILL_BIN="$target/cabinet/polegate" \
-  cargo test --test kill_loop -- --nocapture 2>&1 | grep -E '^kill loop|^test |panicked|result'
+  cargo test --test integration kill_loop:: -- --nocapture 2>&1 | grep -E '^kill loop|^test |panicked|result'

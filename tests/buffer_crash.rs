@@ -20,6 +20,16 @@ const CHILD_ENV: &str = "POLEGATE_BUFFER_CRASH_CHILD_DIR";
 /// Where the child also writes its lines (the images test reads it while it is frozen).
 const LOG_ENV: &str = "POLEGATE_BUFFER_CRASH_CHILD_LOG";
 const CHILD_TEST: &str = "crash_child_entry_point_does_nothing_in_a_normal_test_run";
+
+/// The child's full test name in this binary: its module path without the crate's name.
+fn child_test() -> String {
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    if module.is_empty() {
+        CHILD_TEST.to_string()
+    } else {
+        format!("{module}::{CHILD_TEST}")
+    }
+}
 const BATCH: u64 = 200;
 /// Un-acked events the child keeps behind its newest one.
 const ACK_LAG: u64 = 300;
@@ -152,7 +162,7 @@ impl Writer {
             cmd.env(LOG_ENV, log);
         }
         let mut child = cmd
-            .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+            .args([&child_test(), "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

@@ -5,9 +5,7 @@
 //! same: the LoRa source (Semtech UDP) and the OCPP listener beat while idle, and a LoRa
 //! source stuck on a full pipeline goes stale.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::config::Framing;
 use polegate::ops::counters::Counters;
 use polegate::ops::notify::Liveness;

@@ -2,9 +2,7 @@
 //! committed invalid configs (every error named with file and key path, exit 1), usage
 //! errors (exit 2), `profiles`, and `buffer stats` on a fresh state directory.
 
-mod common;
-
-use common::Setup;
+use crate::common::Setup;
 use std::path::Path;
 use std::process::{Command, Output};
 

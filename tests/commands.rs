@@ -3,9 +3,7 @@
 //! value and a telemetry event; every bad command class gets `ok:false` with its precise
 //! error and leaves the registers untouched.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::demo::sim::{Registers, Sim};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;

@@ -2,9 +2,7 @@
 //! delivered, and within a minute the queue's files shrink to a fresh generation, with
 //! the old files deleted and `seq` continuing in the next run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::buffer::{COMPACT_FLOOR, Queue, QueueOptions, Record};
 use polegate::model::payload::Body;
 use std::time::Duration;

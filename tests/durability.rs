@@ -3,9 +3,7 @@
 //! (a real child process running the binary) reopens its queue and never reuses a `seq`;
 //! after a clean SIGTERM the next run continues at exactly the next `seq` (no gap).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use tokio_util::sync::CancellationToken;
 
 fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {

@@ -3,9 +3,7 @@
 //! SPEC §5, device transitions, the clean stop, and delivery across broker outages and
 //! daemon restarts (every `seq` delivered, in order, never reused).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::demo::sim::{Fault, Sim};
 use serde_json::json;
 use std::time::Duration;

@@ -5,9 +5,7 @@
 //! connections, `check` refusing an open listener, `polegate status` through the real
 //! binary, and the status page as rendered by a real headless browser.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;

@@ -5,9 +5,7 @@
 //! `POLEGATE_KILL_BIN` (another build, e.g. the cabinet one) are for
 //! `benches/kill9.sh`, the 100-cycle run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::buffer::{Queue, QueueOptions};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -5,10 +5,8 @@
 //! downlinks are persisted: after a restart a late txack still gives `sent`, and a
 //! command whose txack never comes is reported `expired`.
 
-mod common;
-
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use std::time::Duration;
 
 const APP: &str = "17c82e96-be03-4f38-aef3-f83d48582d97";

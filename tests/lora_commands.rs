@@ -7,9 +7,7 @@
 //! while the daemon was down. (Both receive windows missed needs a late clock: see
 //! `lora_core.rs`.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::model::Value as V;
 use polegate::model::now_ms;
 use std::sync::atomic::Ordering::Relaxed;

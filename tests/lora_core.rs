@@ -5,9 +5,7 @@
 //! never panic — not even inside the `lorawan` crate, whose panics `catch_unwind` would
 //! otherwise hide.
 
-mod common;
-
-use common::{device_info, profile};
+use crate::common::{device_info, profile};
 use polegate::config::lora::{Activation, Key, LoraCfg, LoraDeviceCfg, LoraSource};
 use polegate::ops::counters::Counters;
 use polegate::southbound::lora::driver::{Core, LoraDevice, Out};

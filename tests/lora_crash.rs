@@ -6,9 +6,7 @@
 //! a seq block, which flushes), so only the LoRa task's flush makes the counter durable:
 //! without it this test fails (not every run: sled sometimes writes on its own).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::sync::atomic::Ordering::Relaxed;
 
 fn config(lora_port: u16) -> String {

@@ -6,9 +6,7 @@
 //! queued then sent in RX1 (decrypted back) with `queued`/`sent` results, an OTAA join
 //! answered in the join-accept window, and sessions kept across a restart.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::southbound::lora::semtech;
 
 fn config(lora_port: u16) -> String {

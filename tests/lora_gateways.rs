@@ -5,9 +5,7 @@
 //! the bad entry. (TX_ACKs from another address: `lora_commands.rs`; expiry of silent
 //! gateways, with an injected clock: `southbound::lora::gateways`.)
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::config::ConfigErrors;
 use polegate::model::Value as V;
 use polegate::southbound::lora::gateways::MAX_GATEWAYS;

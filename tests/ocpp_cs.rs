@@ -8,9 +8,7 @@
 //! the result; disconnect → offline; a restart keeps the open transaction and never
 //! reuses a transaction id.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
 

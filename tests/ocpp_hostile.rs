@@ -5,9 +5,7 @@
 //! listener is never held. The peers are raw WebSocket and TCP clients: hostility is what
 //! no conforming library would send.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use polegate::southbound::ocpp::frame::MAX_FRAME_BYTES;
 use polegate::southbound::ocpp::listen::{HANDSHAKE_TIMEOUT, MAX_CONNECTIONS};

@@ -6,9 +6,7 @@
 //! and an unreachable CSMS closes the charger's connection with the devices offline
 //! until it is back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 fn config(port: u16, upstream: u16) -> String {

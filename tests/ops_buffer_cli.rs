@@ -1,9 +1,7 @@
 //! `polegate buffer ...` refuses, with a message saying what to do and exit code 3, while
 //! another process (the daemon) holds the buffer, and works once it is released.
 
-mod common;
-
-use common::Setup;
+use crate::common::Setup;
 use polegate::buffer::{Queue, QueueOptions};
 use std::process::Command;
 

@@ -4,9 +4,7 @@
 //! while its tasks are alive, RELOADING=1 then READY=1 around a SIGHUP reload, and
 //! STOPPING=1 on SIGTERM, then exits 0.
 
-mod common;
-
-use common::{Process, Setup};
+use crate::common::{Process, Setup};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 

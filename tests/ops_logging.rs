@@ -2,9 +2,7 @@
 //! but the journal socket cannot be used, the daemon says so once and logs to stderr,
 //! plain text (no colour codes), with the same `device_id` / `profile` fields.
 
-mod common;
-
-use common::{Process, Setup};
+use crate::common::{Process, Setup};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};

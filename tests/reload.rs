@@ -3,9 +3,7 @@
 //! devices start with a birth, removed ones get an offline state with reason "removed",
 //! untouched ones keep polling without a new birth, and the MQTT session stays open.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 

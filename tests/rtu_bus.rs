@@ -6,9 +6,7 @@
 //! works end to end; a port refusing a setting is a bus error naming the setting while
 //! other buses keep polling.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::config::{BusCfg, BusKind, Parity};
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::model::Value;

@@ -3,9 +3,7 @@
 //! and over a pseudo-terminal, prints raw and decoded values, and exits 0 on success,
 //! 2 on usage errors and 3 when the connection fails or the device answers an exception.
 
-mod common;
-
-use common::{Line, WAIT, device_server, free_port};
+use crate::common::{Line, WAIT, device_server, free_port};
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus};
 use polegate::demo::sim::{Sim, SimKind, put_f32};
 use polegate::southbound::modbus::rtu::Mode;

@@ -5,9 +5,7 @@
 //! backoff) and the units come back online. The same drop-and-reopen path serves a USB
 //! RS-485 adapter that is unplugged and plugged back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::config::Framing;
 use polegate::demo::rtu_slave::SlaveBus;
 use polegate::southbound::modbus::link::{Link, PolledDevice};

@@ -2,9 +2,7 @@
 //! `plugins/`, and a simulated SDM120 on an RTU bus (pty, 8N1) is read into the
 //! normalized meter points with the documented scaling (kWh published as Wh).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::config::BusCfg;
 use polegate::demo::rtu_slave::SlaveBus;
 use polegate::model::Value;

@@ -4,9 +4,7 @@
 //! TCP address share one connection; a `[[bus]]` from the configuration (a pty, 8N1)
 //! is polled and published like any other device.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::demo::rtu_slave::{Behaviour, SlaveBus, Unit};
 use polegate::demo::sim::Registers;
 use polegate::southbound::modbus::rtu::Mode;

@@ -3,9 +3,7 @@
 //! retrying the port with backoff, and is back online on its own once the port exists
 //! again. The "adapter" is a socat pty pair whose device links vanish when socat dies.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::demo::rtu_slave::SlaveBus;
 use polegate::southbound::modbus::link::{Link, PolledDevice};
 use polegate::southbound::modbus::rtu::Mode;

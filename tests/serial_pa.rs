@@ -4,9 +4,7 @@
 //! scripts that loop forever or return garbage, a device that never answers, and the
 //! shared bus scheduler's backoff: a dead device on a line costs a live one no poll rate.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::demo::pa::PaSim;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use serde_json::json;

@@ -3,9 +3,7 @@
 //! `ok:false` result with error "stopping" goes into the queue before the final flush
 //! and is published by the next run.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use polegate::demo::sim::Fault;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;

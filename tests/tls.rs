@@ -2,9 +2,7 @@
 //! server verification through `ca_file`, mutual TLS with `cert_file`/`key_file`, and a
 //! clear failure (no connection, events kept) when the CA does not match.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::Command;
 

@@ -19,6 +19,7 @@ mod parse;
 mod refs;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod transports;
 mod validate;
 

@@ -19,7 +19,7 @@ use super::inflight::{InFlight, Sent};
 use super::pace::Pacer;
 pub use super::session_error::SessionError;
 use super::session_error::oversized;
-use super::tls;
+use crate::ops::tls;
 use crate::buffer::Queue;
 use crate::commands::IntakeTx;
 use crate::commands::intake::MAX_INCOMING_PACKET;
@@ -181,7 +181,7 @@ impl Session {
             true,
         ));
         if m.tls {
-            let cfg = tls::client_config(m)?;
+            let cfg = tls::client_config(m.tls_files())?;
             o.set_transport(Transport::tls_with_config(
                 rumqttc::TlsConfiguration::Rustls(cfg),
             ));

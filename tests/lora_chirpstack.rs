@@ -289,7 +289,9 @@ async fn a_network_server_certificate_from_another_ca_is_refused_and_no_uplink_i
     }
     rec.drain();
     assert!(
-        !rec.seen.iter().any(|m| m.topic.ends_with("lamp-ns/telemetry")),
+        !rec.seen
+            .iter()
+            .any(|m| m.topic.ends_with("lamp-ns/telemetry")),
         "an uplink crossed a TLS connection that should have been refused"
     );
     daemon.stop().await;

@@ -279,9 +279,15 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
             );
             return None;
         }
-        (p, None) => p,
+        (p, None) => {
+            if p.is_some() {
+                cx.inline_secret("lora.chirpstack.password");
+            }
+            p
+        }
         (None, Some(f)) => {
             let path = resolve(&cx.merged.origin_of("lora.chirpstack"), &f);
+            cx.secret("lora.chirpstack.password_file", &path);
             match std::fs::read_to_string(&path) {
                 Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
                 Err(e) => {
@@ -392,7 +398,9 @@ mod tests {
     #[test]
     fn a_chirpstack_source_takes_mqtts_with_the_same_tls_files_as_mqtt() {
         let cs = |conn: &str| {
-            format!("[lora]\nsource = \"chirpstack\"\nchirpstack = {{ {conn}, application_id = \"a\" }}\n")
+            format!(
+                "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ {conn}, application_id = \"a\" }}\n"
+            )
         };
         let cfg = load(&cs(
             "url = \"mqtts://ns.city:8883\", ca_file = \"ca.pem\", cert_file = \"/etc/c.pem\", key_file = \"/etc/c.key\"",
@@ -407,8 +415,14 @@ mod tests {
         };
         assert!(c.tls);
         assert_eq!((c.host.as_str(), c.port), ("ns.city", 8883));
-        assert!(c.ca_file.unwrap().ends_with("ca.pem"), "resolved beside the file");
-        assert_eq!(c.key_file.as_deref(), Some(std::path::Path::new("/etc/c.key")));
+        assert!(
+            c.ca_file.unwrap().ends_with("ca.pem"),
+            "resolved beside the file"
+        );
+        assert_eq!(
+            c.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/c.key"))
+        );
         let e = load(&cs("url = \"mqtt://ns.city\", ca_file = \"ca.pem\"")).unwrap_err();
         assert_eq!(e[0].0, "lora.chirpstack.ca_file");
         assert!(e[0].1.contains("mqtts://"), "{e:?}");

@@ -56,9 +56,13 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             );
             None
         }
-        (Some(p), None) => Some(p),
+        (Some(p), None) => {
+            cx.inline_secret("mqtt.password");
+            Some(p)
+        }
         (None, Some(f)) => {
             let path = resolve(&cx.merged.origin_of("mqtt.password_file"), &f);
+            cx.secret("mqtt.password_file", &path);
             match std::fs::read_to_string(&path) {
                 Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
                 Err(e) => {
@@ -96,30 +100,30 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         0,
         u32::MAX as i64,
     ) as u32;
-    let reconnect_min_ms = cx.int(
+    let reconnect_min_ms = cx.period(
         None,
         "mqtt.reconnect_min_ms",
         m.reconnect_min_ms,
         500,
         1,
-        i64::MAX,
-    ) as u64;
-    let reconnect_max_ms = cx.int(
+        true,
+    );
+    let reconnect_max_ms = cx.period(
         None,
         "mqtt.reconnect_max_ms",
         m.reconnect_max_ms,
         60_000,
         1,
-        i64::MAX,
-    ) as u64;
-    let connect_delay_max_ms = cx.int(
+        true,
+    );
+    let connect_delay_max_ms = cx.period(
         None,
         "mqtt.connect_delay_max_ms",
         m.connect_delay_max_ms,
         10_000,
         0,
-        i64::MAX,
-    ) as u64;
+        true,
+    );
     if reconnect_min_ms > reconnect_max_ms {
         cx.err(
             "mqtt.reconnect_max_ms",

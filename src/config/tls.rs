@@ -33,6 +33,9 @@ pub(super) fn tls_files(
         cert_file: file_key("cert_file", cert),
         key_file: file_key("key_file", key),
     };
+    if let Some(k) = &files.key_file {
+        cx.secret(&format!("{section}.key_file"), k);
+    }
     match (&files.cert_file, &files.key_file) {
         (Some(_), None) => cx.err(
             &format!("{section}.cert_file"),

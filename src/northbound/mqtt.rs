@@ -19,7 +19,6 @@ use super::inflight::{InFlight, Sent};
 use super::pace::Pacer;
 pub use super::session_error::SessionError;
 use super::session_error::oversized;
-use crate::ops::tls;
 use crate::buffer::Queue;
 use crate::commands::IntakeTx;
 use crate::commands::intake::MAX_INCOMING_PACKET;
@@ -30,6 +29,7 @@ use crate::model::topic::Topics;
 use crate::ops::backoff::{Backoff, boot_delay, parse_uptime};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::tls;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     Transport,

@@ -1,7 +1,7 @@
 //! A private PKI made with openssl (CA, server certificate for localhost, client
 //! certificate, an unrelated CA) and a mosquitto with a plain and a TLS listener.
 
-use super::{Mosquitto, wait_listening, free_port};
+use super::{Mosquitto, free_port, wait_listening};
 use std::path::Path;
 use std::process::Command;
 
@@ -167,4 +167,3 @@ pub async fn tls_broker(dir: &Path, require_certificate: bool) -> TlsBroker {
         _broker: broker,
     }
 }
-

@@ -319,7 +319,9 @@ async fn tls_config(
                 LogAction::Summary { count } => {
                     tracing::error!(url = %cfg.url, error = %e, failures = count, "LoRa network server TLS setup still failing")
                 }
-                _ => tracing::error!(url = %cfg.url, error = %e, "LoRa network server TLS setup failed"),
+                _ => {
+                    tracing::error!(url = %cfg.url, error = %e, "LoRa network server TLS setup failed")
+                }
             },
         }
         tokio::select! {

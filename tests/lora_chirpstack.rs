@@ -58,20 +58,24 @@ fn config_with(connection: &str) -> String {
     )
 }
 
+/// Publishes the recorded `event/up` once as ChirpStack, then leaves it 200 ms to arrive.
+async fn publish_up(ns: &rumqttc::AsyncClient) {
+    ns.publish(
+        format!("application/{APP}/device/0004a30b001c0532/event/up"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        UP.as_bytes().to_vec(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
 /// Publishes the recorded `event/up` as ChirpStack until the gateway's telemetry for it
 /// comes out (the integration subscribes once connected, so early copies go unheard).
 async fn uplink_until_telemetry(ns: &rumqttc::AsyncClient, rec: &mut Recorder) -> Msg {
-    let up_topic = format!("application/{APP}/device/0004a30b001c0532/event/up");
     for _ in 0..50 {
-        ns.publish(
-            &up_topic,
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            UP.as_bytes().to_vec(),
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        publish_up(ns).await;
         rec.drain();
         if let Some(m) = rec
             .seen
@@ -277,15 +281,7 @@ async fn a_network_server_certificate_from_another_ca_is_refused_and_no_uplink_i
     rec.wait_for("the gateway's status", |m| m.topic.ends_with("/status"))
         .await;
     for _ in 0..10 {
-        ns.publish(
-            format!("application/{APP}/device/0004a30b001c0532/event/up"),
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            UP.as_bytes().to_vec(),
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        publish_up(&ns).await;
     }
     rec.drain();
     assert!(

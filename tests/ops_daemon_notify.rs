@@ -22,21 +22,29 @@ fn wait_for(sock: &UnixDatagram, seen: &mut Vec<String>, what: &str) {
     }
 }
 
-#[test]
-fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
-    let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
+/// The real binary under a notify socket in `dir` with `WATCHDOG_USEC=usec`, its stderr
+/// in `dir/stderr.log`; the broker (port 1 on loopback) is unreachable.
+fn start(dir: &std::path::Path, usec: &str) -> (UnixDatagram, Process, Setup) {
+    let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    // Port 1 on loopback: nothing listens, the broker is unreachable.
     let setup = Setup::new(1, "");
+    let stderr = std::fs::File::create(dir.join("stderr.log")).unwrap();
     let daemon = Process::start(&setup.path, |c| {
         c.env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "200000")
+            .env("WATCHDOG_USEC", usec)
             .env_remove("WATCHDOG_PID")
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn")
+            .stderr(stderr);
     });
+    (sock, daemon, setup)
+}
+
+#[test]
+fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (sock, daemon, _setup) = start(dir.path(), "200000");
     let mut seen = Vec::new();
     wait_for(&sock, &mut seen, "READY=1");
     wait_for(
@@ -65,20 +73,8 @@ fn the_daemon_speaks_sd_notify_ready_status_watchdog_reloading_and_stopping() {
 #[test]
 fn a_watchdog_usec_of_a_few_microseconds_is_clamped_with_a_warning_and_pinged_without_a_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let sock_path = dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let setup = Setup::new(1, "");
+    let (sock, daemon, _setup) = start(dir.path(), "3");
     let log = dir.path().join("stderr.log");
-    let stderr = std::fs::File::create(&log).unwrap();
-    let daemon = Process::start(&setup.path, |c| {
-        c.env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "3")
-            .env_remove("WATCHDOG_PID")
-            .env("RUST_LOG", "warn")
-            .stderr(stderr);
-    });
     let mut seen = Vec::new();
     wait_for(&sock, &mut seen, "READY=1");
     wait_for(&sock, &mut seen, "WATCHDOG=1");

@@ -140,6 +140,14 @@ impl Ctx<'_> {
             }
         }
     }
+    /// An error on `key` of `file`, or of whoever set the section key when None.
+    fn report(&mut self, file: Option<&Path>, key: &str, msg: String) {
+        match file {
+            Some(f) => self.at(f, key, msg),
+            None => self.err(key, msg),
+        }
+    }
+
     /// A period, timeout or silence in seconds (`ms` false) or milliseconds: at least `lo`,
     /// at most a year (`model::limits::MAX_PERIOD_S`); a huge value is refused here rather
     /// than overflowing a timer later.
@@ -162,10 +170,7 @@ impl Ctx<'_> {
             && u64::try_from(n).is_ok_and(|n| n > hi)
         {
             let msg = format!("{n} is too long: at most {hi} {unit} (a year)");
-            match file {
-                Some(f) => self.at(f, key, msg),
-                None => self.err(key, msg),
-            }
+            self.report(file, key, msg);
             return default as u64;
         }
         self.int(file, key, v, default, lo, i64::MAX) as u64
@@ -188,10 +193,7 @@ impl Ctx<'_> {
             } else {
                 format!("{v} is out of range {lo}..={hi}")
             };
-            match file {
-                Some(f) => self.at(f, key, msg),
-                None => self.err(key, msg),
-            }
+            self.report(file, key, msg);
             return default;
         }
         v

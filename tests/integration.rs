@@ -20,6 +20,8 @@ mod bus_heartbeat;
 mod cli;
 #[path = "commands.rs"]
 mod commands;
+#[path = "config_extremes.rs"]
+mod config_extremes;
 #[path = "demo.rs"]
 mod demo;
 #[path = "disk_reclaim.rs"]

@@ -3,7 +3,9 @@
 //! (decoded by the same profile script, RSSI/SNR from the best `rxInfo`), and a command
 //! becomes a `command/down` whose `event/txack` turns `queued` into `sent`. Pending
 //! downlinks are persisted: after a restart a late txack still gives `sent`, and a
-//! command whose txack never comes is reported `expired`.
+//! command whose txack never comes is reported `expired`. Over `mqtts://` (a TLS
+//! listener of a real mosquitto, a private CA, a client certificate) uplinks arrive the
+//! same way, and a server certificate from another CA is refused.
 
 use crate::common::*;
 use base64::Engine as _;
@@ -43,10 +45,45 @@ async fn client(
 /// The gateway's `[lora]` section pointing at ChirpStack's integration on `port`, and one
 /// device.
 fn config(port: u16) -> String {
+    config_with(&format!("url = \"mqtt://127.0.0.1:{port}\""))
+}
+
+/// The same with `connection` (url and TLS keys) in `[lora.chirpstack]`.
+fn config_with(connection: &str) -> String {
     format!(
-        "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ url = \"mqtt://127.0.0.1:{port}\", application_id = \"{APP}\" }}\n\n\
+        "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ {connection}, application_id = \"{APP}\" }}\n\n\
          [[device]]\nid = \"lamp-ns\"\nprofile = \"generic-lamp-lora\"\nlora = {{ dev_eui = \"0004a30b001c0532\" }}\n"
     )
+}
+
+/// Publishes the recorded `event/up` once as ChirpStack, then leaves it 200 ms to arrive.
+async fn publish_up(ns: &rumqttc::AsyncClient) {
+    ns.publish(
+        format!("application/{APP}/device/0004a30b001c0532/event/up"),
+        rumqttc::QoS::AtLeastOnce,
+        false,
+        UP.as_bytes().to_vec(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+/// Publishes the recorded `event/up` as ChirpStack until the gateway's telemetry for it
+/// comes out (the integration subscribes once connected, so early copies go unheard).
+async fn uplink_until_telemetry(ns: &rumqttc::AsyncClient, rec: &mut Recorder) -> Msg {
+    for _ in 0..50 {
+        publish_up(ns).await;
+        rec.drain();
+        if let Some(m) = rec
+            .seen
+            .iter()
+            .find(|m| m.topic.ends_with("lamp-ns/telemetry"))
+        {
+            return m.clone();
+        }
+    }
+    panic!("no telemetry from the network server's event");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,31 +93,7 @@ async fn chirpstack_events_become_telemetry_and_commands_become_downlinks() {
     let mut rec = Recorder::start(broker.port, "polegate/#").await;
     let daemon = Daemon::start(&setup).await;
     let (ns, _task, mut downs) = client(broker.port).await;
-    let up_topic = format!("application/{APP}/device/0004a30b001c0532/event/up");
-
-    // The integration subscribes once connected; repeat the event until it is heard.
-    let mut t = None;
-    for _ in 0..50 {
-        ns.publish(
-            &up_topic,
-            rumqttc::QoS::AtLeastOnce,
-            false,
-            UP.as_bytes().to_vec(),
-        )
-        .await
-        .unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        rec.drain();
-        if let Some(m) = rec
-            .seen
-            .iter()
-            .find(|m| m.topic.ends_with("lamp-ns/telemetry"))
-        {
-            t = Some(m.clone());
-            break;
-        }
-    }
-    let t = t.expect("telemetry from the network server's event");
+    let t = uplink_until_telemetry(&ns, &mut rec).await;
     assert_eq!(t.json["points"]["dim_level"], 80);
     assert_eq!(t.json["points"]["rssi"], -57);
     assert_eq!(t.json["points"]["snr"], 10.0);
@@ -221,6 +234,59 @@ async fn a_restart_between_downlink_and_txack_still_reports_sent_and_expired() {
         !rec.seen
             .iter()
             .any(|m| m.json["id"] == "c-lost" && m.json["status"] == "sent")
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chirpstack_uplink_over_mutual_tls_becomes_a_published_event() {
+    // The network server's broker takes TLS clients only with a certificate of our CA;
+    // the gateway's own [mqtt] and the stand-in for ChirpStack use the plain listener.
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let broker = tls_broker(pki.path(), true).await;
+    let d = pki.path().display();
+    let lora = config_with(&format!(
+        "url = \"mqtts://localhost:{}\", ca_file = \"{d}/ca.pem\", cert_file = \"{d}/client.pem\", key_file = \"{d}/client.key\"",
+        broker.tls
+    ));
+    let setup = Setup::new(broker.plain, &lora);
+    let mut rec = Recorder::start(broker.plain, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    let (ns, _task, _downs) = client(broker.plain).await;
+    let t = uplink_until_telemetry(&ns, &mut rec).await;
+    assert_eq!(t.json["points"]["dim_level"], 80);
+    assert_eq!(t.json["points"]["rssi"], -57);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_network_server_certificate_from_another_ca_is_refused_and_no_uplink_is_taken() {
+    let pki = tempfile::tempdir().unwrap();
+    make_pki(pki.path());
+    let broker = tls_broker(pki.path(), false).await;
+    let lora = config_with(&format!(
+        "url = \"mqtts://localhost:{}\", ca_file = \"{}/other.pem\"",
+        broker.tls,
+        pki.path().display()
+    ));
+    let setup = Setup::new(broker.plain, &lora);
+    let mut rec = Recorder::start(broker.plain, "polegate/#").await;
+    let daemon = Daemon::start(&setup).await;
+    let (ns, _task, _downs) = client(broker.plain).await;
+    // The gateway itself is up (its birth is out), yet uplinks published for a while
+    // never reach it: the LoRa client cannot get past the TLS handshake.
+    rec.wait_for("the gateway's status", |m| m.topic.ends_with("/status"))
+        .await;
+    for _ in 0..10 {
+        publish_up(&ns).await;
+    }
+    rec.drain();
+    assert!(
+        !rec.seen
+            .iter()
+            .any(|m| m.topic.ends_with("lamp-ns/telemetry")),
+        "an uplink crossed a TLS connection that should have been refused"
     );
     daemon.stop().await;
 }

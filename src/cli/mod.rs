@@ -146,6 +146,9 @@ fn check(path: &std::path::Path) -> i32 {
     match app::load(path, true) {
         Ok(l) => {
             print!("{}", crate::config::check::summary(&l.config, &l.registry));
+            for e in crate::config::secrets::exposed(&l.config.secret_files) {
+                println!("warning: {e}");
+            }
             println!("configuration OK");
             EXIT_OK
         }
@@ -246,6 +249,9 @@ fn run(path: &std::path::Path) -> i32 {
         }
     };
     crate::ops::logging::set_level(loaded.config.gateway.log_level.as_deref());
+    for e in crate::config::secrets::exposed(&loaded.config.secret_files) {
+        tracing::warn!(file = %e.path.display(), mode = %format!("{:04o}", e.mode), keys = %e.keys.join(","), "secret file readable by every user: run chmod o-r on it");
+    }
     for w in &loaded.profile_warnings {
         tracing::warn!(problem = %w, "profile ignored");
     }

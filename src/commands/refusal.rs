@@ -3,7 +3,9 @@
 //! [`REFUSAL_BURST`]) on one `cmd` topic further refusals get no `cmd/result`, so a
 //! misbehaving client cannot push telemetry out of a full buffer or flood the journal.
 //! Topics are chosen by the sender, so the map is bounded: beyond [`MAX_TOPICS`] topics
-//! share one bucket. Pure, time injected.
+//! share one bucket. The warning that a topic is being silenced is logged once per
+//! flood: a token refilled mid-flood answers one more refusal without logging again, and
+//! only a topic quiet for [`QUIET_ENDS_FLOOD`] starts a new episode. Pure, time injected.
 
 use crate::ops::bucket::TokenBucket;
 use std::collections::HashMap;
@@ -12,6 +14,8 @@ use tokio::time::Instant;
 pub const REFUSALS_PER_S: f64 = 2.0;
 pub const REFUSAL_BURST: f64 = 20.0;
 pub const MAX_TOPICS: usize = 1024;
+/// A topic without refusals this long (the bucket's full refill) ends its flood.
+pub const QUIET_ENDS_FLOOD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What to do with one refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,26 +28,36 @@ pub enum Verdict {
     Silent,
 }
 
+/// A topic's bucket, whether its flood was logged, and its last refusal.
+type Topic = (TokenBucket, bool, Instant);
+
 #[derive(Default)]
 pub struct Refusals {
-    topics: HashMap<String, (TokenBucket, bool)>,
-    overflow: Option<(TokenBucket, bool)>,
+    topics: HashMap<String, Topic>,
+    overflow: Option<Topic>,
 }
 
 impl Refusals {
     pub fn judge(&mut self, device: &str, now: Instant) -> Verdict {
-        let fresh = || (TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST, now), false);
-        let (bucket, silenced) =
+        let fresh = || {
+            (
+                TokenBucket::new(REFUSALS_PER_S, REFUSAL_BURST, now),
+                false,
+                now,
+            )
+        };
+        let (bucket, silenced, last) =
             if self.topics.contains_key(device) || self.topics.len() < MAX_TOPICS {
                 self.topics.entry(device.to_string()).or_insert_with(fresh)
             } else {
                 self.overflow.get_or_insert_with(fresh)
             };
+        if now.saturating_duration_since(*last) >= QUIET_ENDS_FLOOD {
+            *silenced = false;
+        }
+        *last = now;
         match (bucket.take(now).is_ok(), *silenced) {
-            (true, _) => {
-                *silenced = false;
-                Verdict::Answer
-            }
+            (true, _) => Verdict::Answer,
             (false, false) => {
                 *silenced = true;
                 Verdict::StartSilence
@@ -77,6 +91,30 @@ mod tests {
             r.judge("lamp-1", t0 + Duration::from_secs(2)),
             Verdict::Answer
         );
+    }
+
+    #[test]
+    fn a_sustained_flood_is_logged_once_and_a_new_flood_after_a_quiet_spell_again() {
+        let t0 = Instant::now();
+        let mut r = Refusals::default();
+        let mut flood = |from: Duration, secs: u64| {
+            let (mut answered, mut logged) = (0, 0);
+            for i in 0..secs * 100 {
+                match r.judge("lamp-1", t0 + from + Duration::from_millis(i * 10)) {
+                    Verdict::Answer => answered += 1,
+                    Verdict::StartSilence => logged += 1,
+                    Verdict::Silent => {}
+                }
+            }
+            (answered, logged)
+        };
+        // 100 refusals/s for a minute: the burst and 2/s are answered, one warning.
+        let (answered, logged) = flood(Duration::ZERO, 60);
+        assert_eq!(logged, 1);
+        assert!((135..=142).contains(&answered), "{answered}");
+        // Quiet for the refill time, then a new flood: a new warning.
+        let (_, logged) = flood(Duration::from_secs(75), 5);
+        assert_eq!(logged, 1);
     }
 
     #[test]

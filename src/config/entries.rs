@@ -191,14 +191,14 @@ pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<Bus
             1,
             &[1, 2],
         ) as u8;
-        let timeout_ms = cx.int(
+        let timeout_ms = cx.period(
             Some(file),
             &format!("{key}.timeout_ms"),
             b.timeout_ms,
             500,
             1,
-            i64::MAX,
-        ) as u64;
+            true,
+        );
         let retries = cx.int(Some(file), &format!("{key}.retries"), b.retries, 1, 0, 100) as u32;
         out.push(BusCfg {
             id,
@@ -267,33 +267,33 @@ pub(super) fn devices(
             }
         };
         let poll_ms = d.poll_ms.map(|p| {
-            cx.int(
+            cx.period(
                 Some(file),
                 &format!("{key}.poll_ms"),
                 Some(p),
                 10_000,
                 10,
-                i64::MAX,
-            ) as u64
+                true,
+            )
         });
-        let heartbeat_s = cx.int(
+        let heartbeat_s = cx.period(
             Some(file),
             &format!("{key}.heartbeat_s"),
             d.heartbeat_s,
             300,
             1,
-            i64::MAX,
-        ) as u64;
+            false,
+        );
         let meta = meta(cx, file, &format!("{key}.meta"), d.meta.unwrap_or_default());
         let offline_after_s = d.offline_after_s.map(|v| {
-            cx.int(
+            cx.period(
                 Some(file),
                 &format!("{key}.offline_after_s"),
                 Some(v),
                 v,
                 1,
-                i64::MAX,
-            ) as u64
+                false,
+            )
         });
         if offline_after_s.is_some() && d.lora.is_none() {
             cx.at(

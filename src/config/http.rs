@@ -72,6 +72,7 @@ pub(super) fn http(cx: &mut Ctx<'_>, raw: RawHttp) -> Option<HttpCfg> {
         None => None,
         Some(f) => {
             let path = resolve(&cx.merged.origin_of("http.password_file"), f);
+            cx.secret("http.password_file", &path);
             match std::fs::read_to_string(&path) {
                 Ok(s) if s.trim_end_matches(['\n', '\r']).is_empty() => {
                     cx.err("http.password_file", format!("{} is empty", path.display()));

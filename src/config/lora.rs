@@ -5,10 +5,12 @@
 //! errors never echo them and `Debug` redacts them.
 
 use super::parse::parse_mqtt_url;
+use super::tls::tls_files;
 use super::validate::{Ctx, resolve};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// A 128-bit AES key; `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -44,11 +46,17 @@ pub enum LoraSource {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChirpstackCfg {
     pub url: String,
+    /// `mqtts://`: TLS with `ca_file` (or the system roots) and, for mutual TLS,
+    /// `cert_file` + `key_file`, exactly as `[mqtt]`.
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     pub application_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +104,9 @@ struct RawChirpstack {
     username: Option<String>,
     password: Option<String>,
     password_file: Option<String>,
+    ca_file: Option<String>,
+    cert_file: Option<String>,
+    key_file: Option<String>,
 }
 
 pub(crate) fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
@@ -250,11 +261,11 @@ fn gateway_euis(cx: &mut Ctx<'_>, list: &[toml::Value]) -> Option<Vec<[u8; 8]>> 
 }
 
 fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
-    let Some((false, host, port)) = parse_mqtt_url(&c.url) else {
+    let Some((tls, host, port)) = parse_mqtt_url(&c.url) else {
         cx.err(
             "lora.chirpstack.url",
             format!(
-                "'{}' is not mqtt://host[:port]",
+                "'{}' is not mqtt://host[:port] or mqtts://host[:port]",
                 super::parse::without_password(&c.url)
             ),
         );
@@ -268,9 +279,15 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
             );
             return None;
         }
-        (p, None) => p,
+        (p, None) => {
+            if p.is_some() {
+                cx.inline_secret("lora.chirpstack.password");
+            }
+            p
+        }
         (None, Some(f)) => {
             let path = resolve(&cx.merged.origin_of("lora.chirpstack"), &f);
+            cx.secret("lora.chirpstack.password_file", &path);
             match std::fs::read_to_string(&path) {
                 Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
                 Err(e) => {
@@ -283,13 +300,24 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
             }
         }
     };
+    let files = tls_files(
+        cx,
+        "lora.chirpstack",
+        tls,
+        true,
+        [c.ca_file, c.cert_file, c.key_file],
+    );
     Some(LoraSource::Chirpstack(ChirpstackCfg {
         url: c.url,
+        tls,
         host,
         port,
         application_id: c.application_id,
         username: c.username,
         password,
+        ca_file: files.ca_file,
+        cert_file: files.cert_file,
+        key_file: files.key_file,
     }))
 }
 
@@ -365,5 +393,43 @@ mod tests {
             keys,
             ["device[0].lora.nwk_s_key", "device[0].lora.app_s_key"]
         );
+    }
+
+    #[test]
+    fn a_chirpstack_source_takes_mqtts_with_the_same_tls_files_as_mqtt() {
+        let cs = |conn: &str| {
+            format!(
+                "[lora]\nsource = \"chirpstack\"\nchirpstack = {{ {conn}, application_id = \"a\" }}\n"
+            )
+        };
+        let cfg = load(&cs(
+            "url = \"mqtts://ns.city:8883\", ca_file = \"ca.pem\", cert_file = \"/etc/c.pem\", key_file = \"/etc/c.key\"",
+        ))
+        .expect("valid");
+        let Some(LoraCfg {
+            source: LoraSource::Chirpstack(c),
+            ..
+        }) = cfg.lora
+        else {
+            panic!("a chirpstack source")
+        };
+        assert!(c.tls);
+        assert_eq!((c.host.as_str(), c.port), ("ns.city", 8883));
+        assert!(
+            c.ca_file.unwrap().ends_with("ca.pem"),
+            "resolved beside the file"
+        );
+        assert_eq!(
+            c.key_file.as_deref(),
+            Some(std::path::Path::new("/etc/c.key"))
+        );
+        let e = load(&cs("url = \"mqtt://ns.city\", ca_file = \"ca.pem\"")).unwrap_err();
+        assert_eq!(e[0].0, "lora.chirpstack.ca_file");
+        assert!(e[0].1.contains("mqtts://"), "{e:?}");
+        let e = load(&cs("url = \"mqtts://ns.city\", cert_file = \"c.pem\"")).unwrap_err();
+        assert_eq!(e[0].0, "lora.chirpstack.cert_file");
+        assert!(e[0].1.contains("needs key_file"), "{e:?}");
+        let e = load(&cs("url = \"http://ns.city\"")).unwrap_err();
+        assert!(e[0].1.contains("mqtts://host"), "{e:?}");
     }
 }

@@ -64,12 +64,12 @@ pub(super) fn device(
     }
     let offline_after_s = match raw.offline_after_s {
         None => None,
-        Some(n) if n >= 1 => Some(n as u64),
         Some(n) => {
             let k = join_key(key, "offline_after_s");
-            cx.at(file, &k, format!("{n} is out of range: must be at least 1"));
-            ok = false;
-            None
+            let before = cx.errors.len();
+            let s = cx.period(Some(file), &k, Some(n), 1, 1, false);
+            ok &= cx.errors.len() == before;
+            Some(s)
         }
     };
     if !ok {
@@ -141,6 +141,15 @@ pub(super) fn device(
             return None;
         }
     };
+    for (field, v) in [
+        ("nwk_s_key", &raw.nwk_s_key),
+        ("app_s_key", &raw.app_s_key),
+        ("app_key", &raw.app_key),
+    ] {
+        if v.is_some() {
+            cx.secret(&join_key(key, field), file);
+        }
+    }
     let dev_eui = b8(&dev_eui)?;
     let source = match cx.merged.table.get("lora") {
         None => {

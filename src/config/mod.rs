@@ -17,8 +17,10 @@ mod mqtt;
 pub mod ocpp;
 mod parse;
 mod refs;
+pub mod secrets;
 #[cfg(test)]
 mod tests;
+mod tls;
 mod transports;
 mod validate;
 
@@ -49,6 +51,8 @@ pub struct Config {
     pub ocpp: Option<ocpp::OcppCfg>,
     pub buses: Vec<BusCfg>,
     pub devices: Vec<DeviceCfg>,
+    /// Every file a secret is read from, for the permission warnings of `check` and `run`.
+    pub secret_files: Vec<secrets::SecretFile>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -3,6 +3,7 @@
 
 use super::MqttCfg;
 use super::parse::{parse_mqtt_url, without_password};
+use super::tls::tls_files;
 use super::validate::{Ctx, resolve};
 use serde::Deserialize;
 
@@ -55,9 +56,13 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             );
             None
         }
-        (Some(p), None) => Some(p),
+        (Some(p), None) => {
+            cx.inline_secret("mqtt.password");
+            Some(p)
+        }
         (None, Some(f)) => {
             let path = resolve(&cx.merged.origin_of("mqtt.password_file"), &f);
+            cx.secret("mqtt.password_file", &path);
             match std::fs::read_to_string(&path) {
                 Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
                 Err(e) => {
@@ -71,37 +76,13 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         }
         (None, None) => None,
     };
-    let file_key = |cx: &mut Ctx<'_>, key: &str, v: Option<String>| {
-        v.map(|f| resolve(&cx.merged.origin_of(&format!("mqtt.{key}")), &f))
-    };
-    let ca_file = file_key(cx, "ca_file", m.ca_file);
-    let cert_file = file_key(cx, "cert_file", m.cert_file);
-    let key_file = file_key(cx, "key_file", m.key_file);
-    match (&cert_file, &key_file) {
-        (Some(_), None) => cx.err(
-            "mqtt.cert_file",
-            "needs key_file too (mutual TLS takes both)",
-        ),
-        (None, Some(_)) => cx.err(
-            "mqtt.key_file",
-            "needs cert_file too (mutual TLS takes both)",
-        ),
-        _ => {}
-    }
-    if !tls && !host.is_empty() {
-        for (key, set) in [
-            ("ca_file", &ca_file),
-            ("cert_file", &cert_file),
-            ("key_file", &key_file),
-        ] {
-            if set.is_some() {
-                cx.err(
-                    &format!("mqtt.{key}"),
-                    "applies to TLS only; use an mqtts:// url",
-                );
-            }
-        }
-    }
+    let files = tls_files(
+        cx,
+        "mqtt",
+        tls,
+        !host.is_empty(),
+        [m.ca_file, m.cert_file, m.key_file],
+    );
     let topic_prefix = m.topic_prefix.unwrap_or_else(|| "polegate".into());
     if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
         cx.err(
@@ -119,30 +100,30 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         0,
         u32::MAX as i64,
     ) as u32;
-    let reconnect_min_ms = cx.int(
+    let reconnect_min_ms = cx.period(
         None,
         "mqtt.reconnect_min_ms",
         m.reconnect_min_ms,
         500,
         1,
-        i64::MAX,
-    ) as u64;
-    let reconnect_max_ms = cx.int(
+        true,
+    );
+    let reconnect_max_ms = cx.period(
         None,
         "mqtt.reconnect_max_ms",
         m.reconnect_max_ms,
         60_000,
         1,
-        i64::MAX,
-    ) as u64;
-    let connect_delay_max_ms = cx.int(
+        true,
+    );
+    let connect_delay_max_ms = cx.period(
         None,
         "mqtt.connect_delay_max_ms",
         m.connect_delay_max_ms,
         10_000,
         0,
-        i64::MAX,
-    ) as u64;
+        true,
+    );
     if reconnect_min_ms > reconnect_max_ms {
         cx.err(
             "mqtt.reconnect_max_ms",
@@ -157,9 +138,9 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         client_id: m.client_id.unwrap_or_else(|| gateway_id.to_string()),
         username: m.username,
         password,
-        ca_file,
-        cert_file,
-        key_file,
+        ca_file: files.ca_file,
+        cert_file: files.cert_file,
+        key_file: files.key_file,
         topic_prefix,
         keep_alive_s,
         max_inflight,

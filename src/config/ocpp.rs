@@ -142,10 +142,11 @@ pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<OcppCfg> {
     });
     let tls = match (raw.cert_file, raw.key_file) {
         (None, None) => None,
-        (Some(c), Some(k)) => Some((
-            resolve(&cx.merged.origin_of("ocpp.cert_file"), &c),
-            resolve(&cx.merged.origin_of("ocpp.key_file"), &k),
-        )),
+        (Some(c), Some(k)) => {
+            let key = resolve(&cx.merged.origin_of("ocpp.key_file"), &k);
+            cx.secret("ocpp.key_file", &key);
+            Some((resolve(&cx.merged.origin_of("ocpp.cert_file"), &c), key))
+        }
         (Some(_), None) => {
             cx.err("ocpp.key_file", "is required with cert_file (wss://)");
             ok = false;
@@ -223,6 +224,7 @@ fn read_secret(cx: &mut Ctx<'_>, file: &Path, key: &str, p: &str) -> Option<Secr
     } else {
         file.parent().unwrap_or(Path::new("")).join(p)
     };
+    cx.secret(key, &path);
     match std::fs::read_to_string(&path) {
         Ok(s) => Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())),
         Err(e) => {

@@ -59,9 +59,25 @@ pub(super) struct Ctx<'a> {
     /// Keys already reported with a type or unknown-key error: later checks stay quiet
     /// about them (no "is required" after "invalid type").
     pub shaped: BTreeSet<String>,
+    /// Files secrets are read from (see `secrets.rs`).
+    pub secrets: Vec<super::secrets::SecretFile>,
 }
 
 impl Ctx<'_> {
+    /// Records that `path` holds the secret of `key`.
+    pub fn secret(&mut self, key: &str, path: &Path) {
+        self.secrets.push(super::secrets::SecretFile {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+        });
+    }
+
+    /// Records the file that sets `key` inline (a password written in the config).
+    pub fn inline_secret(&mut self, key: &str) {
+        let file = self.merged.origin_of(key).file;
+        self.secret(key, &file);
+    }
+
     /// An error on a section key; the file is whoever set it (or declared its section).
     pub fn err(&mut self, key: &str, message: impl Into<String>) {
         let file = self.merged.origin_of(key).file;
@@ -124,6 +140,42 @@ impl Ctx<'_> {
             }
         }
     }
+    /// An error on `key` of `file`, or of whoever set the section key when None.
+    fn report(&mut self, file: Option<&Path>, key: &str, msg: String) {
+        match file {
+            Some(f) => self.at(f, key, msg),
+            None => self.err(key, msg),
+        }
+    }
+
+    /// A period, timeout or silence in seconds (`ms` false) or milliseconds: at least `lo`,
+    /// at most a year (`model::limits::MAX_PERIOD_S`); a huge value is refused here rather
+    /// than overflowing a timer later.
+    pub fn period(
+        &mut self,
+        file: Option<&Path>,
+        key: &str,
+        v: Option<i64>,
+        default: i64,
+        lo: i64,
+        ms: bool,
+    ) -> u64 {
+        use crate::model::limits::{MAX_PERIOD_MS, MAX_PERIOD_S};
+        let (hi, unit) = if ms {
+            (MAX_PERIOD_MS, "ms")
+        } else {
+            (MAX_PERIOD_S, "s")
+        };
+        if let Some(n) = v
+            && u64::try_from(n).is_ok_and(|n| n > hi)
+        {
+            let msg = format!("{n} is too long: at most {hi} {unit} (a year)");
+            self.report(file, key, msg);
+            return default as u64;
+        }
+        self.int(file, key, v, default, lo, i64::MAX) as u64
+    }
+
     /// Checks an optional integer against a range, reporting `key: N is out of range`.
     pub fn int(
         &mut self,
@@ -141,10 +193,7 @@ impl Ctx<'_> {
             } else {
                 format!("{v} is out of range {lo}..={hi}")
             };
-            match file {
-                Some(f) => self.at(f, key, msg),
-                None => self.err(key, msg),
-            }
+            self.report(file, key, msg);
             return default;
         }
         v
@@ -222,6 +271,7 @@ pub(crate) fn validate(
         merged: &merged,
         errors,
         shaped: BTreeSet::new(),
+        secrets: Vec::new(),
     };
     for key in merged.table.keys() {
         if !matches!(
@@ -238,7 +288,7 @@ pub(crate) fn validate(
     let mqtt = super::mqtt::mqtt(&mut cx, &gateway.id);
     let buffer = buffer(&mut cx);
     let stats = cx.section::<RawStats>("stats").map(|s| StatsCfg {
-        interval_s: cx.int(None, "stats.interval_s", s.interval_s, 60, 0, i64::MAX) as u64,
+        interval_s: cx.period(None, "stats.interval_s", s.interval_s, 60, 0, false),
     });
     let commands = cx.section::<RawCommands>("commands").map(|c| CommandsCfg {
         enabled: c.enabled.unwrap_or(true),
@@ -279,6 +329,7 @@ pub(crate) fn validate(
         ocpp,
         buses,
         devices,
+        secret_files: cx.secrets,
     })
 }
 
@@ -377,14 +428,14 @@ fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {
         &b.memory_max_bytes,
         DEFAULT_MEMORY_MAX_BYTES,
     );
-    let flush_every_ms = cx.int(
+    let flush_every_ms = cx.period(
         None,
         "buffer.flush_every_ms",
         b.flush_every_ms,
         1000,
         1,
-        i64::MAX,
-    ) as u64;
+        true,
+    );
     let on_full = match b.on_full.as_deref() {
         None | Some("drop_oldest") => OnFull::DropOldest,
         Some("drop_newest") => OnFull::DropNewest,

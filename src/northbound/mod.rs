@@ -4,4 +4,3 @@ pub mod inflight;
 pub mod mqtt;
 pub mod pace;
 mod session_error;
-pub mod tls;

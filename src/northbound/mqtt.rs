@@ -19,7 +19,6 @@ use super::inflight::{InFlight, Sent};
 use super::pace::Pacer;
 pub use super::session_error::SessionError;
 use super::session_error::oversized;
-use super::tls;
 use crate::buffer::Queue;
 use crate::commands::IntakeTx;
 use crate::commands::intake::MAX_INCOMING_PACKET;
@@ -30,6 +29,7 @@ use crate::model::topic::Topics;
 use crate::ops::backoff::{Backoff, boot_delay, parse_uptime};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::tls;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
     Transport,
@@ -184,7 +184,7 @@ impl Session {
         ));
         if m.tls {
             let files = m.clone();
-            let cfg = tokio::task::spawn_blocking(move || tls::client_config(&files))
+            let cfg = tokio::task::spawn_blocking(move || tls::client_config(files.tls_files()))
                 .await
                 .map_err(|e| tls::TlsError::Task(e.to_string()))??;
             o.set_transport(Transport::tls_with_config(

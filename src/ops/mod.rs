@@ -1,7 +1,8 @@
 //! Operations: counters for `stats`, logging setup (journal | stderr), the failure log
 //! every driver shares (once on failure, summaries, once on recovery), the reconnect
 //! backoff, the token bucket, and the service-manager protocol (sd_notify, watchdog
-//! liveness). The lowest utility layer: southbound and northbound both use it.
+//! liveness), PEM files and the TLS client set-up. The lowest utility layer: southbound
+//! and northbound both use it.
 
 pub mod backoff;
 pub mod bucket;
@@ -12,3 +13,4 @@ pub mod logging;
 pub mod notify;
 pub mod pem;
 pub mod timings;
+pub mod tls;

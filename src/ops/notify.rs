@@ -62,11 +62,22 @@ impl Notifier {
     /// From `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID`, as systemd sets them.
     pub fn from_env() -> Self {
         let target = std::env::var_os("NOTIFY_SOCKET").and_then(|s| parse_target(&s));
+        let usec = std::env::var("WATCHDOG_USEC").ok();
         let watchdog = watchdog_interval_from(
-            std::env::var("WATCHDOG_USEC").ok().as_deref(),
+            usec.as_deref(),
             std::env::var("WATCHDOG_PID").ok().as_deref(),
             std::process::id(),
         );
+        if watchdog == Some(MIN_WATCHDOG_PING)
+            && let Some(u) = usec.as_deref().and_then(|u| u.trim().parse::<u64>().ok())
+            && Duration::from_micros(u / 2) < MIN_WATCHDOG_PING
+        {
+            tracing::warn!(
+                watchdog_usec = u,
+                ping_every_ms = MIN_WATCHDOG_PING.as_millis() as u64,
+                "WATCHDOG_USEC is too short to be met: pinging every 100 ms; set WatchdogSec= to 1s or more"
+            );
+        }
         Notifier {
             target,
             watchdog,
@@ -186,7 +197,15 @@ fn parse_target(s: &std::ffi::OsStr) -> Option<Target> {
     }
 }
 
-/// Half of `WATCHDOG_USEC` when it is set, non-zero, and `WATCHDOG_PID` is absent or `our_pid`.
+/// The shortest watchdog ping interval: the supervisor's loop pings at most this often.
+/// A `WatchdogSec=` under twice this (a few µs in an odd unit file or a test) cannot be
+/// met by a daemon that also polls devices; pinging every 100 ms keeps the loop cheap
+/// (10 datagrams/s) while meeting any `WatchdogSec=` of 200 ms and more, and a zero
+/// interval would panic tokio's `interval`.
+pub const MIN_WATCHDOG_PING: Duration = Duration::from_millis(100);
+
+/// Half of `WATCHDOG_USEC` when it is set, non-zero, and `WATCHDOG_PID` is absent or
+/// `our_pid`; never under [`MIN_WATCHDOG_PING`] ([`Notifier::from_env`] warns then).
 pub fn watchdog_interval_from(
     usec: Option<&str>,
     pid: Option<&str>,
@@ -198,7 +217,7 @@ pub fn watchdog_interval_from(
     {
         return None;
     }
-    Some(Duration::from_micros(usec / 2))
+    Some(Duration::from_micros(usec / 2).max(MIN_WATCHDOG_PING))
 }
 
 /// The one-line `STATUS=`: `12/14 devices online, 3 buffered, broker connected`.
@@ -308,6 +327,21 @@ impl Liveness {
 mod tests {
     //! Watchdog interval parsing, the status line, and heartbeat freshness with injected time.
     use super::*;
+
+    #[test]
+    fn a_watchdog_usec_of_a_few_microseconds_is_clamped_to_the_shortest_ping_and_huge_ones_kept() {
+        for tiny in ["1", "3", "199999"] {
+            assert_eq!(
+                watchdog_interval_from(Some(tiny), None, 7),
+                Some(MIN_WATCHDOG_PING)
+            );
+        }
+        let huge = watchdog_interval_from(Some(&u64::MAX.to_string()), None, 7).unwrap();
+        assert_eq!(huge, Duration::from_micros(u64::MAX / 2));
+        // What the supervisor does with it: ping at most every SUPERVISOR_TICK, and a
+        // staleness window of twice the interval, neither of which may overflow.
+        assert!(huge.checked_mul(2).is_some());
+    }
 
     #[test]
     fn the_watchdog_interval_is_half_of_watchdog_usec_for_our_pid_only() {

@@ -17,6 +17,7 @@
 
 use super::report::Report;
 use super::{Profile, Protocol, keyword, lora, points, serial};
+use crate::model::limits::{MAX_PERIOD_MS, MAX_PERIOD_S};
 use crate::model::{FileError, Kind, line_col};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -223,20 +224,35 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
     let protocol = raw
         .as_ref()
         .and_then(|raw| r.one_of("protocol", raw.protocol.as_deref(), str::parse));
-    let positive = |r: &mut Report, key: &str, v: Option<i64>| -> Option<u64> {
+    // Periods: positive, at most a year (`MAX_PERIOD_S`) so no timer overflows.
+    let positive = |r: &mut Report, key: &str, v: Option<i64>, max: u64, unit: &str| {
         let v = v?;
         let ok = u64::try_from(v).ok().filter(|v| *v > 0);
-        if ok.is_none() {
-            r.err(key, format!("must be a positive integer, got {v}"));
+        match ok {
+            None => r.err(key, format!("must be a positive integer, got {v}")),
+            Some(n) if n > max => {
+                r.err(
+                    key,
+                    format!("{n} is too long: at most {max} {unit} (a year)"),
+                );
+                return None;
+            }
+            Some(_) => {}
         }
         ok
     };
     let poll_ms = raw
         .as_ref()
-        .and_then(|raw| positive(&mut r, "poll_ms", raw.poll_ms));
-    let uplink_interval_s = raw
-        .as_ref()
-        .and_then(|raw| positive(&mut r, "uplink_interval_s", raw.uplink_interval_s));
+        .and_then(|raw| positive(&mut r, "poll_ms", raw.poll_ms, MAX_PERIOD_MS, "ms"));
+    let uplink_interval_s = raw.as_ref().and_then(|raw| {
+        positive(
+            &mut r,
+            "uplink_interval_s",
+            raw.uplink_interval_s,
+            MAX_PERIOD_S,
+            "s",
+        )
+    });
     if let (Some(raw), Some(protocol)) = (&raw, protocol) {
         if raw.serial.is_some() && protocol != Protocol::Serial {
             r.err("serial", "only serial profiles take a [serial] table");

@@ -4,7 +4,8 @@
 //! point as `polegate run`, or as the real binary in a child process. `driver`: one
 //! driver task under test with the daemon's channels, and the simulated lines it talks
 //! to. `lora`: a Semtech UDP packet forwarder, real LoRaWAN frames and the LoRa task alone
-//! on a real queue. `rig`: broker, recorder and daemon together, for the end-to-end tests.
+//! on a real queue. `rig`: broker, recorder and daemon together, for the end-to-end tests. `tls`: a test
+//! PKI and a mosquitto with a TLS listener.
 // Each test binary uses its own part of the harness.
 #![allow(dead_code, unused_imports)]
 
@@ -14,6 +15,7 @@ mod driver;
 mod lora;
 mod ocpp;
 mod rig;
+mod tls;
 
 pub use broker::*;
 pub use daemon::*;
@@ -21,6 +23,7 @@ pub use driver::*;
 pub use lora::*;
 pub use ocpp::*;
 pub use rig::*;
+pub use tls::*;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -18,12 +18,16 @@ use crate::model::command::CmdResult;
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
+use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::tls::client_config;
 use crate::pipeline::Input;
 use crate::southbound::Wiring;
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use serde::Deserialize;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Requests buffered towards the network server's broker.
 pub const CLIENT_CAPACITY: usize = 64;
@@ -173,6 +177,14 @@ pub async fn run_chirpstack(
     if let Some(u) = &cfg.username {
         opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
     }
+    if cfg.tls {
+        let Some(tls) = tls_config(&cfg, &cancel).await else {
+            return;
+        };
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
     let (client, mut el) = AsyncClient::new(opts, CLIENT_CAPACITY);
     let base = format!("application/{}/device", cfg.application_id);
     let by_eui: HashMap<[u8; 8], usize> = devices
@@ -286,6 +298,44 @@ pub async fn run_chirpstack(
         }
     }
     let _ = client.try_disconnect();
+}
+
+/// The `mqtts://` client set-up, read off the async workers; retried every
+/// `RECONNECT_DELAY` while a file is missing or bad (logged once, then summarized), so
+/// certificates provisioned after start are picked up. None: cancelled.
+async fn tls_config(
+    cfg: &ChirpstackCfg,
+    cancel: &CancellationToken,
+) -> Option<Arc<rustls::ClientConfig>> {
+    let mut log = FailureLog::default();
+    loop {
+        let c = cfg.clone();
+        let made = tokio::task::spawn_blocking(move || client_config(c.tls_files()))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match made {
+            Ok(tls) => {
+                if let LogAction::Recovered { count } = log.success() {
+                    tracing::info!(url = %cfg.url, failures = count, "LoRa network server TLS set up");
+                }
+                return Some(tls);
+            }
+            Err(e) => match log.failure(Instant::now()) {
+                LogAction::Nothing => {}
+                LogAction::Summary { count } => {
+                    tracing::error!(url = %cfg.url, error = %e, failures = count, "LoRa network server TLS setup still failing")
+                }
+                _ => {
+                    tracing::error!(url = %cfg.url, error = %e, "LoRa network server TLS setup failed")
+                }
+            },
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return None,
+            _ = tokio::time::sleep(RECONNECT_DELAY) => {}
+        }
+    }
 }
 
 fn reading(d: &LoraDevice, up: &Up, counters: &Counters) -> Input {

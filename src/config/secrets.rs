@@ -1,0 +1,110 @@
+//! Files that hold secrets: every `password_file`, every TLS private key (`key_file` of
+//! `[mqtt]`, `[lora.chirpstack]` and `[ocpp]`), and every configuration file that writes
+//! a password or LoRa keys inline. Validation records them (with the key that names
+//! them); `polegate check` and `polegate run` warn, once per file, when one is readable
+//! by every user of the machine (mode & 0o004). Group read is left alone: a packaged
+//! conffile is 0640 root:polegate so that the service's own group reads it.
+//! Messages name the file, its mode and the fix; never the secret.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+/// A file a secret is read from, and the key that makes it one (`mqtt.password_file`,
+/// `device[3].lora.app_key`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    pub key: String,
+}
+
+/// A secret file every user can read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exposed {
+    pub path: PathBuf,
+    /// Permission bits (`0o644`).
+    pub mode: u32,
+    /// Every key that reads a secret from it, in the order validation met them.
+    pub keys: Vec<String>,
+}
+
+impl fmt::Display for Exposed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.path.display();
+        write!(
+            f,
+            "{p} is readable by every user (mode {:04o}) and holds secrets ({}): run chmod o-r {p}",
+            self.mode,
+            self.keys.join(", ")
+        )
+    }
+}
+
+/// The secret files of `files` that others may read, one entry per file. A file that
+/// cannot be examined (an environment override, a file gone since) is skipped: reading
+/// it already failed validation or will fail at use.
+pub fn exposed(files: &[SecretFile]) -> Vec<Exposed> {
+    let mut out: Vec<Exposed> = Vec::new();
+    for f in files {
+        if let Some(e) = out.iter_mut().find(|e| e.path == f.path) {
+            if !e.keys.contains(&f.key) {
+                e.keys.push(f.key.clone());
+            }
+            continue;
+        }
+        let Ok(meta) = std::fs::metadata(&f.path) else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o004 != 0 {
+            out.push(Exposed {
+                path: f.path.clone(),
+                mode,
+                keys: vec![f.key.clone()],
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real files with real modes: world-readable warns, group-readable does not.
+    use super::*;
+
+    fn file(dir: &std::path::Path, name: &str, mode: u32) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, "s3cret\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn only_files_others_can_read_are_reported_once_each_with_mode_keys_and_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = file(dir.path(), "open.pass", 0o644);
+        let group = file(dir.path(), "group.pass", 0o640);
+        let private = file(dir.path(), "private.key", 0o600);
+        let s = |path: &PathBuf, key: &str| SecretFile {
+            path: path.clone(),
+            key: key.into(),
+        };
+        let found = exposed(&[
+            s(&open, "mqtt.password_file"),
+            s(&group, "http.password_file"),
+            s(&private, "mqtt.key_file"),
+            s(&open, "lora.chirpstack.password_file"),
+            s(&dir.path().join("gone"), "ocpp.key_file"),
+        ]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        let line = found[0].to_string();
+        assert_eq!(
+            line,
+            format!(
+                "{p} is readable by every user (mode 0644) and holds secrets (mqtt.password_file, lora.chirpstack.password_file): run chmod o-r {p}",
+                p = open.display()
+            )
+        );
+        assert!(!line.contains("s3cret"));
+    }
+}

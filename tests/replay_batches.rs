@@ -6,7 +6,6 @@
 mod common;
 use common::*;
 use polegate::buffer::{Queue, QueueOptions, Record};
-use polegate::config::MqttCfg;
 use polegate::model::payload::Body;
 use polegate::northbound::mqtt::{Session, SessionSettings};
 use polegate::ops::counters::Counters;
@@ -18,28 +17,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Far more than the window and than the session's per-turn batch (128 events).
 const EVENTS: u64 = 3000;
-
-fn mqtt(port: u16) -> MqttCfg {
-    MqttCfg {
-        url: format!("mqtt://127.0.0.1:{port}"),
-        tls: false,
-        host: "127.0.0.1".into(),
-        port,
-        client_id: "replay-batches".into(),
-        username: None,
-        password: None,
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
-        topic_prefix: "polegate".into(),
-        keep_alive_s: 30,
-        max_inflight: 256,
-        replay_rate: 0,
-        reconnect_min_ms: 50,
-        reconnect_max_ms: 200,
-        connect_delay_max_ms: 0,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_of_many_windows_is_published_once_in_order_and_leaves_the_queue_empty() {
@@ -59,18 +36,26 @@ async fn a_backlog_of_many_windows_is_published_once_in_order_and_leaves_the_que
     let mut rec = Recorder::start(broker.port, "polegate/g1/+/telemetry").await;
     rec.wait_subscribed_after(0).await;
 
-    let counters = Arc::new(Counters::default());
-    let (session, _state) = Session::new(
-        SessionSettings {
-            mqtt: mqtt(broker.port),
-            gateway: "g1".into(),
-            devices: Arc::new(AtomicUsize::new(0)),
-            commands: None,
-        },
-        queue.clone(),
-        Arc::new(Notify::new()),
-        counters.clone(),
+    // The [mqtt] table as the daemon would read it, with a wide window and no pacing.
+    let setup = Setup::custom(
+        "g1",
+        &format!(
+            "url = \"mqtt://127.0.0.1:{}\"\nclient_id = \"replay-batches\"\nmax_inflight = 256\nreplay_rate = 0\nconnect_delay_max_ms = 0\n",
+            broker.port
+        ),
+        "",
     );
+    let mqtt = polegate::config::load(&setup.path).expect("config").mqtt;
+    assert_eq!((mqtt.max_inflight, mqtt.replay_rate), (256, 0));
+    let counters = Arc::new(Counters::default());
+    let settings = SessionSettings {
+        gateway: "g1".into(),
+        commands: None,
+        devices: Arc::new(AtomicUsize::new(0)),
+        mqtt,
+    };
+    let wake = Arc::new(Notify::new());
+    let (session, _state) = Session::new(settings, queue.clone(), wake, counters.clone());
     let cancel = CancellationToken::new();
     let task = tokio::spawn(session.run(cancel.clone()));
 

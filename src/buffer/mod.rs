@@ -36,6 +36,7 @@
 //! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
 //! [`Queue::kv`], in the same database, made durable by the same `flush`.
 
+mod ack;
 mod clean_stop;
 mod faults;
 mod generation;

@@ -406,38 +406,6 @@ impl Queue {
         Ok(PushOutcome::Stored { evicted })
     }
 
-    /// Removes `seq` (its PUBACK came). Unknown seqs are ignored. While the database
-    /// refuses writes the removal is remembered and applied on recovery.
-    pub fn ack(&self, seq: u64) -> Result<(), BufferError> {
-        let mut acct = lock(&self.inner.acct);
-        let mut held = lock(&self.inner.held);
-        if held.remove(seq) {
-            return Ok(());
-        }
-        let removed = {
-            let store = self.store();
-            match store.as_ref() {
-                None => Err(self.closed()),
-                Some(st) => self
-                    .check(FaultPoint::Write)
-                    .and_then(|()| st.events.remove(key(seq)).map_err(|e| self.sled_err(e))),
-            }
-        };
-        match removed {
-            Ok(Some(v)) => {
-                acct.events = acct.events.saturating_sub(1);
-                acct.bytes = acct.bytes.saturating_sub(v.len() as u64);
-                self.mark_dirty();
-            }
-            Ok(None) => {}
-            Err(e) => {
-                self.degrade(&e);
-                held.acked.insert(seq);
-            }
-        }
-        Ok(())
-    }
-
     /// Makes every insert, ack and seq reservation durable. While degraded there is
     /// nothing to flush: [`Queue::retry`] reopens the database.
     pub fn flush(&self) -> Result<(), BufferError> {

@@ -31,8 +31,7 @@ use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::ops::tls;
 use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, Incoming, LastWill, MqttOptions, Outgoing, QoS,
-    Transport,
+    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, QoS, Transport,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -43,6 +42,13 @@ use tokio_util::sync::CancellationToken;
 
 /// Events forwarded from the event-loop task.
 const EVENT_CAPACITY: usize = 256;
+/// Events handled per turn of the session loop before the PUBACKs among them are applied
+/// to the queue in one go and the window is refilled (a draining backlog delivers them
+/// faster than one turn each).
+const EVENT_BATCH: usize = 128;
+#[path = "session_events.rs"]
+mod session_events;
+
 /// How long a clean stop waits for the offline status to leave.
 const STOP_DEADLINE: Duration = Duration::from_millis(2000);
 
@@ -87,6 +93,8 @@ struct Conn {
     pace_until: Option<Instant>,
     /// When each packet id was written, for the publish → PUBACK histogram.
     written: std::collections::HashMap<u16, Instant>,
+    /// Seqs whose PUBACK came in this turn, removed from the queue at its end.
+    acked: Vec<u64>,
 }
 
 impl Session {
@@ -300,6 +308,7 @@ impl Session {
             flight: InFlight::new(),
             pace_until: None,
             written: Default::default(),
+            acked: Vec::with_capacity(EVENT_BATCH),
         };
         let mut idle = tokio::time::interval(IDLE_TICK);
         let mut health = self.queue.health().subscribe();
@@ -310,15 +319,14 @@ impl Session {
             tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return Ended::Shutdown { connected: c.connected },
-                ev = ev_rx.recv() => match ev {
-                    None => return Ended::Lost(SessionError::EventLoopEnded),
-                    Some(Err(e)) => return Ended::Lost(e.into()),
-                    Some(Ok(ev)) => {
-                        if let Err(e) = self.on_event(ev, client, &mut c, backoff, fail_log) {
-                            return Ended::Lost(e);
-                        }
+                ev = ev_rx.recv() => {
+                    let ended = self.on_events(ev, ev_rx, client, &mut c, backoff, fail_log);
+                    // PUBACKs that came before a lost connection still delete.
+                    self.settle(&mut c);
+                    if let Some(e) = ended {
+                        return Ended::Lost(e);
                     }
-                },
+                }
                 _ = self.wake.notified(), if c.connected => {}
                 Ok(()) = health.changed(), if c.connected => {
                     // The retained status says whether the buffer is degraded (SPEC §5).
@@ -335,79 +343,6 @@ impl Session {
                 self.fill(client, &mut c, &mut pacer);
             }
         }
-    }
-
-    fn on_event(
-        &self,
-        ev: Event,
-        client: &AsyncClient,
-        c: &mut Conn,
-        backoff: &mut Backoff,
-        fail_log: &mut FailureLog,
-    ) -> Result<(), SessionError> {
-        match ev {
-            Event::Incoming(Incoming::ConnAck(_)) => {
-                c.connected = true;
-                c.connack_ms = now_ms();
-                c.flight = InFlight::new();
-                backoff.reset();
-                self.state.connected.store(true, Relaxed);
-                let backlog = self.queue.len();
-                match fail_log.success() {
-                    LogAction::Recovered { count } => {
-                        tracing::info!(broker = %self.settings.mqtt.url, backlog, failed_attempts = count, "MQTT broker connected again")
-                    }
-                    _ => {
-                        tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
-                    }
-                }
-                client
-                    .try_publish(
-                        self.topics.status(),
-                        QoS::AtLeastOnce,
-                        true,
-                        self.status(true),
-                    )
-                    .map_err(SessionError::QueueStatus)?;
-                c.flight.requested(Sent::Unqueued);
-                // Subscribe on every ConnAck: a broker without our session forgot it.
-                if self.settings.commands.is_some() {
-                    client
-                        .try_subscribe(self.topics.command_filter(), QoS::AtLeastOnce)
-                        .map_err(SessionError::QueueSubscribe)?;
-                }
-            }
-            Event::Incoming(Incoming::Publish(p)) => {
-                if let (Some(tx), Some(dev)) = (
-                    &self.settings.commands,
-                    self.topics.command_device(&p.topic),
-                ) && let Err(e) = tx.offer(dev, &p.payload, p.retain)
-                {
-                    Counters::inc(&self.counters.command_dropped);
-                    tracing::warn!(topic = %p.topic, error = %e, "command dropped");
-                }
-            }
-            Event::Outgoing(Outgoing::Publish(pkid)) => {
-                c.flight.sent(pkid);
-                c.written.insert(pkid, Instant::now());
-            }
-            Event::Incoming(Incoming::PubAck(ack)) => {
-                if let Some(at) = c.written.remove(&ack.pkid) {
-                    self.counters.timings.puback(at.elapsed());
-                }
-                if let Some(seq) = c.flight.acked(ack.pkid) {
-                    match self.queue.ack(seq) {
-                        Ok(()) => Counters::inc(&self.counters.published),
-                        Err(e) => {
-                            Counters::inc(&self.counters.buffer_error);
-                            tracing::error!(seq, error = %e, "cannot remove acknowledged event from the buffer");
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(())
     }
 
     /// Hands queued records to the client up to the window and the pacing budget.

@@ -1,0 +1,132 @@
+//! What the MQTT session does with the event loop's events: the ConnAck (status,
+//! subscription), commands, packet ids and PUBACKs. PUBACKs are collected over one turn
+//! of the session loop (up to `EVENT_BATCH` events) and their records removed from the
+//! queue together by [`Session::settle`].
+
+use super::{Conn, EVENT_BATCH, Session, SessionError};
+use crate::model::now_ms;
+use crate::northbound::inflight::{InFlight, Sent};
+use crate::ops::backoff::Backoff;
+use crate::ops::counters::Counters;
+use crate::ops::failure_log::{FailureLog, LogAction};
+use rumqttc::{AsyncClient, ConnectionError, Event, Incoming, Outgoing, QoS};
+use std::sync::atomic::Ordering::Relaxed;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+impl Session {
+    /// Handles `first` and what else the event loop has already forwarded (up to
+    /// EVENT_BATCH); the error that ends the connection, if one came.
+    pub(super) fn on_events(
+        &self,
+        first: Option<Result<Event, ConnectionError>>,
+        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+        client: &AsyncClient,
+        c: &mut Conn,
+        backoff: &mut Backoff,
+        fail_log: &mut FailureLog,
+    ) -> Option<SessionError> {
+        let mut next = first;
+        let mut handled = 0;
+        loop {
+            match next {
+                None => return Some(SessionError::EventLoopEnded),
+                Some(Err(e)) => return Some(e.into()),
+                Some(Ok(ev)) => {
+                    if let Err(e) = self.on_event(ev, client, c, backoff, fail_log) {
+                        return Some(e);
+                    }
+                }
+            }
+            handled += 1;
+            if handled == EVENT_BATCH {
+                // The rest stays in the channel for the next turn.
+                return None;
+            }
+            next = match ev_rx.try_recv() {
+                Ok(ev) => Some(ev),
+                Err(mpsc::error::TryRecvError::Empty) => return None,
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+        }
+    }
+
+    /// Removes the records acknowledged this turn from the queue.
+    pub(super) fn settle(&self, c: &mut Conn) {
+        if c.acked.is_empty() {
+            return;
+        }
+        self.queue.ack_many(&c.acked);
+        self.counters
+            .published
+            .fetch_add(c.acked.len() as u64, Relaxed);
+        c.acked.clear();
+    }
+
+    fn on_event(
+        &self,
+        ev: Event,
+        client: &AsyncClient,
+        c: &mut Conn,
+        backoff: &mut Backoff,
+        fail_log: &mut FailureLog,
+    ) -> Result<(), SessionError> {
+        match ev {
+            Event::Incoming(Incoming::ConnAck(_)) => {
+                c.connected = true;
+                c.connack_ms = now_ms();
+                c.flight = InFlight::new();
+                backoff.reset();
+                self.state.connected.store(true, Relaxed);
+                let backlog = self.queue.len();
+                match fail_log.success() {
+                    LogAction::Recovered { count } => {
+                        tracing::info!(broker = %self.settings.mqtt.url, backlog, failed_attempts = count, "MQTT broker connected again")
+                    }
+                    _ => {
+                        tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
+                    }
+                }
+                client
+                    .try_publish(
+                        self.topics.status(),
+                        QoS::AtLeastOnce,
+                        true,
+                        self.status(true),
+                    )
+                    .map_err(SessionError::QueueStatus)?;
+                c.flight.requested(Sent::Unqueued);
+                // Subscribe on every ConnAck: a broker without our session forgot it.
+                if self.settings.commands.is_some() {
+                    client
+                        .try_subscribe(self.topics.command_filter(), QoS::AtLeastOnce)
+                        .map_err(SessionError::QueueSubscribe)?;
+                }
+            }
+            Event::Incoming(Incoming::Publish(p)) => {
+                if let (Some(tx), Some(dev)) = (
+                    &self.settings.commands,
+                    self.topics.command_device(&p.topic),
+                ) && let Err(e) = tx.offer(dev, &p.payload, p.retain)
+                {
+                    Counters::inc(&self.counters.command_dropped);
+                    tracing::warn!(topic = %p.topic, error = %e, "command dropped");
+                }
+            }
+            Event::Outgoing(Outgoing::Publish(pkid)) => {
+                c.flight.sent(pkid);
+                c.written.insert(pkid, Instant::now());
+            }
+            Event::Incoming(Incoming::PubAck(ack)) => {
+                if let Some(at) = c.written.remove(&ack.pkid) {
+                    self.counters.timings.puback(at.elapsed());
+                }
+                if let Some(seq) = c.flight.acked(ack.pkid) {
+                    c.acked.push(seq);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -70,6 +70,8 @@ mod ops_notify;
 mod puback_withheld;
 #[path = "reload.rs"]
 mod reload;
+#[path = "replay_batches.rs"]
+mod replay_batches;
 #[path = "rtu_bus.rs"]
 mod rtu_bus;
 #[path = "rtu_probe.rs"]

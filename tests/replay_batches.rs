@@ -3,8 +3,7 @@
 //! exactly once: the session handles the event loop's events in batches (PUBACKs of one
 //! turn removed together) and no event of a batch is lost between turns.
 
-mod common;
-use common::*;
+use crate::common::*;
 use polegate::buffer::{Queue, QueueOptions, Record};
 use polegate::model::payload::Body;
 use polegate::northbound::mqtt::{Session, SessionSettings};

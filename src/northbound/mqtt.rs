@@ -95,6 +95,8 @@ struct Conn {
     written: std::collections::HashMap<u16, Instant>,
     /// Seqs whose PUBACK came in this turn, removed from the queue at its end.
     acked: Vec<u64>,
+    /// Commands the intake refused (full, oversized): one line when it starts, summaries.
+    drops: FailureLog,
 }
 
 impl Session {
@@ -309,6 +311,7 @@ impl Session {
             pace_until: None,
             written: Default::default(),
             acked: Vec::with_capacity(EVENT_BATCH),
+            drops: FailureLog::default(),
         };
         let mut idle = tokio::time::interval(IDLE_TICK);
         let mut health = self.queue.health().subscribe();

@@ -107,10 +107,26 @@ impl Session {
                 if let (Some(tx), Some(dev)) = (
                     &self.settings.commands,
                     self.topics.command_device(&p.topic),
-                ) && let Err(e) = tx.offer(dev, &p.payload, p.retain)
-                {
-                    Counters::inc(&self.counters.command_dropped);
-                    tracing::warn!(topic = %p.topic, error = %e, "command dropped");
+                ) {
+                    match tx.offer(dev, &p.payload, p.retain) {
+                        Err(e) => {
+                            Counters::inc(&self.counters.command_dropped);
+                            match c.drops.failure(std::time::Instant::now()) {
+                                LogAction::Failed => {
+                                    tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized")
+                                }
+                                LogAction::Summary { count } => {
+                                    tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped")
+                                }
+                                _ => {}
+                            }
+                        }
+                        Ok(()) => {
+                            if let LogAction::Recovered { count } = c.drops.success() {
+                                tracing::info!(dropped = count, "commands accepted again");
+                            }
+                        }
+                    }
                 }
             }
             Event::Outgoing(Outgoing::Publish(pkid)) => {

@@ -14,5 +14,7 @@
 
 #[path = "fuzz/modbus.rs"]
 mod modbus;
+#[path = "fuzz/lora.rs"]
+mod lora;
 #[path = "fuzz/support.rs"]
 mod support;

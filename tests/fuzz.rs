@@ -14,6 +14,8 @@
 
 #[path = "fuzz/modbus.rs"]
 mod modbus;
+#[path = "fuzz/commands.rs"]
+mod commands;
 #[path = "fuzz/lora.rs"]
 mod lora;
 #[path = "fuzz/support.rs"]

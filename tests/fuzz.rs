@@ -12,11 +12,17 @@
 //! `benches/fuzz.sh` runs the same binary for long on the cabinet build. Uses no
 //! `demo` feature, so it builds with `--no-default-features`.
 
-#[path = "fuzz/modbus.rs"]
-mod modbus;
 #[path = "fuzz/commands.rs"]
 mod commands;
 #[path = "fuzz/lora.rs"]
 mod lora;
+#[path = "fuzz/modbus.rs"]
+mod modbus;
+#[path = "fuzz/ocpp.rs"]
+mod ocpp;
+#[path = "fuzz/serial.rs"]
+mod serial;
 #[path = "fuzz/support.rs"]
 mod support;
+#[path = "fuzz/toml.rs"]
+mod toml_files;

@@ -1,13 +1,30 @@
 //! OCPP-J frames from a charger: the frame parser, the central system's answer and the
-//! telemetry tap, on mutated frames of every charger→CS message polegate handles. A
-//! refusal is a typed `Malformed` whose CALLERROR text is a valid OCPP-J error frame
-//! (the connection counts it as `ocpp_malformed`, tests/ocpp_hostile.rs).
+//! telemetry tap, on mutated frames of every charger→CS message polegate handles, alone
+//! and through a charger's WebSocket session (`conn::serve` over an in-memory stream). A
+//! refusal is a typed `Malformed` whose CALLERROR text is a valid OCPP-J error frame,
+//! and each one the session sends is one `ocpp_malformed`.
 
 use super::support;
+use futures_util::{SinkExt, StreamExt};
+use polegate::buffer::{Queue, QueueOptions};
+use polegate::config::ocpp::{Authorize, OcppCfg, OcppDeviceCfg};
+use polegate::ops::counters::Counters;
+use polegate::pipeline::{DeviceInfo, Input};
+use polegate::southbound::ocpp::conn;
 use polegate::southbound::ocpp::frame::{self, Frame};
+use polegate::southbound::ocpp::hub::{Hub, OcppDevice};
+use polegate::southbound::ocpp::listen::ws_config;
 use polegate::southbound::ocpp::map::{self, ChargePoint, Tap};
 use proptest::prelude::*;
 use serde_json::Value as Json;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_util::sync::CancellationToken;
 
 const SEEDS: [&str; 10] = [
     r#"[2,"1","BootNotification",{"chargePointVendor":"ACME","chargePointModel":"AC22","firmwareVersion":"1.2"}]"#,
@@ -86,5 +103,102 @@ proptest! {
         if let Err(m) = frame::parse(&text) {
             prop_assert!(m.to_text().starts_with("[4,"));
         }
+    }
+}
+
+/// One queue for the whole binary (the hub keeps transaction ids and open transactions
+/// in its database); every case gets a fresh hub on it.
+fn queue() -> &'static (tempfile::TempDir, Queue) {
+    static Q: OnceLock<(tempfile::TempDir, Queue)> = OnceLock::new();
+    Q.get_or_init(|| {
+        let d = tempfile::tempdir().expect("tempdir");
+        let q = Queue::open(d.path(), QueueOptions::default()).expect("queue");
+        (d, q)
+    })
+}
+
+fn hub(counters: Arc<Counters>, out: mpsc::Sender<Input>) -> Arc<Hub> {
+    let (_, q) = queue();
+    let cfg = OcppCfg {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        tls: None,
+        heartbeat_s: 300,
+        authorize: Authorize::Accept,
+        id_tags: vec![],
+        upstream: None,
+    };
+    let device = OcppDevice {
+        info: Arc::new(DeviceInfo::new("ev-1", support::profile("ocpp-charger"), Default::default(), 0)),
+        cfg: OcppDeviceCfg {
+            charge_point_id: "CP1".into(),
+            connector: 1,
+            password: None,
+            upstream_password: None,
+        },
+    };
+    Arc::new(Hub::new(cfg, vec![device], q.kv("ocpp").expect("kv"), q.clone(), out, counters))
+}
+
+proptest! {
+    #![proptest_config(support::config())]
+
+    #[test]
+    fn a_charger_session_of_mutated_frames_gets_an_answer_or_a_counted_callerror_per_call(
+        frames in proptest::collection::vec((0..SEEDS.len(), support::ops()), 1..6),
+    ) {
+        let texts: Vec<String> = frames
+            .iter()
+            .map(|(i, ops)| support::mutate_text(SEEDS[*i], ops, &SEEDS))
+            .collect();
+        let counters = Arc::new(Counters::default());
+        let rt = support::paused_runtime();
+        let answers = rt.block_on(async {
+            let (out_tx, mut out_rx) = mpsc::channel(64);
+            let drain = tokio::spawn(async move { while out_rx.recv().await.is_some() {} });
+            let (a, b) = tokio::io::duplex(1 << 17);
+            let server = WebSocketStream::from_raw_socket(a, Role::Server, Some(ws_config())).await;
+            let mut charger = WebSocketStream::from_raw_socket(b, Role::Client, None).await;
+            let cancel = CancellationToken::new();
+            let conn = tokio::spawn(conn::serve(
+                hub(counters.clone(), out_tx),
+                "CP1".to_string(),
+                server,
+                None::<WebSocketStream<tokio::io::DuplexStream>>,
+                cancel.clone(),
+            ));
+            let mut answers = Vec::new();
+            for t in &texts {
+                charger.send(Message::text(t.clone())).await.expect("send");
+                // A call is answered; results and errors to nothing pending are not.
+                if matches!(frame::parse(t), Ok(Frame::Result { .. } | Frame::Error { .. })) {
+                    answers.push(None);
+                    continue;
+                }
+                let a = tokio::time::timeout(Duration::from_secs(5), charger.next()).await;
+                answers.push(match a {
+                    Ok(Some(Ok(Message::Text(a)))) => Some(a.to_string()),
+                    other => Some(format!("no answer: {other:?}")),
+                });
+            }
+            cancel.cancel();
+            let _ = conn.await;
+            drain.abort();
+            answers
+        });
+        let mut callerrors = 0u64;
+        for (t, a) in texts.iter().zip(&answers) {
+            let Some(a) = a else { continue };
+            let v: Json = serde_json::from_str(a).map_err(|e| TestCaseError::fail(format!("{a}: {e}")))?;
+            match v[0].as_u64() {
+                Some(3) => {
+                    let call = matches!(frame::parse(t), Ok(Frame::Call { .. }));
+                    prop_assert!(call, "a CALLRESULT answers a call only");
+                }
+                Some(4) => callerrors += 1,
+                _ => prop_assert!(false, "{} answering {}", a, t),
+            }
+        }
+        // Every CALLERROR polegate sent for a frame is one ocpp_malformed.
+        prop_assert_eq!(counters.ocpp_malformed.load(Relaxed), callerrors);
     }
 }

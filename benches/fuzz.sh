@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The long fuzz run (issue 12 item 10): every target of tests/fuzz.rs on the build that
+# ships (cabinet profile: opt-level "z", fat LTO, panic unwind so proptest catches and
+# shrinks a panic; no `demo` feature, none needed), one target at a time so each gets
+# its own figure. Prints cases, seconds and the verdict per target, and the machine load,
+# for BENCHMARKS.md ("Fuzzing (issue 12 item 10)").
+# Usage: benches/fuzz.sh [cases per target] [seconds per target]
+#   defaults 100000 cases, 600 s; a target still running at its budget is stopped and
+#   reported as "budget" (the cases it ran are not known then; lower the cases instead).
+# A failure prints proptest's minimal input: turn it into a named regression test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cases="${1:-100000}"
+budget="${2:-600}"
+target="${CARGO_TARGET_DIR:-target}"
+cargo test --profile cabinet --no-default-features --test fuzz --no-run 2>&1 | tail -1
+bin=$(ls -t "$target"/cabinet/deps/fuzz-* | grep -v '\.d$' | head -1)
+echo "binary $bin; $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+status=0
+for t in $("$bin" --list 2>/dev/null | sed -n 's/: test$//p'); do
+  start=$(date +%s.%N)
+  set +e
+  out=$(PROPTEST_CASES="$cases" timeout "$budget" "$bin" --exact "$t" --test-threads 1 2>&1)
+  rc=$?
+  set -e
+  secs=$(echo "$(date +%s.%N) - $start" | bc)
+  case $rc in
+    0) verdict="ok" ;;
+    124) verdict="budget" ;;
+    *) verdict="FAILED"; status=1; echo "$out" | grep -A30 'minimal failing input\|panicked' | head -60 ;;
+  esac
+  printf '%-100s %8s cases %8.1f s  %s\n' "$t" "$cases" "$secs" "$verdict"
+done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $status

@@ -28,8 +28,8 @@ fn hx(s: &str) -> Vec<u8> {
 
 /// The shared vectors (lora-packet, an independent implementation).
 fn vectors() -> Vec<Json> {
-    let v: Json = serde_json::from_str(include_str!("../fixtures/lorawan-vectors.json"))
-        .expect("vectors");
+    let v: Json =
+        serde_json::from_str(include_str!("../fixtures/lorawan-vectors.json")).expect("vectors");
     v["vectors"].as_array().expect("vector list").clone()
 }
 
@@ -106,7 +106,14 @@ fn core(counters: Arc<Counters>) -> Core {
             codec: codec.clone(),
         })
         .collect();
-    Core::new(&lora_cfg(), devices, Store::memory(), None, counters, Instant::now())
+    Core::new(
+        &lora_cfg(),
+        devices,
+        Store::memory(),
+        None,
+        counters,
+        Instant::now(),
+    )
 }
 
 /// The network-server logic alone, with the same devices: the oracle for the driver.

@@ -40,7 +40,11 @@ fn request() -> impl Strategy<Value = Request<'static>> {
 
 /// The reply a correct device gives to `req`, with `seed` for the data.
 fn valid_reply(req: &Request<'_>, seed: u16) -> Response {
-    let words = |q: u16| (0..q).map(|i| seed.wrapping_mul(31).wrapping_add(i)).collect();
+    let words = |q: u16| {
+        (0..q)
+            .map(|i| seed.wrapping_mul(31).wrapping_add(i))
+            .collect()
+    };
     let bits = |q: u16| (0..q).map(|i| (seed >> (i % 16)) & 1 == 1).collect();
     match req {
         Request::ReadCoils(_, q) => Response::ReadCoils(bits(*q)),
@@ -280,8 +284,13 @@ fn cycle(profile: &ProfileRef, wire: Wire, unit: u8, m: Mangle) -> Result<(), Te
         let mut ctx: Context = match wire {
             Wire::Tcp => tokio_modbus::client::tcp::attach_slave(ours, Slave(unit)),
             Wire::Rtu | Wire::Ascii => {
-                let mode = if matches!(wire, Wire::Rtu) { Mode::Rtu } else { Mode::Ascii };
-                let client = FramedClient::new(ours, mode, Timing::new(19_200, 8, false, 1), faults.clone());
+                let mode = if matches!(wire, Wire::Rtu) {
+                    Mode::Rtu
+                } else {
+                    Mode::Ascii
+                };
+                let client =
+                    FramedClient::new(ours, mode, Timing::new(19_200, 8, false, 1), faults.clone());
                 Context::from(Box::new(client) as Box<dyn tokio_modbus::client::Client>)
             }
         };
@@ -313,9 +322,13 @@ fn cycle(profile: &ProfileRef, wire: Wire, unit: u8, m: Mangle) -> Result<(), Te
                 CycleError::Timeout { .. } => &counters.modbus_timeout,
                 CycleError::Short { .. } => &counters.modbus_malformed,
                 CycleError::Transport { .. } => {
-                    if c(&counters.modbus_crc_error) == 1 { &counters.modbus_crc_error }
-                    else if c(&counters.modbus_malformed) == 1 { &counters.modbus_malformed }
-                    else { &counters.modbus_transport }
+                    if c(&counters.modbus_crc_error) == 1 {
+                        &counters.modbus_crc_error
+                    } else if c(&counters.modbus_malformed) == 1 {
+                        &counters.modbus_malformed
+                    } else {
+                        &counters.modbus_transport
+                    }
                 }
             };
             prop_assert_eq!(c(want), 1, "{:?}: {:?}", e, counters.errors());

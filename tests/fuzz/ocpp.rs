@@ -128,7 +128,12 @@ fn hub(counters: Arc<Counters>, out: mpsc::Sender<Input>) -> Arc<Hub> {
         upstream: None,
     };
     let device = OcppDevice {
-        info: Arc::new(DeviceInfo::new("ev-1", support::profile("ocpp-charger"), Default::default(), 0)),
+        info: Arc::new(DeviceInfo::new(
+            "ev-1",
+            support::profile("ocpp-charger"),
+            Default::default(),
+            0,
+        )),
         cfg: OcppDeviceCfg {
             charge_point_id: "CP1".into(),
             connector: 1,
@@ -136,7 +141,14 @@ fn hub(counters: Arc<Counters>, out: mpsc::Sender<Input>) -> Arc<Hub> {
             upstream_password: None,
         },
     };
-    Arc::new(Hub::new(cfg, vec![device], q.kv("ocpp").expect("kv"), q.clone(), out, counters))
+    Arc::new(Hub::new(
+        cfg,
+        vec![device],
+        q.kv("ocpp").expect("kv"),
+        q.clone(),
+        out,
+        counters,
+    ))
 }
 
 proptest! {

@@ -66,7 +66,12 @@ fn through_the_script(name: &str, stream: &[u8], cuts: &[Index]) -> Result<usize
                 continue;
             }
         };
-        prop_assert!(frame.len() <= spec.max_frame, "{} bytes > {}", frame.len(), spec.max_frame);
+        prop_assert!(
+            frame.len() <= spec.max_frame,
+            "{} bytes > {}",
+            frame.len(),
+            spec.max_frame
+        );
         match decode::decode(engine(), &profile, spec, &frame) {
             Ok(None) => {}
             Ok(Some(d)) => {

@@ -36,10 +36,19 @@ fn shipped_profiles() -> &'static [(PathBuf, String)] {
 
 fn check_errors(errors: &[FileError], text: &str) -> Result<(), TestCaseError> {
     prop_assert!(!errors.is_empty(), "refused without a reason");
-    prop_assert!(errors.len() <= 32 + text.lines().count() * 2, "{} errors", errors.len());
+    prop_assert!(
+        errors.len() <= 32 + text.lines().count() * 2,
+        "{} errors",
+        errors.len()
+    );
     for e in errors {
         prop_assert!(!e.message.is_empty());
-        prop_assert!(e.message.chars().count() <= MAX_MESSAGE, "{} chars: {}", e.message.chars().count(), e.message);
+        prop_assert!(
+            e.message.chars().count() <= MAX_MESSAGE,
+            "{} chars: {}",
+            e.message.chars().count(),
+            e.message
+        );
         prop_assert!(e.key.chars().count() <= MAX_MESSAGE, "key {}", e.key);
     }
     Ok(())

@@ -363,7 +363,10 @@ pub fn scan_ascii(buf: &[u8], unit: u8, f: u8) -> Scan {
         // No frame is longer: a run without its LF is noise up to the next `:`, so a
         // chattering line cannot grow the receive buffer until the request times out.
         if buf.len() >= MAX_ASCII_FRAME {
-            let len = buf[1..].iter().position(|&b| b == b':').map_or(buf.len(), |p| p + 1);
+            let len = buf[1..]
+                .iter()
+                .position(|&b| b == b':')
+                .map_or(buf.len(), |p| p + 1);
             return Scan::Stray { len };
         }
         return Scan::NeedMore;

@@ -119,7 +119,8 @@ pub async fn poll_cycle(
                     // there; tokio-modbus's TCP codec reports a garbled MBAP frame
                     // (length 0, another protocol id, a bad PDU) as InvalidData too.
                     tokio_modbus::Error::Transport(e)
-                        if e.kind() == std::io::ErrorKind::InvalidData => {
+                        if e.kind() == std::io::ErrorKind::InvalidData =>
+                    {
                         if !e.get_ref().is_some_and(|inner| inner.is::<LineError>()) {
                             faults.count(ModbusFault::Malformed, Some(unit))
                         }

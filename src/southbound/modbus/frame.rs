@@ -359,7 +359,8 @@ pub fn scan_ascii(buf: &[u8], unit: u8, f: u8) -> Scan {
     if first != b':' {
         return Scan::Garbage;
     }
-    let Some(end) = buf.iter().position(|&b| b == b'\n') else {
+    let window = &buf[..buf.len().min(MAX_ASCII_FRAME)];
+    let Some(end) = window.iter().position(|&b| b == b'\n') else {
         // No frame is longer: a run without its LF is noise up to the next `:`, so a
         // chattering line cannot grow the receive buffer until the request times out.
         if buf.len() >= MAX_ASCII_FRAME {

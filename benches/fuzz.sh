@@ -4,7 +4,7 @@
 # shrinks a panic; no `demo` feature, none needed), one target at a time so each gets
 # its own figure. Prints cases, seconds and the verdict per target, and the machine load,
 # for BENCHMARKS.md ("Fuzzing (issue 12 item 10)").
-# Usage: benches/fuzz.sh [cases per target] [seconds per target]
+# Usage: benches/fuzz.sh [cases per target] [seconds per target] [name filter]
 #   defaults 100000 cases, 600 s. Each target first runs 256 cases to time itself, then
 #   as many cases as fit in its seconds (at most the cases given); a target still
 #   running at twice its budget is stopped and reported as "budget".
@@ -13,12 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cases="${1:-100000}"
 budget="${2:-600}"
+filter="${3:-}"
 target="${CARGO_TARGET_DIR:-target}"
 cargo test --profile cabinet --no-default-features --test fuzz --no-run 2>&1 | tail -1
 bin=$(ls -t "$target"/cabinet/deps/fuzz-* | grep -v '\.d$' | head -1)
 echo "binary $bin; $(nproc) cores; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 status=0
-for t in $("$bin" --list 2>/dev/null | sed -n 's/: test$//p'); do
+for t in $("$bin" --list "$filter" 2>/dev/null | sed -n 's/: test$//p'); do
   start=$(date +%s.%N)
   PROPTEST_CASES=256 "$bin" --exact "$t" --test-threads 1 >/dev/null 2>&1 || true
   per=$(echo "($(date +%s.%N) - $start) / 256" | bc -l)

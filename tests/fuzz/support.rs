@@ -1,13 +1,11 @@
 //! What every target shares: mutations of valid inputs (bit flips, boundary bytes in
 //! length fields, truncation, insertion, splicing from another valid input), the
 //! proptest configuration (`PROPTEST_CASES` respected, 256 by default), the shipped
-//! profiles, and a paused-clock runtime for the targets that drive async code.
+//! profiles (`tests/common/profiles.rs`), and a paused-clock runtime for the targets that drive async code.
 
-use polegate::profile::{ProfileRef, Registry};
+pub use crate::profiles::{plugins_dir, profile};
 use proptest::prelude::*;
 use proptest::sample::Index;
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 /// Proptest's defaults (256 cases, `PROPTEST_CASES` overrides them), without writing
 /// regression files into the source tree from the long run: a failure prints its
@@ -98,27 +96,6 @@ pub fn mutate(seed: &[u8], ops: &[Op], donors: &[&[u8]]) -> Vec<u8> {
 pub fn mutate_text(seed: &str, ops: &[Op], donors: &[&str]) -> String {
     let donors: Vec<&[u8]> = donors.iter().map(|d| d.as_bytes()).collect();
     String::from_utf8_lossy(&mutate(seed.as_bytes(), ops, &donors)).into_owned()
-}
-
-pub fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
-}
-
-/// The profiles shipped in `plugins/`, loaded once; every one must load.
-pub fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let (registry, errors) = Registry::load(&[plugins_dir()]);
-        assert!(errors.is_empty(), "{errors:#?}");
-        registry
-    })
-}
-
-pub fn profile(name: &str) -> ProfileRef {
-    registry()
-        .get(name)
-        .unwrap_or_else(|| panic!("profile {name} is not shipped"))
-        .clone()
 }
 
 /// A current-thread runtime whose clock is paused: timeouts fire as soon as every task

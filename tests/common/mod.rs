@@ -97,8 +97,6 @@ pub fn keep_changing(sim: &polegate::demo::sim::Sim, cancel: &CancellationToken)
     });
 }
 
-/// The crate's shipped profiles.
-
 /// A Modbus TCP simulator on 127.0.0.1:0 holding [`lamp_registers`].
 pub async fn static_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
     let sim = polegate::demo::sim::Sim::spawn(

@@ -3,43 +3,24 @@
 //! channel capacities ([`DriverRig`]), and the simulated lines it polls (a pty or a
 //! serial device server in front of a [`SlaveBus`]).
 
-use super::{WAIT, plugins_dir};
+use super::{WAIT, plugins_dir, profile};
 use polegate::config::{BusCfg, BusKind, Parity};
 use polegate::demo::rtu_slave::SlaveBus;
 use polegate::model::Value;
 use polegate::model::command::WriteRequest;
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input};
-use polegate::profile::{ProfileRef, Registry};
 use polegate::southbound::INBOX_CAPACITY;
 use polegate::southbound::modbus::link::{Link, run_link};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_serial::SerialStream;
 use tokio_util::sync::CancellationToken;
-
-/// The profiles shipped in `plugins/`, loaded once per test binary; every one must load.
-pub fn registry() -> &'static Registry {
-    static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| {
-        let (registry, errors) = Registry::load(&[plugins_dir()]);
-        assert!(errors.is_empty(), "{errors:#?}");
-        registry
-    })
-}
-
-/// A shipped profile by name.
-pub fn profile(name: &str) -> ProfileRef {
-    registry()
-        .get(name)
-        .unwrap_or_else(|| panic!("profile {name} is not shipped"))
-        .clone()
-}
 
 /// A device of a shipped profile, as its driver receives it: no meta, no heartbeat.
 pub fn device_info(id: &str, profile_name: &str) -> Arc<DeviceInfo> {

@@ -14,6 +14,7 @@ mod daemon;
 mod driver;
 mod lora;
 mod ocpp;
+mod profiles;
 mod rig;
 mod tls;
 
@@ -22,11 +23,12 @@ pub use daemon::*;
 pub use driver::*;
 pub use lora::*;
 pub use ocpp::*;
+pub use profiles::*;
 pub use rig::*;
 pub use tls::*;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -96,11 +98,6 @@ pub fn keep_changing(sim: &polegate::demo::sim::Sim, cancel: &CancellationToken)
             regs.lock().unwrap().input[0] = v % 5000 * 10;
         }
     });
-}
-
-/// The crate's shipped profiles.
-pub fn plugins_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins")
 }
 
 /// A Modbus TCP simulator on 127.0.0.1:0 holding [`lamp_registers`].

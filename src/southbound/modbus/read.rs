@@ -5,6 +5,7 @@
 
 use super::fault_counter::FaultCounter;
 use super::plan::Block;
+use super::rtu::LineError;
 use crate::model::Value;
 use crate::ops::counters::{Counters, ModbusFault};
 use crate::profile::{Profile, Table, convert};
@@ -114,9 +115,16 @@ pub async fn poll_cycle(
                     tokio_modbus::Error::Protocol(_) => {
                         faults.count(ModbusFault::Malformed, Some(unit))
                     }
-                    // Bad checksums and garbled frames were counted by the framing.
+                    // Bad checksums and garbled frames of our serial framing were counted
+                    // there; tokio-modbus's TCP codec reports a garbled MBAP frame
+                    // (length 0, another protocol id, a bad PDU) as InvalidData too.
                     tokio_modbus::Error::Transport(e)
-                        if e.kind() == std::io::ErrorKind::InvalidData => {}
+                        if e.kind() == std::io::ErrorKind::InvalidData =>
+                    {
+                        if !e.get_ref().is_some_and(|inner| inner.is::<LineError>()) {
+                            faults.count(ModbusFault::Malformed, Some(unit))
+                        }
+                    }
                     tokio_modbus::Error::Transport(_) => {
                         faults.count(ModbusFault::Transport, Some(unit))
                     }

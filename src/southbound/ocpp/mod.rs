@@ -11,7 +11,9 @@
 //! first. Commands reach the connection of their charge point through a bounded channel.
 
 pub mod command;
-mod conn;
+// Public for tests/fuzz.rs, which drives a charger session over an in-memory stream.
+#[doc(hidden)]
+pub mod conn;
 pub mod frame;
 pub mod hub;
 pub mod listen;

@@ -63,9 +63,13 @@ async fn subscriber(port: u16, samples: Samples) -> tokio::task::JoinHandle<()> 
                 }
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
                     let at = now_ms();
+                    // `ts` is RFC 3339 with milliseconds (SPEC §4).
                     let ts = serde_json::from_slice::<serde_json::Value>(&p.payload)
                         .ok()
-                        .and_then(|v| v.get("ts").and_then(|t| t.as_i64()));
+                        .and_then(|v| v.get("ts").and_then(|t| t.as_str().map(str::to_owned)))
+                        .and_then(|t| humantime::parse_rfc3339(&t).ok())
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_millis() as i64);
                     if let (Some(ts), Ok(mut w)) = (ts, samples.lock())
                         && let Some(v) = w.as_mut()
                     {

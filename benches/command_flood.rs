@@ -9,7 +9,6 @@
 //! ~20 s per topic mode; `--topics N`, default 8); results go to BENCHMARKS.md. The daemon
 //! is the cabinet build (see `support::cabinet_binary`).
 
-use polegate::demo::sim::{Sim, SimKind};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -171,22 +170,7 @@ async fn run(exe: &std::path::Path, secs: u64, topics: usize) {
     let broker = Mosquitto::start().await;
     let port = broker.port;
     let cancel = CancellationToken::new();
-    let mut sims = Vec::new();
-    let mut devices = String::new();
-    for i in 0..LAMPS {
-        let sim = Sim::spawn(
-            SimKind::Lamp,
-            "127.0.0.1:0".parse().unwrap(),
-            cancel.clone(),
-        )
-        .await
-        .expect("sim");
-        devices.push_str(&format!(
-            "[[device]]\nid = \"lamp-{i:03}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {POLL_MS}\nheartbeat_s = 1\nmodbus = {{ address = \"{}\", unit = 1 }}\n",
-            sim.addr()
-        ));
-        sims.push(sim);
-    }
+    let (_sims, devices) = support::lamp_fleet(LAMPS, POLL_MS, "heartbeat_s = 1\n", &cancel).await;
     let http = free_port();
     let setup = Setup::custom(
         "bench",

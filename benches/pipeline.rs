@@ -15,7 +15,7 @@
 //! binary named by `POLEGATE_BENCH_BIN`.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
-use polegate::demo::sim::{Sim, SimKind};
+
 use polegate::model::payload;
 use polegate::model::{Kind, Value, now_ms};
 use polegate::pipeline::{DeviceInfo, Input};
@@ -186,22 +186,7 @@ async fn part_b(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
     let broker = Mosquitto::start().await;
     let port = broker.port;
     let cancel = CancellationToken::new();
-    let mut sims = Vec::new();
-    let mut devices = String::new();
-    for i in 0..n {
-        let sim = Sim::spawn(
-            SimKind::Lamp,
-            "127.0.0.1:0".parse().unwrap(),
-            cancel.clone(),
-        )
-        .await
-        .expect("sim");
-        devices.push_str(&format!(
-            "[[device]]\nid = \"lamp-{i:03}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\nmodbus = {{ address = \"{}\", unit = 1 }}\n",
-            sim.addr()
-        ));
-        sims.push(sim);
-    }
+    let (sims, devices) = support::lamp_fleet(n, poll_ms, "", &cancel).await;
     let setup = setup(port, "", &devices);
     let (count, ctask) = counter(port, "polegate/bench/+/telemetry").await;
     let child = spawn_daemon(exe, &setup);

@@ -10,7 +10,6 @@
 //! the binary is the cabinet build (built when stale) or `POLEGATE_BENCH_BIN`. Compare two
 //! binaries in one run of the machine: `POLEGATE_BENCH_BIN=a … ; POLEGATE_BENCH_BIN=b …`.
 
-use polegate::demo::sim::{Sim, SimKind};
 use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -142,18 +141,7 @@ fn main() {
     support::runtime().block_on(async {
         let broker = Mosquitto::start().await;
         let cancel = CancellationToken::new();
-        let mut sims = Vec::new();
-        let mut devices = String::new();
-        for i in 0..n {
-            let sim = Sim::spawn(SimKind::Lamp, "127.0.0.1:0".parse().expect("address"), cancel.clone())
-                .await
-                .expect("sim");
-            devices.push_str(&format!(
-                "[[device]]\nid = \"lamp-{i:03}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\nmodbus = {{ address = \"{}\", unit = 1 }}\n",
-                sim.addr()
-            ));
-            sims.push(sim);
-        }
+        let (_sims, devices) = support::lamp_fleet(n, poll_ms, "", &cancel).await;
         let setup = Setup::custom(
             "bench",
             &format!("url = \"mqtt://127.0.0.1:{}\"\n", broker.port),

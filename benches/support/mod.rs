@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each bench uses its own subset
 
 use super::common::{Process, Setup};
+#[cfg(feature = "demo")]
+use polegate::demo::sim::{Sim, SimKind};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -93,4 +95,32 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// `n` simulated lamps on Modbus TCP and their `[[device]]` entries (`lamp-000`, …),
+/// polled every `poll_ms`, with the `extra` lines added to each entry.
+#[cfg(feature = "demo")]
+pub async fn lamp_fleet(
+    n: usize,
+    poll_ms: u64,
+    extra: &str,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> (Vec<Sim>, String) {
+    let mut sims = Vec::new();
+    let mut devices = String::new();
+    for i in 0..n {
+        let sim = Sim::spawn(
+            SimKind::Lamp,
+            "127.0.0.1:0".parse().expect("address"),
+            cancel.clone(),
+        )
+        .await
+        .expect("sim");
+        devices.push_str(&format!(
+            "[[device]]\nid = \"lamp-{i:03}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\n{extra}modbus = {{ address = \"{}\", unit = 1 }}\n",
+            sim.addr()
+        ));
+        sims.push(sim);
+    }
+    (sims, devices)
 }

@@ -18,6 +18,18 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A self-signed CA: `<stem>.key` and `<stem>.pem` in `dir`, valid two days.
+fn self_signed_ca(dir: &Path, stem: &str, subject: &str) {
+    let (key, pem) = (format!("{stem}.key"), format!("{stem}.pem"));
+    openssl(
+        dir,
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &pem,
+            "-days", "2", "-subj", subject,
+        ],
+    );
+}
+
 /// CA, server certificate for localhost, client certificate; all signed by the CA.
 pub fn make_pki(dir: &Path) {
     std::fs::write(
@@ -26,24 +38,7 @@ pub fn make_pki(dir: &Path) {
     )
     .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=polegate test CA",
-        ],
-    );
+    self_signed_ca(dir, "ca", "/CN=polegate test CA");
     openssl(
         dir,
         &[
@@ -115,24 +110,7 @@ pub fn make_pki(dir: &Path) {
         ],
     );
     // An unrelated CA, for the failure case.
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "other.key",
-            "-out",
-            "other.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=other CA",
-        ],
-    );
+    self_signed_ca(dir, "other", "/CN=other CA");
     // mosquitto started as root drops to its own user: let it read the test PKI.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -71,22 +71,13 @@ pub(super) fn http(cx: &mut Ctx<'_>, raw: RawHttp) -> Option<HttpCfg> {
     let password = match &raw.password_file {
         None => None,
         Some(f) => {
-            let path = resolve(&cx.merged.origin_of("http.password_file"), f);
-            cx.secret("http.password_file", &path);
-            match std::fs::read_to_string(&path) {
-                Ok(s) if s.trim_end_matches(['\n', '\r']).is_empty() => {
-                    cx.err("http.password_file", format!("{} is empty", path.display()));
-                    return None;
-                }
-                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
-                Err(e) => {
-                    cx.err(
-                        "http.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    return None;
-                }
+            let password = cx.section_secret("http.password_file", f)?;
+            if password.is_empty() {
+                let path = resolve(&cx.merged.origin_of("http.password_file"), f);
+                cx.err("http.password_file", format!("{} is empty", path.display()));
+                return None;
             }
+            Some(password)
         }
     };
     let auth = match (raw.username, password) {

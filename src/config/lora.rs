@@ -6,7 +6,7 @@
 
 use super::parse::parse_mqtt_url;
 use super::tls::tls_files;
-use super::validate::{Ctx, resolve};
+use super::validate::Ctx;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -285,20 +285,7 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
             }
             p
         }
-        (None, Some(f)) => {
-            let path = resolve(&cx.merged.origin_of("lora.chirpstack"), &f);
-            cx.secret("lora.chirpstack.password_file", &path);
-            match std::fs::read_to_string(&path) {
-                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
-                Err(e) => {
-                    cx.err(
-                        "lora.chirpstack.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    return None;
-                }
-            }
-        }
+        (None, Some(f)) => Some(cx.section_secret("lora.chirpstack.password_file", &f)?),
     };
     let files = tls_files(
         cx,

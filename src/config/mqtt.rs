@@ -4,7 +4,7 @@
 use super::MqttCfg;
 use super::parse::{parse_mqtt_url, without_password};
 use super::tls::tls_files;
-use super::validate::{Ctx, resolve};
+use super::validate::Ctx;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -60,20 +60,7 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             cx.inline_secret("mqtt.password");
             Some(p)
         }
-        (None, Some(f)) => {
-            let path = resolve(&cx.merged.origin_of("mqtt.password_file"), &f);
-            cx.secret("mqtt.password_file", &path);
-            match std::fs::read_to_string(&path) {
-                Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
-                Err(e) => {
-                    cx.err(
-                        "mqtt.password_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    None
-                }
-            }
-        }
+        (None, Some(f)) => cx.section_secret("mqtt.password_file", &f),
         (None, None) => None,
     };
     let files = tls_files(

@@ -224,14 +224,7 @@ fn read_secret(cx: &mut Ctx<'_>, file: &Path, key: &str, p: &str) -> Option<Secr
     } else {
         file.parent().unwrap_or(Path::new("")).join(p)
     };
-    cx.secret(key, &path);
-    match std::fs::read_to_string(&path) {
-        Ok(s) => Some(Secret(s.trim_end_matches(['\n', '\r']).to_string())),
-        Err(e) => {
-            cx.at(file, key, format!("cannot read {}: {e}", path.display()));
-            None
-        }
-    }
+    cx.read_secret(file, key, &path).map(Secret)
 }
 
 /// A device's `ocpp = {…}` at `key` in `file`.

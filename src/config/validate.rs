@@ -72,6 +72,26 @@ impl Ctx<'_> {
         });
     }
 
+    /// Reads the secret file at `path` that `key` (set in `file`) names, recorded for the
+    /// permission check; the trailing line ending trimmed. None after an error at `key`.
+    pub fn read_secret(&mut self, file: &Path, key: &str, path: &Path) -> Option<String> {
+        self.secret(key, path);
+        match std::fs::read_to_string(path) {
+            Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => {
+                self.at(file, key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// [`read_secret`](Self::read_secret) for a section key: `f` is resolved against the
+    /// file that set `key`.
+    pub fn section_secret(&mut self, key: &str, f: &str) -> Option<String> {
+        let origin = self.merged.origin_of(key);
+        self.read_secret(&origin.file, key, &resolve(&origin, f))
+    }
+
     /// Records the file that sets `key` inline (a password written in the config).
     pub fn inline_secret(&mut self, key: &str) {
         let file = self.merged.origin_of(key).file;

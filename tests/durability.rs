@@ -7,10 +7,14 @@ use crate::common::*;
 use tokio_util::sync::CancellationToken;
 
 fn lamp(addr: std::net::SocketAddr, poll_ms: u64) -> String {
-    format!(
-        "[[device]]\nid = \"lamp-1\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\n\
-         modbus = {{ address = \"{addr}\", unit = 1 }}\n"
-    )
+    lamp_device("lamp-1", addr, poll_ms)
+}
+
+/// Telemetry of a live poll among `msgs` (not a replay of an older queue).
+fn live_telemetry(msgs: &[crate::common::Msg]) -> usize {
+    msgs.iter()
+        .filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none())
+        .count()
 }
 
 /// A lamp whose power reading changes every 5 ms: a steady stream of telemetry.
@@ -101,11 +105,7 @@ async fn a_daemon_killed_with_sigkill_reopens_its_queue_and_never_reuses_a_seq()
 
     let child = spawn();
     rec.wait_until("events after the restart", |s| {
-        s[n_before..]
-            .iter()
-            .filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none())
-            .count()
-            >= 20
+        live_telemetry(&s[n_before..]) >= 20
     })
     .await;
     child.kill();
@@ -142,11 +142,7 @@ async fn after_a_sigterm_the_next_run_continues_at_exactly_the_next_seq() {
     // Published in seq order: once live events of the new run are in, every lower seq
     // (the old run's unacknowledged tail included) has been published at least once.
     rec.wait_until("live events after the restart", |s| {
-        s[n_before..]
-            .iter()
-            .filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none())
-            .count()
-            >= 20
+        live_telemetry(&s[n_before..]) >= 20
     })
     .await;
     assert!(child.stop().success());

@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-fn lamp_device(id: &str, addr: std::net::SocketAddr, poll_ms: u64) -> String {
+fn lamp_with_meta(id: &str, addr: std::net::SocketAddr, poll_ms: u64) -> String {
     format!(
         "[[device]]\nid = \"{id}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\n\
          meta = {{ pole = \"P-017\", street = \"Rue de la Liberté\" }}\n\
@@ -22,7 +22,7 @@ async fn a_lamp_is_published_as_birth_then_telemetry_with_the_exact_contract_pay
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let setup = Setup::new(broker.port, &lamp_device("lamp-017", sim.addr(), 100));
+    let setup = Setup::new(broker.port, &lamp_with_meta("lamp-017", sim.addr(), 100));
     let mut rec = Recorder::start(broker.port, "polegate/#").await;
     let daemon = Daemon::start(&setup).await;
 
@@ -113,7 +113,7 @@ async fn a_silent_device_goes_offline_after_three_failed_cycles_and_online_again
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let setup = Setup::new(broker.port, &lamp_device("lamp-017", sim.addr(), 100));
+    let setup = Setup::new(broker.port, &lamp_with_meta("lamp-017", sim.addr(), 100));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/lamp-017/#").await;
     let daemon = Daemon::start(&setup).await;
     rec.wait_for("online", |m| {
@@ -203,7 +203,7 @@ async fn a_broker_restarted_without_persistence_mid_flight_loses_no_event() {
     let proxy = Proxy::start(broker.port).await;
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let setup = Setup::new(proxy.port, &lamp_device("lamp-017", sim.addr(), 20));
+    let setup = Setup::new(proxy.port, &lamp_with_meta("lamp-017", sim.addr(), 20));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
     let daemon = Daemon::start(&setup).await;
     wiggle(&sim, cancel.clone());
@@ -246,7 +246,7 @@ async fn stats_events_report_buffer_devices_and_error_counters_on_their_interval
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
-    let setup = Setup::new(broker.port, &lamp_device("lamp-017", sim.addr(), 100));
+    let setup = Setup::new(broker.port, &lamp_with_meta("lamp-017", sim.addr(), 100));
     let cfg = std::fs::read_to_string(&setup.path).unwrap();
     std::fs::write(&setup.path, cfg.replace("interval_s = 0", "interval_s = 1")).unwrap();
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/stats").await;

@@ -14,10 +14,7 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 fn lamp(id: &str, addr: SocketAddr) -> String {
-    format!(
-        "[[device]]\nid = \"{id}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = 100\n\
-         modbus = {{ address = \"{addr}\", unit = 1 }}\n"
-    )
+    lamp_device(id, addr, 100)
 }
 
 /// Sends `raw` and reads until the server closes; the whole answer as text.

@@ -65,14 +65,7 @@ async fn a_daemon_killed_at_random_moments_never_finds_its_queue_damaged() {
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
     keep_changing(&sim, &cancel);
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "[[device]]\nid = \"lamp-1\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = 10\n\
-             modbus = {{ address = \"{}\", unit = 1 }}\n",
-            sim.addr()
-        ),
-    );
+    let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 10));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/+/+").await;
     let started = Instant::now();
     let mut broker_up = true;

@@ -8,10 +8,7 @@ use std::net::SocketAddr;
 use tokio_util::sync::CancellationToken;
 
 fn device(id: &str, addr: SocketAddr) -> String {
-    format!(
-        "[[device]]\nid = \"{id}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = 100\n\
-         modbus = {{ address = \"{addr}\", unit = 1 }}\n"
-    )
+    lamp_device(id, addr, 100)
 }
 
 fn rewrite(setup: &Setup, port: u16, devices: &str) {

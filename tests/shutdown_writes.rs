@@ -13,14 +13,7 @@ async fn a_write_hanging_at_sigterm_is_answered_stopping_through_the_queue() {
     let cancel = CancellationToken::new();
     let sim = static_lamp(&cancel).await;
     let mut broker = Mosquitto::start().await;
-    let setup = Setup::new(
-        broker.port,
-        &format!(
-            "[[device]]\nid = \"lamp-017\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = 200\n\
-             modbus = {{ address = \"{}\", unit = 1 }}\n",
-            sim.addr()
-        ),
-    );
+    let setup = Setup::new(broker.port, &lamp_device("lamp-017", sim.addr(), 200));
     let mut rec = Recorder::start(broker.port, "polegate/#").await;
     let child = Process::start(&setup.path, |_| {});
     rec.wait_for("device online", |m| {

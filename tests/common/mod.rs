@@ -114,6 +114,14 @@ pub async fn static_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim
 }
 
 /// Register image of a lamp (generic-lamp-modbus) with known values.
+/// A `[[device]]` entry: the generic Modbus lamp `id` at `addr`, polled every `poll_ms`.
+pub fn lamp_device(id: &str, addr: std::net::SocketAddr, poll_ms: u64) -> String {
+    format!(
+        "[[device]]\nid = \"{id}\"\nprofile = \"generic-lamp-modbus\"\npoll_ms = {poll_ms}\n\
+         modbus = {{ address = \"{addr}\", unit = 1 }}\n"
+    )
+}
+
 pub fn lamp_registers(regs: &mut polegate::demo::sim::Registers) {
     regs.coils[0] = true;
     regs.holding[0] = 80;

@@ -30,6 +30,42 @@ fn self_signed_ca(dir: &Path, stem: &str, subject: &str) {
     );
 }
 
+/// A key and a certificate signed by `ca.pem`: `<stem>.key`, `<stem>.pem`, with the
+/// extensions of the file `ext`.
+fn signed_by_ca(dir: &Path, stem: &str, subject: &str, ext: &str) {
+    let (key, csr, pem) = (
+        format!("{stem}.key"),
+        format!("{stem}.csr"),
+        format!("{stem}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    );
+}
+
 /// CA, server certificate for localhost, client certificate; all signed by the CA.
 pub fn make_pki(dir: &Path) {
     std::fs::write(
@@ -39,76 +75,8 @@ pub fn make_pki(dir: &Path) {
     .unwrap();
     std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
     self_signed_ca(dir, "ca", "/CN=polegate test CA");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            "/CN=cab-test",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ],
-    );
+    signed_by_ca(dir, "server", "/CN=localhost", "san.ext");
+    signed_by_ca(dir, "client", "/CN=cab-test", "client.ext");
     // An unrelated CA, for the failure case.
     self_signed_ca(dir, "other", "/CN=other CA");
     // mosquitto started as root drops to its own user: let it read the test PKI.

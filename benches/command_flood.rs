@@ -144,18 +144,9 @@ async fn metric(http: u16, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn arg(args: &[String], name: &str, default: u64) -> u64 {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let secs = arg(&args, "--secs", 7);
-    let topics = arg(&args, "--topics", 8) as usize;
+    let secs = support::arg("--secs", 7);
+    let topics = support::arg("--topics", 8) as usize;
     let exe = cabinet_binary();
     println!(
         "command flood: {} ({} bytes), {}",

@@ -19,16 +19,7 @@ use tokio_util::sync::CancellationToken;
 mod common;
 use common::{Mosquitto, Setup};
 mod support;
-use support::{cabinet_binary, spawn_daemon, uname};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+use support::{arg, cabinet_binary, spawn_daemon, uname};
 
 fn now_ms() -> i64 {
     polegate::model::now_ms() as i64

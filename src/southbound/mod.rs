@@ -31,11 +31,3 @@ pub struct Wiring {
     /// watchdog's pings as a stalled bus does.
     pub hb: Option<crate::ops::notify::Heartbeat>,
 }
-
-impl Wiring {
-    pub fn beat(&self) {
-        if let Some(hb) = &self.hb {
-            hb.beat();
-        }
-    }
-}

@@ -271,22 +271,7 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
         );
         return None;
     };
-    let password = match (c.password, c.password_file) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                "lora.chirpstack.password_file",
-                "password and password_file are mutually exclusive; keep one",
-            );
-            return None;
-        }
-        (p, None) => {
-            if p.is_some() {
-                cx.inline_secret("lora.chirpstack.password");
-            }
-            p
-        }
-        (None, Some(f)) => Some(cx.section_secret("lora.chirpstack.password_file", &f)?),
-    };
+    let password = cx.password("lora.chirpstack", c.password, c.password_file);
     let files = tls_files(
         cx,
         "lora.chirpstack",

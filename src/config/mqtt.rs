@@ -48,21 +48,7 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             }
         },
     };
-    let password = match (m.password, m.password_file) {
-        (Some(_), Some(_)) => {
-            cx.err(
-                "mqtt.password_file",
-                "password and password_file are mutually exclusive; keep one",
-            );
-            None
-        }
-        (Some(p), None) => {
-            cx.inline_secret("mqtt.password");
-            Some(p)
-        }
-        (None, Some(f)) => cx.section_secret("mqtt.password_file", &f),
-        (None, None) => None,
-    };
+    let password = cx.password("mqtt", m.password, m.password_file);
     let files = tls_files(
         cx,
         "mqtt",

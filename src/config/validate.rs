@@ -92,6 +92,32 @@ impl Ctx<'_> {
         self.read_secret(&origin.file, key, &resolve(&origin, f))
     }
 
+    /// The password of `section`: `password` written inline or read from `password_file`
+    /// (at most one of them), recorded for the permission check. None when neither is
+    /// set, or after an error at the key.
+    pub fn password(
+        &mut self,
+        section: &str,
+        inline: Option<String>,
+        file: Option<String>,
+    ) -> Option<String> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    &format!("{section}.password_file"),
+                    "password and password_file are mutually exclusive; keep one",
+                );
+                None
+            }
+            (Some(p), None) => {
+                self.inline_secret(&format!("{section}.password"));
+                Some(p)
+            }
+            (None, Some(f)) => self.section_secret(&format!("{section}.password_file"), &f),
+            (None, None) => None,
+        }
+    }
+
     /// Records the file that sets `key` inline (a password written in the config).
     pub fn inline_secret(&mut self, key: &str) {
         let file = self.merged.origin_of(key).file;

@@ -6,9 +6,10 @@
 //! conffile is 0640 root:polegate so that the service's own group reads it.
 //! Messages name the file, its mode and the fix; never the secret.
 
+use super::validate::{Ctx, resolve};
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A file a secret is read from, and the key that makes it one (`mqtt.password_file`,
 /// `device[3].lora.app_key`, ...).
@@ -65,6 +66,70 @@ pub fn exposed(files: &[SecretFile]) -> Vec<Exposed> {
         }
     }
     out
+}
+
+/// Secrets as validation reads them: each file recorded for [`exposed`]
+/// (the permission check).
+impl Ctx<'_> {
+    /// Records that `path` holds the secret of `key`.
+    pub fn secret(&mut self, key: &str, path: &Path) {
+        self.secrets.push(SecretFile {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+        });
+    }
+
+    /// Reads the secret file at `path` that `key` (set in `file`) names, recorded for the
+    /// permission check; the trailing line ending trimmed. None after an error at `key`.
+    pub fn read_secret(&mut self, file: &Path, key: &str, path: &Path) -> Option<String> {
+        self.secret(key, path);
+        match std::fs::read_to_string(path) {
+            Ok(s) => Some(s.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => {
+                self.at(file, key, format!("cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// [`read_secret`](Self::read_secret) for a section key: `f` is resolved against the
+    /// file that set `key`.
+    pub fn section_secret(&mut self, key: &str, f: &str) -> Option<String> {
+        let origin = self.merged.origin_of(key);
+        self.read_secret(&origin.file, key, &resolve(&origin, f))
+    }
+
+    /// The password of `section`: `password` written inline or read from `password_file`
+    /// (at most one of them), recorded for the permission check. None when neither is
+    /// set, or after an error at the key.
+    pub fn password(
+        &mut self,
+        section: &str,
+        inline: Option<String>,
+        file: Option<String>,
+    ) -> Option<String> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                self.err(
+                    &format!("{section}.password_file"),
+                    "password and password_file are mutually exclusive; keep one",
+                );
+                None
+            }
+            (Some(p), None) => {
+                self.inline_secret(&format!("{section}.password"));
+                Some(p)
+            }
+            (None, Some(f)) => self.section_secret(&format!("{section}.password_file"), &f),
+            (None, None) => None,
+        }
+    }
+
+    /// Records the file that sets `key` inline (a password written in the config).
+    pub fn inline_secret(&mut self, key: &str) {
+        let file = self.merged.origin_of(key).file;
+        self.secret(key, &file);
+    }
 }
 
 #[cfg(test)]

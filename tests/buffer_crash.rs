@@ -208,6 +208,27 @@ impl Writer {
         assert!(status.success(), "kill -{sig}");
     }
 
+    /// SIGSTOP, then waits until every thread of the child is stopped: `kill` returns
+    /// once the signal is queued, and a thread inside a system call (a sled write or
+    /// fsync) stops only when the call returns, so copying right away could read a file
+    /// while it changes. Returns how many looks it took (1 = stopped at the first).
+    fn freeze(&self) -> u32 {
+        self.signal("STOP");
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let deadline = std::time::Instant::now() + LINE_TIMEOUT;
+        for look in 1.. {
+            if all_stopped(Path::new(&tasks)) {
+                return look;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child did not stop within {LINE_TIMEOUT:?}"
+            );
+            std::thread::yield_now();
+        }
+        unreachable!("the loop only ends by returning or failing")
+    }
+
     /// SIGKILL, then everything the child wrote before dying (still in the pipe).
     fn kill(mut self) -> Seen {
         self.child.kill().expect("SIGKILL the child"); // Child::kill is SIGKILL on Unix
@@ -228,6 +249,21 @@ impl Writer {
         }
         self.seen
     }
+}
+
+/// Whether every thread under `/proc/PID/task` is in the stopped state (`T`); the state
+/// is the field after the command name, which ends at the last `)`.
+fn all_stopped(tasks: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(tasks) else {
+        return false;
+    };
+    entries.flatten().all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T")
+        })
+    })
 }
 
 /// Copies `from` into `to` recursively (regular files and directories only).
@@ -355,11 +391,15 @@ fn every_power_cut_image_of_the_state_directory_opens_without_reusing_a_seq() {
     let log_path = base.as_path().join("writer.log");
     let mut w = Writer::spawn(&state.join("buffer"), Some(&log_path));
     let mut taken = Vec::new();
+    let mut not_stopped_at_once = 0u32;
     for i in 0..images {
         // A random instant: a random number of lines further, at most two drain cycles.
         let at = w.seen.lines + rng.u64(1..(2 * DRAIN_EVERY * (BATCH + 2)));
         w.read_until(|s| s.lines >= at);
-        w.signal("STOP");
+        let looks = w.freeze();
+        if looks > 1 {
+            not_stopped_at_once += 1;
+        }
         // What the frozen child had done, exactly (the pipe may lag behind it).
         let mut seen = Seen::default();
         let log = std::fs::read_to_string(&log_path).expect("child log");
@@ -368,10 +408,20 @@ fn every_power_cut_image_of_the_state_directory_opens_without_reusing_a_seq() {
         seen.last_line = complete.lines().last().unwrap_or("").to_owned();
         let image = base.as_path().join(format!("image-{i}"));
         copy_tree(&state, &image);
+        // The image and `seen` are one instant only if the writer did not move meanwhile.
+        let after = std::fs::metadata(&log_path).expect("child log").len();
+        assert_eq!(
+            after,
+            log.len() as u64,
+            "image {i}: the writer logged while frozen (seed {seed})"
+        );
         w.signal("CONT");
         taken.push((image, seen));
     }
     let ever = w.kill().max_alloc;
+    eprintln!(
+        "crash images: {not_stopped_at_once} of {images} needed more than one look to see the writer stopped"
+    );
     for (image, seen) in &taken {
         let names: Vec<String> = std::fs::read_dir(image)
             .expect("image")

@@ -30,6 +30,10 @@ mod disk_reclaim;
 mod durability;
 #[path = "e2e.rs"]
 mod e2e;
+// The fault-injection points exist only in builds with the `failpoints` feature.
+#[cfg(feature = "failpoints")]
+#[path = "failpoints.rs"]
+mod failpoints;
 #[path = "http.rs"]
 mod http;
 #[path = "kill_loop.rs"]

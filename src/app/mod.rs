@@ -357,7 +357,10 @@ pub async fn run_with(
                     let stale = liveness.stale((every * 2).max(STALL_AFTER));
                     if stale.is_empty() {
                         notifier.watchdog();
-                        stale_logged = false;
+                        if stale_logged {
+                            tracing::info!("stalled tasks turn again: watchdog pings resumed");
+                            stale_logged = false;
+                        }
                     } else if !stale_logged {
                         tracing::error!(tasks = ?stale, "tasks stalled: withholding the watchdog ping");
                         stale_logged = true;

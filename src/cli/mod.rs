@@ -108,6 +108,8 @@ pub fn main() -> i32 {
         }
     };
     crate::ops::logging::init();
+    #[cfg(feature = "failpoints")]
+    let _armed = crate::ops::failpoint::arm();
     match cli.command {
         Command::Run { config } => run(&config),
         Command::Check { config } => check(&config),

@@ -366,6 +366,7 @@ impl Session {
             }
             let backlog = self.queue.len() as usize > c.flight.len() + max;
             for (seq, rec) in batch {
+                crate::failpoint!("publish-record");
                 let now = Instant::now();
                 if let Err(wait) = pacer.take(backlog, now) {
                     c.pace_until = Some(now + wait);

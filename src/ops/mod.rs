@@ -7,6 +7,7 @@
 pub mod backoff;
 pub mod bucket;
 pub mod counters;
+pub mod failpoint;
 pub mod failure_log;
 pub mod health;
 pub mod logging;

@@ -178,6 +178,14 @@ impl Process {
         assert!(status.success(), "kill -{signal} {}", self.pid());
     }
 
+    /// The exit status if the process has exited by itself, without waiting.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut().expect("running");
+        let status = child.try_wait().expect("poll polegate")?;
+        self.child = None;
+        Some(status)
+    }
+
     /// Waits for the process to exit.
     pub fn wait(mut self) -> ExitStatus {
         let mut child = self.child.take().expect("running");

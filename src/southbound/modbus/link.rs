@@ -244,6 +244,7 @@ pub async fn run_link_beating(
             }
             _ = tokio::time::sleep_until(wake) => if wake < deadline { continue },
         }
+        crate::failpoint!("modbus-poll");
         let dev = &link.devices[i];
         let started = Instant::now();
         let mut attempt = 0;

@@ -73,7 +73,10 @@ fn referenced(text: &str) -> BTreeSet<String> {
                 .chars()
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                 .collect();
-            if !ident.is_empty() {
+            // `crate::failpoint!` is a macro exported at the crate root (defined in ops,
+            // the lowest layer), not a module.
+            let is_macro = rest[ident.len()..].starts_with('!');
+            if !ident.is_empty() && !is_macro {
                 found.insert(ident);
             }
         }

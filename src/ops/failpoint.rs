@@ -1,5 +1,5 @@
 //! Fault-injection points for the tests that make the real binary panic or stall a task
-//! (`tests/failpoints.rs`, issue 11 item 4): [`failpoint!`](crate::failpoint) marks a
+//! (`tests/failpoints.rs`, issue 11 item 4): [`failpoint!`](crate::failpoint!) marks a
 //! point, the `FAILPOINTS` environment variable arms it (`name=panic(msg)`,
 //! `name=sleep(ms)`, `name=1*panic` …, the syntax of the [`fail`] crate).
 //!

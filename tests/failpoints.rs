@@ -1,7 +1,8 @@
 //! The real binary with a task that panics or stalls (issue 11 item 4), through the
 //! fault-injection points of `src/ops/failpoint.rs` armed by `FAILPOINTS`:
 //! - a Modbus link that panics is restarted: telemetry flows again, the watchdog keeps
-//!   being fed, one error line names the panic, and the daemon still stops cleanly;
+//!   being fed, the panic is one structured error line and the restart another, and the
+//!   daemon still stops cleanly;
 //! - a Modbus link stuck in a blocking call withholds the watchdog pings (one error line
 //!   names the stalled bus) until it turns its loop again (one line says so);
 //! - a core task (the publisher) that panics stops the daemon in order with a non-zero
@@ -69,6 +70,7 @@ fn start(setup: &Setup, failpoints: &str, wd: Option<&Watchdog>) -> Process {
             c.env("FAILPOINTS", failpoints);
         }
         c.env("RUST_LOG", "info")
+            .env_remove("RUST_BACKTRACE")
             .env_remove("WATCHDOG_PID")
             .stderr(stderr);
         if let Some(wd) = wd {
@@ -137,6 +139,18 @@ async fn a_modbus_link_that_panics_is_restarted_and_the_daemon_keeps_publishing(
     assert!(
         restarts[0].contains("panicked: injected driver panic"),
         "the restart line says why\n{log}"
+    );
+    // The panic itself is one structured line (where it happened), not the default
+    // hook's unstructured "thread '…' panicked at" lines.
+    let panics: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("panic: injected driver panic"))
+        .collect();
+    assert_eq!(panics.len(), 1, "one panic line\n{log}");
+    assert!(panics[0].contains("panic_location="), "{log}");
+    assert!(
+        !log.contains("' panicked at"),
+        "no default panic output\n{log}"
     );
 }
 

@@ -42,15 +42,10 @@ pub struct TaskDeath {
 pub fn why(res: Result<(), JoinError>) -> String {
     match res {
         Ok(()) => "ended without being asked to".into(),
-        Err(e) if e.is_panic() => {
-            let payload = e.into_panic();
-            let msg = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "(no message)".into());
-            format!("panicked: {msg}")
-        }
+        Err(e) if e.is_panic() => format!(
+            "panicked: {}",
+            crate::ops::logging::panic_message(&*e.into_panic())
+        ),
         Err(e) => format!("was aborted: {e}"),
     }
 }

@@ -121,16 +121,10 @@ fn open_sled(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
     match catch_unwind(AssertUnwindSafe(|| config.open())) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(classify(e)),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "panic".into());
-            Err(OpenFailure::Corrupt(format!(
-                "sled panicked while opening: {msg}"
-            )))
-        }
+        Err(panic) => Err(OpenFailure::Corrupt(format!(
+            "sled panicked while opening: {}",
+            crate::ops::logging::panic_message(&*panic)
+        ))),
     }
 }
 

@@ -10,6 +10,8 @@
 //!   `journalctl -u polegate DEVICE_ID=lamp-017` works. (tracing-journald prefixes fields
 //!   with `F_` by default; we turn that off.) Should the journal socket be unusable,
 //!   tracing-journald's init fails and we fall back to stderr, which systemd also captures.
+//! - A panic is one error line (fields `PANIC_LOCATION`, `THREAD`), not the default hook's
+//!   unstructured lines.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -79,12 +81,42 @@ pub fn init_for(config_level: Option<&str>) -> Option<Sink> {
     if installed.is_err() {
         return None;
     }
+    log_panics();
     let _ = FILTER.set(handle);
     let _ = SINK.set(sink);
     Some(sink)
 }
 
 static SINK: OnceLock<Sink> = OnceLock::new();
+
+/// The message a panic carried (`panic!("…")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
+/// A panic becomes one error line with its location and thread as fields, instead of the
+/// default hook's lines on stderr (which reach the journal without fields); the backtrace,
+/// when `RUST_BACKTRACE` asks for one, is a field of that line. What happens next is the
+/// supervisor's business (`app/supervise.rs`): a driver is restarted, a core task stops
+/// the daemon.
+fn log_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = panic_message(info.payload());
+        let location = info.location().map(ToString::to_string).unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        let trace = std::backtrace::Backtrace::capture();
+        if trace.status() == std::backtrace::BacktraceStatus::Captured {
+            tracing::error!(panic_location = %location, thread, backtrace = %trace, "panic: {msg}");
+        } else {
+            tracing::error!(panic_location = %location, thread, "panic: {msg}");
+        }
+    }));
+}
 
 fn current_sink() -> Sink {
     SINK.get().copied().unwrap_or(Sink::Stderr)

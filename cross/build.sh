@@ -20,7 +20,8 @@
 # Debian 12, newer than many gateway images.
 #
 # Options:
-#   --no-demo        leave out the embedded broker and simulators (`polegate demo`)
+#   --no-demo        leave out the embedded broker and simulators (`polegate demo`); the
+#                    tests' fault-injection points (feature `failpoints`) are always left out
 #   --profile NAME   cargo profile (default: cabinet = opt-level z, fat LTO, strip)
 # Environment: CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -32,7 +33,8 @@ target="${1:-}"
 [ -n "$target" ] || die "usage: cross/build.sh TARGET [--no-demo] [--profile NAME]"
 shift
 profile=cabinet
-features=()
+# Never the tests' fault-injection points (the `failpoints` default feature).
+features=(--no-default-features --features demo)
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-demo) features=(--no-default-features) ;;

@@ -299,13 +299,9 @@ fn main() {
         .position(|a| a == "--parts")
         .and_then(|i| args.get(i + 1))
         .map_or("AIBC".to_string(), |p| p.to_uppercase());
-    let backlog = args
-        .iter()
-        .position(|a| a == "--backlog")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 10_000 } else { 100_000 });
-    let secs = if quick { 5 } else { 30 };
+    let backlog = support::arg("--backlog", if quick { 10_000 } else { 100_000 });
+    // `--secs N`: the window of parts B and I.
+    let secs = support::arg("--secs", if quick { 5 } else { 30 });
     let exe = if parts.contains(['B', 'C', 'I']) {
         cabinet_binary()
     } else {

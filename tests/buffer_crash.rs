@@ -3,8 +3,9 @@
 //! never leaves a hole, never loses a flushed event and never makes open panic: a child
 //! process (this test binary re-executed) allocates, pushes, acks, drains and flushes in
 //! a loop, printing every seq it hands out before using it, and compacts the queue after
-//! each full drain (a new generation of its files); the parent freezes it
-//! (SIGSTOP) to copy its files, or kills it mid-batch, and reopens what is left.
+//! each full drain (a new generation of its files); the parent freezes it (SIGSTOP, then
+//! waits until every thread is stopped) to copy its files, or kills it mid-batch, and
+//! reopens what is left.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
 use polegate::model::payload::Body;

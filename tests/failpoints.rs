@@ -61,11 +61,19 @@ fn pings(seen: &[(Instant, String)]) -> Vec<Instant> {
         .collect()
 }
 
+/// The binary under test: this build's, or `POLEGATE_FAILPOINTS_BIN` (the shipped
+/// `cabinet` profile built with the points: `cargo build --profile cabinet
+/// --no-default-features --features failpoints`, to test its panic strategy).
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("POLEGATE_FAILPOINTS_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_polegate").into(), Into::into)
+}
+
 /// The real binary on `setup` with `FAILPOINTS=failpoints`, its log (info) in
 /// `dir/stderr.log`, under the watchdog `wd` when given.
 fn start(setup: &Setup, failpoints: &str, wd: Option<&Watchdog>) -> Process {
     let stderr = std::fs::File::create(setup.dir.path().join("stderr.log")).expect("log file");
-    Process::start(&setup.path, |c| {
+    Process::start_exe(&binary(), &setup.path, |c| {
         if !failpoints.is_empty() {
             c.env("FAILPOINTS", failpoints);
         }

@@ -66,7 +66,11 @@ pub fn cabinet_binary() -> PathBuf {
 /// The cabinet binary in a child process, warnings on the bench's stderr.
 pub fn spawn_daemon(exe: &Path, setup: &Setup) -> Process {
     Process::start_exe(exe, &setup.path, |c| {
-        c.env("RUST_LOG", "warn").stderr(Stdio::inherit());
+        // A backtrace captured per error is not what a cabinet runs (systemd sets none).
+        c.env("RUST_LOG", "warn")
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .stderr(Stdio::inherit());
     })
 }
 

@@ -92,6 +92,11 @@ fn log_of(setup: &Setup) -> String {
     std::fs::read_to_string(setup.dir.path().join("stderr.log")).expect("daemon log")
 }
 
+/// The lines of `log` that contain `what`.
+fn lines_with<'a>(log: &'a str, what: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(what)).collect()
+}
+
 /// Waits (bounded) for the process to exit by itself.
 fn exit_of(mut daemon: Process) -> ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -139,10 +144,7 @@ async fn a_modbus_link_that_panics_is_restarted_and_the_daemon_keeps_publishing(
         Some(0),
         "a clean stop after the restart\n{log}"
     );
-    let restarts: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("restarting it"))
-        .collect();
+    let restarts = lines_with(&log, "restarting it");
     assert_eq!(restarts.len(), 1, "one restart line\n{log}");
     assert!(
         restarts[0].contains("panicked: injected driver panic"),
@@ -150,10 +152,7 @@ async fn a_modbus_link_that_panics_is_restarted_and_the_daemon_keeps_publishing(
     );
     // The panic itself is one structured line (where it happened), not the default
     // hook's unstructured "thread '…' panicked at" lines.
-    let panics: Vec<&str> = log
-        .lines()
-        .filter(|l| l.contains("panic: injected driver panic"))
-        .collect();
+    let panics = lines_with(&log, "panic: injected driver panic");
     assert_eq!(panics.len(), 1, "one panic line\n{log}");
     assert!(panics[0].contains("panic_location="), "{log}");
     assert!(
@@ -179,22 +178,10 @@ async fn a_modbus_link_stuck_in_a_blocking_call_withholds_the_watchdog_pings_unt
         s.iter().any(|(_, m)| m.contains("READY=1"))
     });
     let log_path = setup.dir.path().join("stderr.log");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    // Read on while waiting for the stall to be reported, then for pings to come back.
-    let mut buf = [0u8; 4096];
-    loop {
-        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if log.contains("withholding the watchdog ping") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no stall reported\n{log}");
-        if let Ok(n) = wd.sock.recv(&mut buf) {
-            seen.push((
-                Instant::now(),
-                String::from_utf8_lossy(&buf[..n]).into_owned(),
-            ));
-        }
-    }
+    wd.read_until(&mut seen, "a reported stall", |_| {
+        std::fs::read_to_string(&log_path)
+            .is_ok_and(|log| log.contains("withholding the watchdog ping"))
+    });
     let at_stall = pings(&seen).len();
     wd.read_until(&mut seen, "pings once the link turns again", |s| {
         pings(s).len() >= at_stall + 3

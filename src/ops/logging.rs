@@ -10,8 +10,8 @@
 //!   `journalctl -u polegate DEVICE_ID=lamp-017` works. (tracing-journald prefixes fields
 //!   with `F_` by default; we turn that off.) Should the journal socket be unusable,
 //!   tracing-journald's init fails and we fall back to stderr, which systemd also captures.
-//! - A panic is one error line (fields `PANIC_LOCATION`, `THREAD`), not the default hook's
-//!   unstructured lines.
+//! - A panic is one error line "panicked: …" (fields `PANIC_LOCATION`, `THREAD`,
+//!   `SUPPRESSED`), at most one a second, not the default hook's unstructured lines.
 
 use std::io::IsTerminal;
 use std::sync::OnceLock;
@@ -100,20 +100,32 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// A panic becomes one error line with its location and thread as fields, instead of the
 /// default hook's lines on stderr (which reach the journal without fields); the backtrace,
-/// when `RUST_BACKTRACE` asks for one, is a field of that line. What happens next is the
-/// supervisor's business (`app/supervise.rs`): a driver is restarted, a core task stops
-/// the daemon.
+/// when `RUST_BACKTRACE` asks for one, is a field of that line. At most one such line a
+/// second: a flood (radio input panicking a parser under `catch_unwind`, say) is counted
+/// in the next line's `suppressed`. What happens next is the supervisor's business
+/// (`app/supervise.rs`): a driver is restarted, a core task stops the daemon.
 fn log_panics() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LOGGED_AT_S: AtomicU64 = AtomicU64::new(0);
+    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
     std::panic::set_hook(Box::new(|info| {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if LOGGED_AT_S.swap(now_s, Ordering::Relaxed) == now_s {
+            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
         let msg = panic_message(info.payload());
         let location = info.location().map(ToString::to_string).unwrap_or_default();
         let thread = std::thread::current();
         let thread = thread.name().unwrap_or("unnamed");
         let trace = std::backtrace::Backtrace::capture();
         if trace.status() == std::backtrace::BacktraceStatus::Captured {
-            tracing::error!(panic_location = %location, thread, backtrace = %trace, "panic: {msg}");
+            tracing::error!(panic_location = %location, thread, suppressed, backtrace = %trace, "panicked: {msg}");
         } else {
-            tracing::error!(panic_location = %location, thread, "panic: {msg}");
+            tracing::error!(panic_location = %location, thread, suppressed, "panicked: {msg}");
         }
     }));
 }

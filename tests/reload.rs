@@ -5,6 +5,7 @@
 
 use crate::common::*;
 use std::net::SocketAddr;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 fn device(id: &str, addr: SocketAddr) -> String {
@@ -152,4 +153,47 @@ async fn a_changed_config_file_is_picked_up_without_a_signal() {
     })
     .await;
     daemon.stop().await;
+}
+
+/// The real binary: a file replaced twice in quick succession (an editor's save, then a
+/// second save) makes one reload, and the reload reading the files does not trigger
+/// another (a watcher that reacted to reads would reload forever).
+#[test]
+fn a_burst_of_file_changes_makes_one_reload_and_the_reload_does_not_trigger_itself() {
+    let setup = Setup::new(1, "");
+    let log_path = setup.dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&log_path).unwrap();
+    let daemon = Process::start(&setup.path, |c| {
+        c.env("RUST_LOG", "info").stderr(stderr);
+    });
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !log().contains("polegate running") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not running\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = std::fs::read_to_string(&setup.path).unwrap();
+    for _ in 0..2 {
+        let tmp = setup.path.with_extension("toml.tmp");
+        std::fs::write(&tmp, &text).unwrap();
+        std::fs::rename(&tmp, &setup.path).unwrap();
+    }
+    while !log().contains("configuration reloaded") {
+        assert!(std::time::Instant::now() < deadline, "no reload\n{}", log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Long enough for a self-triggered reload to have come (debounce 500 ms + reload).
+    std::thread::sleep(polegate::app::filewatch::DEBOUNCE * 4);
+    let status = daemon.stop();
+    let log = log();
+    assert!(status.success(), "{log}");
+    assert_eq!(
+        log.matches("configuration reloaded").count(),
+        1,
+        "one reload for the burst\n{log}"
+    );
 }

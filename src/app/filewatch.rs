@@ -4,8 +4,7 @@
 //! and `.rhai` files outside the state directory.
 
 use crate::config::Config;
-use notify::RecursiveMode;
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -13,9 +12,9 @@ use tokio::sync::mpsc;
 /// Quiet time after the last change before a reload starts.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
-/// Keeps the watch alive; dropping it stops watching.
+/// Keeps the watch alive; dropping it stops watching (and its debounce task).
 pub struct Watcher {
-    _debouncer: Debouncer<notify::RecommendedWatcher, RecommendedCache>,
+    _watcher: RecommendedWatcher,
 }
 
 fn relevant(p: &Path, state_dir: &Path) -> bool {
@@ -26,33 +25,53 @@ fn relevant(p: &Path, state_dir: &Path) -> bool {
         )
 }
 
-/// Starts watching; failures are logged and reload stays available through SIGHUP.
+/// A change to a file (not a read: the reload itself reads them all).
+fn is_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+    )
+}
+
+/// Sends one reload trigger once `changes` has been quiet for [`DEBOUNCE`] after a change
+/// (an editor's save or a package upgrade is a burst of events); ends with the watcher.
+async fn debounce(mut changes: mpsc::Receiver<PathBuf>, trigger: mpsc::Sender<()>) {
+    while let Some(first) = changes.recv().await {
+        tracing::info!(path = %first.display(), "configuration file changed; reloading");
+        loop {
+            tokio::select! {
+                more = changes.recv() => if more.is_none() { return },
+                _ = tokio::time::sleep(DEBOUNCE) => break,
+            }
+        }
+        let _ = trigger.try_send(());
+    }
+}
+
+/// Starts watching; failures are logged and reload stays available through SIGHUP. The
+/// watcher's own thread only forwards relevant changes; the debounce is a task of the
+/// runtime (no second thread).
 pub fn watch(config_path: &Path, cfg: &Config, trigger: mpsc::Sender<()>) -> Option<Watcher> {
     let state_dir = cfg.gateway.state_dir.clone();
-    let handler = move |res: DebounceEventResult| match res {
-        Ok(events) => {
-            let hit = events
-                .iter()
-                .flat_map(|e| e.paths.iter())
-                .find(|p| relevant(p, &state_dir));
-            if let Some(p) = hit {
-                tracing::info!(path = %p.display(), "configuration file changed; reloading");
-                let _ = trigger.try_send(());
+    let (changes_tx, changes) = mpsc::channel::<PathBuf>(64);
+    let handler = move |res: notify::Result<Event>| match res {
+        Ok(event) if is_change(&event.kind) => {
+            if let Some(p) = event.paths.iter().find(|p| relevant(p, &state_dir)) {
+                // A full channel already holds a change: the reload comes anyway.
+                let _ = changes_tx.try_send(p.clone());
             }
         }
-        Err(errors) => {
-            for e in errors {
-                tracing::warn!(error = %e, "file watch error");
-            }
-        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "file watch error"),
     };
-    let mut debouncer = match new_debouncer(DEBOUNCE, None, handler) {
-        Ok(d) => d,
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
         Err(e) => {
             tracing::warn!(error = %e, "cannot watch configuration files; reload with SIGHUP");
             return None;
         }
     };
+    tokio::spawn(debounce(changes, trigger));
     let dir = config_path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -67,11 +86,9 @@ pub fn watch(config_path: &Path, cfg: &Config, trigger: mpsc::Sender<()>) -> Opt
         if !path.is_dir() {
             continue;
         }
-        if let Err(e) = debouncer.watch(&path, mode) {
+        if let Err(e) = watcher.watch(&path, mode) {
             tracing::warn!(path = %path.display(), error = %e, "cannot watch directory");
         }
     }
-    Some(Watcher {
-        _debouncer: debouncer,
-    })
+    Some(Watcher { _watcher: watcher })
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 mod common;
 use common::{Line, Setup};
 mod support;
-use support::{cabinet_binary, proc_sample, spawn_daemon, threads, uname};
+use support::{cabinet_binary, proc_sample, spawn_daemon, threads};
 
 /// RSS of this process in kB.
 fn own_rss_kb() -> u64 {
@@ -145,13 +145,7 @@ fn main() {
     let n_buses = support::arg("--buses", 16) as u32;
     let held = support::arg("--held", 100_000);
     let settle = Duration::from_secs(support::arg("--settle", 5));
-    println!(
-        "machine: {} cores, {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        uname()
-    );
+    println!("machine: {}", support::machine());
     held_event_bytes(held);
     let rt = support::runtime();
     rt.block_on(async {

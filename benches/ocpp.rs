@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::Message;
 mod common;
 use common::{Mosquitto, Setup, free_port, wait_listening};
 mod support;
-use support::{cabinet_binary, clk_tck, proc_sample, spawn_daemon, threads, uname};
+use support::{cabinet_binary, clk_tck, proc_sample, spawn_daemon, threads};
 
 /// When each (charger, energy register) was written, for the latency.
 type Sent = Arc<Mutex<HashMap<(usize, u64), Instant>>>;
@@ -177,12 +177,7 @@ fn main() {
     let exe = cabinet_binary();
     let rt = support::runtime();
     rt.block_on(async {
-        println!(
-            "machine: {} cores, {}; daemon {}",
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            uname(),
-            exe.display()
-        );
+        println!("machine: {}; daemon {}", support::machine(), exe.display());
         let broker = Mosquitto::start().await;
         let ocpp_port = free_port();
         let setup = config(broker.port, ocpp_port, n);

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 mod common;
 use common::{Daemon, Mosquitto, Setup};
 mod support;
-use support::{cabinet_binary, clk_tck, proc_sample, spawn_daemon, threads, uname};
+use support::{cabinet_binary, clk_tck, proc_sample, spawn_daemon, threads};
 
 /// The bench gateway (id `bench`) on the broker at `port`; `mqtt` adds `[mqtt]` lines.
 fn setup(port: u16, mqtt: &str, devices: &str) -> Setup {
@@ -309,13 +309,7 @@ fn main() {
     };
     let rt = support::runtime();
     rt.block_on(async {
-        println!(
-            "machine: {} cores, {}",
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
-            uname()
-        );
+        println!("machine: {}", support::machine());
         println!("daemon binary for B, C and I: {}", exe.display());
         if parts.contains('A') {
             part_a(if quick { 3 } else { 10 }, 20_000).await;

@@ -84,6 +84,17 @@ pub fn threads(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// "N cores, <kernel> <arch>": the machine line every bench prints first.
+pub fn machine() -> String {
+    format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        uname()
+    )
+}
+
 pub fn uname() -> String {
     Command::new("uname")
         .arg("-srm")

@@ -96,5 +96,7 @@ mod serial_scripts;
 mod shutdown_writes;
 #[path = "storage_full.rs"]
 mod storage_full;
+#[path = "storage_readonly.rs"]
+mod storage_readonly;
 #[path = "tls.rs"]
 mod tls;

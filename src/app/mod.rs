@@ -48,12 +48,6 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_millis(4500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot create state directory {path}: {source}")]
-    StateDir {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Buffer(#[from] crate::buffer::BufferError),
     /// A core task ended or panicked: the daemon stopped in order so that the service
@@ -206,12 +200,13 @@ pub async fn run_with(
     reload: Option<mpsc::Receiver<()>>,
     opts: RunOptions,
 ) -> Result<(), RunError> {
-    std::fs::create_dir_all(&cfg.gateway.state_dir).map_err(|source| RunError::StateDir {
-        path: cfg.gateway.state_dir.display().to_string(),
-        source,
-    })?;
+    // An unusable state directory (read-only, failing, gone) is a storage fault, not a
+    // reason to stop polling (SPEC §5): the queue starts degraded and retries.
+    if let Err(e) = std::fs::create_dir_all(&cfg.gateway.state_dir) {
+        tracing::error!(path = %cfg.gateway.state_dir.display(), error = %e, "cannot create the state directory");
+    }
     let counters = Arc::new(Counters::default());
-    let queue = Queue::open(
+    let queue = Queue::open_or_degraded(
         &cfg.gateway.state_dir.join("buffer"),
         queue_options(&cfg.buffer),
     )?;

@@ -2,7 +2,7 @@
 //! (ENOSPC, EIO on write, flush and open): events are held in memory and still readable,
 //! acks and kv writes are remembered, the fault is one state change, recovery writes the
 //! held events first and everything survives a reopen, and no seq is reused after a crash
-//! during the fault.
+//! during the fault; a queue whose files cannot be opened at all starts degraded.
 
 use super::*;
 use crate::buffer::{EIO, ENOSPC};
@@ -164,4 +164,48 @@ fn no_seq_is_reused_after_a_crash_during_the_fault() {
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     assert!(q.next_seq().expect("next") > issued);
+}
+
+#[test]
+fn a_queue_whose_directory_cannot_be_made_starts_degraded_and_opens_it_once_it_can() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // The state directory's place is taken by a file: nothing can be created there.
+    let blocker = tmp.path().join("state");
+    std::fs::write(&blocker, b"not a directory").expect("blocker");
+    let dir = blocker.join("buffer");
+    assert!(Queue::open(&dir, QueueOptions::default()).is_err());
+    let q = Queue::open_or_degraded(&dir, QueueOptions::default()).expect("starts degraded");
+    assert!(q.health().is_degraded());
+    let held: Vec<u64> = (1..=3).map(|i| push(&q, i)).map(|(s, _)| s).collect();
+    assert!(
+        held[0] >= crate::model::now_ms() - 60_000,
+        "a time-based seq floor: {held:?}"
+    );
+    assert_eq!(seqs(&q), held, "held in memory, readable");
+    assert!(q.retry().is_err(), "a retry that cannot open yet fails");
+    assert!(q.health().is_degraded(), "and leaves it degraded");
+
+    std::fs::remove_file(&blocker).expect("free the place");
+    *lock(&q.inner.last_retry) = None; // do not wait RETRY_EVERY in a test
+    assert!(q.retry().expect("retry"), "opened once it can");
+    assert!(!q.health().is_degraded());
+    assert_eq!(seqs(&q), held, "the held events were stored first");
+    let next = push(&q, 4).0;
+    assert!(next > held[2], "seqs go on: {next} after {held:?}");
+    q.flush().expect("flush");
+    drop(q);
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    assert_eq!(seqs(&q).len(), 4, "all of them survive a reopen");
+    assert!(q.next_seq().expect("next_seq") > next, "no seq reused");
+}
+
+#[test]
+fn a_queue_another_process_holds_is_still_an_error_not_a_degraded_start() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let _first = Queue::open(&dir, QueueOptions::default()).expect("open");
+    match Queue::open_or_degraded(&dir, QueueOptions::default()) {
+        Err(BufferError::Locked { .. }) => {}
+        other => panic!("expected Locked, got {:?}", other.map(|_| "a queue")),
+    }
 }

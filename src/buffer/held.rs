@@ -35,6 +35,11 @@ impl Held {
         self.events.len() as u64
     }
 
+    /// How many held events have a seq below `seq`.
+    pub(crate) fn count_below(&self, seq: u64) -> u64 {
+        self.events.range(..seq).count() as u64
+    }
+
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes
     }

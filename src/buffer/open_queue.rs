@@ -8,13 +8,13 @@ use super::held::Held;
 use super::open::{LOCK_WAIT, dir_size};
 use super::seqfile;
 use super::sled_queue::{
-    Acct, BufferError, Inner, Live, META_RESERVED, OWNER_FILE, Queue, SeqState, Unflushed, key,
-    seq_of,
+    Acct, BufferError, Inner, Live, META_RESERVED, OWNER_FILE, Queue, SeqState, Store, Unflushed,
+    key, seq_of,
 };
 use crate::ops::health::BufferHealth;
 use std::fs;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 impl Queue {
@@ -51,24 +51,8 @@ impl Queue {
         };
         // The seq floor: the largest of the db's reservation, the side file's, and the
         // last stored key + 1.
-        let mut floor = 1u64;
-        let mut rewrite_meta = false;
-        match store.meta.get(META_RESERVED).map_err(sled_err)? {
-            None => {}
-            Some(v) => match seq_of(&v) {
-                Some(n) => floor = floor.max(n),
-                None => {
-                    tracing::error!(
-                        path = %dir.display(),
-                        len = v.len(),
-                        "BUFFER seq reservation in the meta tree is malformed; recovering \
-                         the seq floor from the side file and the stored events"
-                    );
-                    corrupt_recoveries += 1;
-                    rewrite_meta = true;
-                }
-            },
-        }
+        let (mut floor, rewrite_meta) = stored_floor(dir, &store)?;
+        corrupt_recoveries += u64::from(rewrite_meta);
         let seq_file = seqfile::path_for(dir);
         match seqfile::read(&seq_file) {
             Ok(Some(n)) => floor = floor.max(n),
@@ -80,11 +64,6 @@ impl Queue {
             ),
         }
         let acct = scan(&store.events).map_err(sled_err)?;
-        if let Some(last) = store.events.last().map_err(sled_err)?
-            && let Some(seq) = seq_of(&last.0)
-        {
-            floor = floor.max(seq.saturating_add(1));
-        }
         if rewrite_meta {
             store
                 .meta
@@ -104,38 +83,135 @@ impl Queue {
             generation,
             "buffer opened"
         );
-        Ok(Queue {
-            inner: Arc::new(Inner {
-                dir: Arc::new(dir.to_path_buf()),
-                seq_file,
-                opts,
-                store: RwLock::new(Some(store)),
-                disk_bytes: AtomicU64::new(dir_size(&live)),
-                live: Mutex::new(Live {
-                    generation,
-                    path: live,
-                }),
-                _lock: state_lock,
-                space: Mutex::new(Default::default()),
-                compacting: Mutex::new(()),
-                seq: Mutex::new(SeqState {
-                    next: floor,
-                    // Nothing is reserved for this run yet: the first next_seq reserves.
-                    reserved_until: floor,
-                }),
-                pushed: AtomicU64::new(floor.saturating_sub(1)),
-                acct: Mutex::new(acct),
-                held: Mutex::new(Held::default()),
-                unflushed: Mutex::new(Unflushed::default()),
-                dropped: AtomicU64::new(0),
-                malformed: AtomicU64::new(0),
-                corrupt_recoveries: AtomicU64::new(corrupt_recoveries),
-                dirty: Arc::new(AtomicBool::new(false)),
-                health: BufferHealth::default(),
-                faults: Arc::new(Faults::default()),
-                last_retry: Mutex::new(None),
+        let disk_bytes = dir_size(&live);
+        Ok(assemble(
+            dir,
+            opts,
+            Some(store),
+            Live {
+                generation,
+                path: live,
+            },
+            Some(state_lock),
+            floor,
+            acct,
+            corrupt_recoveries,
+            disk_bytes,
+        ))
+    }
+
+    /// [`Queue::open`], or, when the queue's files cannot be opened at all (a read-only
+    /// or failing file system, an unusable `state_dir`), a queue that starts degraded
+    /// (SPEC §5 "Storage faults"): events are held in memory and published directly,
+    /// and [`Queue::retry`] opens the files once they can be. A queue another process
+    /// holds stays an error ([`BufferError::Locked`]).
+    ///
+    /// Without its database the queue cannot know the last seq handed out, so it
+    /// continues from the current time in milliseconds, or from the side file's bound
+    /// if that is higher: a seq the gateway cannot have reached (that would take more
+    /// than one event per millisecond since 1970), so none is reused. The limit: a
+    /// second such start with the clock set back could meet the first one's seqs.
+    pub fn open_or_degraded(dir: &Path, opts: QueueOptions) -> Result<Queue, BufferError> {
+        let err = match Queue::open(dir, opts.clone()) {
+            Ok(q) => return Ok(q),
+            Err(e @ BufferError::Locked { .. }) => return Err(e),
+            Err(e) => e,
+        };
+        let seq_file = seqfile::path_for(dir);
+        let side = seqfile::read(&seq_file).ok().flatten().unwrap_or(0);
+        let floor = side.max(crate::model::now_ms()).max(1);
+        // The fault itself is the degrade line below; this says what it means for seqs.
+        tracing::warn!(
+            path = %dir.display(),
+            next_seq = floor,
+            "buffer files cannot be opened: seqs continue from a time-based floor until they can"
+        );
+        let generation = generation::current(dir);
+        let live = Live {
+            generation,
+            path: generation::gen_dir(dir, generation),
+        };
+        let q = assemble(dir, opts, None, live, None, floor, Acct::default(), 0, 0);
+        q.inner.floor_unknown.store(true, Ordering::Release);
+        q.degrade(&err);
+        Ok(q)
+    }
+}
+
+/// The seq floor the database `store` of the queue at `dir` proves: its reservation and
+/// its last key + 1; `true` when the reservation was malformed (to be rewritten).
+pub(crate) fn stored_floor(dir: &Path, store: &Store) -> Result<(u64, bool), BufferError> {
+    let sled_err = |source| BufferError::Sled {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut floor = 1u64;
+    let mut malformed = false;
+    match store.meta.get(META_RESERVED).map_err(sled_err)? {
+        None => {}
+        Some(v) => match seq_of(&v) {
+            Some(n) => floor = floor.max(n),
+            None => {
+                tracing::error!(
+                    path = %dir.display(),
+                    len = v.len(),
+                    "BUFFER seq reservation in the meta tree is malformed; recovering \
+                     the seq floor from the side file and the stored events"
+                );
+                malformed = true;
+            }
+        },
+    }
+    if let Some(last) = store.events.last().map_err(sled_err)?
+        && let Some(seq) = seq_of(&last.0)
+    {
+        floor = floor.max(seq.saturating_add(1));
+    }
+    Ok((floor, malformed))
+}
+
+/// The queue's shared state, open or not.
+#[allow(clippy::too_many_arguments)]
+fn assemble(
+    dir: &Path,
+    opts: QueueOptions,
+    store: Option<Store>,
+    live: Live,
+    state_lock: Option<fs::File>,
+    floor: u64,
+    acct: Acct,
+    corrupt_recoveries: u64,
+    disk_bytes: u64,
+) -> Queue {
+    Queue {
+        inner: Arc::new(Inner {
+            dir: Arc::new(dir.to_path_buf()),
+            seq_file: seqfile::path_for(dir),
+            opts,
+            store: RwLock::new(store),
+            disk_bytes: AtomicU64::new(disk_bytes),
+            live: Mutex::new(live),
+            state_lock: Mutex::new(state_lock),
+            floor_unknown: AtomicBool::new(false),
+            space: Mutex::new(Default::default()),
+            compacting: Mutex::new(()),
+            seq: Mutex::new(SeqState {
+                next: floor,
+                // Nothing is reserved for this run yet: the first next_seq reserves.
+                reserved_until: floor,
             }),
-        })
+            pushed: AtomicU64::new(floor.saturating_sub(1)),
+            acct: Mutex::new(acct),
+            held: Mutex::new(Held::default()),
+            unflushed: Mutex::new(Unflushed::default()),
+            dropped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            corrupt_recoveries: AtomicU64::new(corrupt_recoveries),
+            dirty: Arc::new(AtomicBool::new(false)),
+            health: BufferHealth::default(),
+            faults: Arc::new(Faults::default()),
+            last_retry: Mutex::new(None),
+        }),
     }
 }
 

@@ -12,12 +12,13 @@
 //! memory for the next attempt.
 
 use super::faults::FaultPoint;
+use super::generation;
 use super::held::Held;
 use super::kv::TREE_PREFIX;
-use super::open::open_store;
-use super::open_queue::scan;
+use super::open::{LOCK_WAIT, open_store};
+use super::open_queue::{scan, stored_floor};
 use super::record;
-use super::sled_queue::{Acct, BufferError, Queue, Store, key, lock};
+use super::sled_queue::{Acct, BufferError, Live, Queue, Store, key, lock};
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
@@ -37,6 +38,10 @@ fn probe_space(dir: &Path, bytes: u64) -> io::Result<()> {
     name.push(".probe");
     let path = dir.with_file_name(name);
     let res = (|| {
+        // A queue that started without its directory (gone, or not creatable) creates it.
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent)?;
+        }
         let mut f = fs::File::create(&path)?;
         let chunk = vec![0u8; 64 * 1024];
         let mut left = bytes;
@@ -82,12 +87,16 @@ impl Queue {
         let old = self.close_carrying_over();
         drop(old);
         self.check(FaultPoint::Open)?;
+        let started_without_files = self.take_lock_if_missing()?;
         let live = lock(&self.inner.live).path.clone();
         let (store, corrupt) = open_store(&live, &self.inner.opts, false)?;
         self.inner
             .corrupt_recoveries
             .fetch_add(corrupt, Ordering::Relaxed);
         let scanned = scan(&store.events).map_err(|e| self.sled_err(e))?;
+        if started_without_files {
+            self.reconcile_floor(&store)?;
+        }
 
         let mut acct = lock(&self.inner.acct);
         let mut held = lock(&self.inner.held);
@@ -105,6 +114,69 @@ impl Queue {
         self.inner.dirty.store(false, Ordering::Release);
         self.inner.health.recovered(&self.inner.dir, restored);
         Ok(restored)
+    }
+
+    /// For a queue that started without its files ([`Queue::open_or_degraded`]): takes
+    /// the queue's lock and finds its live generation. `Ok(true)` when it did.
+    fn take_lock_if_missing(&self) -> Result<bool, BufferError> {
+        let mut slot = lock(&self.inner.state_lock);
+        if slot.is_some() {
+            return Ok(false);
+        }
+        let dir = self.inner.dir.as_ref();
+        let file = match generation::lock(dir, LOCK_WAIT) {
+            Ok(Ok(f)) => f,
+            Ok(Err(holder)) => {
+                return Err(BufferError::Locked {
+                    path: dir.clone(),
+                    lock: generation::lock_path(dir),
+                    holder,
+                });
+            }
+            Err(source) => {
+                return Err(BufferError::Io {
+                    path: generation::lock_path(dir),
+                    what: "taking the buffer lock",
+                    source,
+                });
+            }
+        };
+        let generation = generation::current(dir);
+        *lock(&self.inner.live) = Live {
+            generation,
+            path: generation::gen_dir(dir, generation),
+        };
+        *slot = Some(file);
+        Ok(true)
+    }
+
+    /// The database a queue started without is open at last: the seqs handed out go on
+    /// above what it proves (its reservation, its last key) as well as above the
+    /// time-based floor. A held event below it may share a seq with a stored one, which it
+    /// then replaces: that takes a second start without the files with the clock set back
+    /// (see [`Queue::open_or_degraded`]); it is logged and counted as dropped, not hidden.
+    fn reconcile_floor(&self, store: &Store) -> Result<(), BufferError> {
+        let (stored, _) = stored_floor(&self.inner.dir, store)?;
+        {
+            let mut s = lock(&self.inner.seq);
+            if stored > s.next {
+                s.next = stored;
+                s.reserved_until = stored;
+            }
+        }
+        let clashing = lock(&self.inner.held).count_below(stored);
+        if clashing > 0 {
+            self.inner.dropped.fetch_add(clashing, Ordering::Relaxed);
+            tracing::error!(
+                clashing,
+                stored_floor = stored,
+                "BUFFER events held while the files could not be opened have seqs the \
+                 database already used (the clock was set back); written over the stored \
+                 events of the same seq, which are counted as dropped"
+            );
+        }
+        self.inner.floor_unknown.store(false, Ordering::Release);
+        Ok(())
     }
 
     /// Step 1: takes the handles out, keeping in memory what only they held.

@@ -93,8 +93,12 @@ pub(crate) struct Inner {
     pub(crate) store: RwLock<Option<Store>>,
     /// The live generation (`generation.rs`); changed by compaction under `store`'s lock.
     pub(crate) live: Mutex<Live>,
-    /// Exclusive ownership of the queue's files (`<dir>.lock`), held while open.
-    pub(crate) _lock: std::fs::File,
+    /// Exclusive ownership of the queue's files (`<dir>.lock`), held while open; `None`
+    /// until a queue that started without its files ([`Queue::open_or_degraded`]) opens them.
+    pub(crate) state_lock: Mutex<Option<std::fs::File>>,
+    /// The queue started without its database, so its seqs continue from a time-based
+    /// floor (see [`Queue::open_or_degraded`]) until recovery reconciles it.
+    pub(crate) floor_unknown: AtomicBool,
     /// Bytes of the live database's files, as last measured (off the async workers).
     pub(crate) disk_bytes: AtomicU64,
     pub(crate) space: Mutex<super::space::SpaceState>,
@@ -279,6 +283,9 @@ impl Queue {
                 tracing::warn!(error = %e, "seq reserved in the database only");
                 Ok(())
             }
+            // Nothing can be persisted, but a queue that started without its database
+            // hands out seqs above a time-based floor no earlier run has reached.
+            (Err(_), Err(_)) if self.inner.floor_unknown.load(Ordering::Acquire) => Ok(()),
             (Err(_), Err(e)) => Err(e),
         }
     }

@@ -1,0 +1,131 @@
+//! The real binary on a read-only state directory (SPEC §5 "Storage faults", issue 11:
+//! "a read-only or vanished state_dir … the daemon keeps doing what it still can"): it
+//! starts instead of exiting, says `"buffer":"degraded"` with the error in its retained
+//! status, keeps polling and publishes directly, with seqs from a time-based floor that
+//! no earlier run reached. Once the file system is writable again it opens its queue by
+//! itself, says `"buffer":"ok"`, and the seqs go on increasing, across a restart too.
+//! Needs root (mount); CI runs as root.
+
+use crate::common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tokio_util::sync::CancellationToken;
+
+/// A read-only tmpfs mounted on `dir`, lazily unmounted on drop (also when the test fails).
+struct ReadOnlyMount {
+    dir: PathBuf,
+}
+
+impl ReadOnlyMount {
+    fn mount(dir: &Path) -> ReadOnlyMount {
+        std::fs::create_dir_all(dir).expect("mount point");
+        mount(&["-t", "tmpfs", "-o", "ro,size=16m", "tmpfs"], dir);
+        ReadOnlyMount {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    fn make_writable(&self) {
+        mount(&["-o", "remount,rw"], &self.dir);
+    }
+}
+
+fn mount(args: &[&str], dir: &Path) {
+    let out = Command::new("mount")
+        .args(args)
+        .arg(dir)
+        .output()
+        .expect("run mount");
+    assert!(
+        out.status.success(),
+        "mount {args:?} needs root: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Drop for ReadOnlyMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+fn status_says(m: &Msg, buffer: &str) -> bool {
+    m.topic == "polegate/cab-test/status" && m.json["buffer"] == buffer
+}
+
+fn live_seqs(msgs: &[Msg]) -> Vec<u64> {
+    msgs.iter()
+        .filter(|m| m.topic.ends_with("/telemetry") && m.json.get("historical").is_none())
+        .filter_map(|m| m.json["seq"].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writable() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = static_lamp(&cancel).await;
+    keep_changing(&sim, &cancel);
+    let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 50));
+    let state = setup.state_dir();
+    let ro = ReadOnlyMount::mount(&state);
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
+    let log_path = setup.dir.path().join("stderr.log");
+    let spawn = || {
+        let stderr = std::fs::File::create(&log_path).expect("log file");
+        Process::start(&setup.path, |c| {
+            c.env("RUST_LOG", "info").stderr(stderr);
+        })
+    };
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+
+    let daemon = spawn();
+    let degraded = rec
+        .wait_for("a degraded status", |m| status_says(m, "degraded"))
+        .await;
+    let why = degraded.json["buffer_error"].as_str().unwrap_or_default();
+    assert!(why.contains("Read-only file system"), "{why}");
+    rec.wait_until("telemetry published directly", |s| live_seqs(s).len() >= 5)
+        .await;
+    let floor = polegate::model::now_ms() - 3_600_000;
+    let while_degraded = live_seqs(&rec.seen);
+    assert!(
+        while_degraded.iter().all(|&s| s > floor),
+        "seqs from a time-based floor: {while_degraded:?}"
+    );
+    assert_eq!(
+        log().matches("BUFFER CANNOT STORE").count(),
+        1,
+        "one line when the fault starts\n{}",
+        log()
+    );
+
+    ro.make_writable();
+    rec.wait_for_new("the buffer ok again", |m| status_says(m, "ok"))
+        .await;
+    let at_recovery = rec.seen.len();
+    rec.wait_until("telemetry after the recovery", |s| {
+        live_seqs(&s[at_recovery..]).len() >= 5
+    })
+    .await;
+    assert!(
+        state.join("buffer").exists(),
+        "the queue's files were opened"
+    );
+    assert!(daemon.stop().success(), "a clean stop\n{}", log());
+    let before_restart = *live_seqs(&rec.seen).iter().max().expect("seqs");
+
+    // The next run opens the queue normally and goes on above every seq handed out.
+    let n_before = rec.seen.len();
+    let daemon = spawn();
+    rec.wait_until("telemetry of the next run", |s| {
+        live_seqs(&s[n_before..]).len() >= 5
+    })
+    .await;
+    assert!(daemon.stop().success());
+    let after: Vec<u64> = live_seqs(&rec.seen[n_before..]);
+    assert!(
+        after.iter().all(|&s| s > before_restart),
+        "no seq reused after the restart: {after:?} vs {before_restart}"
+    );
+}

@@ -209,3 +209,51 @@ fn a_queue_another_process_holds_is_still_an_error_not_a_degraded_start() {
         other => panic!("expected Locked, got {:?}", other.map(|_| "a queue")),
     }
 }
+
+#[test]
+fn files_deleted_under_a_running_queue_are_detected_and_everything_they_held_is_rewritten() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+    let stored: Vec<u64> = (1..=3).map(|i| push(&q, i)).map(|(s, _)| s).collect();
+    q.ack(stored[0]).expect("ack");
+    let kv = q.kv("sessions").expect("kv");
+    kv.insert(b"dev-1", b"fcnt=7").expect("kv insert");
+    q.flush().expect("flush");
+    // A technician's `rm -rf` of the state directory under the running daemon.
+    for e in std::fs::read_dir(tmp.path()).expect("list").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm -rf");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+    match q.maintain() {
+        Err(BufferError::Vanished { .. }) => {}
+        other => panic!("expected Vanished, got {other:?}"),
+    }
+    assert!(q.health().is_degraded());
+    let (during, out) = push(&q, 4);
+    assert!(matches!(out, PushOutcome::Degraded { held: true, .. }));
+
+    *lock(&q.inner.last_retry) = None; // do not wait RETRY_EVERY in a test
+    assert!(q.retry().expect("retry"), "a new queue is written");
+    assert!(!q.health().is_degraded());
+    let expect = vec![stored[1], stored[2], during];
+    assert_eq!(
+        seqs(&q),
+        expect,
+        "the stored events and the held one, not the acked"
+    );
+    assert_eq!(kv.get(b"dev-1").expect("kv get"), Some(b"fcnt=7".to_vec()));
+    q.flush().expect("flush");
+    drop((q, kv));
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    assert_eq!(seqs(&q), expect, "they are on disk again");
+    assert_eq!(
+        q.kv("sessions").expect("kv").get(b"dev-1").expect("kv get"),
+        Some(b"fcnt=7".to_vec())
+    );
+    assert!(q.next_seq().expect("next_seq") > during, "no seq reused");
+}

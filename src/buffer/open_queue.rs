@@ -193,6 +193,7 @@ fn assemble(
             live: Mutex::new(live),
             state_lock: Mutex::new(state_lock),
             floor_unknown: AtomicBool::new(false),
+            vanished: AtomicBool::new(false),
             space: Mutex::new(Default::default()),
             compacting: Mutex::new(()),
             seq: Mutex::new(SeqState {

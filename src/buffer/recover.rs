@@ -87,6 +87,10 @@ impl Queue {
         let old = self.close_carrying_over();
         drop(old);
         self.check(FaultPoint::Open)?;
+        if self.inner.vanished.load(Ordering::Acquire) {
+            // The lock file went with the directory: take a new one on the new files.
+            *lock(&self.inner.state_lock) = None;
+        }
         let started_without_files = self.take_lock_if_missing()?;
         let live = lock(&self.inner.live).path.clone();
         let (store, corrupt) = open_store(&live, &self.inner.opts, false)?;
@@ -109,6 +113,7 @@ impl Queue {
         let res = self.write_held(&store, &mut acct, &held);
         *slot = Some(store);
         res?;
+        self.inner.vanished.store(false, Ordering::Release);
         let restored = held.len();
         *held = Held::default();
         self.inner.dirty.store(false, Ordering::Release);
@@ -191,6 +196,13 @@ impl Queue {
             .unwrap_or_else(PoisonError::into_inner);
         let old = slot.take()?;
         let mut lost = 0;
+        if self.inner.vanished.load(Ordering::Acquire) {
+            // The files are gone (deleted or unmounted) but the open handles still read
+            // them: everything they hold is carried over, not only the unflushed part.
+            lost += carry_over_everything(&old, &mut held);
+            unflushed.events.clear();
+            unflushed.kv.clear();
+        }
         for seq in std::mem::take(&mut unflushed.events) {
             match old.events.get(key(seq)) {
                 Ok(None) => {} // acknowledged meanwhile
@@ -221,6 +233,20 @@ impl Queue {
             );
         }
         Some(old)
+    }
+
+    /// Whether the live database's files are still where the queue opened them: a state
+    /// directory deleted or unmounted under a running daemon leaves sled writing into
+    /// files nobody will find again. Marks the queue degraded when they are gone.
+    pub(crate) fn check_files_present(&self) -> Result<(), BufferError> {
+        let live = lock(&self.inner.live).path.clone();
+        if self.store().is_none() || live.join("conf").is_file() {
+            return Ok(());
+        }
+        let e = BufferError::Vanished { path: live };
+        self.inner.vanished.store(true, Ordering::Release);
+        self.degrade(&e);
+        Err(e)
     }
 
     /// Step 3: the held events, acks and kv writes into `store`, then a flush.
@@ -259,4 +285,34 @@ impl Queue {
         store.db.flush().map_err(err)?;
         Ok(())
     }
+}
+
+/// Every event and kv entry of `old` into `held` (the files of `old` vanished); returns
+/// how many events could not be read back.
+fn carry_over_everything(old: &Store, held: &mut Held) -> u64 {
+    let mut lost = 0;
+    for item in old.events.iter() {
+        match item.map(|(k, v)| (super::sled_queue::seq_of(&k), record::decode(&v))) {
+            Ok((Some(seq), Ok(rec))) => held.keep(seq, rec),
+            _ => lost += 1,
+        }
+    }
+    for name in old.db.tree_names() {
+        let Some(store_name) = std::str::from_utf8(&name)
+            .ok()
+            .and_then(|n| n.strip_prefix(TREE_PREFIX))
+        else {
+            continue;
+        };
+        let store_name: std::sync::Arc<str> = store_name.into();
+        let Ok(tree) = old.db.open_tree(&name) else {
+            continue;
+        };
+        for (k, v) in tree.iter().flatten() {
+            held.kv
+                .entry((store_name.clone(), k.to_vec()))
+                .or_insert_with(|| Some(v.to_vec()));
+        }
+    }
+    lost
 }

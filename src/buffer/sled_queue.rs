@@ -69,6 +69,11 @@ pub enum BufferError {
     InvalidKvName { path: PathBuf, name: String },
     #[error("buffer at {path} is closed after a storage fault; retrying")]
     Closed { path: PathBuf },
+    #[error(
+        "buffer at {path}: its files vanished (deleted or unmounted); what they held is kept \
+         in memory until the queue is opened again"
+    )]
+    Vanished { path: PathBuf },
 }
 
 /// The durable queue. Cheap to clone; all clones share one database.
@@ -99,6 +104,9 @@ pub(crate) struct Inner {
     /// The queue started without its database, so its seqs continue from a time-based
     /// floor (see [`Queue::open_or_degraded`]) until recovery reconciles it.
     pub(crate) floor_unknown: AtomicBool,
+    /// The live files were found gone ([`Queue::check_files_present`]): recovery carries
+    /// over everything the open handles still read, and takes a new lock.
+    pub(crate) vanished: AtomicBool,
     /// Bytes of the live database's files, as last measured (off the async workers).
     pub(crate) disk_bytes: AtomicU64,
     pub(crate) space: Mutex<super::space::SpaceState>,

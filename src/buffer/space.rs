@@ -98,6 +98,7 @@ impl Queue {
             space.last_check = Some(Instant::now());
             space.after_compaction
         };
+        self.check_files_present()?;
         let disk = self.measure();
         let queued = lock(&self.inner.acct).bytes;
         if disk <= COMPACT_FLOOR.max(4 * queued) || 2 * disk <= 3 * after_compaction {

@@ -4,7 +4,8 @@
 //! status, keeps polling and publishes directly, with seqs from a time-based floor that
 //! no earlier run reached. Once the file system is writable again it opens its queue by
 //! itself, says `"buffer":"ok"`, and the seqs go on increasing, across a restart too.
-//! Needs root (mount); CI runs as root.
+//! A state directory deleted under the running daemon is found, reported and written
+//! again the same way. Needs root (mount); CI runs as root.
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
@@ -127,5 +128,70 @@ async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writab
     assert!(
         after.iter().all(|&s| s > before_restart),
         "no seq reused after the restart: {after:?} vs {before_restart}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let sim = static_lamp(&cancel).await;
+    keep_changing(&sim, &cancel);
+    let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 50));
+    let state = setup.state_dir();
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
+    let log_path = setup.dir.path().join("stderr.log");
+    let spawn = || {
+        let stderr = std::fs::File::create(&log_path).expect("log file");
+        Process::start(&setup.path, |c| {
+            c.env("RUST_LOG", "info").stderr(stderr);
+        })
+    };
+    let daemon = spawn();
+    rec.wait_until("telemetry", |s| live_seqs(s).len() >= 5)
+        .await;
+    // A technician's `rm -rf /var/lib/polegate/*` under the running daemon.
+    for e in std::fs::read_dir(&state).expect("state dir").flatten() {
+        let p = e.path();
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+    let gone = rec.seen.len();
+    rec.wait_for_new("the degraded status", |m| status_says(m, "degraded"))
+        .await;
+    let why = rec.seen[gone..]
+        .iter()
+        .find(|m| status_says(m, "degraded"))
+        .and_then(|m| m.json["buffer_error"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(why.contains("vanished"), "{why}");
+    rec.wait_for_new("the buffer ok again", |m| status_says(m, "ok"))
+        .await;
+    assert!(
+        state.join("buffer").join("conf").is_file(),
+        "the queue's files were written again"
+    );
+    let at_recovery = rec.seen.len();
+    rec.wait_until("telemetry after the recovery", |s| {
+        live_seqs(&s[at_recovery..]).len() >= 5
+    })
+    .await;
+    assert!(daemon.stop().success());
+    let before_restart = *live_seqs(&rec.seen).iter().max().expect("seqs");
+
+    let n_before = rec.seen.len();
+    let daemon = spawn();
+    rec.wait_until("telemetry of the next run", |s| {
+        live_seqs(&s[n_before..]).len() >= 5
+    })
+    .await;
+    assert!(daemon.stop().success());
+    let after = live_seqs(&rec.seen[n_before..]);
+    assert!(
+        after.iter().all(|&s| s > before_restart),
+        "the new files carry the seq floor: {after:?} vs {before_restart}"
     );
 }

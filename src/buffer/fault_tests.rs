@@ -257,3 +257,34 @@ fn files_deleted_under_a_running_queue_are_detected_and_everything_they_held_is_
     );
     assert!(q.next_seq().expect("next_seq") > during, "no seq reused");
 }
+
+#[test]
+fn files_found_again_after_they_vanished_keep_the_seq_floor_even_with_nothing_queued() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+    let handed: Vec<u64> = (1..=2).map(|i| push(&q, i)).map(|(s, _)| s).collect();
+    for s in &handed {
+        q.ack(*s).expect("ack");
+    }
+    q.flush().expect("flush");
+    for e in std::fs::read_dir(tmp.path()).expect("list").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm -rf");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+    assert!(q.maintain().is_err(), "vanished");
+    *lock(&q.inner.last_retry) = None;
+    assert!(q.retry().expect("retry"));
+    // A crash right after the recovery, before any new seq: the new files alone (empty)
+    // must still know the floor.
+    drop(q);
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    assert!(
+        q.next_seq().expect("next_seq") > handed[1],
+        "no seq reused after files that vanished empty"
+    );
+}

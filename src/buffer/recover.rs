@@ -102,22 +102,36 @@ impl Queue {
             self.reconcile_floor(&store)?;
         }
 
-        let mut acct = lock(&self.inner.acct);
-        let mut held = lock(&self.inner.held);
-        let mut slot = self
-            .inner
-            .store
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        *acct = scanned;
-        let res = self.write_held(&store, &mut acct, &held);
-        *slot = Some(store);
-        res?;
-        self.inner.vanished.store(false, Ordering::Release);
-        let restored = held.len();
-        *held = Held::default();
-        self.inner.dirty.store(false, Ordering::Release);
-        self.inner.health.recovered(&self.inner.dir, restored);
+        let restored = {
+            let mut acct = lock(&self.inner.acct);
+            let mut held = lock(&self.inner.held);
+            let mut slot = self
+                .inner
+                .store
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            *acct = scanned;
+            let res = self.write_held(&store, &mut acct, &held);
+            *slot = Some(store);
+            res?;
+            self.inner.vanished.store(false, Ordering::Release);
+            let restored = held.len();
+            *held = Held::default();
+            self.inner.dirty.store(false, Ordering::Release);
+            self.inner.health.recovered(&self.inner.dir, restored);
+            restored
+        };
+        if started_without_files {
+            // New or found-again files learn the seq floor now, not at the next block: a
+            // crash before it must not start the next run below the seqs handed out.
+            let bound = {
+                let s = lock(&self.inner.seq);
+                s.reserved_until.max(s.next)
+            };
+            if let Err(e) = self.reserve(bound) {
+                tracing::warn!(error = %e, "could not record the seq floor in the reopened buffer");
+            }
+        }
         Ok(restored)
     }
 

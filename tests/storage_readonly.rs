@@ -5,7 +5,8 @@
 //! no earlier run reached. Once the file system is writable again it opens its queue by
 //! itself, says `"buffer":"ok"`, and the seqs go on increasing, across a restart too.
 //! A state directory deleted under the running daemon is found, reported and written
-//! again the same way. Needs root (mount); CI runs as root.
+//! again the same way; a stop while nothing can be stored says how many held events it
+//! loses. Needs root (mount); CI runs as root.
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,23 @@ impl Drop for ReadOnlyMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
     }
+}
+
+/// `polegate_buffer_events` from the daemon's `/metrics` on `port`.
+async fn buffered_events(port: u16) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("polegate_buffer_events "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 fn status_says(m: &Msg, buffer: &str) -> bool {
@@ -194,4 +212,53 @@ async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
         after.iter().all(|&s| s > before_restart),
         "the new files carry the seq floor: {after:?} vs {before_restart}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_while_nothing_can_be_stored_says_how_many_held_events_it_loses() {
+    let cancel = CancellationToken::new();
+    let sim = static_lamp(&cancel).await;
+    keep_changing(&sim, &cancel);
+    // No broker (port 1) and a read-only state directory: events can only be held.
+    let http = free_port();
+    let setup = Setup::new(
+        1,
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:{http}\"\n\n{}",
+            lamp_device("lamp-1", sim.addr(), 50)
+        ),
+    );
+    let _ro = ReadOnlyMount::mount(&setup.state_dir());
+    let log_path = setup.dir.path().join("stderr.log");
+    let stderr = std::fs::File::create(&log_path).expect("log file");
+    let daemon = Process::start(&setup.path, |c| {
+        c.env("RUST_LOG", "info").stderr(stderr);
+    });
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    eventually("the daemon running degraded", || {
+        log().contains("polegate running") && log().contains("BUFFER CANNOT STORE")
+    })
+    .await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while buffered_events(http).await.unwrap_or(0) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing held\n{}",
+            log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(daemon.stop().success(), "{}", log());
+    let line = log()
+        .lines()
+        .find(|l| l.contains("events held only in memory are lost"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no loss line\n{}", log()));
+    let lost: u64 = line
+        .split("lost=")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(lost > 0, "{line}");
 }

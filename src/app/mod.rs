@@ -403,7 +403,14 @@ pub async fn run_with(
         Ok(Err(e)) => tracing::error!(error = %e, "final buffer flush failed"),
         Err(e) => tracing::error!(error = %e, "final buffer flush task failed"),
     }
-    tracing::info!(buffered = queue.len(), "stopped");
+    let lost = queue.held_in_memory();
+    if lost > 0 {
+        tracing::error!(
+            lost,
+            "stopping while the buffer cannot store: events held only in memory are lost"
+        );
+    }
+    tracing::info!(buffered = queue.len().saturating_sub(lost), "stopped");
     match fatal {
         None => Ok(()),
         Some(supervise::TaskDeath { task, why }) => Err(RunError::TaskDied { task, why }),

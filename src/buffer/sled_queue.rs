@@ -455,6 +455,12 @@ impl Queue {
         self.len() == 0
     }
 
+    /// Events held only in memory because the queue cannot store (SPEC §5 "Storage
+    /// faults"): a stop now loses them.
+    pub fn held_in_memory(&self) -> u64 {
+        lock(&self.inner.held).len()
+    }
+
     /// Removes every queued event (`polegate buffer purge`).
     pub fn purge(&self) -> Result<u64, BufferError> {
         let n = {

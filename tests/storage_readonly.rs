@@ -79,6 +79,36 @@ fn live_seqs(msgs: &[Msg]) -> Vec<u64> {
         .collect()
 }
 
+/// Restarts the daemon with `spawn` and checks that its live seqs all lie above every
+/// live seq `rec` saw before (no seq reused across the restart).
+async fn next_run_continues_above(rec: &mut Recorder, spawn: impl Fn() -> Process) {
+    let before_restart = *live_seqs(&rec.seen).iter().max().expect("seqs");
+    let n_before = rec.seen.len();
+    let daemon = spawn();
+    rec.wait_until("telemetry of the next run", |s| {
+        live_seqs(&s[n_before..]).len() >= 5
+    })
+    .await;
+    assert!(daemon.stop().success());
+    let after = live_seqs(&rec.seen[n_before..]);
+    assert!(
+        after.iter().all(|&s| s > before_restart),
+        "no seq reused after the restart: {after:?} vs {before_restart}"
+    );
+}
+
+/// Deletes everything inside `dir` (a technician's `rm -rf /var/lib/polegate/*`).
+fn remove_everything_in(dir: &Path) {
+    for e in std::fs::read_dir(dir).expect("list").flatten() {
+        let p = e.path();
+        let _ = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writable() {
     let broker = Mosquitto::start().await;
@@ -132,21 +162,8 @@ async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writab
         "the queue's files were opened"
     );
     assert!(daemon.stop().success(), "a clean stop\n{}", log());
-    let before_restart = *live_seqs(&rec.seen).iter().max().expect("seqs");
-
     // The next run opens the queue normally and goes on above every seq handed out.
-    let n_before = rec.seen.len();
-    let daemon = spawn();
-    rec.wait_until("telemetry of the next run", |s| {
-        live_seqs(&s[n_before..]).len() >= 5
-    })
-    .await;
-    assert!(daemon.stop().success());
-    let after: Vec<u64> = live_seqs(&rec.seen[n_before..]);
-    assert!(
-        after.iter().all(|&s| s > before_restart),
-        "no seq reused after the restart: {after:?} vs {before_restart}"
-    );
+    next_run_continues_above(&mut rec, spawn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,14 +186,7 @@ async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
     rec.wait_until("telemetry", |s| live_seqs(s).len() >= 5)
         .await;
     // A technician's `rm -rf /var/lib/polegate/*` under the running daemon.
-    for e in std::fs::read_dir(&state).expect("state dir").flatten() {
-        let p = e.path();
-        let _ = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-    }
+    remove_everything_in(&state);
     let gone = rec.seen.len();
     rec.wait_for_new("the degraded status", |m| status_says(m, "degraded"))
         .await;
@@ -198,20 +208,8 @@ async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
     })
     .await;
     assert!(daemon.stop().success());
-    let before_restart = *live_seqs(&rec.seen).iter().max().expect("seqs");
-
-    let n_before = rec.seen.len();
-    let daemon = spawn();
-    rec.wait_until("telemetry of the next run", |s| {
-        live_seqs(&s[n_before..]).len() >= 5
-    })
-    .await;
-    assert!(daemon.stop().success());
-    let after = live_seqs(&rec.seen[n_before..]);
-    assert!(
-        after.iter().all(|&s| s > before_restart),
-        "the new files carry the seq floor: {after:?} vs {before_restart}"
-    );
+    // The new files carry the seq floor.
+    next_run_continues_above(&mut rec, spawn).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,6 +23,18 @@ fn push(q: &Queue, i: u64) -> (u64, PushOutcome) {
     (seq, q.push(seq, &rec(i)).expect("push"))
 }
 
+/// Deletes everything inside `dir` (an `rm -rf` of the state directory's contents).
+fn remove_everything_in(dir: &std::path::Path) {
+    for e in std::fs::read_dir(dir).expect("list").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            std::fs::remove_dir_all(&p).expect("rm -rf");
+        } else {
+            std::fs::remove_file(&p).expect("rm");
+        }
+    }
+}
+
 fn seqs(q: &Queue) -> Vec<u64> {
     q.read_after(None, 1000)
         .expect("read")
@@ -221,14 +233,7 @@ fn files_deleted_under_a_running_queue_are_detected_and_everything_they_held_is_
     kv.insert(b"dev-1", b"fcnt=7").expect("kv insert");
     q.flush().expect("flush");
     // A technician's `rm -rf` of the state directory under the running daemon.
-    for e in std::fs::read_dir(tmp.path()).expect("list").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).expect("rm -rf");
-        } else {
-            std::fs::remove_file(&p).expect("rm");
-        }
-    }
+    remove_everything_in(tmp.path());
     match q.maintain() {
         Err(BufferError::Vanished { .. }) => {}
         other => panic!("expected Vanished, got {other:?}"),
@@ -268,14 +273,7 @@ fn files_found_again_after_they_vanished_keep_the_seq_floor_even_with_nothing_qu
         q.ack(*s).expect("ack");
     }
     q.flush().expect("flush");
-    for e in std::fs::read_dir(tmp.path()).expect("list").flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            std::fs::remove_dir_all(&p).expect("rm -rf");
-        } else {
-            std::fs::remove_file(&p).expect("rm");
-        }
-    }
+    remove_everything_in(tmp.path());
     assert!(q.maintain().is_err(), "vanished");
     *lock(&q.inner.last_retry) = None;
     assert!(q.retry().expect("retry"));

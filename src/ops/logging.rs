@@ -105,18 +105,14 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// in the next line's `suppressed`. What happens next is the supervisor's business
 /// (`app/supervise.rs`): a driver is restarted, a core task stops the daemon.
 fn log_panics() {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LOGGED_AT_S: AtomicU64 = AtomicU64::new(0);
-    static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+    static GATE: PanicGate = PanicGate::new();
     std::panic::set_hook(Box::new(|info| {
         let now_s = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if LOGGED_AT_S.swap(now_s, Ordering::Relaxed) == now_s {
-            SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        let Some(suppressed) = GATE.admit(now_s) else {
             return;
-        }
-        let suppressed = SUPPRESSED.swap(0, Ordering::Relaxed);
+        };
         let msg = panic_message(info.payload());
         let location = info.location().map(ToString::to_string).unwrap_or_default();
         let thread = std::thread::current();
@@ -128,6 +124,32 @@ fn log_panics() {
             tracing::error!(panic_location = %location, thread, suppressed, "panicked: {msg}");
         }
     }));
+}
+
+/// One panic line a second (the hook runs on any thread, so lock-free).
+struct PanicGate {
+    logged_at_s: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl PanicGate {
+    const fn new() -> PanicGate {
+        PanicGate {
+            logged_at_s: std::sync::atomic::AtomicU64::new(u64::MAX),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(n)`: log this panic, `n` were suppressed since the last line; `None`: one
+    /// was already logged in second `now_s`.
+    fn admit(&self, now_s: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.logged_at_s.swap(now_s, Relaxed) == now_s {
+            self.suppressed.fetch_add(1, Relaxed);
+            return None;
+        }
+        Some(self.suppressed.swap(0, Relaxed))
+    }
 }
 
 fn current_sink() -> Sink {
@@ -186,8 +208,24 @@ fn stderr_dev_ino() -> Option<(u64, u64)> {
 
 #[cfg(test)]
 mod tests {
-    //! Journal detection and level directives.
+    //! Journal detection, level directives and the panic-line gate.
     use super::*;
+
+    #[test]
+    fn panic_lines_are_one_a_second_and_say_how_many_were_suppressed() {
+        let gate = PanicGate::new();
+        assert_eq!(gate.admit(100), Some(0), "the first one is logged");
+        assert_eq!(gate.admit(100), None);
+        assert_eq!(gate.admit(100), None);
+        assert_eq!(
+            gate.admit(101),
+            Some(2),
+            "the next second's line counts them"
+        );
+        assert_eq!(gate.admit(101), None);
+        assert_eq!(gate.admit(250), Some(1));
+        assert_eq!(gate.admit(251), Some(0));
+    }
 
     #[test]
     fn journal_stream_is_two_decimal_numbers() {

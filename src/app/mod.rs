@@ -302,6 +302,21 @@ pub async fn run_with(
         http,
         buffer_health,
     };
+    // Reload triggers: the caller's (SIGHUP) and the file watcher's, watching before the
+    // daemon says it runs (READY=1): a change made after that is never missed.
+    let (trigger_tx, mut triggers) = mpsc::channel::<()>(4);
+    if let Some(mut r) = reload {
+        let t = trigger_tx.clone();
+        tokio::spawn(async move {
+            while r.recv().await.is_some() {
+                let _ = t.try_send(());
+            }
+        });
+    }
+    let _watcher = match (&opts.config_path, opts.watch_files) {
+        (Some(path), true) => filewatch::watch(path, &sup.cfg, trigger_tx.clone()),
+        _ => None,
+    };
     tracing::info!(gateway = %sup.cfg.gateway.id, devices = infos.len(), buffered = queue.len(), "polegate running");
     ready(&handles);
     let notifier = opts
@@ -318,20 +333,6 @@ pub async fn run_with(
     let mut stale_logged = false;
     let mut fatal = None;
 
-    // Reload triggers: the caller's (SIGHUP) and the file watcher's.
-    let (trigger_tx, mut triggers) = mpsc::channel::<()>(4);
-    if let Some(mut r) = reload {
-        let t = trigger_tx.clone();
-        tokio::spawn(async move {
-            while r.recv().await.is_some() {
-                let _ = t.try_send(());
-            }
-        });
-    }
-    let _watcher = match (&opts.config_path, opts.watch_files) {
-        (Some(path), true) => filewatch::watch(path, &sup.cfg, trigger_tx.clone()),
-        _ => None,
-    };
     loop {
         supervisor_hb.beat();
         tokio::select! {

@@ -21,26 +21,11 @@ impl Queue {
     /// Opens (or creates) the queue in directory `dir` (e.g. `<state_dir>/buffer`).
     /// The database itself is `dir` or a generation beside it (see `generation.rs`).
     pub fn open(dir: &Path, opts: QueueOptions) -> Result<Queue, BufferError> {
-        let lock_path = generation::lock_path(dir);
-        let state_lock = match generation::lock(dir, LOCK_WAIT) {
-            Ok(Ok(f)) => f,
-            Ok(Err(holder)) => {
-                return Err(BufferError::Locked {
-                    path: dir.to_path_buf(),
-                    lock: lock_path,
-                    holder,
-                });
-            }
-            Err(source) => {
-                return Err(BufferError::Io {
-                    path: lock_path,
-                    what: "taking the buffer lock",
-                    source,
-                });
-            }
-        };
-        let generation = generation::current(dir);
-        let live = generation::gen_dir(dir, generation);
+        let state_lock = take_lock(dir)?;
+        let Live {
+            generation,
+            path: live,
+        } = Live::current(dir);
         let (store, mut corrupt_recoveries) = super::open::open_store(&live, &opts, true)?;
         // Only now, holding the lock and the live database: what a crash during a
         // compaction left beside it goes.
@@ -126,15 +111,49 @@ impl Queue {
             next_seq = floor,
             "buffer files cannot be opened: seqs continue from a time-based floor until they can"
         );
-        let generation = generation::current(dir);
-        let live = Live {
-            generation,
-            path: generation::gen_dir(dir, generation),
-        };
-        let q = assemble(dir, opts, None, live, None, floor, Acct::default(), 0, 0);
+        let q = assemble(
+            dir,
+            opts,
+            None,
+            Live::current(dir),
+            None,
+            floor,
+            Acct::default(),
+            0,
+            0,
+        );
         q.inner.floor_unknown.store(true, Ordering::Release);
         q.degrade(&err);
         Ok(q)
+    }
+}
+
+/// The exclusive lock on the queue at `dir` (`<dir>.lock`), waiting up to [`LOCK_WAIT`].
+pub(crate) fn take_lock(dir: &Path) -> Result<fs::File, BufferError> {
+    let lock = generation::lock_path(dir);
+    match generation::lock(dir, LOCK_WAIT) {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(holder)) => Err(BufferError::Locked {
+            path: dir.to_path_buf(),
+            lock,
+            holder,
+        }),
+        Err(source) => Err(BufferError::Io {
+            path: lock,
+            what: "taking the buffer lock",
+            source,
+        }),
+    }
+}
+
+impl Live {
+    /// The live generation of the queue at `dir`, as its pointer file names it now.
+    pub(crate) fn current(dir: &Path) -> Live {
+        let generation = generation::current(dir);
+        Live {
+            generation,
+            path: generation::gen_dir(dir, generation),
+        }
     }
 }
 

@@ -12,11 +12,10 @@
 //! memory for the next attempt.
 
 use super::faults::FaultPoint;
-use super::generation;
 use super::held::Held;
 use super::kv::TREE_PREFIX;
-use super::open::{LOCK_WAIT, open_store};
-use super::open_queue::{scan, stored_floor};
+use super::open::open_store;
+use super::open_queue::{scan, stored_floor, take_lock};
 use super::record;
 use super::sled_queue::{Acct, BufferError, Live, Queue, Store, key, lock};
 use std::fs;
@@ -143,28 +142,8 @@ impl Queue {
             return Ok(false);
         }
         let dir = self.inner.dir.as_ref();
-        let file = match generation::lock(dir, LOCK_WAIT) {
-            Ok(Ok(f)) => f,
-            Ok(Err(holder)) => {
-                return Err(BufferError::Locked {
-                    path: dir.clone(),
-                    lock: generation::lock_path(dir),
-                    holder,
-                });
-            }
-            Err(source) => {
-                return Err(BufferError::Io {
-                    path: generation::lock_path(dir),
-                    what: "taking the buffer lock",
-                    source,
-                });
-            }
-        };
-        let generation = generation::current(dir);
-        *lock(&self.inner.live) = Live {
-            generation,
-            path: generation::gen_dir(dir, generation),
-        };
+        let file = take_lock(dir)?;
+        *lock(&self.inner.live) = Live::current(dir);
         *slot = Some(file);
         Ok(true)
     }

@@ -17,13 +17,6 @@ fn live_telemetry(msgs: &[crate::common::Msg]) -> usize {
         .count()
 }
 
-/// A lamp whose power reading changes every 5 ms: a steady stream of telemetry.
-async fn changing_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
-    let sim = static_lamp(cancel).await;
-    keep_changing(&sim, cancel);
-    sim
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_daemon_drains_the_backlog_it_left_and_continues_the_sequence() {
     let cancel = CancellationToken::new();

@@ -116,8 +116,7 @@ fn exit_of(mut daemon: Process) -> ExitStatus {
 async fn a_modbus_link_that_panics_is_restarted_and_the_daemon_keeps_publishing() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    keep_changing(&sim, &cancel);
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 50));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
     let wd = Watchdog::new(setup.dir.path());

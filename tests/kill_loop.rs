@@ -63,8 +63,7 @@ async fn a_daemon_killed_at_random_moments_never_finds_its_queue_damaged() {
 
     let mut broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    keep_changing(&sim, &cancel);
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 10));
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/+/+").await;
     let started = Instant::now();

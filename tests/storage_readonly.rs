@@ -113,8 +113,7 @@ fn remove_everything_in(dir: &Path) {
 async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writable() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    keep_changing(&sim, &cancel);
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 50));
     let state = setup.state_dir();
     let ro = ReadOnlyMount::mount(&state);
@@ -170,8 +169,7 @@ async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writab
 async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
     let broker = Mosquitto::start().await;
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    keep_changing(&sim, &cancel);
+    let sim = changing_lamp(&cancel).await;
     let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 50));
     let state = setup.state_dir();
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
@@ -215,8 +213,7 @@ async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_while_nothing_can_be_stored_says_how_many_held_events_it_loses() {
     let cancel = CancellationToken::new();
-    let sim = static_lamp(&cancel).await;
-    keep_changing(&sim, &cancel);
+    let sim = changing_lamp(&cancel).await;
     // No broker (port 1) and a read-only state directory: events can only be held.
     let http = free_port();
     let setup = Setup::new(

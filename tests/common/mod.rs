@@ -100,6 +100,13 @@ pub fn keep_changing(sim: &polegate::demo::sim::Sim, cancel: &CancellationToken)
     });
 }
 
+/// A [`static_lamp`] whose power reading changes every 5 ms: a steady stream of telemetry.
+pub async fn changing_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
+    let sim = static_lamp(cancel).await;
+    keep_changing(&sim, cancel);
+    sim
+}
+
 /// A Modbus TCP simulator on 127.0.0.1:0 holding [`lamp_registers`].
 pub async fn static_lamp(cancel: &CancellationToken) -> polegate::demo::sim::Sim {
     let sim = polegate::demo::sim::Sim::spawn(

@@ -352,11 +352,12 @@ pub async fn run_with(
                     // publisher stops the pings and systemd restarts us.
                     let stale = liveness.stale((every * 2).max(STALL_AFTER));
                     if stale.is_empty() {
-                        notifier.watchdog();
+                        // Logged before the ping it announces (a test reads them in order).
                         if stale_logged {
                             tracing::info!("stalled tasks turn again: watchdog pings resumed");
                             stale_logged = false;
                         }
+                        notifier.watchdog();
                     } else if !stale_logged {
                         tracing::error!(tasks = ?stale, "tasks stalled: withholding the watchdog ping");
                         stale_logged = true;

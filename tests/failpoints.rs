@@ -66,30 +66,22 @@ fn pings(seen: &[(Instant, String)]) -> Vec<Instant> {
 /// --no-default-features --features failpoints`, to test its panic strategy).
 fn binary() -> std::path::PathBuf {
     std::env::var_os("POLEGATE_FAILPOINTS_BIN")
-        .map_or_else(|| env!("CARGO_BIN_EXE_polegate").into(), Into::into)
+        .map_or_else(|| Process::own_binary().to_path_buf(), Into::into)
 }
 
 /// The real binary on `setup` with `FAILPOINTS=failpoints`, its log (info) in
-/// `dir/stderr.log`, under the watchdog `wd` when given.
+/// [`Setup::log_path`], under the watchdog `wd` when given.
 fn start(setup: &Setup, failpoints: &str, wd: Option<&Watchdog>) -> Process {
-    let stderr = std::fs::File::create(setup.dir.path().join("stderr.log")).expect("log file");
-    Process::start_exe(&binary(), &setup.path, |c| {
+    Process::start_logged(&binary(), setup, |c| {
         if !failpoints.is_empty() {
             c.env("FAILPOINTS", failpoints);
         }
-        c.env("RUST_LOG", "info")
-            .env_remove("RUST_BACKTRACE")
-            .env_remove("WATCHDOG_PID")
-            .stderr(stderr);
+        c.env_remove("RUST_BACKTRACE").env_remove("WATCHDOG_PID");
         if let Some(wd) = wd {
             c.env("NOTIFY_SOCKET", &wd.path)
                 .env("WATCHDOG_USEC", "500000");
         }
     })
-}
-
-fn log_of(setup: &Setup) -> String {
-    std::fs::read_to_string(setup.dir.path().join("stderr.log")).expect("daemon log")
 }
 
 /// The lines of `log` that contain `what`.
@@ -137,7 +129,7 @@ async fn a_modbus_link_that_panics_is_restarted_and_the_daemon_keeps_publishing(
     });
     daemon.signal("TERM");
     let status = exit_of(daemon);
-    let log = log_of(&setup);
+    let log = setup.log();
     assert_eq!(
         status.code(),
         Some(0),
@@ -179,10 +171,8 @@ async fn a_modbus_link_stuck_in_a_blocking_call_withholds_the_watchdog_pings_unt
     wd.read_until(&mut seen, "READY=1", |s| {
         s.iter().any(|(_, m)| m.contains("READY=1"))
     });
-    let log_path = setup.dir.path().join("stderr.log");
     wd.read_until(&mut seen, "a reported stall", |_| {
-        std::fs::read_to_string(&log_path)
-            .is_ok_and(|log| log.contains("withholding the watchdog ping"))
+        setup.log().contains("withholding the watchdog ping")
     });
     // Pings already queued were sent before the stall line: not the ones in question.
     wd.sock.set_nonblocking(true).expect("nonblocking");
@@ -191,7 +181,7 @@ async fn a_modbus_link_stuck_in_a_blocking_call_withholds_the_watchdog_pings_unt
     wd.sock.set_nonblocking(false).expect("blocking");
     // From the stall line until the recovery line (written before the ping it announces)
     // no ping may come; after it, they come again.
-    let resumed = || log_of(&setup).contains("watchdog pings resumed");
+    let resumed = || setup.log().contains("watchdog pings resumed");
     let (mut during_stall, mut after) = (0, 0);
     let deadline = Instant::now() + Duration::from_secs(40);
     while after < 3 {
@@ -209,7 +199,7 @@ async fn a_modbus_link_stuck_in_a_blocking_call_withholds_the_watchdog_pings_unt
     }
     daemon.signal("TERM");
     let status = exit_of(daemon);
-    let log = log_of(&setup);
+    let log = setup.log();
     assert_eq!(status.code(), Some(0), "{log}");
     assert_eq!(
         during_stall, 0,
@@ -250,7 +240,7 @@ async fn a_publisher_that_panics_stops_the_daemon_non_zero_and_the_next_run_publ
         None,
     );
     let status = exit_of(daemon);
-    let log = log_of(&setup);
+    let log = setup.log();
     assert_eq!(
         status.code(),
         Some(polegate::cli::EXIT_RUNTIME),

@@ -162,12 +162,8 @@ async fn a_changed_config_file_is_picked_up_without_a_signal() {
 #[test]
 fn an_editors_save_makes_one_reload_and_the_reload_does_not_trigger_itself() {
     let setup = Setup::new(1, "");
-    let log_path = setup.dir.path().join("stderr.log");
-    let stderr = std::fs::File::create(&log_path).unwrap();
-    let daemon = Process::start(&setup.path, |c| {
-        c.env("RUST_LOG", "info").stderr(stderr);
-    });
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let daemon = Process::start_logged(Process::own_binary(), &setup, |_| {});
+    let log = || setup.log();
     let deadline = std::time::Instant::now() + WAIT;
     while !log().contains("polegate running") {
         assert!(

@@ -118,14 +118,8 @@ async fn a_read_only_state_dir_runs_degraded_then_recovers_by_itself_once_writab
     let state = setup.state_dir();
     let ro = ReadOnlyMount::mount(&state);
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
-    let log_path = setup.dir.path().join("stderr.log");
-    let spawn = || {
-        let stderr = std::fs::File::create(&log_path).expect("log file");
-        Process::start(&setup.path, |c| {
-            c.env("RUST_LOG", "info").stderr(stderr);
-        })
-    };
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let spawn = || Process::start_logged(Process::own_binary(), &setup, |_| {});
+    let log = || setup.log();
 
     let daemon = spawn();
     let degraded = rec
@@ -173,13 +167,7 @@ async fn a_state_dir_deleted_under_the_daemon_is_found_and_written_again() {
     let setup = Setup::new(broker.port, &lamp_device("lamp-1", sim.addr(), 50));
     let state = setup.state_dir();
     let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
-    let log_path = setup.dir.path().join("stderr.log");
-    let spawn = || {
-        let stderr = std::fs::File::create(&log_path).expect("log file");
-        Process::start(&setup.path, |c| {
-            c.env("RUST_LOG", "info").stderr(stderr);
-        })
-    };
+    let spawn = || Process::start_logged(Process::own_binary(), &setup, |_| {});
     let daemon = spawn();
     rec.wait_until("telemetry", |s| live_seqs(s).len() >= 5)
         .await;
@@ -224,12 +212,8 @@ async fn a_stop_while_nothing_can_be_stored_says_how_many_held_events_it_loses()
         ),
     );
     let _ro = ReadOnlyMount::mount(&setup.state_dir());
-    let log_path = setup.dir.path().join("stderr.log");
-    let stderr = std::fs::File::create(&log_path).expect("log file");
-    let daemon = Process::start(&setup.path, |c| {
-        c.env("RUST_LOG", "info").stderr(stderr);
-    });
-    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let daemon = Process::start_logged(Process::own_binary(), &setup, |_| {});
+    let log = || setup.log();
     eventually("the daemon running degraded", || {
         log().contains("polegate running") && log().contains("BUFFER CANNOT STORE")
     })

@@ -65,6 +65,16 @@ impl Setup {
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
+
+    /// Where [`Process::start_logged`] writes the daemon's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("stderr.log")
+    }
+
+    /// The daemon's log so far (empty before it starts).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
 }
 
 /// The daemon running in-process.
@@ -148,7 +158,22 @@ impl Process {
     /// Starts the binary on `config` with stdout and stderr discarded; `adjust` sets the
     /// environment or redirects stderr before it starts.
     pub fn start(config: &Path, adjust: impl FnOnce(&mut Command)) -> Process {
-        Process::start_exe(Path::new(env!("CARGO_BIN_EXE_polegate")), config, adjust)
+        Process::start_exe(Process::own_binary(), config, adjust)
+    }
+
+    /// `exe` on `setup` with its log at level info in [`Setup::log_path`] (a new file
+    /// each start); `adjust` sets the rest of the environment.
+    pub fn start_logged(exe: &Path, setup: &Setup, adjust: impl FnOnce(&mut Command)) -> Process {
+        let stderr = std::fs::File::create(setup.log_path()).expect("log file");
+        Process::start_exe(exe, &setup.path, |c| {
+            c.env("RUST_LOG", "info").stderr(stderr);
+            adjust(c);
+        })
+    }
+
+    /// The binary this test build made.
+    pub fn own_binary() -> &'static Path {
+        Path::new(env!("CARGO_BIN_EXE_polegate"))
     }
 
     /// [`Process::start`] with another build of the binary (the benches run the cabinet one).

@@ -54,6 +54,12 @@ pub enum RunError {
     /// manager restarts it (`app::supervise`).
     #[error("core task {task} {why}; polegate stopped so that the service manager restarts it")]
     TaskDied { task: &'static str, why: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Handles the outside world (tests, demo, status lines) may keep.
@@ -214,6 +220,16 @@ pub async fn run_with(
     Counters::add(&counters.buffer_corrupt_recovered, recovered);
 
     let wake = Arc::new(Notify::new());
+    let errors = counters.clone();
+    queue
+        .start_writer(crate::buffer::WriterHooks {
+            readable: wake.clone(),
+            on_error: Box::new(move || Counters::inc(&errors.buffer_error)),
+        })
+        .map_err(|source| RunError::Io {
+            what: "starting the buffer writer thread",
+            source,
+        })?;
     let (tx, rx) = mpsc::channel(INPUT_CAPACITY);
     let drivers_cancel = cancel.child_token();
     let liveness = Arc::new(Liveness::new());

@@ -15,6 +15,27 @@ use std::time::{Duration, Instant};
 
 const POINTER_KEY: &str = "generation=";
 
+/// The live generation and its database directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Live {
+    pub(crate) generation: u64,
+    pub(crate) path: PathBuf,
+}
+
+impl Live {
+    /// The live generation of the queue at `dir`, as its pointer file names it. A pointer
+    /// naming a generation whose directory is missing is refused (`Err(n)`): starting an
+    /// empty database there would make open delete the real one as a stray.
+    pub(crate) fn current(dir: &Path) -> Result<Live, u64> {
+        let generation = current(dir);
+        let path = gen_dir(dir, generation);
+        if generation > 0 && !path.is_dir() {
+            return Err(generation);
+        }
+        Ok(Live { generation, path })
+    }
+}
+
 /// `<parent>/<name><suffix>` for the queue directory `dir`.
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
     let mut name = dir

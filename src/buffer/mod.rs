@@ -1,63 +1,140 @@
-//! The durable event queue (SPEC §5 "Delivery"). Every buffered event is written here
-//! before it is published and removed only on its PUBACK. The rest of the daemon sees
-//! only [`Queue`]; sled is an implementation detail of this module.
+//! The durable event queue (SPEC §5 "Delivery") and the gateway's stored state. Every
+//! buffered event is held here before it is published and dropped only on its PUBACK. The
+//! rest of the daemon sees [`Queue`] and [`KvStore`]; sled is an implementation detail.
 //!
-//! Durability contract:
-//! - Keys are `seq` as big-endian u64, so iteration order is publish order.
-//! - `seq` is never reused, even after kill -9: seqs are handed out from blocks whose
-//!   upper bound is persisted *and flushed* before the first seq of the block is used.
-//! - Inserts are made durable by [`Queue::flush`], called on the `flush_every_ms` timer and
-//!   at shutdown; a crash loses at most the unflushed suffix, never a hole.
-//! - A database that fails to open is moved aside (`buffer.corrupt-<time>`) and a fresh
-//!   one is started; the event is logged and counted, never a crash loop.
-//! - The seq floor also lives in a side file beside the directory (`<dir>.seq`, i.e.
-//!   `<state_dir>/buffer.seq`), replaced atomically (temp + fsync + rename + dir fsync)
-//!   whenever a block is reserved. Open starts at the max of the meta tree's bound, the side
-//!   file's and the last stored seq + 1, so a database moved aside (or a malformed meta
-//!   value, which is repaired in place and counted in `corrupt_recoveries`) cannot bring
-//!   an old seq back.
-//! - A clean stop ([`Queue::close_seq`], after the last event is stamped) lowers both
-//!   bounds to the exact next seq, so the next run continues without a gap (SPEC §8);
-//!   after a crash the unused rest of the block is skipped, never reused.
-//! - A stored record that does not decode is logged with its seq, moved to a quarantine
-//!   tree and skipped by [`Queue::read_after`]: it cannot block delivery of the others.
-//! - `max_bytes` bounds the sum of encoded record sizes (header + topic + payload), kept in
-//!   memory and rebuilt by a scan at open. sled's files take about 2.1 × the records and
-//!   never shrink by themselves; a full queue under `on_full` churn stays near 2.5 ×
-//!   `max_bytes` (measured). Once a backlog has drained, [`Queue::maintain`] copies the
-//!   queue into a fresh generation of files and deletes the old one (`space.rs`,
-//!   `generation.rs`), crash-safe at every step; with its copy the partition needs
-//!   3 × `max_bytes` + 16 MiB.
-//! - The database is `<dir>` or a generation `<dir>.gen-N` named by the pointer file
-//!   `<dir>.gen`. Only one process may open the queue (an exclusive `flock` on
-//!   `<dir>.lock`, and sled's own on the database); a second one gets
-//!   [`BufferError::Locked`].
+//! # Design: a block log inside sled
+//! - **Memory first.** A push appends the event to the *open block* in memory; a PUBACK of
+//!   an event still in memory just removes it. Pushes, acks and reads never write sled and
+//!   never wait for a disk: they take one short mutex (`log.rs`).
+//! - **Blocks.** At each flush the open block is sealed and written as one sled value
+//!   (`block.rs`, at most 7 KiB, header with count, first and last seq, CRC), keyed by its
+//!   first seq, so iteration is publish order. A block is removed whole once every event in
+//!   it is acknowledged (or evicted by `on_full`); acknowledgements inside a block are
+//!   tracked in memory.
+//! - **Ledger.** One value, rewritten once per flush (`ledger.rs`): the watermark (every
+//!   event at or below it is gone), the running totals, the last block counted and the seq
+//!   reservation. Open reads the ledger and only the blocks written after it, never the log.
+//! - **One writer.** Only the writer (`writer.rs`) writes sled: blocks, removals, ledger,
+//!   state. In the daemon it runs on its own thread, woken by the flush timer, by the seq
+//!   reservation and by memory pressure; no async worker ever waits on an fsync.
+//! - **State apart** (`state.rs`): LoRa sessions, OCPP transaction ids, command ids,
+//!   pending downlinks live in their own trees, written by the same flush.
 //!
-//! Other persisted state (command-id dedup, LoRa sessions) goes in [`KvStore`]s from
-//! [`Queue::kv`], in the same database, made durable by the same `flush`.
+//! # Durability contract
+//! - A flush makes every event pushed before it durable: a crash loses at most the events
+//!   younger than `flush_every_ms`, never a hole. An event may be published twice after a
+//!   crash (a partly acknowledged block is read again from the watermark).
+//! - `seq` is never reused, even after kill -9: seqs are handed out below a reservation
+//!   that is durable (ledger or the side file `<dir>.seq`) before an event carrying them
+//!   can be read for publishing. The writer extends it half a block ahead.
+//! - Order of one flush in sled's log: new blocks, state, ledger, then removals; sled
+//!   recovers a prefix of its log, so after a crash the ledger never counts a block that
+//!   is missing, blocks after `last_block` are counted at open, and blocks at or below the
+//!   watermark are removed at open.
+//! - A clean stop ([`Queue::close_seq`]) lowers the reservation to the exact next seq
+//!   (SPEC §8); after a crash the rest of the reserved block is skipped.
+//! - `max_bytes` bounds the sum of the records in blocks and in memory. `drop_oldest`
+//!   evicts whole blocks from the front (events in memory one by one).
+//! - A database that does not open as a database is moved aside (`buffer.corrupt-<time>`),
+//!   a block that fails its checksum is moved to a quarantine tree and counted; neither
+//!   ever stops delivery of the rest.
+//!
+//! # One degraded mode (`degraded.rs`)
+//! Whatever the fault (a full disk, I/O errors, a read-only remount, files deleted under
+//! the daemon, a directory that cannot be opened at start), the writer fails, the queue
+//! says so once, and events stay in memory as sealed blocks within `memory_max_bytes`
+//! (`on_full` applies) and are published from there. Seqs go on above the durable
+//! reservation, or, when none can be written, above a time-based floor (epoch ms). The
+//! writer retries every [`RETRY_EVERY`], reopening the database, and writes what memory
+//! holds first. Stored state that cannot be read is an error, never absent.
+//!
+//! # Disk use (`space.rs`)
+//! sled never shrinks its files: once the queue is nearly empty the writer copies it into
+//! a fresh generation `<dir>.gen-N` named by the pointer file `<dir>.gen`, and deletes
+//! the old one (`generation.rs`). One process owns the queue (`flock` on `<dir>.lock`).
 
-mod ack;
-mod clean_stop;
+mod block;
+mod degraded;
 mod faults;
 mod generation;
-mod held;
-mod kv;
+mod ledger;
+mod log;
 mod open;
-mod open_queue;
-mod read;
+mod reader;
 mod record;
-mod recover;
 mod seqfile;
-mod sled_queue;
+mod shared;
 mod space;
+mod state;
+mod store;
+mod writer;
 
 use crate::model::payload::Body;
+use std::io;
+use std::path::PathBuf;
 
+pub use degraded::RETRY_EVERY;
 pub use faults::{EIO, ENOSPC, FaultPoint, Faults};
-pub use kv::{KvStore, MAX_KV_NAME};
-pub use recover::RETRY_EVERY;
-pub use sled_queue::{BufferError, Queue, SEQ_BLOCK};
+pub use log::{Queue, SEQ_BLOCK};
 pub use space::{COMPACT_FLOOR, Compacted, MAINTAIN_EVERY};
+pub use state::{KvStore, MAX_KV_NAME};
+pub use writer::WriterHooks;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BufferError {
+    #[error("buffer at {path}: {source}")]
+    Sled {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+    #[error("buffer at {path}: block {seq} is malformed: {what}")]
+    Malformed {
+        path: PathBuf,
+        seq: u64,
+        what: String,
+    },
+    #[error(
+        "buffer at {path} is in use by another polegate process (lock on {lock} held by {holder}); \
+         stop it first"
+    )]
+    Locked {
+        path: PathBuf,
+        lock: PathBuf,
+        holder: String,
+    },
+    #[error("buffer at {path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("buffer at {path}: record {seq} has a {len}-byte topic, over the 65535-byte limit")]
+    TopicTooLong { path: PathBuf, seq: u64, len: usize },
+    #[error("buffer at {path}: seq {seq} was not handed out by next_seq, or pushed out of order")]
+    SeqNotAllocated { path: PathBuf, seq: u64 },
+    #[error("buffer at {path}: store name {name:?} must be 1-64 characters of [A-Za-z0-9_.-]")]
+    InvalidKvName { path: PathBuf, name: String },
+    #[error("buffer at {path} cannot store after a storage fault; retrying")]
+    Closed { path: PathBuf },
+    #[error("state at {path} cannot be read (storage fault); it is not taken as absent")]
+    StateUnavailable { path: PathBuf },
+    #[error(
+        "buffer at {path}: its files vanished (deleted or unmounted); what they held is kept \
+         in memory until the queue is opened again"
+    )]
+    Vanished { path: PathBuf },
+    #[error(
+        "buffer at {path}: the generation pointer {pointer} names generation {generation}, \
+         whose directory is missing; refusing to start an empty queue over it"
+    )]
+    MissingGeneration {
+        path: PathBuf,
+        pointer: PathBuf,
+        generation: u64,
+    },
+}
 
 /// One queued MQTT message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,3 +204,6 @@ impl Default for QueueOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod model_tests;

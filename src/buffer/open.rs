@@ -1,207 +1,313 @@
-//! Opening the sled database: waiting briefly for its lock, telling a lock held by another
-//! process from a corrupt database, and moving a corrupt one aside.
+//! Opening the queue: the lock, the live generation, the database, then the ledger and
+//! only the blocks a crash left uncounted; the first seq block is reserved before any
+//! event can be stamped. A queue whose files cannot be opened starts degraded.
 
-use super::QueueOptions;
-use super::sled_queue::{BufferError, EVENTS_TREE, META_TREE, OWNER_FILE, QUARANTINE_TREE, Store};
+use super::block::{self, Entries};
+use super::faults::Faults;
+use super::generation::{self, Live};
+use super::ledger::{self, Ledger};
+use super::log::{Inner, Mem, Queue, SEQ_BLOCK};
+use super::seqfile;
+use super::shared::{Signal, WriterState};
+use super::store::{
+    LEGACY_EVENTS_TREE, LEGACY_RESERVED, LOCK_WAIT, OWNER_FILE, Store, dir_size, key, open_store,
+    seq_of,
+};
+use super::{BufferError, QueueOptions, record};
+use crate::ops::health::BufferHealth;
 use std::fs;
-use std::io;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
 
-/// How long `open` waits for the lock: sled releases it from background threads a little
-/// after the last handle of a previous instance is dropped, and a previous daemon may still
-/// be exiting.
-pub(crate) const LOCK_WAIT: Duration = Duration::from_secs(2);
-
-/// Opens the database and its trees, moving a corrupt one aside when `move_corrupt` (then
-/// the second value is 1: the corrupt recoveries this open made). Recovery from a storage
-/// fault passes false: on a full or failing disk sled reports errors that look like
-/// corruption, and the queued events must not be moved aside for them.
-pub(crate) fn open_store(
-    dir: &Path,
-    opts: &QueueOptions,
-    move_corrupt: bool,
-) -> Result<(Store, u64), BufferError> {
-    let io_err = |what, source| BufferError::Io {
-        path: dir.to_path_buf(),
-        what,
-        source,
-    };
-    let sled_err = |source| BufferError::Sled {
-        path: dir.to_path_buf(),
-        source,
-    };
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(|e| io_err("creating the parent directory", e))?;
-    }
-    let mut corrupt_recoveries = 0;
-    let db = match open_sled_waiting(dir, opts) {
-        Ok(db) => db,
-        Err(OpenFailure::Locked) => return Err(locked_error(dir)),
-        Err(OpenFailure::Other(source)) => return Err(sled_err(source)),
-        Err(OpenFailure::Corrupt(why)) if !move_corrupt => {
-            return Err(io_err("reopening the database", io::Error::other(why)));
-        }
-        Err(OpenFailure::Corrupt(why)) => {
-            let aside =
-                move_aside(dir).map_err(|e| io_err("moving a corrupt database aside", e))?;
-            tracing::error!(
-                path = %dir.display(),
-                moved_to = %aside.display(),
-                error = %why,
-                "BUFFER DATABASE IS CORRUPT: moved it aside and started an empty one; \
-                 queued events in it are not delivered"
-            );
-            corrupt_recoveries += 1;
-            match open_sled_waiting(dir, opts) {
-                Ok(db) => db,
-                Err(OpenFailure::Locked) => return Err(locked_error(dir)),
-                Err(OpenFailure::Other(source)) => return Err(sled_err(source)),
-                Err(OpenFailure::Corrupt(why)) => {
-                    return Err(io_err(
-                        "opening a fresh database after moving a corrupt one aside",
-                        io::Error::other(why),
-                    ));
-                }
-            }
-        }
-    };
-    let events = db.open_tree(EVENTS_TREE).map_err(sled_err)?;
-    let meta = db.open_tree(META_TREE).map_err(sled_err)?;
-    let quarantine = db.open_tree(QUARANTINE_TREE).map_err(sled_err)?;
-    Ok((
-        Store {
-            db,
-            events,
-            meta,
-            quarantine,
-        },
-        corrupt_recoveries,
-    ))
+/// What a database holds, as its ledger and the uncounted blocks say.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    pub(crate) ledger: Ledger,
+    pub(crate) stored_last: u64,
+    /// The smallest seq the next run may hand out.
+    pub(crate) floor: u64,
+    /// The ledger was damaged and rebuilt.
+    pub(crate) repaired: bool,
 }
 
-fn open_sled_waiting(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
-    let deadline = Instant::now() + LOCK_WAIT;
-    let mut pause = Duration::from_millis(5);
-    loop {
-        let attempt = if lock_is_held(dir) {
-            Err(OpenFailure::Locked)
-        } else {
-            open_sled(dir, opts)
+impl Queue {
+    /// Opens (or creates) the queue in directory `dir` (e.g. `<state_dir>/buffer`).
+    pub fn open(dir: &Path, opts: QueueOptions) -> Result<Queue, BufferError> {
+        let state_lock = take_lock(dir)?;
+        let live = live(dir)?;
+        let (store, mut corrupt) = open_store(&live.path, &opts, true)?;
+        // Only now, holding the lock and the live database: what a crash during a
+        // compaction left beside it goes.
+        generation::remove_strays(dir, live.generation);
+        let sled_err = |source| BufferError::Sled {
+            path: dir.to_path_buf(),
+            source,
         };
-        match attempt {
-            Err(OpenFailure::Locked) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
-            other => return other,
+        let mut loaded = load(dir, &store).map_err(sled_err)?;
+        corrupt += u64::from(loaded.repaired);
+        let seq_file = seqfile::path_for(dir);
+        match seqfile::read(&seq_file) {
+            Ok(Some(n)) => loaded.floor = loaded.floor.max(n),
+            Ok(None) => {}
+            Err(e) => tracing::error!(path = %seq_file.display(), error = %e,
+                "seq side file is unreadable; relying on the database's reservation"),
         }
+        let floor = loaded.floor;
+        loaded.ledger.reserved = floor + SEQ_BLOCK;
+        store
+            .meta
+            .insert(ledger::KEY, loaded.ledger.encode())
+            .map_err(sled_err)?;
+        store.flush().map_err(sled_err)?;
+        let mut side_file = 0;
+        match seqfile::write(&seq_file, loaded.ledger.reserved) {
+            Ok(()) => side_file = loaded.ledger.reserved,
+            Err(e) => tracing::warn!(path = %seq_file.display(), error = %e,
+                "seq side file not written; the database holds the reservation"),
+        }
+        let owner = live.path.join(OWNER_FILE);
+        if let Err(e) = fs::write(&owner, format!("{}\n", std::process::id())) {
+            tracing::warn!(path = %owner.display(), error = %e, "could not write the owner pid file");
+        }
+        let led = loaded.ledger.clone();
+        tracing::info!(path = %dir.display(), events = led.events, bytes = led.bytes,
+            next_seq = floor, generation = live.generation, "buffer opened");
+        let disk = dir_size(&live.path);
+        let mem = Mem {
+            next: floor,
+            reserved: led.reserved,
+            want_reserved: led.reserved,
+            pushed: floor - 1,
+            watermark: led.watermark,
+            stored_events: led.events,
+            stored_bytes: led.bytes,
+            stored_last: loaded.stored_last,
+            last_block: led.last_block,
+            acked: led
+                .acked
+                .iter()
+                .copied()
+                .filter(|s| *s > led.watermark)
+                .collect(),
+            written: Some(led),
+            ..Mem::default()
+        };
+        let w = WriterState {
+            live,
+            state_lock: Some(state_lock),
+            side_file,
+            ..WriterState::default()
+        };
+        let q = assemble(dir, opts, Some(store), w, mem);
+        q.inner
+            .corrupt_recoveries
+            .store(corrupt, std::sync::atomic::Ordering::Relaxed);
+        q.inner
+            .disk_bytes
+            .store(disk, std::sync::atomic::Ordering::Relaxed);
+        Ok(q)
+    }
+
+    /// [`Queue::open`], or, when the queue's files cannot be opened at all (a read-only
+    /// or failing file system, an unusable `state_dir`, a generation pointer naming a
+    /// missing directory), a queue that starts degraded (SPEC §5 "Storage faults"): events
+    /// are held in memory and published directly, stored state is unavailable, and the
+    /// writer opens the files once they can be. A queue another process holds stays an
+    /// error ([`BufferError::Locked`]).
+    ///
+    /// Without its database the queue cannot know the last seq handed out, so it
+    /// continues from the current time in milliseconds, or from the side file's bound
+    /// if that is higher: a seq the gateway cannot have reached. The limit: a second such
+    /// start with the clock set back could meet the first one's seqs.
+    pub fn open_or_degraded(dir: &Path, opts: QueueOptions) -> Result<Queue, BufferError> {
+        let err = match Queue::open(dir, opts.clone()) {
+            Ok(q) => return Ok(q),
+            Err(e @ BufferError::Locked { .. }) => return Err(e),
+            Err(e) => e,
+        };
+        let side = seqfile::read(&seqfile::path_for(dir))
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        let floor = side.max(crate::model::now_ms()).max(1);
+        tracing::warn!(path = %dir.display(), next_seq = floor,
+            "buffer files cannot be opened: seqs continue from a time-based floor until they can");
+        let mem = Mem {
+            next: floor,
+            reserved: side,
+            want_reserved: side,
+            jump_from: Some(floor),
+            pushed: floor - 1,
+            ..Mem::default()
+        };
+        let w = WriterState {
+            live: Live::current(dir).unwrap_or_default(),
+            failed: true,
+            side_file: side,
+            ..WriterState::default()
+        };
+        let q = assemble(dir, opts, None, w, mem);
+        q.degrade(&err);
+        Ok(q)
     }
 }
 
-enum OpenFailure {
-    Locked,
-    Corrupt(String),
-    Other(sled::Error),
-}
-
-fn open_sled(dir: &Path, opts: &QueueOptions) -> Result<sled::Db, OpenFailure> {
-    let config = sled::Config::new()
-        .path(dir)
-        .cache_capacity(opts.cache_bytes)
-        // We flush on our own timer (flush_every_ms) and at shutdown.
-        .flush_every_ms(None)
-        // LowSpace: measured no throughput difference from HighThroughput here (100k x 300 B,
-        // flush every 1000: 20-35k ev/s either way in a debug build, noise-dominated), and
-        // cabinet flash is small, so favour reclaiming segments.
-        .mode(sled::Mode::LowSpace);
-    // sled 0.34 can panic on some garbage files; under panic=unwind that is a corrupt
-    // database too (with panic=abort this guard cannot help).
-    match catch_unwind(AssertUnwindSafe(|| config.open())) {
-        Ok(Ok(db)) => Ok(db),
-        Ok(Err(e)) => Err(classify(e)),
-        Err(panic) => Err(OpenFailure::Corrupt(format!(
-            "sled panicked while opening: {}",
-            crate::ops::logging::panic_message(&*panic)
-        ))),
-    }
-}
-
-fn classify(e: sled::Error) -> OpenFailure {
-    match e {
-        sled::Error::Io(io) if io.to_string().contains("could not acquire lock") => {
-            OpenFailure::Locked
-        }
-        sled::Error::Io(io)
-            if matches!(
-                io.kind(),
-                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
-            ) =>
-        {
-            OpenFailure::Corrupt(io.to_string())
-        }
-        e @ (sled::Error::Corruption { .. }
-        | sled::Error::Unsupported(_)
-        | sled::Error::ReportableBug(_)
-        | sled::Error::CollectionNotFound(_)) => OpenFailure::Corrupt(e.to_string()),
-        other => OpenFailure::Other(other),
-    }
-}
-
-/// sled holds an exclusive `flock` on `<dir>/db` while open; probe it first so a second
-/// process gets a clear error instead of relying on sled's message text alone.
-fn lock_is_held(dir: &Path) -> bool {
-    let Ok(f) = fs::File::open(dir.join("db")) else {
-        return false; // no database yet, or unreadable: sled will say
-    };
-    matches!(f.try_lock(), Err(fs::TryLockError::WouldBlock))
-}
-
-fn locked_error(dir: &Path) -> BufferError {
-    let holder = fs::read_to_string(dir.join(OWNER_FILE))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .map_or_else(|| "an unknown pid".to_owned(), |pid| format!("pid {pid}"));
-    BufferError::Locked {
+/// The live generation, or the refusal of a pointer to a missing one.
+pub(crate) fn live(dir: &Path) -> Result<Live, BufferError> {
+    Live::current(dir).map_err(|generation| BufferError::MissingGeneration {
         path: dir.to_path_buf(),
-        lock: dir.join("db"),
-        holder,
+        pointer: generation::pointer_path(dir),
+        generation,
+    })
+}
+
+/// The exclusive lock on the queue at `dir` (`<dir>.lock`), waiting up to [`LOCK_WAIT`].
+pub(crate) fn take_lock(dir: &Path) -> Result<fs::File, BufferError> {
+    let lock = generation::lock_path(dir);
+    match generation::lock(dir, LOCK_WAIT) {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(holder)) => Err(BufferError::Locked {
+            path: dir.to_path_buf(),
+            lock,
+            holder,
+        }),
+        Err(source) => Err(BufferError::Io {
+            path: lock,
+            what: "taking the buffer lock",
+            source,
+        }),
     }
 }
 
-/// Renames `dir` to `<dir>.corrupt-<UTC time>` (with a `-N` suffix if taken).
-fn move_aside(dir: &Path) -> io::Result<PathBuf> {
-    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .chars()
-        .filter(|c| !matches!(c, '-' | ':'))
-        .collect();
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "buffer".into());
-    let base = dir.with_file_name(format!("{name}.corrupt-{stamp}"));
-    let mut target = base.clone();
-    let mut n = 1;
-    while target.exists() {
-        target = PathBuf::from(format!("{}-{n}", base.display()));
-        n += 1;
+/// Reads the ledger, removes the garbage blocks below its watermark and counts the
+/// blocks written after it. A missing or damaged ledger is rebuilt from every block
+/// (the only full read); a database of an earlier release is converted into blocks.
+pub(crate) fn load(dir: &Path, store: &Store) -> Result<Loaded, sled::Error> {
+    let mut out = Loaded::default();
+    let mut legacy_floor = convert_legacy(store)?;
+    match store.meta.get(ledger::KEY)? {
+        Some(v) => match Ledger::decode(&v) {
+            Ok(l) => out.ledger = l,
+            Err(e) => {
+                tracing::error!(path = %dir.display(), error = %e,
+                    "BUFFER ledger is damaged; rebuilding it from the blocks and the side file");
+                out.repaired = true;
+            }
+        },
+        None => out.ledger = Ledger::default(),
     }
-    fs::rename(dir, &target)?;
-    Ok(target)
+    if out.repaired {
+        out.ledger = Ledger::default();
+    }
+    if let Some(v) = store.meta.get(LEGACY_RESERVED)? {
+        legacy_floor = legacy_floor.max(seq_of(&v).unwrap_or(0));
+    }
+    let led = &mut out.ledger;
+    let garbage: Vec<_> = store
+        .blocks
+        .range(..=key(led.watermark))
+        .keys()
+        .collect::<Result<_, _>>()?;
+    for k in garbage {
+        store.blocks.remove(k)?;
+    }
+    let after = if out.repaired { 0 } else { led.last_block };
+    for item in store.blocks.range(key(after.saturating_add(1))..) {
+        let (k, v) = item?;
+        let Some(first) = seq_of(&k) else { continue };
+        if let Ok(h) = block::header(&v) {
+            led.events += u64::from(h.count);
+            led.bytes += u64::from(h.bytes);
+        }
+        led.last_block = led.last_block.max(first);
+    }
+    if let Some((k, v)) = store.blocks.last()? {
+        let first = seq_of(&k).unwrap_or(0);
+        out.stored_last = block::header(&v).map_or(first, |h| h.last.max(first));
+    }
+    out.floor = [
+        1,
+        led.reserved,
+        led.watermark.saturating_add(1),
+        out.stored_last.saturating_add(1),
+        legacy_floor,
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or(1);
+    Ok(out)
 }
 
-pub(crate) fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_size(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
+/// Converts the per-event tree of an earlier release into blocks (once; the tree is then
+/// dropped). Returns the seq floor it proves.
+fn convert_legacy(store: &Store) -> Result<u64, sled::Error> {
+    if !store
+        .db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == LEGACY_EVENTS_TREE.as_bytes())
+    {
+        return Ok(0);
+    }
+    let events = store.db.open_tree(LEGACY_EVENTS_TREE)?;
+    let mut block = Entries::default();
+    let mut last = 0;
+    let mut converted = 0u64;
+    for item in events.iter() {
+        let (k, v) = item?;
+        let Some(seq) = seq_of(&k) else { continue };
+        // Re-encoded in the current record version (an unreadable one is kept as is and
+        // skipped, counted, by the reader).
+        let v = record::decode(&v)
+            .ok()
+            .and_then(|r| record::encode(&r))
+            .unwrap_or_else(|| v.to_vec());
+        if !block.fits(v.len()) {
+            let b = std::mem::take(&mut block);
+            store
+                .blocks
+                .insert(key(b.first().unwrap_or(0)), b.encode())?;
+        }
+        block.push(seq, v);
+        last = seq;
+        converted += 1;
+    }
+    if let Some(first) = block.first() {
+        store.blocks.insert(key(first), block.encode())?;
+    }
+    store.db.drop_tree(LEGACY_EVENTS_TREE)?;
+    store.flush()?;
+    tracing::info!(
+        events = converted,
+        "buffer of an earlier release converted into blocks"
+    );
+    Ok(last.saturating_add(1))
+}
+
+fn assemble(
+    dir: &Path,
+    opts: QueueOptions,
+    store: Option<Store>,
+    w: WriterState,
+    mem: Mem,
+) -> Queue {
+    Queue {
+        inner: Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            seq_file: seqfile::path_for(dir),
+            opts,
+            mem: Mutex::new(mem),
+            store: RwLock::new(store.map(Arc::new)),
+            write: Mutex::new(w),
+            health: BufferHealth::default(),
+            faults: Arc::new(Faults::default()),
+            dropped: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            corrupt_recoveries: AtomicU64::new(0),
+            disk_bytes: AtomicU64::new(0),
+            signal: Arc::new(Signal::default()),
+            space: Mutex::new(Default::default()),
+        }),
+    }
 }

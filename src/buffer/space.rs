@@ -1,34 +1,29 @@
 //! Disk use that comes back (SPEC §5): sled 0.34 never shrinks its files, so once a
-//! backlog has drained the queue is copied into a fresh generation (`generation.rs`) and
-//! the old files are deleted.
+//! backlog has drained the writer copies the queue into a fresh generation
+//! (`generation.rs`) and deletes the old files.
 //!
-//! [`Queue::maintain`] (blocking; the pipeline calls it on a blocking thread every
-//! [`MAINTAIN_EVERY`]) measures the live database's files and compacts when they exceed
-//! `max(COMPACT_FLOOR, 4 × queued bytes)`: a freshly written sled 0.34 database takes
-//! about 2.1 × its records (measured: 13.6 MB of 340-byte records, 28.8 MB of files,
-//! whatever the mode or the flush pattern), so below 4 × a copy would free little.
-//! The copy is made only while it needs at most `max(COMPACT_FLOOR, max_bytes / 4)`
-//! (2.1 × the queued records): a queue kept full by `on_full` churn stays at about
-//! 2.5 × `max_bytes` of files (measured), so the partition needs 3 × `max_bytes` + 16 MiB.
-//! [`Queue::compact`]:
-//! 1. without the queue's locks (pushes and acks go on): opens generation N+1 and copies
-//!    the events up to the last pushed seq `w`;
-//! 2. under every lock (acct, held, unflushed, seq, store): removes from the copy what
-//!    was acked or evicted meanwhile, copies the events after `w`, the quarantine, every
-//!    kv store and the seq floor, flushes and fsyncs the new generation, switches the
-//!    pointer (the commit point) and swaps the handles;
-//! 3. deletes generation N.
+//! [`Queue::maintain`] (the writer calls it every [`MAINTAIN_EVERY`]) checks that the
+//! files are still there (`degraded.rs`), measures them and compacts when they exceed
+//! `max(COMPACT_FLOOR, 4 × queued bytes)` and the copy is small (at most
+//! `max(COMPACT_FLOOR, max_bytes / 4)` of blocks). [`Queue::compact`], under the writer's
+//! lock (nothing else writes sled; pushes, acks and reads go on in memory):
+//! 1. flushes, then copies the live blocks, the ledger, the quarantine and every state
+//!    store into generation N+1, flushes it and fsyncs its directory tree;
+//! 2. switches the pointer (the commit point: temp file, fsync, rename, directory fsync);
+//!    when that reports an error, the pointer is read back: if it names N+1 the switch
+//!    happened, otherwise N+1 is deleted and N stays live;
+//! 3. swaps the handles and deletes generation N, never the live one.
 //!
-//! A crash before the switch leaves generation N live (open deletes N+1); after it,
-//! N+1 with everything (open deletes N). A failure (a full disk has no room for the copy)
-//! abandons the copy and leaves the queue as it was.
+//! A crash before the switch leaves N live (open deletes N+1); after it, N+1 with
+//! everything (open deletes N). A pointer naming a missing generation is refused at open.
 
-use super::BufferStats;
-use super::generation;
-use super::kv::TREE_PREFIX;
-use super::open::{dir_size, open_store};
-use super::sled_queue::{BufferError, Live, META_RESERVED, Queue, Store, Unflushed, key, lock};
-use std::sync::PoisonError;
+use super::BufferError;
+use super::generation::{self, Live};
+use super::ledger;
+use super::log::{Queue, lock};
+use super::shared::WriterState;
+use super::store::{Store, TREE_PREFIX, dir_size, key, open_store};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -37,16 +32,9 @@ pub const MAINTAIN_EVERY: Duration = Duration::from_secs(10);
 /// Files below this are never compacted: the copy would cost more than it frees.
 pub const COMPACT_FLOOR: u64 = 8 * 1024 * 1024;
 
-/// A fresh copy's files per byte of records, × 10 (measured 2.1).
+/// A fresh copy's files per byte of records, × 10 (measured 2.1 for one key per event;
+/// blocks take less, so this errs on the safe side).
 const COPY_RATIO_X10: u64 = 21;
-
-#[derive(Debug, Default)]
-pub(crate) struct SpaceState {
-    last_check: Option<Instant>,
-    /// Size of the files right after the last compaction: a database whose overhead
-    /// alone exceeds twice its payload is not compacted again until it has grown.
-    after_compaction: u64,
-}
 
 /// What one compaction did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,26 +47,6 @@ pub struct Compacted {
 }
 
 impl Queue {
-    /// Counters and sizes (cheap: `disk_bytes` is the last measurement, taken at open and
-    /// by [`Queue::maintain`], not a walk of the directory).
-    pub fn stats(&self) -> BufferStats {
-        let (events, bytes) = {
-            let acct = lock(&self.inner.acct);
-            let held = lock(&self.inner.held);
-            (
-                (acct.events + held.len()).saturating_sub(held.acked.len() as u64),
-                acct.bytes + held.bytes(),
-            )
-        };
-        BufferStats {
-            events,
-            bytes,
-            dropped: self.inner.dropped.load(Ordering::Relaxed),
-            corrupt_recoveries: self.inner.corrupt_recoveries.load(Ordering::Relaxed),
-            disk_bytes: self.inner.disk_bytes.load(Ordering::Relaxed),
-        }
-    }
-
     /// Whether [`Queue::maintain`] has something to do (cheap; for the caller's timer).
     pub fn maintenance_due(&self) -> bool {
         !self.inner.health.is_degraded()
@@ -87,8 +55,8 @@ impl Queue {
                 .is_none_or(|t| t.elapsed() >= MAINTAIN_EVERY)
     }
 
-    /// Measures the files and compacts when a drained backlog left them too large.
-    /// Blocking (call it from a blocking thread). Paced to [`MAINTAIN_EVERY`].
+    /// Checks the files are there, measures them and compacts when a drained backlog
+    /// left them too large. Blocking. Paced to [`MAINTAIN_EVERY`].
     pub fn maintain(&self) -> Result<Option<Compacted>, BufferError> {
         if !self.maintenance_due() {
             return Ok(None);
@@ -98,9 +66,10 @@ impl Queue {
             space.last_check = Some(Instant::now());
             space.after_compaction
         };
-        self.check_files_present()?;
-        let disk = self.measure();
-        let queued = lock(&self.inner.acct).bytes;
+        let mut w = lock(&self.inner.write);
+        self.check_files_present(&mut w)?;
+        let disk = self.measure(&w);
+        let queued = self.stats().bytes;
         if disk <= COMPACT_FLOOR.max(4 * queued) || 2 * disk <= 3 * after_compaction {
             return Ok(None);
         }
@@ -109,24 +78,31 @@ impl Queue {
             // 3 × max_bytes + 16 MiB); it waits until more of the backlog has drained.
             return Ok(None);
         }
-        self.compact().map(Some)
+        self.compact_locked(&mut w).map(Some)
     }
 
     /// Measures the live database's files; returns (and caches) their size.
-    fn measure(&self) -> u64 {
-        let live = lock(&self.inner.live).path.clone();
-        let disk = dir_size(&live);
+    fn measure(&self, w: &WriterState) -> u64 {
+        let disk = dir_size(&w.live.path);
         self.inner.disk_bytes.store(disk, Ordering::Relaxed);
         disk
     }
 
     /// Copies the queue into a fresh generation and deletes the old one (module docs).
-    /// Blocking; pushes, acks and reads go on meanwhile except during the final step.
+    /// Blocking; pushes, acks and reads go on meanwhile.
     pub fn compact(&self) -> Result<Compacted, BufferError> {
+        let mut w = lock(&self.inner.write);
+        self.compact_locked(&mut w)
+    }
+
+    fn compact_locked(&self, w: &mut WriterState) -> Result<Compacted, BufferError> {
         let started = Instant::now();
-        // One compaction at a time; the live generation only changes under this lock.
-        let _one = lock(&self.inner.compacting);
-        let old = lock(&self.inner.live).clone();
+        self.flush_locked(w)?;
+        let old_store = self.store().ok_or_else(|| self.closed())?;
+        if w.failed {
+            return Err(self.closed());
+        }
+        let old = w.live.clone();
         let disk_before = dir_size(&old.path);
         let next = Live {
             generation: old.generation + 1,
@@ -141,22 +117,40 @@ impl Queue {
             std::fs::remove_dir_all(&next.path)
                 .map_err(|e| io_err("removing a stale generation", e))?;
         }
-        let res = self.copy_into(&next);
-        let events = match res {
-            Ok(events) => events,
+        let fresh = match self.copy_into(&old_store, &next) {
+            Ok(fresh) => fresh,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&next.path);
                 tracing::warn!(error = %e, "buffer compaction abandoned; the queue is unchanged");
                 return Err(e);
             }
         };
+        if let Err(source) = generation::switch_to(&self.inner.dir, next.generation) {
+            // The rename may have happened before the failing fsync: what the pointer
+            // names now decides which generation is live.
+            if generation::current(&self.inner.dir) != next.generation {
+                drop(fresh);
+                let _ = std::fs::remove_dir_all(&next.path);
+                return Err(BufferError::Io {
+                    path: generation::pointer_path(&self.inner.dir),
+                    what: "switching to the new generation",
+                    source,
+                });
+            }
+            tracing::warn!(error = %source,
+                "the generation pointer was switched but its directory sync failed; continuing on the new generation");
+        }
+        drop(self.set_store(Some(Arc::new(fresh))));
+        drop(old_store);
+        w.live = next.clone();
         if let Err(e) = std::fs::remove_dir_all(&old.path) {
             // The next open removes it (it is not the pointer's generation any more).
             tracing::warn!(path = %old.path.display(), error = %e,
                 "cannot remove the previous buffer generation");
         }
-        let disk_after = self.measure();
+        let disk_after = self.measure(w);
         lock(&self.inner.space).after_compaction = disk_after;
+        let events = self.len();
         let done = Compacted {
             generation: next.generation,
             events,
@@ -175,83 +169,33 @@ impl Queue {
         Ok(done)
     }
 
-    /// Steps 1 and 2: the copy, the switch. Returns the events copied.
-    fn copy_into(&self, next: &Live) -> Result<u64, BufferError> {
+    /// Step 1: the copy, flushed and synced. Nothing else writes `old` meanwhile.
+    fn copy_into(&self, old: &Store, next: &Live) -> Result<Store, BufferError> {
         let err = |e| self.sled_err(e);
-        let (source, _) = {
-            let store = self.store();
-            let st = store.as_ref().ok_or_else(|| self.closed())?;
-            (st.events.clone(), st.db.clone())
-        };
         let (fresh, _) = open_store(&next.path, &self.inner.opts, false)?;
-        let watermark = self.inner.pushed.load(Ordering::Acquire);
-        for item in source.range(..=key(watermark)) {
+        let watermark = self.mem().watermark;
+        for item in old.blocks.range(key(watermark.saturating_add(1))..) {
             let (k, v) = item.map_err(err)?;
-            fresh.events.insert(k, v).map_err(err)?;
+            fresh.blocks.insert(k, v).map_err(err)?;
         }
-        drop(source);
-        // The bulk is written out before the locks are taken: under them only the delta.
-        fresh.db.flush().map_err(err)?;
-
-        let _acct = lock(&self.inner.acct);
-        let _held = lock(&self.inner.held);
-        let mut unflushed = lock(&self.inner.unflushed);
-        let seq = lock(&self.inner.seq);
-        let mut slot = self
-            .inner
-            .store
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if self.inner.health.is_degraded() {
-            return Err(self.closed());
+        if let Some(v) = old.meta.get(ledger::KEY).map_err(err)? {
+            fresh.meta.insert(ledger::KEY, v).map_err(err)?;
         }
-        let st = slot.as_ref().ok_or_else(|| self.closed())?;
-        for item in fresh.events.range(..=key(watermark)) {
-            let (k, _) = item.map_err(err)?;
-            if !st.events.contains_key(&k).map_err(err)? {
-                fresh.events.remove(k).map_err(err)?;
-            }
-        }
-        let after = watermark.checked_add(1).map(key);
-        if let Some(after) = after {
-            for item in st.events.range(after..) {
-                let (k, v) = item.map_err(err)?;
-                fresh.events.insert(k, v).map_err(err)?;
-            }
-        }
-        copy_tree(&st.quarantine, &fresh.quarantine).map_err(err)?;
-        for name in st.db.tree_names() {
+        copy_tree(&old.quarantine, &fresh.quarantine).map_err(err)?;
+        for name in old.db.tree_names() {
             if name.starts_with(TREE_PREFIX.as_bytes()) {
-                let from = st.db.open_tree(&name).map_err(err)?;
+                let from = old.db.open_tree(&name).map_err(err)?;
                 let to = fresh.db.open_tree(&name).map_err(err)?;
                 copy_tree(&from, &to).map_err(err)?;
             }
         }
-        fresh
-            .meta
-            .insert(META_RESERVED, &key(seq.reserved_until.max(seq.next)))
-            .map_err(err)?;
-        fresh.db.flush().map_err(err)?;
-        let events = fresh.events.len() as u64;
+        fresh.flush().map_err(err)?;
         generation::sync_tree(&next.path).map_err(|source| BufferError::Io {
             path: next.path.clone(),
             what: "syncing the new generation",
             source,
         })?;
-        generation::switch_to(&self.inner.dir, next.generation).map_err(|source| {
-            BufferError::Io {
-                path: generation::pointer_path(&self.inner.dir),
-                what: "switching to the new generation",
-                source,
-            }
-        })?;
-        let previous: Option<Store> = slot.replace(fresh);
-        *lock(&self.inner.live) = next.clone();
-        *unflushed = Unflushed::default();
-        self.inner.dirty.store(false, Ordering::Release);
-        drop(slot);
-        drop(previous);
-        Ok(events)
+        Ok(fresh)
     }
 }
 

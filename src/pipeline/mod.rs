@@ -1,9 +1,9 @@
 //! The pipeline task: readings and device transitions in, durable records out.
 //!
 //! Invariants: one task stamps every buffered event, so `seq` order is publish order; an
-//! event is in the queue before the publisher is woken; the queue is flushed every
-//! `flush_every_ms` and once more when the input channel closes (shutdown), which bounds
-//! what a crash can lose.
+//! event is in the queue before the publisher is woken; the queue's writer is asked for a
+//! flush every `flush_every_ms` and the queue is flushed once more when the input channel
+//! closes (shutdown), which bounds what a crash can lose. Nothing here waits for a disk.
 
 pub mod latest;
 pub mod report;
@@ -122,8 +122,6 @@ pub struct Pipeline {
     full: bool,
     /// Beats on every loop turn (the flush timer guarantees turns) for the watchdog.
     heartbeat: Option<Heartbeat>,
-    /// A storage-fault retry is running on a blocking thread.
-    retrying: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Pipeline {
@@ -145,7 +143,6 @@ impl Pipeline {
             started: Instant::now(),
             full: false,
             heartbeat: None,
-            retrying: Default::default(),
         }
     }
 
@@ -165,7 +162,6 @@ impl Pipeline {
             .unwrap_or(Duration::from_secs(3600));
         let mut stats = tokio::time::interval_at(Instant::now() + stats_every, stats_every);
         stats.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut dirty = false;
         // Turns the loop at least every second for the watchdog's liveness check.
         let mut idle = tokio::time::interval(Duration::from_secs(1));
         loop {
@@ -173,7 +169,7 @@ impl Pipeline {
                 hb.beat();
             }
             tokio::select! {
-                _ = idle.tick() => self.retry(),
+                _ = idle.tick() => {}
                 msg = rx.recv() => match msg {
                     Some(Input::Settings(new)) => {
                         if new.flush_every != self.settings.flush_every {
@@ -187,18 +183,13 @@ impl Pipeline {
                         }
                         self.set_settings(new);
                     }
-                    Some(m) => { self.handle(m); dirty = true; }
+                    Some(m) => self.handle(m),
                     None => break,
                 },
-                _ = flush.tick() => {
-                    if dirty {
-                        self.flush().await;
-                        dirty = false;
-                    }
-                }
+                // The writer thread does the work (and skips a flush with nothing to do).
+                _ = flush.tick() => self.queue.request_flush(),
                 _ = stats.tick(), if self.settings.stats_every.is_some() => {
                     self.emit_stats();
-                    dirty = true;
                 }
             }
         }
@@ -214,30 +205,6 @@ impl Pipeline {
             Ok(Err(_)) => Counters::inc(&self.counters.buffer_error),
             Err(e) => tracing::error!(error = %e, "buffer flush task failed"),
         }
-    }
-
-    /// While the queue is degraded, lets it retry on a blocking thread (reopening takes
-    /// seconds; the loop goes on meanwhile). The queue paces itself to `RETRY_EVERY`.
-    /// Otherwise, when due, lets it measure its files and compact them (same thread
-    /// pool, same flag: never both at once).
-    fn retry(&self) {
-        let degraded = self.queue.health().is_degraded();
-        if !degraded && !self.queue.maintenance_due() || self.retrying.swap(true, Relaxed) {
-            return;
-        }
-        let (q, wake, busy) = (self.queue.clone(), self.wake.clone(), self.retrying.clone());
-        tokio::task::spawn_blocking(move || {
-            if degraded {
-                match q.retry() {
-                    Ok(true) => wake.notify_one(),
-                    Ok(false) => {}
-                    Err(e) => tracing::debug!(error = %e, "buffer still cannot store"),
-                }
-            } else if let Err(e) = q.maintain() {
-                tracing::debug!(error = %e, "buffer compaction failed");
-            }
-            busy.store(false, Relaxed);
-        });
     }
 
     pub fn handle(&mut self, msg: Input) {
@@ -372,24 +339,18 @@ impl Pipeline {
     /// Stamps, encodes and queues one event, then wakes the publisher.
     /// `build` gets (seq, ts, gateway id).
     fn emit(&mut self, topic: String, retain: bool, build: impl FnOnce(u64, u64, &str) -> Body) {
-        let seq = match self.queue.next_seq() {
-            Ok(s) => s,
-            Err(e) => {
-                Counters::inc(&self.counters.buffer_error);
-                tracing::error!(error = %e, topic, "cannot allocate a sequence number; event lost");
-                return;
+        let gateway = &self.settings.gateway;
+        let pushed = self.queue.push_with(|seq| {
+            let ts = now_ms();
+            Record {
+                payload: build(seq, ts, gateway),
+                topic,
+                retain,
+                created_ms: ts,
             }
-        };
-        let ts = now_ms();
-        let payload = build(seq, ts, &self.settings.gateway);
-        let rec = Record {
-            topic,
-            payload,
-            retain,
-            created_ms: ts,
-        };
-        match self.queue.push(seq, &rec) {
-            Ok(PushOutcome::Stored { evicted: 0 }) => {
+        });
+        match pushed {
+            Ok((_, PushOutcome::Stored { evicted: 0 })) => {
                 if self.full {
                     self.full = false;
                     tracing::info!(
@@ -398,7 +359,7 @@ impl Pipeline {
                     );
                 }
             }
-            Ok(PushOutcome::Stored { evicted }) => {
+            Ok((_, PushOutcome::Stored { evicted })) => {
                 if !self.full {
                     self.full = true;
                     tracing::warn!(
@@ -407,7 +368,7 @@ impl Pipeline {
                     );
                 }
             }
-            Ok(PushOutcome::Rejected) => {
+            Ok((seq, PushOutcome::Rejected)) => {
                 if !self.full {
                     self.full = true;
                     tracing::warn!(
@@ -416,7 +377,7 @@ impl Pipeline {
                     );
                 }
             }
-            Ok(PushOutcome::Degraded { held, .. }) => {
+            Ok((_, PushOutcome::Degraded { held, .. })) => {
                 // Logged once by the queue's transition to degraded, never per event.
                 Counters::inc(&self.counters.buffer_error);
                 if !held && !self.full {
@@ -429,7 +390,7 @@ impl Pipeline {
             }
             Err(e) => {
                 Counters::inc(&self.counters.buffer_error);
-                tracing::error!(error = %e, seq, "cannot store event");
+                tracing::error!(error = %e, "cannot store event");
             }
         }
         self.wake.notify_one();

@@ -1,8 +1,12 @@
 //! Proves the queue contract in-process: ordering, idempotent acks, seq monotonicity across
-//! reopen, exact `on_full` accounting (also after reopen), recovery from a corrupt database
-//! and a malformed seq reservation, skipping of malformed records, the lock error, the
-//! KvStore; `model`: random push/ack/read/reopen against a BTreeMap model.
+//! reopen, exact `on_full` accounting in memory and by whole blocks on disk (also after
+//! reopen), recovery from a corrupt database and a damaged ledger, skipping of damaged
+//! blocks, conversion of an earlier release's queue, the lock error, the KvStore.
 
+use super::super::store::{META_TREE, key};
+use super::super::{
+    BufferError, PushOutcome, QueueOptions, Record, WhenFull, ledger, record, seqfile,
+};
 use super::*;
 use crate::model::payload::{Body, Delivery};
 use std::fs;
@@ -115,7 +119,7 @@ fn seq_keeps_increasing_across_reopen_and_skips_the_rest_of_the_reserved_block()
 }
 
 #[test]
-fn drop_oldest_evicts_exactly_enough_old_records_and_counts_them() {
+fn drop_oldest_evicts_exactly_enough_old_records_held_in_memory_and_counts_them() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let one = size(&rec(0, 100));
     let q = Queue::open(
@@ -248,7 +252,7 @@ fn a_corrupt_database_is_moved_aside_and_a_fresh_one_keeps_the_seq_floor() {
 }
 
 #[test]
-fn a_malformed_seq_reservation_is_repaired_from_the_side_file_and_counted() {
+fn a_damaged_ledger_is_rebuilt_from_the_blocks_and_the_side_file_and_counted() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("buffer");
     {
@@ -268,7 +272,7 @@ fn a_malformed_seq_reservation_is_repaired_from_the_side_file_and_counted() {
             std::thread::sleep(std::time::Duration::from_millis(20));
         };
         let meta = db.open_tree(META_TREE).expect("meta");
-        meta.insert(META_RESERVED, &b"oops"[..]).expect("garble");
+        meta.insert(ledger::KEY, &b"oops"[..]).expect("garble");
         db.flush().expect("flush");
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
@@ -287,44 +291,61 @@ fn a_backlog_written_by_the_previous_record_version_is_delivered_after_an_upgrad
     old.extend_from_slice(b"a/b");
     old.extend_from_slice(closed);
     {
+        // An earlier release kept one sled key per event in the `events` tree.
         let q = Queue::open(&dir, QueueOptions::default()).expect("open");
-        let (seq, _) = push_new(&q, &rec(0, 10));
-        q.store()
-            .as_ref()
-            .expect("open")
-            .events
-            .insert(key(seq + 1), &old[..])
-            .expect("old");
-        q.store().as_ref().expect("open").db.flush().expect("flush");
+        let store = q.store().expect("open");
+        let events = store.db.open_tree("events").expect("events tree");
+        events.insert(key(7), &old[..]).expect("old");
+        let mut v2 = record::encode(&rec(0, 10)).expect("encode");
+        events.insert(key(8), v2.as_slice()).expect("v2");
+        v2.truncate(3);
+        store.flush().expect("flush");
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     let all = q.read_after(None, 10).expect("read");
-    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().map(|(s, _)| *s).collect::<Vec<_>>(), vec![7, 8]);
     assert_eq!(q.malformed_skipped(), 0);
-    let (seq, upgraded) = all[1].clone();
+    let upgraded = all[0].1.clone();
     assert_eq!((upgraded.topic.as_str(), upgraded.created_ms), ("a/b", 5));
     assert_eq!(upgraded.payload.publish(Delivery::Live), closed.to_vec());
-    assert_eq!(q.stats().bytes, size(&rec(0, 10)) + old.len() as u64);
-    q.ack(seq).expect("ack");
-    assert_eq!(q.stats().bytes, size(&rec(0, 10)));
+    assert_eq!(all[1].1, rec(0, 10));
+    // Converted to the current record version (one byte shorter).
+    assert_eq!(q.stats().bytes, size(&rec(0, 10)) + old.len() as u64 - 1);
+    assert!(
+        q.next_seq().expect("next") > 8,
+        "the old keys raise the seq floor"
+    );
+    q.ack_many(&[7, 8]);
+    q.flush().expect("flush");
+    assert_eq!((q.stats().events, q.stats().bytes), (0, 0));
+    let names = q.store().expect("open").db.tree_names();
+    assert!(
+        !names.iter().any(|n| n.as_ref() == b"events"),
+        "converted once"
+    );
 }
 
 #[test]
-fn a_malformed_record_is_skipped_and_quarantined_without_blocking_the_others() {
+fn a_damaged_block_is_skipped_and_quarantined_without_blocking_the_others() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("buffer");
     {
         let q = Queue::open(&dir, QueueOptions::default()).expect("open");
         for i in 0..3 {
             push_new(&q, &rec(i, 10));
+            q.flush().expect("one block per event");
         }
-        q.store()
-            .as_ref()
-            .expect("open")
-            .events
-            .insert(key(2), &b"\x01\x00short"[..])
-            .expect("garble");
-        q.store().as_ref().expect("open").db.flush().expect("flush");
+        let store = q.store().expect("open");
+        let mut v = store
+            .blocks
+            .get(key(2))
+            .expect("get")
+            .expect("block 2")
+            .to_vec();
+        let last = v.len() - 1;
+        v[last] ^= 0x55; // a bit rot in its last record
+        store.blocks.insert(key(2), v).expect("garble");
+        store.flush().expect("flush");
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     let seqs: Vec<u64> = q
@@ -337,7 +358,8 @@ fn a_malformed_record_is_skipped_and_quarantined_without_blocking_the_others() {
     assert_eq!(q.malformed_skipped(), 1);
     assert_eq!(q.stats().events, 2);
     assert_eq!(q.stats().bytes, size(&rec(0, 10)) + size(&rec(2, 10)));
-    assert_eq!(q.store().as_ref().expect("open").quarantine.len(), 1);
+    q.flush().expect("the writer moves it aside");
+    assert_eq!(q.store().expect("open").quarantine.len(), 1);
     assert_eq!(q.read_after(None, 10).expect("read again").len(), 2);
     assert_eq!(
         q.malformed_skipped(),
@@ -349,7 +371,7 @@ fn a_malformed_record_is_skipped_and_quarantined_without_blocking_the_others() {
         seq: 2,
         what: "x".into(),
     };
-    assert!(err.to_string().contains("record 2"));
+    assert!(err.to_string().contains("block 2"));
 }
 
 #[test]
@@ -404,13 +426,76 @@ fn kv_stores_persist_beside_the_queue_and_iterate_by_prefix() {
 fn flush_with_nothing_written_does_not_touch_sled() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
+    let st = q.store().expect("open");
     q.flush().expect("flush");
-    assert!(!q.inner.dirty.load(Ordering::Acquire));
+    assert!(q.plan(&st).is_none(), "nothing to write");
     push_new(&q, &rec(0, 1));
-    assert!(q.inner.dirty.load(Ordering::Acquire));
     q.flush().expect("flush");
-    assert!(!q.inner.dirty.load(Ordering::Acquire));
+    assert!(q.plan(&st).is_none(), "written");
 }
 
-#[path = "sled_queue_model_tests.rs"]
-mod model;
+#[test]
+fn events_acked_before_the_flush_are_never_written_and_a_drained_block_is_removed_whole() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let q = Queue::open(&tmp.path().join("buffer"), QueueOptions::default()).expect("open");
+    let st = q.store().expect("open");
+    let seqs: Vec<u64> = (0..10).map(|i| push_new(&q, &rec(i, 50)).0).collect();
+    q.ack_many(&seqs[..10]);
+    q.flush().expect("flush");
+    assert_eq!(st.blocks.len(), 0, "acked in memory: nothing reached sled");
+    let seqs: Vec<u64> = (0..10).map(|i| push_new(&q, &rec(i, 50)).0).collect();
+    q.flush().expect("flush");
+    assert_eq!(st.blocks.len(), 1, "one block for the flush window");
+    q.ack_many(&seqs[..9]);
+    q.flush().expect("flush");
+    assert_eq!(st.blocks.len(), 1, "a block stays until all of it is acked");
+    assert_eq!(q.len(), 1);
+    q.ack(seqs[9]).expect("ack");
+    q.flush().expect("flush");
+    assert_eq!(st.blocks.len(), 0, "removed whole");
+    assert_eq!((q.stats().events, q.stats().bytes), (0, 0));
+}
+
+#[test]
+fn drop_oldest_evicts_whole_stored_blocks_from_the_front() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let one = size(&rec(0, 100));
+    let q = Queue::open(
+        &tmp.path().join("buffer"),
+        opts(one * 4, WhenFull::DropOldest),
+    )
+    .expect("open");
+    let a: Vec<u64> = (0..2).map(|i| push_new(&q, &rec(i, 100)).0).collect();
+    q.flush().expect("block a");
+    let b: Vec<u64> = (0..2).map(|i| push_new(&q, &rec(i, 100)).0).collect();
+    q.flush().expect("block b");
+    let (c, out) = push_new(&q, &rec(9, 100));
+    assert_eq!(
+        out,
+        PushOutcome::Stored { evicted: 2 },
+        "block a went whole"
+    );
+    let left: Vec<u64> = q
+        .read_after(None, 10)
+        .expect("read")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(left, vec![b[0], b[1], c]);
+    assert_eq!((q.stats().events, q.stats().dropped), (3, 2));
+    q.flush().expect("flush");
+    drop(q);
+    let q = Queue::open(
+        &tmp.path().join("buffer"),
+        opts(one * 4, WhenFull::DropOldest),
+    )
+    .expect("reopen");
+    let left: Vec<u64> = q
+        .read_after(None, 10)
+        .expect("read")
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    assert_eq!(left, vec![b[0], b[1], c], "the eviction is durable");
+    assert!(a.iter().all(|s| !left.contains(s)));
+}

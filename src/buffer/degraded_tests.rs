@@ -1,11 +1,15 @@
 //! Proves SPEC §5 "Storage faults" behind the queue's interface with injected errors
-//! (ENOSPC, EIO on write, flush and open): events are held in memory and still readable,
+//! (ENOSPC, EIO on write, flush and open). A push never touches the disk, so a fault shows
+//! at the writer's flush; from then on events are held in memory and still readable,
 //! acks and kv writes are remembered, the fault is one state change, recovery writes the
 //! held events first and everything survives a reopen, and no seq is reused after a crash
 //! during the fault; a queue whose files cannot be opened at all starts degraded.
 
 use super::*;
-use crate::buffer::{EIO, ENOSPC};
+use crate::buffer::record;
+use crate::buffer::{
+    BufferError, EIO, ENOSPC, PushOutcome, QueueOptions, Record, SEQ_BLOCK, WhenFull,
+};
 use crate::model::payload::Body;
 use crate::ops::health::Health;
 
@@ -52,6 +56,15 @@ fn a_full_disk_on_write_holds_events_in_memory_and_recovery_stores_them_first() 
     q.flush().expect("flush");
     q.faults().set(FaultPoint::Write, ENOSPC);
     let (s2, out) = push(&q, 2);
+    assert_eq!(out, PushOutcome::Stored { evicted: 0 }, "in memory");
+    assert!(q.flush().is_err(), "the writer meets the fault");
+    let health = q.health().get();
+    assert!(health.is_degraded());
+    assert!(
+        health.reason().expect("reason").contains("No space left"),
+        "{health:?}"
+    );
+    let (s3, out) = push(&q, 3);
     assert_eq!(
         out,
         PushOutcome::Degraded {
@@ -59,13 +72,6 @@ fn a_full_disk_on_write_holds_events_in_memory_and_recovery_stores_them_first() 
             evicted: 0
         }
     );
-    let health = q.health().get();
-    assert!(health.is_degraded());
-    assert!(
-        health.reason().expect("reason").contains("No space left"),
-        "{health:?}"
-    );
-    let (s3, _) = push(&q, 3);
     assert_eq!(seqs(&q), vec![s1, s2, s3], "stored and held, in seq order");
     assert_eq!(q.len(), 3);
     // An ack of a stored event while the database refuses writes is remembered.
@@ -113,6 +119,7 @@ fn a_failing_open_at_recovery_leaves_the_queue_usable_from_memory() {
     let q = Queue::open(&dir, QueueOptions::default()).expect("open");
     q.faults().set(FaultPoint::Write, EIO);
     let (s1, _) = push(&q, 1);
+    assert!(q.flush().is_err());
     q.faults().set(FaultPoint::Open, EIO);
     assert!(q.recover().is_err(), "open fails");
     // The database is closed now; pushes, reads and acks still work from memory.
@@ -153,7 +160,9 @@ fn the_memory_hold_is_bounded_and_every_lost_event_is_counted() {
     )
     .expect("open");
     q.faults().set(FaultPoint::Write, ENOSPC);
-    let all: Vec<u64> = (1..=5).map(|i| push(&q, i).0).collect();
+    let mut all = vec![push(&q, 1).0];
+    assert!(q.flush().is_err(), "degraded");
+    all.extend((2..=5).map(|i| push(&q, i).0));
     assert_eq!(seqs(&q), all[2..].to_vec(), "the oldest held events went");
     assert_eq!(q.stats().dropped, 2);
     assert!(q.stats().bytes <= one * 3);
@@ -198,7 +207,7 @@ fn a_queue_whose_directory_cannot_be_made_starts_degraded_and_opens_it_once_it_c
     assert!(q.health().is_degraded(), "and leaves it degraded");
 
     std::fs::remove_file(&blocker).expect("free the place");
-    *lock(&q.inner.last_retry) = None; // do not wait RETRY_EVERY in a test
+    lock(&q.inner.write).last_retry = None; // do not wait RETRY_EVERY in a test
     assert!(q.retry().expect("retry"), "opened once it can");
     assert!(!q.health().is_degraded());
     assert_eq!(seqs(&q), held, "the held events were stored first");
@@ -242,7 +251,7 @@ fn files_deleted_under_a_running_queue_are_detected_and_everything_they_held_is_
     let (during, out) = push(&q, 4);
     assert!(matches!(out, PushOutcome::Degraded { held: true, .. }));
 
-    *lock(&q.inner.last_retry) = None; // do not wait RETRY_EVERY in a test
+    lock(&q.inner.write).last_retry = None; // do not wait RETRY_EVERY in a test
     assert!(q.retry().expect("retry"), "a new queue is written");
     assert!(!q.health().is_degraded());
     let expect = vec![stored[1], stored[2], during];
@@ -275,7 +284,7 @@ fn files_found_again_after_they_vanished_keep_the_seq_floor_even_with_nothing_qu
     q.flush().expect("flush");
     remove_everything_in(tmp.path());
     assert!(q.maintain().is_err(), "vanished");
-    *lock(&q.inner.last_retry) = None;
+    lock(&q.inner.write).last_retry = None;
     assert!(q.retry().expect("retry"));
     // A crash right after the recovery, before any new seq: the new files alone (empty)
     // must still know the floor.

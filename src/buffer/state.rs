@@ -1,0 +1,175 @@
+//! Stored state, apart from the event log: LoRa sessions and join nonces, OCPP
+//! transaction ids, command ids, pending downlinks. Each [`KvStore`] is its own sled tree,
+//! written by the queue's writer with the same flush as the events.
+//!
+//! A write goes into memory first and is read back from there until the writer has made
+//! it durable. State that cannot be read (the database never opened, or unreadable) is
+//! [`BufferError::StateUnavailable`], never absent (SPEC §5): the devices that need it stay
+//! offline until it can be read. Counters written with [`KvStore::insert_max`] never go
+//! backwards, whatever is written meanwhile.
+
+use super::BufferError;
+use super::log::{KvWrite, Queue};
+use std::sync::Arc;
+
+/// Longest store name accepted by [`Queue::kv`].
+pub const MAX_KV_NAME: usize = 64;
+
+/// One stored entry: key, value.
+pub type KvEntry = (Vec<u8>, Vec<u8>);
+
+/// A named byte-key/byte-value map beside the queue. Cheap to clone. Writes become
+/// durable with the next flush.
+#[derive(Clone)]
+pub struct KvStore {
+    pub(crate) name: Arc<str>,
+    pub(crate) queue: Queue,
+}
+
+impl std::fmt::Debug for KvStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvStore")
+            .field("name", &self.name)
+            .field("path", &self.queue.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KvStore {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn unavailable(&self) -> BufferError {
+        BufferError::StateUnavailable {
+            path: self.queue.path().to_path_buf(),
+        }
+    }
+
+    /// The stored value, `Ok(None)` when there is none, an error when it cannot be read.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BufferError> {
+        if let Some(w) = self.queue.mem().kv.get(&(self.name.clone(), key.to_vec())) {
+            return Ok(w.value.clone());
+        }
+        let st = self.queue.store().ok_or_else(|| self.unavailable())?;
+        st.kv_tree(&self.name)
+            .and_then(|t| t.get(key))
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|_| self.unavailable())
+    }
+
+    fn write(&self, key: &[u8], value: Option<&[u8]>) -> Result<Option<Vec<u8>>, BufferError> {
+        let old = self.get(key)?;
+        let mut m = self.queue.mem();
+        m.kv_version += 1;
+        let version = m.kv_version;
+        m.kv.insert(
+            (self.name.clone(), key.to_vec()),
+            KvWrite {
+                value: value.map(<[u8]>::to_vec),
+                version,
+            },
+        );
+        Ok(old)
+    }
+
+    /// Inserts `value` under `key`; returns the previous value.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, BufferError> {
+        self.write(key, Some(value))
+    }
+
+    /// Stores the counter `value` under `key` unless the stored one is higher; returns
+    /// the counter now stored. Frame counters, nonces and ids never go backwards.
+    pub fn insert_max(&self, key: &[u8], value: u64) -> Result<u64, BufferError> {
+        let stored = self
+            .get(key)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes);
+        let now = stored.max(value);
+        if now != stored || stored == 0 {
+            self.write(key, Some(&now.to_be_bytes()))?;
+        }
+        Ok(now)
+    }
+
+    /// [`KvStore::insert`], durable on return (blocking: waits for the writer's fsync).
+    /// For what must not be used before it is stored (OCPP transaction ids).
+    pub fn insert_durable(&self, key: &[u8], value: &[u8]) -> Result<(), BufferError> {
+        self.insert(key, value)?;
+        self.queue.flush()?;
+        if self.queue.health().is_degraded() {
+            return Err(self.queue.closed());
+        }
+        Ok(())
+    }
+
+    /// Removes `key`; returns the previous value.
+    pub fn remove(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BufferError> {
+        self.write(key, None)
+    }
+
+    /// Entries whose key starts with `prefix`, in key order (`b""` for all of them),
+    /// writes not yet durable included.
+    pub fn iter_prefix(
+        &self,
+        prefix: &[u8],
+    ) -> impl Iterator<Item = Result<KvEntry, BufferError>> + use<> {
+        let items: Vec<Result<KvEntry, BufferError>> = match self.entries(prefix) {
+            Ok(v) => v.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        items.into_iter()
+    }
+
+    fn entries(&self, prefix: &[u8]) -> Result<Vec<KvEntry>, BufferError> {
+        let st = self.queue.store().ok_or_else(|| self.unavailable())?;
+        let tree = st.kv_tree(&self.name).map_err(|_| self.unavailable())?;
+        let mut all = std::collections::BTreeMap::new();
+        for item in tree.scan_prefix(prefix) {
+            let (k, v) = item.map_err(|_| self.unavailable())?;
+            all.insert(k.to_vec(), Some(v.to_vec()));
+        }
+        let m = self.queue.mem();
+        for ((name, k), w) in m.kv.iter() {
+            if *name == self.name && k.starts_with(prefix) {
+                all.insert(k.clone(), w.value.clone());
+            }
+        }
+        Ok(all
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries(b"").map_or(0, |e| e.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Queue {
+    /// A named persisted map beside the queue (see [`KvStore`]).
+    pub fn kv(&self, name: &str) -> Result<KvStore, BufferError> {
+        if !valid_name(name) {
+            return Err(BufferError::InvalidKvName {
+                path: self.path().to_path_buf(),
+                name: name.to_owned(),
+            });
+        }
+        Ok(KvStore {
+            name: name.into(),
+            queue: self.clone(),
+        })
+    }
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_KV_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}

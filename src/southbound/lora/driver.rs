@@ -19,7 +19,7 @@ use crate::buffer::Queue;
 use crate::config::lora::{LoraCfg, LoraDeviceCfg};
 use crate::model::LinkState;
 use crate::model::Value;
-use crate::model::command::WriteOutcome;
+use crate::model::command::{Refusal as Cmd, WriteOutcome};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::pipeline::{DeviceInfo, Input};
@@ -64,7 +64,34 @@ impl LoraDevice {
             (None, None) => DEFAULT_OFFLINE_AFTER,
         }
     }
+
+    /// A command's writes as downlink frames through the profile's `encode_downlink`:
+    /// (point name, value, (fport, bytes)) in order, or why it cannot be sent. Both LoRa
+    /// sources (semtech_udp, chirpstack) send what this gives.
+    pub fn encode_writes(&self, writes: &[(usize, Value)]) -> Result<Vec<EncodedWrite>, Cmd> {
+        let Some(codec) = &self.codec else {
+            let e = "the device's profile has no LoRa script".to_string();
+            return Err(Cmd::Unsupported(e));
+        };
+        let mut frames = Vec::with_capacity(writes.len());
+        for (i, v) in writes {
+            let Some(p) = self.info.profile.points.get(*i) else {
+                return Err(Cmd::UnknownPoint(format!("#{i}")));
+            };
+            match codec.encode(&p.name, v) {
+                Ok(f) => frames.push((p.name.clone(), v.clone(), f)),
+                Err(e) => {
+                    let e = format!("encode_downlink failed for '{}': {e}", p.name);
+                    return Err(Cmd::DeviceError(e));
+                }
+            }
+        }
+        Ok(frames)
+    }
 }
+
+/// One write of a command as a downlink: (point name, value, (fport, bytes)).
+pub type EncodedWrite = (String, Value, (u8, Vec<u8>));
 
 pub(super) struct Heard {
     pub(super) first: Instant,

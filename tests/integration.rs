@@ -98,5 +98,9 @@ mod shutdown_writes;
 mod storage_full;
 #[path = "storage_readonly.rs"]
 mod storage_readonly;
+#[path = "storage_remount.rs"]
+mod storage_remount;
+#[path = "storage_state.rs"]
+mod storage_state;
 #[path = "tls.rs"]
 mod tls;

@@ -295,3 +295,45 @@ fn files_found_again_after_they_vanished_keep_the_seq_floor_even_with_nothing_qu
         "no seq reused after files that vanished empty"
     );
 }
+
+#[test]
+fn without_any_writable_reservation_seqs_go_on_in_the_far_range_and_the_next_run_starts_above() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+    let (first, _) = push(&q, 0);
+    q.flush().expect("flush");
+    // A read-only remount: neither the database nor the side file takes writes.
+    q.faults().set(FaultPoint::Write, crate::buffer::EIO);
+    let side = tmp.path().join("buffer.seq");
+    std::fs::remove_file(&side).expect("side file");
+    std::fs::create_dir(&side).expect("a directory where the side file was");
+    let mut seqs = vec![first];
+    for i in 1..3 * SEQ_BLOCK {
+        let (seq, _) = q.push_with(|_| rec(i)).expect("push");
+        seqs.push(seq);
+        if i % 100 == 0 {
+            let _ = q.flush();
+        }
+    }
+    let _ = q.flush();
+    assert!(q.health().is_degraded());
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "no jump within the far range"
+    );
+    let readable = q.read_after(None, usize::MAX).expect("read");
+    assert_eq!(
+        readable.len(),
+        seqs.len(),
+        "every one is published, none waits for a reservation"
+    );
+    // The daemon stops or dies without recording anything; the file system comes back.
+    drop(q);
+    std::fs::remove_dir(&side).expect("side file place");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    assert!(
+        q.next_seq().expect("next") > *seqs.last().expect("last"),
+        "the next run starts above"
+    );
+}

@@ -15,6 +15,8 @@ pub enum FaultPoint {
     Flush,
     /// Opening the database (at recovery).
     Open,
+    /// The directory fsync after the generation pointer was renamed (compaction).
+    Switch,
 }
 
 /// Shared switches; `0` means no fault.
@@ -23,6 +25,7 @@ pub struct Faults {
     write: AtomicI32,
     flush: AtomicI32,
     open: AtomicI32,
+    switch: AtomicI32,
 }
 
 /// ENOSPC and EIO as raw OS errors, for [`Faults::set`].
@@ -35,6 +38,7 @@ impl Faults {
             FaultPoint::Write => &self.write,
             FaultPoint::Flush => &self.flush,
             FaultPoint::Open => &self.open,
+            FaultPoint::Switch => &self.switch,
         }
     }
 
@@ -44,7 +48,12 @@ impl Faults {
     }
 
     pub fn clear(&self) {
-        for p in [FaultPoint::Write, FaultPoint::Flush, FaultPoint::Open] {
+        for p in [
+            FaultPoint::Write,
+            FaultPoint::Flush,
+            FaultPoint::Open,
+            FaultPoint::Switch,
+        ] {
             self.set(p, 0);
         }
     }

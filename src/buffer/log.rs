@@ -16,6 +16,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 /// seqs reserved per durable write of the reservation.
 pub const SEQ_BLOCK: u64 = 1024;
+/// After a stop that did not record its exact next seq (a crash, or a stop while
+/// nothing could be written), the next run starts this far above the reservation; a run
+/// that cannot write its reservation (a read-only remount) goes on within that range, so
+/// the next run still continues above every seq it published.
+pub const SEQ_FAR: u64 = 1 << 20;
 /// Sealed bytes in memory that wake the writer before its timer.
 pub(crate) const WAKE_BYTES: u64 = 256 * 1024;
 /// Acknowledgements inside stored blocks that wake the writer (to remove the blocks).
@@ -79,8 +84,10 @@ pub(crate) struct Mem {
     pub(crate) want_reserved: u64,
     /// A clean stop's exact floor, for the writer to record.
     pub(crate) lower_to: Option<u64>,
-    /// Set while no reservation can be made durable: seqs continued from a time-based
-    /// floor, and those from here on are readable without one.
+    /// No reservation can be written now: seqs go on within `reserved + SEQ_FAR`.
+    pub(crate) unreservable: bool,
+    /// Set when even that range ran out, or nothing proved a floor: seqs continued from
+    /// a time-based floor, and those from here on are readable without a reservation.
     pub(crate) jump_from: Option<u64>,
     /// The highest seq pushed.
     pub(crate) pushed: u64,
@@ -133,7 +140,14 @@ impl Mem {
 
     /// Whether `seq` may be read for publishing: its reservation is durable.
     pub(crate) fn readable(&self, seq: u64) -> bool {
-        seq <= self.pushed && (seq < self.reserved || self.jump_from.is_some_and(|j| seq >= j))
+        seq <= self.pushed && self.covered(seq)
+    }
+
+    /// Whether `seq` lies below a bound the next run starts above.
+    pub(crate) fn covered(&self, seq: u64) -> bool {
+        seq < self.reserved
+            || (self.unreservable && seq < self.reserved.saturating_add(SEQ_FAR))
+            || self.jump_from.is_some_and(|j| seq >= j)
     }
 
     pub(crate) fn seal(&mut self) {
@@ -252,7 +266,7 @@ impl Queue {
         for _ in 0..2 {
             {
                 let mut m = self.mem();
-                if m.next < m.reserved || m.jump_from.is_some() {
+                if m.covered(m.next) {
                     drop(m);
                     return Ok(self.allocate());
                 }

@@ -8,6 +8,7 @@ use super::super::{
     BufferError, PushOutcome, QueueOptions, Record, WhenFull, ledger, record, seqfile,
 };
 use super::*;
+use crate::buffer::SEQ_FAR;
 use crate::model::payload::{Body, Delivery};
 use std::fs;
 
@@ -97,7 +98,7 @@ fn a_seq_not_handed_out_by_next_seq_is_refused() {
 }
 
 #[test]
-fn seq_keeps_increasing_across_reopen_and_skips_the_rest_of_the_reserved_block() {
+fn seq_keeps_increasing_across_reopen_and_skips_the_far_range_after_a_crash() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("buffer");
     let mut last = 0;
@@ -110,11 +111,12 @@ fn seq_keeps_increasing_across_reopen_and_skips_the_rest_of_the_reserved_block()
         }
         q.flush().expect("flush");
     }
-    // Each reopen starts past the block the previous run reserved.
-    assert_eq!(last, 2 * SEQ_BLOCK + 5);
+    // No run stopped cleanly: each reopen starts SEQ_FAR past the block the previous run
+    // reserved (a run that could not write its reservation went on in that range).
+    assert_eq!(last, 2 * (SEQ_BLOCK + SEQ_FAR) + 5);
     assert_eq!(
         seqfile::read(&tmp.path().join("buffer.seq")).expect("side file"),
-        Some(3 * SEQ_BLOCK + 1)
+        Some(3 * SEQ_BLOCK + 2 * SEQ_FAR + 1)
     );
 }
 
@@ -277,7 +279,11 @@ fn a_damaged_ledger_is_rebuilt_from_the_blocks_and_the_side_file_and_counted() {
     }
     let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
     assert_eq!(q.stats().corrupt_recoveries, 1);
-    assert_eq!(q.next_seq().expect("next"), SEQ_BLOCK + 1);
+    assert_eq!(
+        q.next_seq().expect("next"),
+        SEQ_BLOCK + SEQ_FAR + 1,
+        "a ledger that cannot prove a clean stop: the far range is skipped"
+    );
 }
 
 #[test]

@@ -31,8 +31,9 @@
 //!   recovers a prefix of its log, so after a crash the ledger never counts a block that
 //!   is missing, blocks after `last_block` are counted at open, and blocks at or below the
 //!   watermark are removed at open.
-//! - A clean stop ([`Queue::close_seq`]) lowers the reservation to the exact next seq
-//!   (SPEC §8); after a crash the rest of the reserved block is skipped.
+//! - A clean stop ([`Queue::close_seq`]) records the exact next seq (SPEC §8); after any
+//!   other stop the next run starts [`SEQ_FAR`] above the reservation, the range a run
+//!   that could not write its reservation (a read-only remount) goes on in.
 //! - `max_bytes` bounds the sum of the records in blocks and in memory. `drop_oldest`
 //!   evicts whole blocks from the front (events in memory one by one).
 //! - A database that does not open as a database is moved aside (`buffer.corrupt-<time>`),
@@ -75,7 +76,7 @@ use std::path::PathBuf;
 
 pub use degraded::RETRY_EVERY;
 pub use faults::{EIO, ENOSPC, FaultPoint, Faults};
-pub use log::{Queue, SEQ_BLOCK};
+pub use log::{Queue, SEQ_BLOCK, SEQ_FAR};
 pub use space::{COMPACT_FLOOR, Compacted, MAINTAIN_EVERY};
 pub use state::{KvStore, MAX_KV_NAME};
 pub use writer::WriterHooks;

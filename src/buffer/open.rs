@@ -6,7 +6,7 @@ use super::block::{self, Entries};
 use super::faults::Faults;
 use super::generation::{self, Live};
 use super::ledger::{self, Ledger};
-use super::log::{Inner, Mem, Queue, SEQ_BLOCK};
+use super::log::{Inner, Mem, Queue, SEQ_BLOCK, SEQ_FAR};
 use super::seqfile;
 use super::shared::{Signal, WriterState};
 use super::store::{
@@ -29,6 +29,8 @@ pub(crate) struct Loaded {
     pub(crate) floor: u64,
     /// The ledger was damaged and rebuilt.
     pub(crate) repaired: bool,
+    /// A ledger was found (damaged or not).
+    pub(crate) had_ledger: bool,
 }
 
 impl Queue {
@@ -47,14 +49,17 @@ impl Queue {
         let mut loaded = load(dir, &store).map_err(sled_err)?;
         corrupt += u64::from(loaded.repaired);
         let seq_file = seqfile::path_for(dir);
-        match seqfile::read(&seq_file) {
-            Ok(Some(n)) => loaded.floor = loaded.floor.max(n),
-            Ok(None) => {}
-            Err(e) => tracing::error!(path = %seq_file.display(), error = %e,
-                "seq side file is unreadable; relying on the database's reservation"),
-        }
-        let floor = loaded.floor;
+        let side = match seqfile::read(&seq_file) {
+            Ok(side) => side,
+            Err(e) => {
+                tracing::error!(path = %seq_file.display(), error = %e,
+                    "seq side file is unreadable; relying on the database's reservation");
+                None
+            }
+        };
+        let floor = next_floor(&loaded, side);
         loaded.ledger.reserved = floor + SEQ_BLOCK;
+        loaded.ledger.exact = false;
         store
             .meta
             .insert(ledger::KEY, loaded.ledger.encode())
@@ -153,6 +158,19 @@ impl Queue {
     }
 }
 
+/// Where the next run starts: above everything the ledger, the blocks and the side file
+/// prove, and [`SEQ_FAR`] higher unless the last run recorded its exact next seq (a clean
+/// stop): a run that could not write its reservation went on within that range.
+fn next_floor(loaded: &Loaded, side: Option<u64>) -> u64 {
+    let floor = loaded.floor.max(side.unwrap_or(0));
+    let had_a_run = loaded.had_ledger || side.is_some();
+    if had_a_run && !(loaded.had_ledger && loaded.ledger.exact && !loaded.repaired) {
+        floor.saturating_add(SEQ_FAR)
+    } else {
+        floor
+    }
+}
+
 /// The live generation, or the refusal of a pointer to a missing one.
 pub(crate) fn live(dir: &Path) -> Result<Live, BufferError> {
     Live::current(dir).map_err(|generation| BufferError::MissingGeneration {
@@ -186,7 +204,9 @@ pub(crate) fn take_lock(dir: &Path) -> Result<fs::File, BufferError> {
 pub(crate) fn load(dir: &Path, store: &Store) -> Result<Loaded, sled::Error> {
     let mut out = Loaded::default();
     let mut legacy_floor = convert_legacy(store)?;
-    match store.meta.get(ledger::KEY)? {
+    let stored_ledger = store.meta.get(ledger::KEY)?;
+    out.had_ledger = stored_ledger.is_some();
+    match stored_ledger {
         Some(v) => match Ledger::decode(&v) {
             Ok(l) => out.ledger = l,
             Err(e) => {

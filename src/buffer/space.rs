@@ -125,7 +125,9 @@ impl Queue {
                 return Err(e);
             }
         };
-        if let Err(source) = generation::switch_to(&self.inner.dir, next.generation) {
+        let switched = generation::switch_to(&self.inner.dir, next.generation)
+            .and_then(|()| self.inner.faults.check(super::FaultPoint::Switch));
+        if let Err(source) = switched {
             // The rename may have happened before the failing fsync: what the pointer
             // names now decides which generation is live.
             if generation::current(&self.inner.dir) != next.generation {

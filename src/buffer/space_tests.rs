@@ -205,3 +205,67 @@ fn a_crash_on_either_side_of_the_switch_leaves_exactly_one_live_queue() {
     );
     assert!(live.exists());
 }
+
+#[test]
+fn a_failed_directory_sync_after_the_pointer_switch_keeps_the_new_generation_and_loses_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+    let seqs = fill(&q, 300);
+    q.kv("lora").expect("kv").insert(b"fcnt", b"9").expect("kv");
+    // The rename of the pointer happened; the fsync of its directory reports an error.
+    q.faults()
+        .set(crate::buffer::FaultPoint::Switch, crate::buffer::EIO);
+    let done = q
+        .compact()
+        .expect("the pointer names the new generation: kept");
+    assert_eq!(done.generation, 1);
+    q.faults().clear();
+    assert_eq!(generation::current(&dir), 1);
+    assert!(
+        generation::gen_dir(&dir, 1).exists(),
+        "the live generation is never deleted"
+    );
+    let more = fill(&q, 5);
+    // A crash now, then a restart: nothing is lost, nothing is reused.
+    drop(q);
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    let expect: Vec<u64> = seqs.iter().chain(&more).copied().collect();
+    assert_eq!(stored(&q), expect);
+    assert_eq!(
+        q.kv("lora")
+            .expect("kv")
+            .get(b"fcnt")
+            .expect("get")
+            .as_deref(),
+        Some(&b"9"[..])
+    );
+    assert!(q.next_seq().expect("seq") > *more.last().expect("last"));
+}
+
+#[test]
+fn a_pointer_to_a_missing_generation_is_refused_not_replaced_by_an_empty_queue() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("buffer");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("open");
+    let seqs = fill(&q, 50);
+    q.compact().expect("compact");
+    drop(q);
+    // The generation the pointer names is gone (a half-restored backup, say).
+    let live = generation::gen_dir(&dir, 1);
+    let aside = tmp.path().join("kept-aside");
+    std::fs::rename(&live, &aside).expect("move away");
+    match Queue::open(&dir, QueueOptions::default()) {
+        Err(crate::buffer::BufferError::MissingGeneration { generation: 1, .. }) => {}
+        other => panic!(
+            "expected MissingGeneration, got {:?}",
+            other.map(|_| "a queue")
+        ),
+    }
+    let q = Queue::open_or_degraded(&dir, QueueOptions::default()).expect("degraded start");
+    assert!(q.health().is_degraded());
+    drop(q);
+    std::fs::rename(&aside, &live).expect("back");
+    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
+    assert_eq!(stored(&q), seqs, "nothing was started over it");
+}

@@ -11,7 +11,7 @@ use super::BufferError;
 use super::block::Entries;
 use super::faults::FaultPoint;
 use super::ledger::{self, Ledger};
-use super::log::{KvKey, Mem, Queue, lock};
+use super::log::{KvKey, Mem, Queue, SEQ_BLOCK, lock};
 use super::seqfile;
 use super::shared::WriterState;
 use super::store::{QUARANTINE_MAX, Store, key};
@@ -86,9 +86,9 @@ impl Queue {
         }
         writes.retain(|b| !b.is_empty());
         self.advance_watermark(m, store);
-        let reserved = match m.lower_to.take() {
-            Some(exact) => exact.max(m.next),
-            None => m.reserved.max(m.want_reserved),
+        let (reserved, exact) = match m.lower_to.take() {
+            Some(exact) => (exact.max(m.next), true),
+            None => (m.reserved.max(m.want_reserved), false),
         };
         let (events, bytes) = writes
             .iter()
@@ -102,6 +102,7 @@ impl Queue {
                 .and_then(Entries::first)
                 .unwrap_or(m.last_block),
             reserved,
+            exact,
             acked: m.acked.iter().take(ledger::MAX_ACKED).copied().collect(),
         };
         let plan = Plan {
@@ -220,6 +221,7 @@ impl Queue {
             m.reserved = p.ledger.reserved;
             if m.reserved > m.next {
                 m.jump_from = None;
+                m.unreservable = false;
             }
             m.written = Some(p.ledger.clone());
             grew
@@ -241,9 +243,12 @@ impl Queue {
         m.purge |= p.purge;
     }
 
-    /// Without a database the side file alone holds the reservation; when it cannot be
-    /// written either, seqs continue from a time-based floor that no earlier run can
-    /// have reached (more than one event per millisecond since 1970).
+    /// Without a database the side file alone holds the reservation. When it cannot be
+    /// written either, seqs go on within [`SEQ_FAR`] of the last durable reservation
+    /// (the next run starts above that range), and past it from a time-based floor no
+    /// earlier run can have reached (more than one event per millisecond since 1970).
+    ///
+    /// [`SEQ_FAR`]: super::SEQ_FAR
     pub(crate) fn reserve_without_store(&self, w: &mut WriterState) {
         let (want, lower) = {
             let mut m = self.mem();
@@ -269,12 +274,21 @@ impl Queue {
             }
             Err(e) if !lower => {
                 let mut m = self.mem();
-                let floor = m.next.max(m.reserved).max(crate::model::now_ms());
-                m.next = floor;
-                m.jump_from = Some(floor);
+                let far_end = m.reserved.saturating_add(super::SEQ_FAR);
+                if !m.unreservable {
+                    m.unreservable = true;
+                    tracing::warn!(path = %self.inner.seq_file.display(), error = %e, up_to = far_end,
+                        "no seq reservation can be written: seqs go on in the range the next run starts above");
+                } else if m.jump_from.is_none() && m.next.saturating_add(SEQ_BLOCK) >= far_end {
+                    let floor = m.next.max(far_end).max(crate::model::now_ms());
+                    m.next = floor;
+                    m.jump_from = Some(floor);
+                    tracing::warn!(
+                        next_seq = floor,
+                        "the seq range without a reservation is used up: seqs continue from a time-based floor"
+                    );
+                }
                 drop(m);
-                tracing::warn!(path = %self.inner.seq_file.display(), error = %e, next_seq = floor,
-                    "no seq reservation can be written: seqs continue from a time-based floor");
                 self.inner.signal.notify_readable();
             }
             Err(_) => {}
@@ -347,9 +361,9 @@ impl Queue {
 
 #[cfg(test)]
 mod clean_stop_tests {
-    //! Proves a clean stop continues at exactly the next seq, a crash skips to the end of
-    //! the reserved block, and stamping after `close_seq` stays unique across a crash.
-    use crate::buffer::{Queue, QueueOptions, Record, SEQ_BLOCK};
+    //! Proves a clean stop continues at exactly the next seq, a crash skips the reserved
+    //! block and the far range, and stamping after `close_seq` stays unique across a crash.
+    use crate::buffer::{Queue, QueueOptions, Record, SEQ_BLOCK, SEQ_FAR};
     use crate::model::payload::Body;
     use std::path::Path;
 
@@ -394,11 +408,11 @@ mod clean_stop_tests {
     }
 
     #[test]
-    fn after_a_crash_the_next_run_skips_the_rest_of_the_reserved_block() {
+    fn after_a_crash_the_next_run_skips_the_reserved_block_and_the_far_range() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("buffer");
         assert_eq!(run(&dir, 5, false), (1, 5));
-        assert_eq!(run(&dir, 1, true).0, SEQ_BLOCK + 1);
+        assert_eq!(run(&dir, 1, true).0, SEQ_BLOCK + SEQ_FAR + 1);
     }
 
     #[test]
@@ -413,7 +427,7 @@ mod clean_stop_tests {
             push(&q, 2)
         };
         assert_eq!(stamped, 2);
-        assert_eq!(run(&dir, 1, true).0, 2 + SEQ_BLOCK);
+        assert_eq!(run(&dir, 1, true).0, 2 + SEQ_BLOCK + SEQ_FAR);
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub struct Dedup {
     seen: HashMap<String, u64>,
     order: VecDeque<(u64, String)>,
     store: Option<KvStore>,
+    /// The store's ids are merged in. Until then (stored state unavailable, SPEC §5) ids
+    /// are remembered in memory and every check tries the store again.
+    loaded: bool,
 }
 
 fn key(device: &str, id: &str) -> String {
@@ -25,40 +28,63 @@ fn key(device: &str, id: &str) -> String {
 impl Dedup {
     /// Loads what `store` remembers (None: memory only, for tests).
     pub fn open(store: Option<KvStore>, now_ms: u64) -> Dedup {
-        let mut entries: Vec<(u64, String)> = Vec::new();
-        if let Some(s) = &store {
-            for item in s.iter_prefix(b"") {
-                match item {
-                    Ok((k, v)) => {
-                        let (Ok(k), Ok(ms)) = (String::from_utf8(k), <[u8; 8]>::try_from(&v[..]))
-                        else {
-                            continue;
-                        };
-                        entries.push((u64::from_be_bytes(ms), k));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot load remembered command ids");
-                        break;
-                    }
-                }
-            }
-        }
-        entries.sort();
         let mut d = Dedup {
             seen: HashMap::new(),
             order: VecDeque::new(),
             store,
+            loaded: false,
         };
-        for (ms, k) in entries {
-            d.seen.insert(k.clone(), ms);
-            d.order.push_back((ms, k));
+        if !d.load(now_ms) {
+            tracing::warn!(
+                "remembered command ids cannot be read yet; ids seen meanwhile are kept in \
+                 memory and merged once they can"
+            );
         }
-        d.evict(now_ms);
         d
     }
 
+    /// Merges the stored ids with those seen meanwhile (which are stored in turn); false
+    /// while the store cannot be read.
+    fn load(&mut self, now_ms: u64) -> bool {
+        if self.loaded {
+            return true;
+        }
+        let Some(s) = &self.store else {
+            self.loaded = true;
+            return true;
+        };
+        let mut stored: Vec<(u64, String)> = Vec::new();
+        for item in s.iter_prefix(b"") {
+            let Ok((k, v)) = item else { return false };
+            let (Ok(k), Ok(ms)) = (String::from_utf8(k), <[u8; 8]>::try_from(&v[..])) else {
+                continue;
+            };
+            stored.push((u64::from_be_bytes(ms), k));
+        }
+        let meanwhile: Vec<(u64, String)> = self.order.drain(..).collect();
+        self.seen.clear();
+        for (ms, k) in &meanwhile {
+            if let Err(e) = s.insert(k.as_bytes(), &ms.to_be_bytes()) {
+                tracing::warn!(error = %e, "cannot persist a command id");
+            }
+        }
+        let mut all: Vec<(u64, String)> = stored.into_iter().chain(meanwhile).collect();
+        all.sort();
+        for (ms, k) in all {
+            if self.seen.insert(k.clone(), ms).is_none() {
+                self.order.push_back((ms, k));
+            }
+        }
+        self.loaded = true;
+        self.evict(now_ms);
+        true
+    }
+
     /// True when (device, id) was recorded recently.
-    pub fn is_duplicate(&self, device: &str, id: &str) -> bool {
+    pub fn is_duplicate(&mut self, device: &str, id: &str, now_ms: u64) -> bool {
+        if !self.loaded && self.load(now_ms) {
+            tracing::info!(ids = self.seen.len(), "remembered command ids loaded");
+        }
         self.seen.contains_key(&key(device, id))
     }
 
@@ -68,7 +94,8 @@ impl Dedup {
         if self.seen.contains_key(&k) {
             return;
         }
-        if let Some(s) = &self.store
+        if self.loaded
+            && let Some(s) = &self.store
             && let Err(e) = s.insert(k.as_bytes(), &now_ms.to_be_bytes())
         {
             tracing::warn!(error = %e, "cannot persist a command id");
@@ -80,7 +107,7 @@ impl Dedup {
 
     /// True when (device, id) was seen recently; otherwise records it and returns false.
     pub fn check_and_record(&mut self, device: &str, id: &str, now_ms: u64) -> bool {
-        if self.is_duplicate(device, id) {
+        if self.is_duplicate(device, id, now_ms) {
             return true;
         }
         self.record(device, id, now_ms);
@@ -97,7 +124,9 @@ impl Dedup {
             }
             if let Some((_, k)) = self.order.pop_front() {
                 self.seen.remove(&k);
-                if let Some(s) = &self.store {
+                if self.loaded
+                    && let Some(s) = &self.store
+                {
                     let _ = s.remove(k.as_bytes());
                 }
             }
@@ -147,8 +176,8 @@ mod tests {
             d.record("lamp", &format!("f{i}"), 1);
         }
         assert_eq!(d.len(), MAX_IDS);
-        assert!(!d.is_duplicate("lamp", "f0"), "the oldest went first");
-        assert!(d.is_duplicate("lamp", &format!("f{}", MAX_IDS + 99)));
+        assert!(!d.is_duplicate("lamp", "f0", 1), "the oldest went first");
+        assert!(d.is_duplicate("lamp", &format!("f{}", MAX_IDS + 99), 1));
     }
 
     #[test]

@@ -181,7 +181,7 @@ impl Commands {
         let Some(route) = self.routes.borrow().get(&c.device).cloned() else {
             return fail(&c.device, id, Refusal::UnknownDevice);
         };
-        if self.dedup.is_duplicate(&c.device, &cmd.id) {
+        if self.dedup.is_duplicate(&c.device, &cmd.id, now) {
             return fail(&c.device, id, Refusal::Duplicate(cmd.id));
         }
         if c.retained {

@@ -15,6 +15,7 @@ pub mod ocpp;
 pub mod schedule;
 pub mod serial;
 pub mod serial_port;
+pub mod stored_state;
 
 /// Capacity of a driver's command inbox.
 pub const INBOX_CAPACITY: usize = 16;

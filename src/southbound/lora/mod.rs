@@ -58,30 +58,41 @@ pub async fn spawn(
                     source,
                 })?;
             tracing::info!(listen = %cfg.listen, devices = devices.len(), "LoRa Semtech UDP listening");
-            let core = driver::Core::new(
-                cfg,
-                devices,
-                session::Store::new(kv),
-                Some(queue.clone()),
-                w.counters.clone(),
-                std::time::Instant::now(),
-            );
-            Ok(tokio::spawn(udp::run_udp(sock, core, w)))
+            let infos: Vec<_> = devices.iter().map(|d| d.info.clone()).collect();
+            let (cfg, queue) = (cfg.clone(), queue.clone());
+            Ok(tokio::spawn(async move {
+                // Sessions are read once, here: never from state that cannot be read.
+                if !super::stored_state::readable(&kv, b"join_nonce", &infos, &w).await {
+                    return;
+                }
+                let core = driver::Core::new(
+                    &cfg,
+                    devices,
+                    session::Store::new(kv),
+                    Some(queue),
+                    w.counters.clone(),
+                    std::time::Instant::now(),
+                );
+                udp::run_udp(sock, core, w).await
+            }))
         }
         LoraSource::Chirpstack(c) => {
             let kv = queue.kv("lora")?;
-            let pending = ns_pending::Pending::load(kv, queue.clone(), |e| {
-                devices
-                    .iter()
-                    .position(|d| session::hex(&d.cfg.dev_eui) == e)
-            });
             tracing::info!(url = %c.url, application_id = %c.application_id, devices = devices.len(), "LoRa devices through the ChirpStack integration");
-            Ok(tokio::spawn(chirpstack::run_chirpstack(
-                c.clone(),
-                devices,
-                pending,
-                w,
-            )))
+            let infos: Vec<_> = devices.iter().map(|d| d.info.clone()).collect();
+            let (c, queue) = (c.clone(), queue.clone());
+            Ok(tokio::spawn(async move {
+                // Pending downlinks are read once, here: never from state that cannot be read.
+                if !super::stored_state::readable(&kv, b"", &infos, &w).await {
+                    return;
+                }
+                let pending = ns_pending::Pending::load(kv, queue, |e| {
+                    devices
+                        .iter()
+                        .position(|d| session::hex(&d.cfg.dev_eui) == e)
+                });
+                chirpstack::run_chirpstack(c, devices, pending, w).await
+            }))
         }
     }
 }

@@ -130,20 +130,38 @@ impl Hub {
         self.next_conn.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A fresh transaction id, unique per gateway across restarts.
+    /// A fresh transaction id, unique per gateway across restarts. Ids are handed out
+    /// from blocks whose end is durable before the first id of the block is used
+    /// (SPEC §5), degraded queue or not; each block starts above the stored reservation
+    /// as read now (never taken as absent: an unreadable one is an error), so ids never
+    /// go backwards even when the hub started while the state could not be read.
     pub async fn next_tx(&self) -> Result<i64, crate::buffer::BufferError> {
         let mut g = self.tx.lock().await;
         if g.0 >= g.1 {
-            let high = g.1 + TX_BLOCK;
-            self.kv.insert(b"tx_reserved", &high.to_be_bytes())?;
-            let q = self.queue.clone();
-            tokio::task::spawn_blocking(move || q.flush())
-                .await
-                .unwrap_or(Ok(()))?;
+            let stored = self
+                .kv
+                .get(b"tx_reserved")?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+                .map_or(0, i64::from_be_bytes);
+            let base = g.1.max(stored);
+            let high = base + TX_BLOCK;
+            let kv = self.kv.clone();
+            tokio::task::spawn_blocking(move || {
+                kv.insert_durable(b"tx_reserved", &high.to_be_bytes())
+            })
+            .await
+            .unwrap_or_else(|_| Err(self.queue_closed()))?;
+            g.0 = g.0.max(base);
             g.1 = high;
         }
         g.0 += 1;
         Ok(g.0)
+    }
+
+    fn queue_closed(&self) -> crate::buffer::BufferError {
+        crate::buffer::BufferError::Closed {
+            path: self.queue.path().to_path_buf(),
+        }
     }
 
     /// The open transactions of charge point `cp` remembered from the last run.

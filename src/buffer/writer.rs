@@ -187,6 +187,8 @@ impl Queue {
             }
         }
         self.check(FaultPoint::Flush)?;
+        // A slow card (tests/benches: `FAILPOINTS=buffer-flush=sleep(500)`).
+        crate::failpoint!("buffer-flush");
         st.flush().map_err(err)?;
         if p.ledger.reserved != w.side_file {
             match seqfile::write(&self.inner.seq_file, p.ledger.reserved) {

@@ -13,5 +13,6 @@ pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod pem;
+pub mod slots;
 pub mod timings;
 pub mod tls;

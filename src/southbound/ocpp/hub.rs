@@ -57,6 +57,8 @@ pub struct Hub {
     queue: Queue,
     tx: tokio::sync::Mutex<(i64, i64)>,
     next_conn: AtomicU64,
+    /// Refused handshakes: one line when they start, then summaries.
+    refusals: Mutex<crate::ops::failure_log::FailureLog>,
     /// Proxy mode: per charge point, the upstream backoff and the earliest next attempt.
     upstream_retry: Mutex<HashMap<String, (crate::ops::backoff::Backoff, std::time::Instant)>>,
 }
@@ -100,6 +102,23 @@ impl Hub {
             tx: tokio::sync::Mutex::new((reserved, reserved)),
             next_conn: AtomicU64::new(1),
             upstream_retry: Mutex::new(HashMap::new()),
+            refusals: Mutex::default(),
+        }
+    }
+
+    /// Logs a refused handshake (`cp`: the charge point id asked for, cut to 64
+    /// characters), rate-limited: the first of a run, then a summary every few minutes.
+    pub fn refused(&self, cp: &str, why: &str) {
+        use crate::ops::failure_log::LogAction;
+        let cp = super::map::bounded(cp.to_string(), 64);
+        match lock(&self.refusals).failure(std::time::Instant::now()) {
+            LogAction::Failed => {
+                tracing::info!(charge_point = %cp, why, "charger refused; further refusals are counted and summarized")
+            }
+            LogAction::Summary { count } => {
+                tracing::info!(charge_point = %cp, why, refused = count, "chargers still being refused")
+            }
+            _ => {}
         }
     }
 
@@ -124,6 +143,18 @@ impl Hub {
             )
         });
         *at = std::time::Instant::now() + b.next_wait();
+    }
+
+    /// Whether `connector` (a request's `connectorId`) is a configured connector of `cp`.
+    pub fn has_connector(&self, cp: &str, connector: Option<&serde_json::Value>) -> bool {
+        let Some(n) = connector.and_then(serde_json::Value::as_u64) else {
+            return false;
+        };
+        self.by_cp
+            .get(cp)
+            .into_iter()
+            .flatten()
+            .any(|&d| u64::from(self.devices[d].cfg.connector) == n)
     }
 
     pub fn conn_no(&self) -> u64 {

@@ -251,11 +251,6 @@ pub struct Started {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Equal in time whatever the bytes (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn authorized(auth: &Credentials, req: &Request<Incoming>) -> bool {
     let Some(v) = req.headers().get(header::AUTHORIZATION) else {
         return false;
@@ -270,7 +265,7 @@ fn authorized(auth: &Credentials, req: &Request<Incoming>) -> bool {
         return false;
     };
     let expected = format!("{}:{}", auth.username, auth.password);
-    ct_eq(&given, expected.as_bytes())
+    crate::ops::ct_eq(&given, expected.as_bytes())
 }
 
 fn reply(code: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

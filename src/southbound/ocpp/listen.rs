@@ -94,7 +94,7 @@ pub fn check_request(
         // Every device of the charge point must accept it (a device without a password
         // while another has one cannot pass `check`), each compared in constant time.
         let ok = passwords.iter().fold(true, |ok, pw| {
-            ok & ct_eq(&given, format!("{cp}:{pw}").as_bytes())
+            ok & crate::ops::ct_eq(&given, format!("{cp}:{pw}").as_bytes())
         });
         if !ok {
             hub.refused(cp, "bad or missing Basic credentials");
@@ -126,11 +126,6 @@ pub fn check_request(
         ));
     }
     Ok((cp.to_string(), resp))
-}
-
-/// Equal in time whatever the bytes (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Accepts chargers until `cancel`.

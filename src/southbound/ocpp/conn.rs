@@ -330,7 +330,7 @@ async fn tap(hub: &Hub, cp: &str, state: &mut ChargePoint, action: &str, req: &J
     match state.tap(action, req, conf) {
         Ok(taps) => {
             if matches!(action, "StartTransaction" | "StopTransaction") {
-                hub.save_open(cp, &state.open);
+                hub.save_open(cp, &state.open).await;
             }
             hub.apply(cp, taps).await;
         }

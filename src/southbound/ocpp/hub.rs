@@ -188,14 +188,22 @@ impl Hub {
             .unwrap_or_default()
     }
 
-    pub fn save_open(&self, cp: &str, open: &BTreeMap<u32, Open>) {
-        let key = format!("open/{cp}");
-        let r = match serde_json::to_vec(open) {
-            Ok(v) => self.kv.insert(key.as_bytes(), &v).map(drop),
-            Err(_) => Ok(()),
+    /// Stores the open transactions of `cp` (at most one per configured connector: small)
+    /// on the blocking pool; awaited, so the saves of one connection stay in order.
+    pub async fn save_open(&self, cp: &str, open: &BTreeMap<u32, Open>) {
+        let Ok(v) = serde_json::to_vec(open) else {
+            return;
         };
-        if let Err(e) = r {
-            tracing::warn!(charge_point = cp, error = %e, "open transactions not persisted");
+        let (kv, key) = (self.kv.clone(), format!("open/{cp}"));
+        let r = tokio::task::spawn_blocking(move || kv.insert(key.as_bytes(), &v).map(drop)).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(charge_point = cp, error = %e, "open transactions not persisted")
+            }
+            Err(e) => {
+                tracing::warn!(charge_point = cp, error = %e, "open transactions not persisted")
+            }
         }
     }
 

@@ -370,3 +370,91 @@ async fn seventy_callerrors_from_the_upstream_csms_do_not_stop_the_tapping() {
     );
     csms.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_transaction_on_an_unconfigured_connector_is_refused_and_opens_nothing() {
+    let w = world().await;
+    let mut ws = connect(w.port, "CP-1").await;
+    boot(&mut ws).await;
+    let start = |id: &str, connector: u64| {
+        Message::text(
+            json!([2, id, "StartTransaction", {"connectorId": connector, "idTag": "T1",
+                "meterStart": 0, "timestamp": "2026-12-01T10:00:00Z"}])
+            .to_string(),
+        )
+    };
+    ws.send(start("s7", 7)).await.expect("send");
+    let a = tokio::time::timeout(WAIT, ws.next())
+        .await
+        .expect("answer in time")
+        .expect("open")
+        .expect("frame");
+    let v: Value = serde_json::from_str(a.to_text().unwrap_or("")).expect("json");
+    assert_eq!(v[0], 4, "{v}");
+    assert_eq!(v[2], "PropertyConstraintViolation", "{v}");
+    // The configured connector still starts.
+    ws.send(start("s1", 1)).await.expect("send");
+    let conf = loop {
+        let a = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("answer in time")
+            .expect("open")
+            .expect("frame");
+        let v: Value = serde_json::from_str(a.to_text().unwrap_or("")).expect("json");
+        if v[1] == "s1" {
+            break v;
+        }
+    };
+    assert_eq!(conf[0], 3, "{conf}");
+    assert!(conf[2]["transactionId"].is_number(), "{conf}");
+}
+
+/// A charger that sends but stops reading: the gateway's answers fill the socket, the
+/// next send times out (`conn::WRITE_TIMEOUT`) and the connection is closed, while
+/// another charger is served throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charger_that_stops_reading_is_closed_after_the_write_timeout() {
+    use polegate::southbound::ocpp::conn::WRITE_TIMEOUT;
+    let w = world().await;
+    let mut rec = Recorder::start(w.broker.port, "polegate/cab-test/+/state").await;
+    let mut stuck = connect(w.port, "CP-1").await;
+    let mut good = connect(w.port, "CP-2").await;
+    boot(&mut stuck).await;
+    boot(&mut good).await;
+    rec.wait_for_new("the stuck charger online", |m| {
+        m.topic.ends_with("/ev-1/state") && m.json["state"] == "online"
+    })
+    .await;
+    // Calls until the gateway stops taking them in (its answers are never read).
+    let t0 = tokio::time::Instant::now();
+    let mut n = 0u64;
+    loop {
+        let hb = Message::text(json!([2, format!("h{n}"), "Heartbeat", {}]).to_string());
+        match tokio::time::timeout(std::time::Duration::from_secs(2), stuck.send(hb)).await {
+            Ok(Ok(())) => n += 1,
+            Ok(Err(_)) | Err(_) => break,
+        }
+        assert!(t0.elapsed() < WAIT, "the gateway kept reading: {n} calls");
+    }
+    // Meanwhile the other charger is answered.
+    let hb = call(&mut good, "g1", "Heartbeat", json!({})).await;
+    assert!(hb["currentTime"].is_string(), "{hb}");
+    // The gateway closes the stuck connection once a send has waited WRITE_TIMEOUT (read
+    // nothing here: reading would unblock that send): its connector goes offline.
+    let off = rec
+        .wait_for_new("the stuck charger closed", |m| {
+            m.topic.ends_with("/ev-1/state") && m.json["state"] == "offline"
+        })
+        .await;
+    assert_eq!(off.json["reason"], "charger disconnected");
+    assert!(
+        t0.elapsed() >= WRITE_TIMEOUT,
+        "closed after {:?}, before any send could time out",
+        t0.elapsed()
+    );
+    drop(stuck);
+    let hb = call(&mut good, "g2", "Heartbeat", json!({})).await;
+    assert!(hb["currentTime"].is_string(), "{hb}");
+    let mut again = connect(w.port, "CP-1").await;
+    boot(&mut again).await;
+}

@@ -3,7 +3,9 @@
 //! second connection for the same charge point id replaces the first; 300 half-open
 //! clients do not keep a real charger out; a flooding charger is rate-limited while
 //! another charger's readings still arrive within 5 s; in proxy mode, 70 CALLERRORs from
-//! the upstream CSMS do not stop the tapping. The peers are raw WebSocket and TCP clients
+//! the upstream CSMS do not stop the tapping; a StartTransaction on a connector no device
+//! names is refused; a charger that stops reading is closed after the write timeout. The
+//! peers are raw WebSocket and TCP clients
 //! (and a raw upstream CSMS): hostility is what no conforming library would send.
 
 use crate::common::*;

@@ -147,7 +147,11 @@ impl Hub {
 
     /// Whether `connector` (a request's `connectorId`) is a configured connector of `cp`.
     pub fn has_connector(&self, cp: &str, connector: Option<&serde_json::Value>) -> bool {
-        let Some(n) = connector.and_then(serde_json::Value::as_u64) else {
+        // Lenient like the mapping: real chargers send numbers as strings too.
+        let Some(n) = connector.and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        }) else {
             return false;
         };
         self.by_cp

@@ -4,7 +4,8 @@
 //! clients do not keep a real charger out; a flooding charger is rate-limited while
 //! another charger's readings still arrive within 5 s; in proxy mode, 70 CALLERRORs from
 //! the upstream CSMS do not stop the tapping; a StartTransaction on a connector no device
-//! names is refused; a charger that stops reading is closed after the write timeout. The
+//! names is refused; a charger that stops reading is closed after the write timeout, one
+//! that upgrades and falls silent after three heartbeats. The
 //! peers are raw WebSocket and TCP clients
 //! (and a raw upstream CSMS): hostility is what no conforming library would send.
 
@@ -29,17 +30,17 @@ struct World {
 }
 
 async fn world() -> World {
-    world_with("").await
+    world_with("heartbeat_s = 60\n").await
 }
 
-/// `ocpp`: more `[ocpp]` keys (proxy mode's `upstream`).
+/// `ocpp`: more `[ocpp]` keys (`heartbeat_s`, proxy mode's `upstream`).
 async fn world_with(ocpp: &str) -> World {
     let broker = Mosquitto::start().await;
     let port = free_port();
     let setup = Setup::new(
         broker.port,
         &format!(
-            "[ocpp]\nlisten = \"127.0.0.1:{port}\"\nheartbeat_s = 60\n{ocpp}\n\
+            "[ocpp]\nlisten = \"127.0.0.1:{port}\"\n{ocpp}\n\
              [[device]]\nid = \"ev-1\"\nprofile = \"ocpp-charger\"\nocpp = {{ charge_point_id = \"CP-1\" }}\n\n\
              [[device]]\nid = \"ev-2\"\nprofile = \"ocpp-charger\"\nocpp = {{ charge_point_id = \"CP-2\" }}\n"
         ),
@@ -338,7 +339,10 @@ async fn seventy_callerrors_from_the_upstream_csms_do_not_stop_the_tapping() {
         .expect("bind");
     let up_port = up.local_addr().expect("addr").port();
     let csms = tokio::spawn(raw_csms(up, 70));
-    let w = world_with(&format!("upstream = \"ws://127.0.0.1:{up_port}\"\n")).await;
+    let w = world_with(&format!(
+        "heartbeat_s = 60\nupstream = \"ws://127.0.0.1:{up_port}\"\n"
+    ))
+    .await;
     let mut rec = Recorder::start(w.broker.port, "polegate/cab-test/ev-1/telemetry").await;
     let mut ws = connect(w.port, "CP-1").await;
     for i in 0..70 {
@@ -459,4 +463,29 @@ async fn a_charger_that_stops_reading_is_closed_after_the_write_timeout() {
     assert!(hb["currentTime"].is_string(), "{hb}");
     let mut again = connect(w.port, "CP-1").await;
     boot(&mut again).await;
+}
+
+/// A charger that upgrades and then says nothing (a half-open connection after the
+/// handshake) is closed after three heartbeat intervals: its task and slot are freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charger_silent_for_three_heartbeats_is_closed() {
+    let w = world_with("heartbeat_s = 10\n").await;
+    let mut ws = connect(w.port, "CP-1").await;
+    boot(&mut ws).await;
+    let t0 = tokio::time::Instant::now();
+    tokio::time::timeout(std::time::Duration::from_secs(30) + WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("the silent charger was closed");
+    assert!(
+        t0.elapsed() >= std::time::Duration::from_secs(29),
+        "closed after {:?}, before three heartbeats",
+        t0.elapsed()
+    );
 }

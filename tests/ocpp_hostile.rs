@@ -5,9 +5,9 @@
 //! another charger's readings still arrive within 5 s; in proxy mode, 70 CALLERRORs from
 //! the upstream CSMS do not stop the tapping; a StartTransaction on a connector no device
 //! names is refused; a charger that stops reading is closed after the write timeout, one
-//! that upgrades and falls silent after three heartbeats. The
-//! peers are raw WebSocket and TCP clients
-//! (and a raw upstream CSMS): hostility is what no conforming library would send.
+//! that upgrades and falls silent after three heartbeats. The peers are raw WebSocket and
+//! TCP clients (and a raw upstream CSMS): hostility is what no conforming library would
+//! send.
 
 use crate::common::*;
 use futures_util::{SinkExt, StreamExt};

@@ -95,7 +95,12 @@ async fn boot(ws: &mut Ws) {
 
 /// Waits until the server ends the connection: a Close frame, an error or the end.
 async fn closed_by_server(ws: &mut Ws) {
-    tokio::time::timeout(WAIT, async {
+    closed_within(ws, WAIT).await;
+}
+
+/// Like [`closed_by_server`], waiting at most `limit`.
+async fn closed_within(ws: &mut Ws, limit: std::time::Duration) {
+    tokio::time::timeout(limit, async {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
@@ -473,16 +478,7 @@ async fn a_charger_silent_for_three_heartbeats_is_closed() {
     let mut ws = connect(w.port, "CP-1").await;
     boot(&mut ws).await;
     let t0 = tokio::time::Instant::now();
-    tokio::time::timeout(std::time::Duration::from_secs(30) + WAIT, async {
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .expect("the silent charger was closed");
+    closed_within(&mut ws, std::time::Duration::from_secs(30) + WAIT).await;
     assert!(
         t0.elapsed() >= std::time::Duration::from_secs(29),
         "closed after {:?}, before three heartbeats",

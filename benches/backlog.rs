@@ -35,7 +35,9 @@ async fn queued(port: u16) -> Option<u64> {
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
-        println!("backlog bench: run with `cargo bench --bench backlog` (skipped under cargo test)");
+        println!(
+            "backlog bench: run with `cargo bench --bench backlog` (skipped under cargo test)"
+        );
         return;
     }
     let backlog = support::arg("--backlog", 50_000);

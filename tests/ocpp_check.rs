@@ -97,3 +97,59 @@ fn every_broken_ocpp_key_is_reported_with_its_path_in_one_run() {
         "{out}"
     );
 }
+
+/// SPEC §9: a listener outside loopback needs a password on every OCPP device (anyone
+/// reaching the port could otherwise pose as a charger), the devices of one charge point
+/// share one password, and without `cert_file` `check` warns that passwords travel in
+/// clear.
+#[test]
+fn a_listener_outside_loopback_needs_one_password_per_charge_point_and_warns_without_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.pass"), "pw-a\n").unwrap();
+    std::fs::write(dir.path().join("b.pass"), "pw-b\n").unwrap();
+    let dev = |n: u32, cp: &str, connector: u32, pw: &str| {
+        format!(
+            "[[device]]\nid = \"ev-{n}\"\nprofile = \"ocpp-charger\"\n\
+             ocpp = {{ charge_point_id = \"{cp}\", connector = {connector}{pw} }}\n\n"
+        )
+    };
+    let open = "[ocpp]\nlisten = \"0.0.0.0:8887\"\n\n";
+    let cfg = format!(
+        "{}{open}{}{}{}",
+        head(dir.path()),
+        dev(1, "CP-1", 1, ""),
+        dev(2, "CP-2", 1, ", password_file = \"a.pass\""),
+        dev(3, "CP-2", 2, ", password_file = \"b.pass\"")
+    );
+    let (code, out) = check(dir.path(), &cfg);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("device[0].ocpp.password_file") && out.contains("outside loopback"),
+        "{out}"
+    );
+    assert!(
+        out.contains("device[2].ocpp.password_file") && out.contains("another password"),
+        "{out}"
+    );
+    let cfg = format!(
+        "{}{open}{}{}",
+        head(dir.path()),
+        dev(1, "CP-1", 1, ", password_file = \"a.pass\""),
+        dev(2, "CP-1", 2, ", password_file = \"a.pass\"")
+    );
+    let (code, out) = check(dir.path(), &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warning:") && out.contains("passwords travel in clear"),
+        "{out}"
+    );
+    // On loopback neither is needed, and nothing is said.
+    let cfg = format!(
+        "{}[ocpp]\nlisten = \"127.0.0.1:8887\"\n\n{}",
+        head(dir.path()),
+        dev(1, "CP-1", 1, "")
+    );
+    let (code, out) = check(dir.path(), &cfg);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("travel in clear"), "{out}");
+}

@@ -151,6 +151,9 @@ fn check(path: &std::path::Path) -> i32 {
             for e in crate::config::secrets::exposed(&l.config.secret_files) {
                 println!("warning: {e}");
             }
+            if let Some(w) = l.config.ocpp.as_ref().and_then(|o| o.warning()) {
+                println!("warning: {w}");
+            }
             println!("configuration OK");
             EXIT_OK
         }
@@ -256,6 +259,9 @@ fn run(path: &std::path::Path) -> i32 {
     }
     for w in &loaded.profile_warnings {
         tracing::warn!(problem = %w, "profile ignored");
+    }
+    if let Some(w) = loaded.config.ocpp.as_ref().and_then(|o| o.warning()) {
+        tracing::warn!(problem = %w, "OCPP without TLS");
     }
     let Some(rt) = runtime() else {
         return EXIT_RUNTIME;

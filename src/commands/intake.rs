@@ -18,8 +18,8 @@ pub const INPUT_CAPACITY: usize = 256;
 pub const INPUT_MAX_BYTES: usize = 512 * 1024;
 /// Largest MQTT packet the session reads (rumqttc `max_incoming_packet_size`): room for
 /// a topic and a payload well above [`MAX_COMMAND_BYTES`], so an oversized command still
-/// gets its refusal; a larger packet closes the connection (rumqttc's limit), and the
-/// broker's own `message_size_limit` should be set below it.
+/// gets its refusal; a larger packet closes the connection (rumqttc's limit) and the next
+/// connection reads it once (`northbound::mqtt`, `MAX_WIDENED_PACKET`).
 pub const MAX_INCOMING_PACKET: usize = 64 * 1024;
 
 /// The session's end.

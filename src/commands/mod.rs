@@ -146,7 +146,8 @@ impl Commands {
     /// A refused command: counted always, answered within the per-topic refusal rate.
     async fn refuse(&mut self, r: CmdResult) {
         Counters::inc(&self.counters.command_rejected);
-        match self.refusals.judge(&r.device, Instant::now()) {
+        let known = self.routes.borrow().contains_key(&r.device);
+        match self.refusals.judge(&r.device, known, Instant::now()) {
             Verdict::Answer => self.publish(r).await,
             Verdict::StartSilence => tracing::warn!(
                 device_id = %r.device,

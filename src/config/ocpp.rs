@@ -45,6 +45,16 @@ impl OcppCfg {
     pub fn accepts(&self, id_tag: &str) -> bool {
         self.authorize == Authorize::Accept || self.id_tags.iter().any(|t| t == id_tag)
     }
+
+    /// What `check` and `run` warn about (SPEC §9): passwords in clear off loopback.
+    pub fn warning(&self) -> Option<String> {
+        (!self.listen.ip().is_loopback() && self.tls.is_none()).then(|| {
+            format!(
+                "ocpp.listen {} is outside loopback without cert_file: charger passwords travel in clear (OCPP security profile 1 is only for closed networks; set cert_file and key_file for wss://)",
+                self.listen
+            )
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,10 +96,15 @@ fn valid_cp_id(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
-/// Checks across `[ocpp]` and the devices: a charger device needs the listener, and a
-/// (charge point, connector) pair belongs to one device.
+/// Checks across `[ocpp]` and the devices: a charger device needs the listener, a
+/// (charge point, connector) pair belongs to one device, a listener outside loopback
+/// needs a password on every device (SPEC §9), and the devices of one charge point share
+/// one password (the charger presents one).
 pub(super) fn cross(cx: &mut Ctx<'_>, ocpp: Option<&OcppCfg>, devices: &[super::DeviceCfg]) {
     let mut seen = std::collections::BTreeMap::new();
+    let mut passwords: std::collections::BTreeMap<&str, (&Option<Secret>, &str)> =
+        Default::default();
+    let open_listen = ocpp.map(|c| c.listen).filter(|l| !l.ip().is_loopback());
     for d in devices {
         let super::Transport::Ocpp(o) = &d.transport else {
             continue;
@@ -113,6 +128,29 @@ pub(super) fn cross(cx: &mut Ctx<'_>, ocpp: Option<&OcppCfg>, devices: &[super::
                 &format!("{key}.ocpp.upstream_password_file"),
                 "only used in proxy mode (ocpp.upstream)",
             );
+        }
+        if let Some(listen) = open_listen
+            && o.password.is_none()
+        {
+            cx.at(
+                &file,
+                &format!("{key}.ocpp.password_file"),
+                format!("is required: ocpp.listen {listen} is outside loopback, and without a password anyone reaching it can pose as this charger"),
+            );
+        }
+        match passwords.get(o.charge_point_id.as_str()) {
+            Some((pw, other)) if *pw != &o.password => cx.at(
+                &file,
+                &format!("{key}.ocpp.password_file"),
+                format!(
+                    "charge point '{}' has another password (or none) on device '{other}': the devices of one charge point share its password",
+                    o.charge_point_id
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                passwords.insert(&o.charge_point_id, (&o.password, &d.id));
+            }
         }
         if let Some(first) = seen.insert((o.charge_point_id.clone(), o.connector), d.id.clone()) {
             cx.at(

@@ -1,7 +1,9 @@
 //! `/metrics`: the Prometheus exposition (OpenMetrics text) of a [`Status`] snapshot
 //! plus the timing histograms. The registry is built per scrape from the snapshot, so
 //! there is one owner of each fact (the counters, the queue, the links) and no second
-//! copy to keep in step; `prometheus-client` does the formatting and label escaping.
+//! copy to keep in step; `prometheus-client` does the formatting. It writes label values
+//! as given (0.24.1 escapes nothing), so every value that comes from configuration or
+//! from a peer goes through [`label`] first.
 
 use super::status::Status;
 use crate::ops::timings::Timings;
@@ -16,6 +18,20 @@ use std::sync::atomic::AtomicU64;
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 type Labels = Vec<(&'static str, String)>;
+
+/// A label value as the text format needs it: `\\`, `\"` and `\n` escaped.
+pub fn label(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 fn gauge(r: &mut Registry, name: &str, help: &str, v: i64) {
     let g = Gauge::<i64>::default();
@@ -88,8 +104,8 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
     for d in &s.devices {
         online
             .get_or_create(&vec![
-                ("device", d.id.clone()),
-                ("profile", d.profile.clone()),
+                ("device", label(&d.id)),
+                ("profile", label(&d.profile)),
             ])
             .set((d.state == "online") as i64);
     }
@@ -101,7 +117,7 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
     let errors = Family::<Labels, Counter>::default();
     for (name, n) in &s.errors {
         errors
-            .get_or_create(&vec![("counter", name.clone())])
+            .get_or_create(&vec![("counter", label(name))])
             .inc_by(*n);
     }
     r.register(
@@ -113,7 +129,7 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
     for l in &s.links {
         for (name, n) in &l.errors {
             links
-                .get_or_create(&vec![("link", l.link.clone()), ("counter", name.clone())])
+                .get_or_create(&vec![("link", label(&l.link)), ("counter", label(name))])
                 .inc_by(*n);
         }
     }
@@ -143,4 +159,24 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    //! Label values that could break the exposition are escaped.
+    use super::*;
+
+    #[test]
+    fn quotes_backslashes_and_newlines_in_label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        let f = Family::<Labels, Gauge>::default();
+        f.get_or_create(&vec![("profile", label("x\"} 1\nfake_metric 9"))])
+            .set(1);
+        let mut r = Registry::default();
+        r.register("t", "t", f);
+        let mut out = String::new();
+        encode(&mut out, &r).expect("encodes");
+        assert!(!out.contains("\nfake_metric"), "{out}");
+        assert!(out.contains(r#"profile="x\"} 1\nfake_metric 9""#), "{out}");
+    }
 }

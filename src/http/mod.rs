@@ -5,8 +5,11 @@
 //! - Nothing over HTTP changes anything: any method but GET and HEAD gets 405.
 //! - It never delays the pipeline: a request reads atomics, short locks and one queue
 //!   record on a blocking thread ([`status::snapshot`]); no lock is held across an await.
-//! - A client cannot hold it: at most [`MAX_CONNECTIONS`] at once (further ones are
-//!   closed at once and counted as 503), headers must arrive within [`HEADER_TIMEOUT`]
+//! - A client cannot hold it: at most [`MAX_CONNECTIONS`] at once; when all are taken, a
+//!   new connection takes the slot of the oldest one that has not sent its request yet
+//!   (`ops::slots`; the idle one is closed and counted as 408), so idle or slow sockets
+//!   cannot keep `/healthz` out; only when every slot is serving a request is the new
+//!   one closed at once (counted as 503). Headers must arrive within [`HEADER_TIMEOUT`]
 //!   and fit in [`MAX_HEADER_BYTES`], a connection lives at most [`CONNECTION_TIMEOUT`]
 //!   and serves one request.
 //! - With credentials configured every path needs them (HTTP Basic, compared in constant
@@ -24,6 +27,7 @@ use crate::northbound::mqtt::SessionState;
 use crate::ops::counters::Counters;
 use crate::ops::health::BufferHealth;
 use crate::ops::notify::Liveness;
+use crate::ops::slots::{Admitted, Slots};
 use crate::pipeline::DeviceInfo;
 use base64::Engine as _;
 use http_body_util::Full;
@@ -37,7 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Connections served at once; a status page and a scraper need a handful.
@@ -136,7 +140,7 @@ impl Server {
 
     /// Serves until `cancel`.
     pub async fn run(self, cancel: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let slots = Slots::new(MAX_CONNECTIONS);
         let mut refused_logged = false;
         let mut accept_failing = false;
         loop {
@@ -160,25 +164,35 @@ impl Server {
                 tracing::info!("http: accepting connections again");
                 accept_failing = false;
             }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                self.app.counters.inc(503);
-                if !refused_logged {
-                    tracing::warn!(
-                        max = MAX_CONNECTIONS,
-                        "http: too many connections; closing new ones"
-                    );
-                    refused_logged = true;
+            let slot = match slots.admit() {
+                Admitted::Free(s) => s,
+                Admitted::Evicted(s) => {
+                    // The idle connection closes itself (counted as 408 there).
+                    s
                 }
-                drop(stream);
-                continue;
+                Admitted::Full => {
+                    self.app.counters.inc(503);
+                    if !refused_logged {
+                        tracing::warn!(
+                            max = MAX_CONNECTIONS,
+                            "http: too many connections; closing new ones"
+                        );
+                        refused_logged = true;
+                    }
+                    drop(stream);
+                    continue;
+                }
             };
             refused_logged = false;
             let app = self.app.clone();
             let cancel = cancel.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let slot = Arc::new(slot);
                 let svc_app = app.clone();
+                let svc_slot = slot.clone();
                 let svc = hyper::service::service_fn(move |req| {
+                    // A whole request head arrived: this client is no longer idle.
+                    svc_slot.busy();
                     let app = svc_app.clone();
                     async move { Ok::<_, Infallible>(handle(&app, req).await) }
                 });
@@ -191,6 +205,7 @@ impl Server {
                     .serve_connection(TokioIo::new(stream), svc);
                 tokio::select! {
                     _ = cancel.cancelled() => {}
+                    _ = slot.evicted() => app.counters.inc(408),
                     r = tokio::time::timeout(CONNECTION_TIMEOUT, conn) => match r {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) if e.is_parse_too_large() => app.counters.inc(431),
@@ -236,11 +251,6 @@ pub struct Started {
     pub task: tokio::task::JoinHandle<()>,
 }
 
-/// Equal in time whatever the bytes (the length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn authorized(auth: &Credentials, req: &Request<Incoming>) -> bool {
     let Some(v) = req.headers().get(header::AUTHORIZATION) else {
         return false;
@@ -255,7 +265,7 @@ fn authorized(auth: &Credentials, req: &Request<Incoming>) -> bool {
         return false;
     };
     let expected = format!("{}:{}", auth.username, auth.password);
-    ct_eq(&given, expected.as_bytes())
+    crate::ops::ct_eq(&given, expected.as_bytes())
 }
 
 fn reply(code: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {

@@ -12,6 +12,16 @@
 //!
 //! The pairing and the rewind are [`InFlight`]'s, pure and property-tested.
 //!
+//! A packet from the broker over [`MAX_INCOMING_PACKET`] (an oversized `cmd`, SPEC §7)
+//! ends the connection: rumqttc cannot skip it. The persistent session is kept and the
+//! next connection alone reads packets up to that packet's size (at most
+//! [`MAX_WIDENED_PACKET`]), so the broker's redelivery of it arrives, is refused by the
+//! command task and acknowledged, and every command queued behind it is delivered. Only
+//! a packet over [`MAX_WIDENED_PACKET`] is discarded with a clean session (the commands
+//! the broker held are then lost; counted in `command_dropped` and logged). MQTT 5's
+//! Maximum Packet Size would let the broker drop it alone, but needs an MQTT 5 broker
+//! (the README, "Oversized commands", says why the session stays on 3.1.1).
+//!
 //! The event loop is polled in its own task and its events forwarded over a bounded
 //! channel, so the session logic only ever awaits cancel-safe futures.
 
@@ -51,6 +61,20 @@ mod session_events;
 
 /// How long a clean stop waits for the offline status to leave.
 const STOP_DEADLINE: Duration = Duration::from_millis(2000);
+
+/// The largest packet a reconnect reads to get past an oversized one (memory for it is
+/// held once, for that connection).
+pub const MAX_WIDENED_PACKET: usize = 16 * 1024 * 1024;
+
+/// How the next connection opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Normal,
+    /// Keep the session, read packets up to this size (an oversized one is redelivered).
+    Widened(usize),
+    /// A clean session once, dropping what the broker holds for us.
+    Discard,
+}
 
 #[derive(Debug, Clone)]
 pub struct SessionSettings {
@@ -170,19 +194,22 @@ impl Session {
         )
     }
 
-    /// `discard`: connect with a clean session once, dropping what the broker holds for us.
-    /// The TLS files are read again for each connection (a renewed certificate is picked
+    /// `next`: see [`Next`]. The TLS files are read again for each connection (a renewed certificate is picked
     /// up), on the blocking pool: file reads do not belong on the async workers.
-    async fn options(&self, discard: bool) -> Result<MqttOptions, tls::TlsError> {
+    async fn options(&self, next: Next) -> Result<MqttOptions, tls::TlsError> {
         let m = &self.settings.mqtt;
         let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
         o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
         // With commands, a persistent session lets the broker keep commands published
         // while the gateway was away (the client id is stable).
-        o.set_clean_session(self.settings.commands.is_none() || discard);
+        o.set_clean_session(self.settings.commands.is_none() || next == Next::Discard);
         o.set_inflight(m.max_inflight.saturating_add(4));
         o.set_request_channel_capacity(usize::from(m.max_inflight) + 16);
-        o.set_max_packet_size(MAX_INCOMING_PACKET, 1024 * 1024);
+        let incoming = match next {
+            Next::Widened(n) => n.max(MAX_INCOMING_PACKET),
+            _ => MAX_INCOMING_PACKET,
+        };
+        o.set_max_packet_size(incoming, 1024 * 1024);
         if let Some(u) = &m.username {
             o.set_credentials(u.clone(), m.password.clone().unwrap_or_default());
         }
@@ -226,12 +253,12 @@ impl Session {
             }
         }
         // Set when the broker sent a packet over MAX_INCOMING_PACKET (see `oversized`).
-        let mut discard = false;
+        let mut next = Next::Normal;
         loop {
             if cancel.is_cancelled() {
                 return;
             }
-            let opts = match self.options(discard).await {
+            let opts = match self.options(next).await {
                 Ok(o) => o,
                 Err(e) => {
                     if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {
@@ -250,8 +277,8 @@ impl Session {
                 .connection(&client, &mut ev_rx, &cancel, &mut backoff, &mut fail_log)
                 .await;
             if self.state.connected.swap(false, Relaxed) {
-                // A connection came up: a clean session, if asked for, has been had.
-                discard = false;
+                // A connection came up: the widened read or the clean session was had.
+                next = Next::Normal;
             }
             match ended {
                 Ended::Shutdown { connected } => {
@@ -265,16 +292,26 @@ impl Session {
                     poller.abort();
                     Counters::inc(&self.counters.mqtt_connection_lost);
                     if let Some(size) = oversized(&e) {
-                        // The frame cannot be skipped, and a persistent session would
-                        // get it again on every reconnect: start one clean session.
-                        discard = true;
-                        Counters::inc(&self.counters.command_dropped);
-                        tracing::warn!(
-                            broker = %m.url,
-                            size,
-                            limit = MAX_INCOMING_PACKET,
-                            "MQTT packet from the broker over the size limit: reconnecting with a clean session to discard it (commands the broker held for this gateway are dropped)"
-                        );
+                        // The frame cannot be skipped; the persistent session gets it
+                        // again on the next connection, which reads it (see the module).
+                        if size <= MAX_WIDENED_PACKET && self.settings.commands.is_some() {
+                            next = Next::Widened(size);
+                            tracing::warn!(
+                                broker = %m.url,
+                                size,
+                                limit = MAX_INCOMING_PACKET,
+                                "MQTT packet from the broker over the size limit: reconnecting once with room for it, to refuse it and keep the commands behind it"
+                            );
+                        } else {
+                            next = Next::Discard;
+                            Counters::inc(&self.counters.command_dropped);
+                            tracing::warn!(
+                                broker = %m.url,
+                                size,
+                                limit = MAX_WIDENED_PACKET,
+                                "MQTT packet from the broker over the largest size read: reconnecting with a clean session to discard it (commands the broker held for this gateway are dropped)"
+                            );
+                        }
                     }
                     match fail_log.failure(std::time::Instant::now()) {
                         LogAction::Failed => {
@@ -419,11 +456,19 @@ impl Session {
     }
 }
 
+/// Forwards the event loop's events. After the error that ends the connection it keeps
+/// the event loop (and so the client's request channel) alive until the session lets go:
+/// the session may still be handling the events before the error (a ConnAck queues the
+/// status), and must then see that error (an oversized packet), not a closed channel.
 async fn poll_events(mut el: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
     loop {
         let r = el.poll().await;
         let failed = r.is_err();
-        if tx.send(r).await.is_err() || failed {
+        if tx.send(r).await.is_err() {
+            return;
+        }
+        if failed {
+            tx.closed().await;
             return;
         }
     }

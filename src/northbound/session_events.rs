@@ -110,23 +110,19 @@ impl Session {
                     &self.settings.commands,
                     self.topics.command_device(&p.topic),
                 ) {
-                    match tx.offer(dev, &p.payload, p.retain) {
-                        Err(e) => {
-                            Counters::inc(&self.counters.command_dropped);
-                            match c.drops.failure(std::time::Instant::now()) {
-                                LogAction::Failed => {
-                                    tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized")
-                                }
-                                LogAction::Summary { count } => {
-                                    tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped")
-                                }
-                                _ => {}
+                    // No "accepted again" line: under a flood accepts and drops
+                    // alternate, and each recovery would re-arm the first line. One line
+                    // per connection, then a summary every few minutes.
+                    if let Err(e) = tx.offer(dev, &p.payload, p.retain) {
+                        Counters::inc(&self.counters.command_dropped);
+                        match c.drops.failure(std::time::Instant::now()) {
+                            LogAction::Failed => {
+                                tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized")
                             }
-                        }
-                        Ok(()) => {
-                            if let LogAction::Recovered { count } = c.drops.success() {
-                                tracing::info!(dropped = count, "commands accepted again");
+                            LogAction::Summary { count } => {
+                                tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped")
                             }
+                            _ => {}
                         }
                     }
                 }

@@ -64,6 +64,8 @@ counters!(
     lora_gateway_refused,
     ocpp_unknown_charger,
     ocpp_malformed,
+    ocpp_rate_limited,
+    ocpp_handshake_evicted,
 );
 
 impl Counters {

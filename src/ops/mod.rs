@@ -13,5 +13,12 @@ pub mod health;
 pub mod logging;
 pub mod notify;
 pub mod pem;
+pub mod slots;
 pub mod timings;
 pub mod tls;
+
+/// Equal in time whatever the bytes (the length is not secret): passwords of HTTP and
+/// OCPP clients are compared with it.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

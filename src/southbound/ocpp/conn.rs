@@ -1,6 +1,15 @@
 //! One charger's WebSocket after the handshake: polegate as its central system (answers,
 //! commands as CS→charger calls with a 30 s answer deadline), or relaying every frame to
 //! and from the upstream CSMS while tapping the telemetry (proxy mode).
+//!
+//! Bounds (SPEC §7, §9): at most [`FRAMES_PER_S`] frames a second (burst [`FRAME_BURST`])
+//! from one charger: beyond, a call is answered with a CALLERROR and nothing of it is
+//! used (`ocpp_rate_limited`, one log line per flood, then a summary every 5 min); every
+//! write (answers, calls, relayed frames, the close) has [`WRITE_TIMEOUT`], so a peer
+//! that stops reading is closed; a charger silent for three heartbeat intervals is
+//! closed (its slot and task freed; a real charger reconnects); in proxy mode at most
+//! [`MAX_RELAYED_CALLS`] relayed calls are remembered, each until its CALLRESULT, its
+//! CALLERROR or [`ANSWER_TIMEOUT`], the oldest forgotten first.
 
 use super::command;
 use super::frame::{self, Frame, Malformed};
@@ -8,7 +17,9 @@ use super::hub::{ConnCmd, Hub, Live};
 use super::map::{self, ChargePoint};
 use crate::model::command::{Refusal, WriteOutcome};
 use crate::model::{Value, now_ms, rfc3339_ms};
+use crate::ops::bucket::TokenBucket;
 use crate::ops::counters::Counters;
+use crate::ops::failure_log::{FailureLog, LogAction};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -27,8 +38,67 @@ use tokio_util::sync::CancellationToken;
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Commands waiting for one charge point's connection.
 const CMD_CAPACITY: usize = 8;
-/// Calls of a charger relayed upstream and not answered yet (proxy mode), per charger.
-const MAX_RELAYED_CALLS: usize = 64;
+/// Calls of a charger relayed upstream and not answered yet (proxy mode), per charger
+/// (OCPP 1.6 has one outstanding call per direction; the rest is slack).
+pub const MAX_RELAYED_CALLS: usize = 16;
+/// OCPP-J message ids are at most 36 characters; longer ones are relayed, not tracked.
+const MAX_MESSAGE_ID: usize = 36;
+/// Frames a second one charger may send, and the burst (a boot of a many-connector
+/// charge point sends a StatusNotification per connector at once).
+pub const FRAMES_PER_S: f64 = 20.0;
+pub const FRAME_BURST: f64 = 100.0;
+/// Every send to a charger or the upstream CSMS completes within this, or the
+/// connection is closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `m` within [`WRITE_TIMEOUT`]; false when it failed or timed out.
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>, m: Message) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, ws.send(m)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Closes `ws`, waiting at most [`WRITE_TIMEOUT`] for a peer that does not read.
+pub(super) async fn close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    frame: Option<CloseFrame>,
+) {
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, ws.close(frame)).await;
+}
+
+/// Proxy mode: the charger's calls relayed upstream, by message id: (action, payload
+/// kept only for the actions that are tapped, when relayed).
+#[derive(Default)]
+struct Relayed(HashMap<String, (String, Json, Instant)>);
+
+impl Relayed {
+    fn insert(&mut self, id: String, action: String, payload: Json, now: Instant) {
+        if id.len() > MAX_MESSAGE_ID {
+            return;
+        }
+        self.0.retain(|_, e| e.2 + ANSWER_TIMEOUT > now);
+        if self.0.len() >= MAX_RELAYED_CALLS
+            && let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, e)| e.2)
+                .map(|(k, _)| k.clone())
+        {
+            self.0.remove(&oldest);
+        }
+        let payload = if map::TAPPED.contains(&action.as_str()) {
+            payload
+        } else {
+            Json::Null
+        };
+        self.0.insert(id, (action, payload, now));
+    }
+
+    fn remove(&mut self, id: &str) -> Option<(String, Json)> {
+        self.0.remove(id).map(|(a, p, _)| (a, p))
+    }
+}
 
 /// A command being carried out: one write at a time, in order.
 struct Active {
@@ -53,6 +123,17 @@ pub async fn serve<S, U>(
     S: AsyncRead + AsyncWrite + Unpin,
     U: AsyncRead + AsyncWrite + Unpin,
 {
+    let open = match hub.load_open(&cp) {
+        Ok(open) => open,
+        Err(e) => {
+            // Its transactions cannot be read: not served until they can (SPEC §5).
+            tracing::warn!(charge_point = %cp, error = %e, "charger refused: its stored state cannot be read");
+            let reason = crate::southbound::stored_state::REASON;
+            hub.set_cp_state(&cp, false, Some(reason)).await;
+            close(&mut ws, None).await;
+            return;
+        }
+    };
     let conn = hub.conn_no();
     let (cmd_tx, mut cmd_rx) = mpsc::channel(CMD_CAPACITY);
     let mine = cancel.child_token();
@@ -67,16 +148,15 @@ pub async fn serve<S, U>(
         tracing::info!(charge_point = %cp, "a new connection replaces the previous one");
         old.cancel.cancel();
     }
-    let mut state = ChargePoint {
-        open: hub.load_open(&cp),
-    };
+    let mut state = ChargePoint { open };
     let silence = Duration::from_secs(hub.cfg.heartbeat_s.saturating_mul(3));
     let mut last_rx = Instant::now();
     let mut silent = false;
     let mut active: Option<Active> = None;
     let mut msg_no: u64 = 0;
-    // Proxy mode: the charger's calls relayed upstream, by message id.
-    let mut relayed: HashMap<String, (String, Json)> = HashMap::new();
+    let mut relayed = Relayed::default();
+    let mut rate = TokenBucket::new(FRAMES_PER_S, FRAME_BURST, Instant::now());
+    let mut logs = Logs::default();
     let proxy = upstream.is_some();
     hub.set_cp_state(&cp, true, None).await;
     let reason = loop {
@@ -97,7 +177,9 @@ pub async fn serve<S, U>(
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     Some(Ok(Message::Binary(_))) => {
                         Counters::inc(&hub.counters.ocpp_malformed);
-                        let _ = ws.send(Message::text(frame::error("-1", "FormationViolation", "OCPP-J frames are text"))).await;
+                        if !send(&mut ws, Message::text(frame::error("-1", "FormationViolation", "OCPP-J frames are text"))).await {
+                            break Some(DISCONNECTED);
+                        }
                         continue;
                     }
                     Some(Ok(Message::Close(_))) | None => break Some(DISCONNECTED),
@@ -107,7 +189,7 @@ pub async fn serve<S, U>(
                         // close (1009), the charger reconnects and its offline queue resends.
                         Counters::inc(&hub.counters.ocpp_malformed);
                         tracing::warn!(charge_point = %cp, error = %e, limit = frame::MAX_FRAME_BYTES, "charger frame too large: connection closed");
-                        let _ = ws.close(Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
+                        close(&mut ws, Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
                         break Some(DISCONNECTED);
                     }
                     Some(Err(e)) => {
@@ -116,23 +198,37 @@ pub async fn serve<S, U>(
                     }
                 };
                 last_rx = Instant::now();
+                if rate.take(last_rx).is_err() {
+                    // Beyond the rate nothing of the frame is used; a call is answered.
+                    Counters::inc(&hub.counters.ocpp_rate_limited);
+                    match logs.rate.failure(std::time::Instant::now()) {
+                        LogAction::Failed => tracing::warn!(charge_point = %cp, rate = FRAMES_PER_S, burst = FRAME_BURST, "charger sends too many frames: the excess is refused (counted in ocpp_rate_limited)"),
+                        LogAction::Summary { count } => tracing::warn!(charge_point = %cp, refused = count, "charger still sends too many frames"),
+                        _ => {}
+                    }
+                    if let Ok(Frame::Call { id, .. }) = frame::parse(&text) {
+                        let e = frame::error(&id, "GenericError", "rate limit exceeded: frame refused");
+                        if !send(&mut ws, Message::text(e)).await {
+                            break Some(DISCONNECTED);
+                        }
+                    }
+                    continue;
+                }
                 if silent {
                     silent = false;
                     hub.set_cp_state(&cp, true, None).await;
                 }
                 if let Some(u) = upstream.as_mut() {
-                    if let Ok(Frame::Call { id, action, payload }) = frame::parse(&text)
-                        && relayed.len() < MAX_RELAYED_CALLS
-                    {
-                        relayed.insert(id, (action, payload));
+                    if let Ok(Frame::Call { id, action, payload }) = frame::parse(&text) {
+                        relayed.insert(id, action, payload, last_rx);
                     }
-                    if u.send(Message::text(text)).await.is_err() {
+                    if !send(u, Message::text(text)).await {
                         break Some(super::UPSTREAM_DOWN);
                     }
                     continue;
                 }
-                let reply = on_charger_frame(&hub, &cp, &mut state, &text, &mut active).await;
-                if let Some(reply) = reply && ws.send(Message::text(reply)).await.is_err() {
+                let reply = on_charger_frame(&hub, &cp, &mut state, &text, &mut active, &mut logs.malformed).await;
+                if let Some(reply) = reply && !send(&mut ws, Message::text(reply)).await {
                     break Some(DISCONNECTED);
                 }
             }
@@ -140,18 +236,24 @@ pub async fn serve<S, U>(
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => t.to_string(),
                     Some(Ok(Message::Binary(b))) => {
-                        if ws.send(Message::Binary(b)).await.is_err() { break Some(DISCONNECTED); }
+                        if !send(&mut ws, Message::Binary(b)).await { break Some(DISCONNECTED); }
                         continue;
                     }
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Some(super::UPSTREAM_DOWN),
                     Some(Ok(_)) => continue,
                 };
-                if let Ok(Frame::Result { id, payload }) = frame::parse(&text)
-                    && let Some((action, req)) = relayed.remove(&id)
-                {
-                    tap(&hub, &cp, &mut state, &action, &req, &payload).await;
+                match frame::parse(&text) {
+                    Ok(Frame::Result { id, payload }) => {
+                        if let Some((action, req)) = relayed.remove(&id) {
+                            tap(&hub, &cp, &mut state, &action, &req, &payload).await;
+                        }
+                    }
+                    Ok(Frame::Error { id, .. }) => {
+                        relayed.remove(&id);
+                    }
+                    _ => {}
                 }
-                if ws.send(Message::text(text)).await.is_err() {
+                if !send(&mut ws, Message::text(text)).await {
                     break Some(DISCONNECTED);
                 }
             }
@@ -164,8 +266,10 @@ pub async fn serve<S, U>(
                     a.waiting = None;
                     finish(&hub, active.take(), Some(Refusal::Timeout("charger did not answer".into()))).await;
                 } else if last_rx + silence <= Instant::now() && !silent {
-                    silent = true;
-                    hub.set_cp_state(&cp, false, Some(DISCONNECTED)).await;
+                    // Silent for three heartbeats: a charger that is still there
+                    // reconnects; a half-open one gives its task and slot back.
+                    tracing::info!(charge_point = %cp, silent_s = silence.as_secs(), "charger silent: connection closed");
+                    break Some(DISCONNECTED);
                 }
             }
         }
@@ -186,7 +290,7 @@ pub async fn serve<S, U>(
                     let id = format!("pg{conn}-{msg_no}");
                     let text = frame::call(&id, action, &payload);
                     a.waiting = Some((id, action, Instant::now() + ANSWER_TIMEOUT));
-                    if ws.send(Message::text(text)).await.is_err() {
+                    if !send(&mut ws, Message::text(text)).await {
                         finish(
                             &hub,
                             active.take(),
@@ -202,9 +306,9 @@ pub async fn serve<S, U>(
     };
     let gone = Refusal::DeviceOffline("charger disconnected".into());
     finish(&hub, active.take(), Some(gone)).await;
-    let _ = ws.close(None).await;
+    close(&mut ws, None).await;
     if let Some(mut u) = upstream {
-        let _ = u.close(None).await;
+        close(&mut u, None).await;
     }
     // Only the current connection of a charge point speaks for its devices.
     let current = {
@@ -221,11 +325,27 @@ pub async fn serve<S, U>(
     tracing::info!(charge_point = %cp, reason = reason.unwrap_or("replaced or stopped"), "charger connection closed");
 }
 
+/// Per connection: one line when a flood or a run of malformed frames starts, then
+/// summaries ([`FailureLog`]); never one per frame.
+#[derive(Default)]
+struct Logs {
+    rate: FailureLog,
+    malformed: FailureLog,
+}
+
 async fn tap(hub: &Hub, cp: &str, state: &mut ChargePoint, action: &str, req: &Json, conf: &Json) {
+    if action == "StartTransaction" && !hub.has_connector(cp, req.get("connectorId")) {
+        // Only configured connectors get an open transaction (the map stays bounded).
+        tracing::debug!(
+            charge_point = cp,
+            "StartTransaction of an unconfigured connector not tapped"
+        );
+        return;
+    }
     match state.tap(action, req, conf) {
         Ok(taps) => {
             if matches!(action, "StartTransaction" | "StopTransaction") {
-                hub.save_open(cp, &state.open);
+                hub.save_open(cp, &state.open).await;
             }
             hub.apply(cp, taps).await;
         }
@@ -240,10 +360,19 @@ async fn on_charger_frame(
     state: &mut ChargePoint,
     text: &str,
     active: &mut Option<Active>,
+    log: &mut FailureLog,
 ) -> Option<String> {
-    let malformed = |e: Malformed| {
+    let mut malformed = |e: Malformed| {
         Counters::inc(&hub.counters.ocpp_malformed);
-        tracing::info!(charge_point = cp, code = e.code, error = %e.description, "malformed OCPP frame");
+        match log.failure(std::time::Instant::now()) {
+            LogAction::Failed => {
+                tracing::info!(charge_point = cp, code = e.code, error = %e.description, "malformed OCPP frame; further ones are counted (ocpp_malformed) and summarized")
+            }
+            LogAction::Summary { count } => {
+                tracing::info!(charge_point = cp, code = e.code, error = %e.description, malformed = count, "malformed OCPP frames still arriving")
+            }
+            _ => {}
+        }
         Some(e.to_text())
     };
     let f = match frame::parse(text) {
@@ -257,6 +386,13 @@ async fn on_charger_frame(
             payload,
         } => {
             let mut tx = None;
+            if action == "StartTransaction" && !hub.has_connector(cp, payload.get("connectorId")) {
+                return malformed(Malformed::new(
+                    &id,
+                    "PropertyConstraintViolation",
+                    "connectorId: not a connector configured for this charge point",
+                ));
+            }
             if action == "StartTransaction" {
                 match hub.next_tx().await {
                     Ok(n) => tx = Some(n),

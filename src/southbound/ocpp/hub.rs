@@ -57,6 +57,8 @@ pub struct Hub {
     queue: Queue,
     tx: tokio::sync::Mutex<(i64, i64)>,
     next_conn: AtomicU64,
+    /// Refused handshakes: one line when they start, then summaries.
+    refusals: Mutex<crate::ops::failure_log::FailureLog>,
     /// Proxy mode: per charge point, the upstream backoff and the earliest next attempt.
     upstream_retry: Mutex<HashMap<String, (crate::ops::backoff::Backoff, std::time::Instant)>>,
 }
@@ -100,6 +102,23 @@ impl Hub {
             tx: tokio::sync::Mutex::new((reserved, reserved)),
             next_conn: AtomicU64::new(1),
             upstream_retry: Mutex::new(HashMap::new()),
+            refusals: Mutex::default(),
+        }
+    }
+
+    /// Logs a refused handshake (`cp`: the charge point id asked for, cut to 64
+    /// characters), rate-limited: the first of a run, then a summary every few minutes.
+    pub fn refused(&self, cp: &str, why: &str) {
+        use crate::ops::failure_log::LogAction;
+        let cp = super::map::bounded(cp.to_string(), 64);
+        match lock(&self.refusals).failure(std::time::Instant::now()) {
+            LogAction::Failed => {
+                tracing::info!(charge_point = %cp, why, "charger refused; further refusals are counted and summarized")
+            }
+            LogAction::Summary { count } => {
+                tracing::info!(charge_point = %cp, why, refused = count, "chargers still being refused")
+            }
+            _ => {}
         }
     }
 
@@ -124,6 +143,22 @@ impl Hub {
             )
         });
         *at = std::time::Instant::now() + b.next_wait();
+    }
+
+    /// Whether `connector` (a request's `connectorId`) is a configured connector of `cp`.
+    pub fn has_connector(&self, cp: &str, connector: Option<&serde_json::Value>) -> bool {
+        // Lenient like the mapping: real chargers send numbers as strings too.
+        let Some(n) = connector.and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        }) else {
+            return false;
+        };
+        self.by_cp
+            .get(cp)
+            .into_iter()
+            .flatten()
+            .any(|&d| u64::from(self.devices[d].cfg.connector) == n)
     }
 
     pub fn conn_no(&self) -> u64 {
@@ -164,25 +199,33 @@ impl Hub {
         }
     }
 
-    /// The open transactions of charge point `cp` remembered from the last run.
-    pub fn load_open(&self, cp: &str) -> BTreeMap<u32, Open> {
+    /// The open transactions of charge point `cp` remembered from the last run; an error
+    /// when the stored state cannot be read (never taken as "none", SPEC §5).
+    pub fn load_open(&self, cp: &str) -> Result<BTreeMap<u32, Open>, crate::buffer::BufferError> {
         let key = format!("open/{cp}");
-        self.kv
-            .get(key.as_bytes())
-            .ok()
-            .flatten()
+        Ok(self
+            .kv
+            .get(key.as_bytes())?
             .and_then(|v| serde_json::from_slice(&v).ok())
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 
-    pub fn save_open(&self, cp: &str, open: &BTreeMap<u32, Open>) {
-        let key = format!("open/{cp}");
-        let r = match serde_json::to_vec(open) {
-            Ok(v) => self.kv.insert(key.as_bytes(), &v).map(drop),
-            Err(_) => Ok(()),
+    /// Stores the open transactions of `cp` (at most one per configured connector: small)
+    /// on the blocking pool; awaited, so the saves of one connection stay in order.
+    pub async fn save_open(&self, cp: &str, open: &BTreeMap<u32, Open>) {
+        let Ok(v) = serde_json::to_vec(open) else {
+            return;
         };
-        if let Err(e) = r {
-            tracing::warn!(charge_point = cp, error = %e, "open transactions not persisted");
+        let (kv, key) = (self.kv.clone(), format!("open/{cp}"));
+        let r = tokio::task::spawn_blocking(move || kv.insert(key.as_bytes(), &v).map(drop)).await;
+        match r {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(charge_point = cp, error = %e, "open transactions not persisted")
+            }
+            Err(e) => {
+                tracing::warn!(charge_point = cp, error = %e, "open transactions not persisted")
+            }
         }
     }
 

@@ -1,23 +1,32 @@
 //! The listener chargers connect to: TLS (`wss://`) when configured, the WebSocket
 //! handshake with its refusals (404 unknown charge point, 401 bad credentials, 400 no
-//! `ocpp1.6`), bounded connections and a handshake deadline; in proxy mode the upstream
+//! `ocpp1.6`), bounded handshakes with a deadline; in proxy mode the upstream
 //! connection is opened before the charger's handshake completes its first frame.
+//!
+//! At most [`HANDSHAKE_SLOTS`] clients are in their TLS or WebSocket handshake at once;
+//! when all are taken, a newcomer takes the slot of the oldest (`ops::slots`; counted in
+//! `ocpp_handshake_evicted`), so half-open clients cannot keep a real charger out. After
+//! its handshake a connection belongs to a configured charge point and replaces that
+//! charge point's previous one, so established connections are at most one per charge
+//! point (plus those closing, each within `conn::WRITE_TIMEOUT`). The password is
+//! compared in constant time against every device of the charge point (`check` makes
+//! them agree). Refused handshakes are counted and logged once, then summarized.
 
 use super::hub::Hub;
 use super::stream::Io;
 use crate::ops::counters::Counters;
+use crate::ops::slots::{Admitted, Slots};
 use base64::Engine;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-/// Connections open at once (chargers and clients still in their handshake).
-pub const MAX_CONNECTIONS: usize = 256;
+/// Clients in their TLS or WebSocket handshake at once.
+pub const HANDSHAKE_SLOTS: usize = 64;
 /// A client has this long for TLS and the WebSocket upgrade.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const SUBPROTOCOL: &str = "ocpp1.6";
@@ -61,25 +70,34 @@ pub fn check_request(
     };
     let Some(devs) = hub.by_cp.get(cp) else {
         Counters::inc(&hub.counters.ocpp_unknown_charger);
-        tracing::info!(charge_point = cp, "unknown charge point refused");
+        hub.refused(cp, "unknown charge point");
         return Err(refuse(StatusCode::NOT_FOUND, "unknown charge point"));
     };
-    if let Some(pw) = devs
+    let passwords: Vec<&str> = devs
         .iter()
-        .find_map(|&d| hub.devices[d].cfg.password.as_ref())
-    {
-        let want = base64::engine::general_purpose::STANDARD.encode(format!("{cp}:{}", pw.0));
+        .filter_map(|&d| hub.devices[d].cfg.password.as_ref())
+        .map(|p| p.0.as_str())
+        .collect();
+    if !passwords.is_empty() {
         let given = req
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Basic "))
-            .map(str::trim);
-        if given != Some(want.as_str()) {
-            tracing::info!(
-                charge_point = cp,
-                "charger refused: bad or missing Basic credentials"
-            );
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .and_then(|(_, b64)| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .ok()
+            })
+            .unwrap_or_default();
+        // Every device of the charge point must accept it (a device without a password
+        // while another has one cannot pass `check`), each compared in constant time.
+        let ok = passwords.iter().fold(true, |ok, pw| {
+            ok & crate::ops::ct_eq(&given, format!("{cp}:{pw}").as_bytes())
+        });
+        if !ok {
+            hub.refused(cp, "bad or missing Basic credentials");
             let mut r = refuse(StatusCode::UNAUTHORIZED, "Basic credentials required");
             r.headers_mut().insert(
                 "www-authenticate",
@@ -117,12 +135,8 @@ pub async fn run(
     tls: Option<tokio_rustls::TlsAcceptor>,
     cancel: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Slots::new(HANDSHAKE_SLOTS);
     loop {
-        let permit = tokio::select! {
-            _ = cancel.cancelled() => break,
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-        };
         let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => break,
             r = listener.accept() => match r {
@@ -135,18 +149,30 @@ pub async fn run(
             },
         };
         let _ = tcp.set_nodelay(true);
+        let slot = match slots.admit() {
+            Admitted::Free(s) => s,
+            Admitted::Evicted(s) => {
+                Counters::inc(&hub.counters.ocpp_handshake_evicted);
+                hub.refused("-", "handshake slots full: the oldest handshake was closed");
+                s
+            }
+            // Handshake slots are never busy: not reached.
+            Admitted::Full => continue,
+        };
         let (hub, tls, cancel) = (hub.clone(), tls.clone(), cancel.clone());
         tokio::spawn(async move {
-            let _permit = permit;
             let io = match tls {
                 None => Io::Plain(tcp),
-                Some(acc) => match tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp)).await {
-                    Ok(Ok(s)) => Io::Tls(Box::new(s.into())),
-                    _ => {
-                        tracing::info!(%peer, "OCPP TLS handshake failed");
-                        return;
+                Some(acc) => {
+                    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp));
+                    match tokio::select! { r = hs => Some(r), _ = slot.evicted() => None } {
+                        Some(Ok(Ok(s))) => Io::Tls(Box::new(s.into())),
+                        _ => {
+                            tracing::debug!(%peer, "OCPP TLS handshake failed");
+                            return;
+                        }
                     }
-                },
+                }
             };
             let mut cp = None;
             #[allow(clippy::result_large_err)]
@@ -157,17 +183,20 @@ pub async fn run(
                 })
             };
             let hs = tokio_tungstenite::accept_hdr_async_with_config(io, cb, Some(ws_config()));
-            let ws = match tokio::time::timeout(HANDSHAKE_TIMEOUT, hs).await {
-                Ok(Ok(ws)) => ws,
-                Ok(Err(e)) => {
+            let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, hs);
+            let ws = match tokio::select! { r = hs => Some(r), _ = slot.evicted() => None } {
+                Some(Ok(Ok(ws))) => ws,
+                Some(Ok(Err(e))) => {
                     tracing::debug!(%peer, error = %e, "OCPP handshake refused");
                     return;
                 }
-                Err(_) => {
-                    tracing::info!(%peer, "OCPP handshake timed out");
+                Some(Err(_)) => {
+                    tracing::debug!(%peer, "OCPP handshake timed out");
                     return;
                 }
+                None => return,
             };
+            drop(slot);
             let Some(cp) = cp else { return };
             tracing::info!(charge_point = %cp, %peer, "charger connected");
             match hub.cfg.upstream.clone() {
@@ -185,7 +214,7 @@ pub async fn run(
                         Err(e) => {
                             tracing::warn!(charge_point = %cp, error = %e, "upstream CSMS unreachable; charger connection closed");
                             let mut ws = ws;
-                            let _ = ws.close(None).await;
+                            super::conn::close(&mut ws, None).await;
                             hub.set_cp_state(&cp, false, Some(super::UPSTREAM_DOWN))
                                 .await;
                         }

@@ -38,6 +38,29 @@ pub struct ChargePoint {
     pub open: BTreeMap<u32, Open>,
 }
 
+/// The charger→CS calls [`ChargePoint::tap`] reads (proxy mode keeps only their payloads).
+pub const TAPPED: [&str; 5] = [
+    "BootNotification",
+    "StatusNotification",
+    "MeterValues",
+    "StartTransaction",
+    "StopTransaction",
+];
+
+/// OCPP 1.6's CiString bounds of what is published: vendor and model CiString20, serial
+/// numbers CiString25, firmware CiString50, idTag CiString20; enum-valued fields
+/// (errorCode, reason) are at most [`MAX_ENUM_CHARS`]. Longer strings are cut to the bound
+/// (chargers that overrun the schema exist; the published value stays bounded).
+pub const MAX_ENUM_CHARS: usize = 50;
+
+/// `s` cut to at most `max` characters.
+pub fn bounded(mut s: String, max: usize) -> String {
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+    }
+    s
+}
+
 fn bad(what: impl Into<String>) -> Malformed {
     Malformed::new("-1", "FormationViolation", what)
 }
@@ -141,20 +164,20 @@ impl ChargePoint {
         Ok(match action {
             "BootNotification" => {
                 let mut meta = Map::new();
-                for (key, field) in [
-                    ("ocpp_vendor", "chargePointVendor"),
-                    ("ocpp_model", "chargePointModel"),
-                    ("ocpp_serial", "chargePointSerialNumber"),
-                    ("ocpp_firmware", "firmwareVersion"),
+                for (key, field, max) in [
+                    ("ocpp_vendor", "chargePointVendor", 20),
+                    ("ocpp_model", "chargePointModel", 20),
+                    ("ocpp_serial", "chargePointSerialNumber", 25),
+                    ("ocpp_firmware", "firmwareVersion", 50),
                 ] {
                     if let Some(v) = text(req.get(field)) {
-                        meta.insert(key.into(), Json::String(v));
+                        meta.insert(key.into(), Json::String(bounded(v, max)));
                     }
                 }
                 if !meta.contains_key("ocpp_serial")
                     && let Some(v) = text(req.get("chargeBoxSerialNumber"))
                 {
-                    meta.insert("ocpp_serial".into(), Json::String(v));
+                    meta.insert("ocpp_serial".into(), Json::String(bounded(v, 25)));
                 }
                 vec![Tap::Booted(meta)]
             }
@@ -174,7 +197,7 @@ impl ChargePoint {
                         ("plug_connected", Value::Bool(plugged(status))),
                     ];
                     if let Some(code) = text(req.get("errorCode")) {
-                        p.push(("fault_code", Value::Text(code)));
+                        p.push(("fault_code", Value::Text(bounded(code, MAX_ENUM_CHARS))));
                     }
                     vec![pts(connector, p)]
                 }
@@ -224,7 +247,7 @@ impl ChargePoint {
                     connector,
                     vec![
                         ("x_transaction_id", Value::Int(transaction_id)),
-                        ("x_id_tag", Value::Text(id_tag)),
+                        ("x_id_tag", Value::Text(bounded(id_tag, 20))),
                         ("energy_session", Value::Float(0.0)),
                     ],
                 )]
@@ -234,7 +257,10 @@ impl ChargePoint {
                     .ok_or_else(|| bad("transactionId: required"))? as i64;
                 let meter_stop = number(req.get("meterStop"))
                     .ok_or_else(|| bad("meterStop: a number is required"))?;
-                let reason = text(req.get("reason")).unwrap_or_else(|| "Local".into());
+                let reason = bounded(
+                    text(req.get("reason")).unwrap_or_else(|| "Local".into()),
+                    MAX_ENUM_CHARS,
+                );
                 let Some((&connector, open)) =
                     self.open.iter().find(|(_, o)| o.transaction_id == tx)
                 else {

@@ -163,3 +163,25 @@ fn the_central_system_answers_every_charger_message_by_its_policy() {
         "FormationViolation"
     );
 }
+
+#[test]
+fn boot_notification_strings_are_cut_to_the_ocpp_schema_bounds() {
+    let mut cp = ChargePoint::default();
+    let long = "é".repeat(70_000);
+    let req = json!({"chargePointVendor": long, "chargePointModel": long,
+        "chargePointSerialNumber": long, "firmwareVersion": long});
+    let taps = cp.tap("BootNotification", &req, &json!({})).unwrap();
+    let Tap::Booted(meta) = &taps[0] else {
+        panic!("{taps:?}")
+    };
+    let len = |k: &str| meta[k].as_str().unwrap().chars().count();
+    assert_eq!(
+        (
+            len("ocpp_vendor"),
+            len("ocpp_model"),
+            len("ocpp_serial"),
+            len("ocpp_firmware")
+        ),
+        (20, 20, 25, 50)
+    );
+}

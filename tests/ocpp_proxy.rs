@@ -110,7 +110,7 @@ async fn frames_are_relayed_both_ways_and_tapped_and_an_unreachable_csms_closes_
     // A charger that comes within the upstream's retry backoff is closed again; a real
     // charger reconnects, and so does this one until it is relayed.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut c3 = loop {
+    let c3 = loop {
         let mut c3 = Peer::charger(&url, "CP-P", None, None);
         let first = c3
             .wait("connected or closed", |v| {

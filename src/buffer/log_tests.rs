@@ -1,7 +1,7 @@
 //! Proves the queue contract in-process: ordering, idempotent acks, seq monotonicity across
 //! reopen, exact `on_full` accounting in memory and by whole blocks on disk (also after
 //! reopen), recovery from a corrupt database and a damaged ledger, skipping of damaged
-//! blocks, conversion of an earlier release's queue, the lock error, the KvStore.
+//! blocks, conversion of an earlier release's queue, the lock error.
 
 use super::super::store::{META_TREE, key};
 use super::super::{
@@ -394,38 +394,6 @@ fn a_second_open_of_the_same_directory_is_a_clear_locked_error() {
         "{msg}"
     );
     assert!(dir.exists(), "a locked database is never moved aside");
-}
-
-#[test]
-fn kv_stores_persist_beside_the_queue_and_iterate_by_prefix() {
-    let tmp = tempfile::tempdir().expect("tempdir");
-    let dir = tmp.path().join("buffer");
-    {
-        let q = Queue::open(&dir, QueueOptions::default()).expect("open");
-        assert!(matches!(
-            q.kv("bad name"),
-            Err(BufferError::InvalidKvName { .. })
-        ));
-        let kv = q.kv("cmd-ids").expect("kv");
-        assert_eq!(kv.insert(b"lamp-1/c-1", b"1").expect("insert"), None);
-        kv.insert(b"lamp-1/c-2", b"2").expect("insert");
-        kv.insert(b"lamp-2/c-1", b"3").expect("insert");
-        assert_eq!(
-            kv.remove(b"lamp-2/c-1").expect("remove"),
-            Some(b"3".to_vec())
-        );
-        q.flush().expect("flush");
-    }
-    let q = Queue::open(&dir, QueueOptions::default()).expect("reopen");
-    let kv = q.kv("cmd-ids").expect("kv");
-    assert_eq!(kv.get(b"lamp-1/c-2").expect("get"), Some(b"2".to_vec()));
-    let keys: Vec<Vec<u8>> = kv
-        .iter_prefix(b"lamp-1/")
-        .map(|r| r.expect("item").0)
-        .collect();
-    assert_eq!(keys, vec![b"lamp-1/c-1".to_vec(), b"lamp-1/c-2".to_vec()]);
-    assert_eq!(q.stats().events, 0, "kv entries are not queue events");
-    assert!(q.kv("other").expect("kv").is_empty());
 }
 
 #[test]

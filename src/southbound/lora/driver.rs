@@ -21,7 +21,7 @@ use crate::model::LinkState;
 use crate::model::Value;
 use crate::model::command::{Refusal as Cmd, WriteOutcome};
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::failure_log::FailureLog;
 use crate::pipeline::{DeviceInfo, Input};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -191,12 +191,8 @@ impl Core {
             _ => &self.counters.lora_malformed,
         };
         Counters::inc(c);
-        match self.logs.entry(what).or_default().failure(now) {
-            LogAction::Failed => tracing::warn!(reason = what, "LoRa frame rejected: {detail}"),
-            LogAction::Summary { count } => {
-                tracing::warn!(reason = what, count, "LoRa frames still rejected: {detail}")
-            }
-            _ => {}
+        if let Some(count) = self.logs.entry(what).or_default().due(now) {
+            tracing::warn!(reason = what, count, "LoRa frame rejected: {detail}");
         }
     }
 
@@ -308,18 +304,12 @@ impl Core {
     /// Counts and logs (rate-limited per `what`) a datagram refused for its gateway.
     pub(super) fn refuse_gateway(&mut self, what: &'static str, detail: &str, now: Instant) {
         Counters::inc(&self.counters.lora_gateway_refused);
-        match self.logs.entry(what).or_default().failure(now) {
-            LogAction::Failed => {
-                tracing::warn!(reason = what, "LoRa gateway datagram refused: {detail}")
-            }
-            LogAction::Summary { count } => {
-                tracing::warn!(
-                    reason = what,
-                    count,
-                    "LoRa gateway datagrams still refused: {detail}"
-                )
-            }
-            _ => {}
+        if let Some(count) = self.logs.entry(what).or_default().due(now) {
+            tracing::warn!(
+                reason = what,
+                count,
+                "LoRa gateway datagram refused: {detail}"
+            );
         }
     }
 

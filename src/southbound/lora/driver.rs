@@ -9,7 +9,6 @@
 //! is still there. Several copies of one frame (several gateways or antennas) are collected
 //! for [`DEDUP_WINDOW`] and handled once, with the best SNR, then RSSI.
 
-use super::downlink::TXACK_TIMEOUT_MS;
 use super::gateways::{Gateways, Pulled, Refusal};
 use super::netserver::{Accepted, Device, Rejected, Server};
 use super::script::LoraCodec;
@@ -29,6 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long copies of one frame are collected before it is handled.
+/// How long a gateway has to confirm a PULL_RESP with its TX_ACK (SPEC §8).
+pub const TXACK_TIMEOUT_MS: u64 = 10_000;
 pub const DEDUP_WINDOW: Duration = Duration::from_millis(200);
 /// EU868 RECEIVE_DELAY1 / JOIN_ACCEPT_DELAY1 (µs on the concentrator clock).
 pub const RX1_DELAY_US: u32 = 1_000_000;

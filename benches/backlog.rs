@@ -52,7 +52,11 @@ fn main() {
         let (mqtt, http) = (free_port(), free_port());
         let setup = Setup::custom(
             "bench",
-            &format!("url = \"mqtt://127.0.0.1:{mqtt}\"\nreplay_rate = 0\nmax_inflight = 256\n"),
+            // A short reconnect backoff: the drain is measured, not the backoff's ceiling.
+            &format!(
+                "url = \"mqtt://127.0.0.1:{mqtt}\"\nreplay_rate = 0\nmax_inflight = 256\n\
+                 reconnect_min_ms = 50\nreconnect_max_ms = 300\n"
+            ),
             &format!("[http]\nlisten = \"127.0.0.1:{http}\"\n\n{entries}"),
         );
         let child = spawn_daemon(&exe, &setup);

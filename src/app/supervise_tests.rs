@@ -71,12 +71,14 @@ async fn a_panicking_driver_is_restarted_and_its_inbox_reaches_the_new_incarnati
     });
     let sup = tokio::spawn(driver(starts.clone(), cancel.clone()).run(first, first_tx, inbox_rx));
 
+    // Before the command that makes it panic: the backoff starts after the panic, so
+    // after this instant whatever the scheduling of the tasks.
+    let t0 = Instant::now();
     let lost = command(&inbox_tx).await;
     assert!(
         lost.is_err(),
         "the command the dead incarnation held gets no outcome"
     );
-    let t0 = Instant::now();
     let done = command(&inbox_tx)
         .await
         .expect("answered by the restarted driver");

@@ -13,6 +13,7 @@ pub mod convert;
 pub mod load;
 mod lora;
 mod points;
+mod raw_point;
 mod registers;
 mod report;
 mod serial;

@@ -10,8 +10,9 @@
 //! - the devices' liveness ([`Health`]: online on a good cycle, offline after
 //!   [`OFFLINE_AFTER_FAILURES`](crate::southbound::health::OFFLINE_AFTER_FAILURES) bad
 //!   ones, one log line per transition) and the poll timings;
-//! - the connection's failure log ([`LineLog`]: once on failure, summaries, once on
-//!   recovery), which the protocol calls while it (re)connects with its own backoff.
+//! - for the protocol's connection or port, which it opens itself: when the next
+//!   (re)open may be tried ([`Reopen`], the shared [`Backoff`]) and the failure log
+//!   ([`LineLog`]: once on failure, summaries, once on recovery).
 //!
 //! A protocol implements [`Protocol`]: how to poll one device, how to write a command,
 //! and optionally how to listen while idle (a serial line decodes unsolicited frames).
@@ -48,6 +49,7 @@
 
 use crate::model::Value;
 use crate::model::command::WriteRequest;
+use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::ops::notify::{BEAT_EVERY, Heartbeat};
@@ -173,6 +175,9 @@ pub async fn run<P: Protocol>(
     let mut health: Vec<Health> = devices.iter().map(|_| Health::default()).collect();
     let mut overruns = OverrunLog::default();
     let mut out = Vec::new();
+    // However the task ends (stopped, removed by a reload, panicked), its poll timings
+    // leave /metrics with it; a restarted bus starts a fresh series.
+    let _timings = ForgetTimings(&counters, &name);
     tracing::info!(bus_id = %name, kind, devices = devices.len(), "bus task started");
     proto.start();
     while let Some((i, deadline)) = schedule.next() {
@@ -227,6 +232,52 @@ pub async fn run<P: Protocol>(
     tracing::info!(bus_id = %name, kind, "bus task stopped");
 }
 
+/// When a bus may next try to open its connection or port: at once at first and after a
+/// success, after the shared [`Backoff`]'s wait after each failure.
+#[derive(Debug)]
+pub struct Reopen {
+    backoff: Backoff,
+    next: Instant,
+}
+
+impl Reopen {
+    pub fn new(min: Duration, max: Duration) -> Reopen {
+        Reopen {
+            backoff: Backoff::new(min, max),
+            next: Instant::now(),
+        }
+    }
+
+    /// How long until the next attempt may run; `None` when it may run now.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        (now < self.next).then(|| self.next.duration_since(now))
+    }
+
+    /// When the next attempt may run.
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// An attempt failed at `now`: the next one waits.
+    pub fn failed(&mut self, now: Instant) {
+        self.next = now + self.backoff.next_wait();
+    }
+
+    /// An attempt succeeded: the next failure waits the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.backoff.reset();
+    }
+}
+
+/// Forgets the poll timings of bus `.1` when dropped.
+struct ForgetTimings<'a>(&'a Counters, &'a str);
+
+impl Drop for ForgetTimings<'_> {
+    fn drop(&mut self) {
+        self.0.timings.forget_link(self.1);
+    }
+}
+
 /// The failure log of a bus's connection or port: the first failure logged, then a
 /// summary at most every few minutes while it lasts, then one line on recovery.
 #[derive(Debug)]
@@ -245,14 +296,8 @@ impl LineLog {
 
     /// The connection or port failed (the caller retries with its backoff).
     pub fn failed(&mut self, error: &dyn fmt::Display) {
-        match self.log.failure(std::time::Instant::now()) {
-            LogAction::Failed => {
-                tracing::error!(bus_id = %self.bus, error = %error, "bus error; retrying with backoff")
-            }
-            LogAction::Summary { count } => {
-                tracing::error!(bus_id = %self.bus, error = %error, failures = count, "bus still failing")
-            }
-            _ => {}
+        if let Some(failures) = self.log.due(std::time::Instant::now()) {
+            tracing::error!(bus_id = %self.bus, error = %error, failures, "bus error; retrying with backoff");
         }
     }
 
@@ -261,5 +306,88 @@ impl LineLog {
         if let LogAction::Recovered { count } = self.log.success() {
             tracing::info!(bus_id = %self.bus, failures = count, "bus working again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop reports a good cycle as online + reading, records its timing, and forgets
+    //! that timing once the task ends.
+    use super::*;
+    use crate::profile::Registry;
+
+    struct OneValue {
+        device: Arc<DeviceInfo>,
+    }
+
+    impl Protocol for OneValue {
+        type Error = String;
+        type Notes = ();
+        fn name(&self) -> &str {
+            "test-bus"
+        }
+        fn kind(&self) -> &'static str {
+            "test bus"
+        }
+        fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)> {
+            vec![(self.device.clone(), Duration::from_secs(1))]
+        }
+        async fn poll(&mut self, _: usize) -> Polled<(), String> {
+            Polled::on_line(Ok(Reading::values(vec![(0, Value::Int(7))])))
+        }
+        async fn write(&mut self, _: WriteRequest) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_good_cycle_is_online_then_a_reading_and_a_stopped_bus_forgets_its_timings() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let (reg, _) = Registry::load(&[dir]);
+        let profile = reg.get("generic-lamp-modbus").expect("lamp").clone();
+        let device = Arc::new(DeviceInfo::new(
+            "lamp-1",
+            profile,
+            Default::default(),
+            60_000,
+        ));
+        let counters = Arc::new(Counters::default());
+        let (_cmd_tx, inbox) = mpsc::channel(1);
+        let (tx, mut rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let proto = OneValue { device };
+        let task = tokio::spawn(run(
+            proto,
+            inbox,
+            tx,
+            counters.clone(),
+            cancel.clone(),
+            None,
+        ));
+        assert!(matches!(
+            rx.recv().await,
+            Some(Input::State { online: true, .. })
+        ));
+        assert!(
+            matches!(rx.recv().await, Some(Input::Reading { values, .. }) if values == vec![(0, Value::Int(7))])
+        );
+        let label = vec![("link", "test-bus".to_string())];
+        assert!(counters.timings.poll.get(&label).is_some());
+        cancel.cancel();
+        task.await.expect("bus task ends");
+        assert!(counters.timings.poll.get(&label).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reopen_tries_at_once_then_waits_the_backoff_after_each_failure() {
+        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        let mut r = Reopen::new(min, max);
+        let t0 = Instant::now();
+        assert_eq!(r.wait(t0), None, "the first attempt runs at once");
+        r.failed(t0);
+        let w = r.wait(t0).expect("waits after a failure");
+        assert!(w >= min && w <= max, "{w:?}");
+        assert_eq!(r.wait(r.next()), None, "and may run once the wait is over");
+        r.succeeded();
+        r.failed(r.next());
+        assert!(r.wait(r.next() - min).is_some());
     }
 }

@@ -321,15 +321,11 @@ async fn tls_config(
                 }
                 return Some(tls);
             }
-            Err(e) => match log.failure(Instant::now()) {
-                LogAction::Nothing => {}
-                LogAction::Summary { count } => {
-                    tracing::error!(url = %cfg.url, error = %e, failures = count, "LoRa network server TLS setup still failing")
+            Err(e) => {
+                if let Some(failures) = log.due(Instant::now()) {
+                    tracing::error!(url = %cfg.url, error = %e, failures, "LoRa network server TLS setup failed");
                 }
-                _ => {
-                    tracing::error!(url = %cfg.url, error = %e, "LoRa network server TLS setup failed")
-                }
-            },
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return None,

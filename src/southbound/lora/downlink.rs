@@ -6,7 +6,7 @@
 //! Every queued command ends with exactly one final result (SPEC §8 "LoRa commands"):
 //! `sent` on the gateway's TX_ACK; `failed` when there is no gateway to send through, both
 //! receive windows are missed, the gateway's TX_ACK reports an error or none comes within
-//! [`TXACK_TIMEOUT_MS`]; `expired` when `expires` passes before an uplink. A frame's state
+//! [`TXACK_TIMEOUT_MS`](super::driver::TXACK_TIMEOUT_MS); `expired` when `expires` passes before an uplink. A frame's state
 //! (waiting, or handed to a gateway with its token) lives in the persisted device state
 //! and is written before it is acted on, so a restart resumes where the last run stopped:
 //! a late TX_ACK still turns it `sent`, a missing one `failed`.
@@ -21,9 +21,6 @@ use crate::model::command::{CmdResult, Refusal, WriteOutcome, WriteRequest};
 use crate::pipeline::Input;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// How long a gateway has to confirm a PULL_RESP with its TX_ACK (SPEC §8).
-pub const TXACK_TIMEOUT_MS: u64 = 10_000;
 
 /// How a command's frame ends.
 #[derive(Debug, Clone, PartialEq)]

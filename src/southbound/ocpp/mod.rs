@@ -28,7 +28,7 @@ use crate::ops::notify::{BEAT_EVERY, Heartbeat};
 use crate::southbound::Wiring;
 pub use hub::OcppDevice;
 use hub::{ConnCmd, Hub};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,9 +54,7 @@ pub enum OcppError {
     Upstream { url: String, what: String },
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::ops::lock::lock;
 
 fn acceptor(cfg: &OcppCfg) -> Result<Option<tokio_rustls::TlsAcceptor>, OcppError> {
     let Some((cert, key)) = &cfg.tls else {

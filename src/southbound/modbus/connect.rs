@@ -1,6 +1,6 @@
 //! Opening a link's transport: a TCP connect under [`CONNECT_TIMEOUT`] or a serial port
-//! through the shared opener, wrapped in a tokio-modbus [`Context`] (tokio-modbus's own
-//! TCP client for Modbus TCP, our [`FramedClient`] for RTU and ASCII framings).
+//! through the shared opener, wrapped in a tokio-modbus [`Context`] around our
+//! [`FramedClient`] for every framing: Modbus TCP, RTU and ASCII.
 
 use super::fault_counter::FaultCounter;
 use super::rtu::{FramedClient, Mode, Timing};
@@ -72,14 +72,13 @@ pub(super) async fn connect_with(
                     Ok(Ok(s)) => s,
                 };
             let _ = stream.set_nodelay(true);
-            Ok(match framing {
-                Framing::Tcp => tokio_modbus::client::tcp::attach(stream),
+            let client = match framing {
+                Framing::Tcp => FramedClient::tcp(stream, faults.clone()),
                 Framing::Rtu => {
-                    let client =
-                        FramedClient::new(stream, Mode::Rtu, Timing::none(), faults.clone());
-                    Context::from(Box::new(client) as Box<dyn Client>)
+                    FramedClient::new(stream, Mode::Rtu, Timing::none(), faults.clone())
                 }
-            })
+            };
+            Ok(Context::from(Box::new(client) as Box<dyn Client>))
         }
         Endpoint::Serial { bus, mode } => {
             let port = serial_port::open(bus)?;

@@ -249,6 +249,45 @@ pub fn rtu_frame(unit: u8, pdu: &[u8]) -> Vec<u8> {
     f
 }
 
+/// A Modbus TCP frame: the MBAP header (transaction id, protocol 0, length of unit + PDU,
+/// unit), then the PDU.
+pub fn mbap_frame(tid: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(pdu.len() + 7);
+    f.extend(tid.to_be_bytes());
+    f.extend([0, 0]);
+    f.extend(((pdu.len() + 1) as u16).to_be_bytes());
+    f.push(unit);
+    f.extend_from_slice(pdu);
+    f
+}
+
+/// The reply to transaction `tid` at the start of a Modbus TCP stream: [`Scan::Reply`]
+/// (its PDU, whatever its function: the decoder judges it), [`Scan::Stray`] for a frame
+/// of another transaction (a late reply), [`Scan::Garbage`] when the bytes are not an
+/// MBAP header (the stream is out of step), [`Scan::NeedMore`].
+pub fn scan_mbap(buf: &[u8], tid: u16) -> Scan {
+    let Some(h) = buf.get(..7) else {
+        return Scan::NeedMore;
+    };
+    let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+    // Unit + function at least; a PDU is at most 253 bytes.
+    if h[2] != 0 || h[3] != 0 || !(2..=254).contains(&len) {
+        return Scan::Garbage;
+    }
+    let total = 6 + len;
+    let Some(frame) = buf.get(..total) else {
+        return Scan::NeedMore;
+    };
+    if u16::from_be_bytes([h[0], h[1]]) == tid {
+        Scan::Reply {
+            pdu: frame[7..].to_vec(),
+            len: total,
+        }
+    } else {
+        Scan::Stray { len: total }
+    }
+}
+
 /// An ASCII frame: `:`, hex of address + PDU + LRC, CRLF.
 pub fn ascii_frame(unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut raw = vec![unit];

@@ -140,3 +140,38 @@ fn an_ascii_run_without_its_line_feed_is_stray_once_it_is_longer_than_any_frame(
         }
     );
 }
+
+#[test]
+fn a_modbus_tcp_reply_is_found_by_its_transaction_id_and_a_late_one_is_skipped() {
+    // The example of the Modbus TCP spec (Modbus Messaging on TCP/IP, §4.1): transaction
+    // 0x0001, unit 0xFF, Read Holding Registers at 4, quantity 1.
+    assert_eq!(
+        mbap_frame(1, 0xFF, &[0x03, 0x00, 0x04, 0x00, 0x01]),
+        vec![
+            0x00, 0x01, 0x00, 0x00, 0x00, 0x06, 0xFF, 0x03, 0x00, 0x04, 0x00, 0x01
+        ]
+    );
+    let late = mbap_frame(6, 1, &[0x03, 0x02, 0x00, 0x07]);
+    let ours = mbap_frame(7, 1, &[0x03, 0x02, 0x00, 0x2A]);
+    let mut stream = late.clone();
+    stream.extend(&ours);
+    assert_eq!(scan_mbap(&stream, 7), Scan::Stray { len: late.len() });
+    assert_eq!(
+        scan_mbap(&stream[late.len()..], 7),
+        Scan::Reply {
+            pdu: vec![0x03, 0x02, 0x00, 0x2A],
+            len: ours.len()
+        }
+    );
+    for cut in 0..ours.len() {
+        assert_eq!(scan_mbap(&ours[..cut], 7), Scan::NeedMore, "{cut} bytes");
+    }
+    // Not a header: protocol id 1, or a length no PDU has.
+    let mut bad = ours.clone();
+    bad[3] = 1;
+    assert_eq!(scan_mbap(&bad, 7), Scan::Garbage);
+    let mut bad = ours;
+    bad[5] = 0xFF;
+    bad[4] = 0x01;
+    assert_eq!(scan_mbap(&bad, 7), Scan::Garbage);
+}

@@ -1,12 +1,15 @@
-//! Our own Modbus RTU and ASCII client over any byte stream: a serial port (RS-485) or a
-//! TCP stream to a serial device server (`framing = "rtu"`).
+//! Our own Modbus client over any byte stream: RTU and ASCII on a serial port (RS-485) or
+//! a TCP stream to a serial device server (`framing = "rtu"`), and Modbus TCP (MBAP).
 //!
 //! Why not tokio-modbus's RTU client: it has no ASCII mode, no inter-frame silence, and
 //! it takes the next frame with the right unit and function as the answer, so a late
 //! reply to a timed-out request (or a broadcast from a lighting panel) answers the next
-//! request. This client owns the line discipline and plugs into tokio-modbus's
-//! `Context` through its `Client` trait, so `read.rs` and `write.rs` serve every
-//! transport unchanged.
+//! request. Why not its TCP client: its `Framed` transport keeps an 8 KiB read and an
+//! 8 KiB write buffer per connection (measured: 14.5 KB of RSS per connected device, 2.9
+//! MB at 200 devices); this one reads into one small buffer and matches a reply by its
+//! transaction id, so a late reply is skipped, never taken for the next one. This client
+//! plugs into tokio-modbus's `Context` through its `Client` trait, so `read.rs` and
+//! `write.rs` serve every transport unchanged.
 //!
 //! Invariants:
 //! - One transaction at a time (`&mut self`); the inter-frame gap before each request is
@@ -47,6 +50,8 @@ pub enum LineError {
     Unsupported(u8),
     #[error("{} error in the reply of unit {unit}", if *.mode == Mode::Rtu { "CRC" } else { "LRC" })]
     BadChecksum { mode: Mode, unit: u8 },
+    #[error("the Modbus TCP stream is out of step (not an MBAP header) waiting for unit {unit}")]
+    OutOfStep { unit: u8 },
     #[error("garbled reply from unit {unit}: {source}")]
     Garbled {
         unit: u8,
@@ -103,6 +108,10 @@ pub struct FramedClient<S> {
     /// The last transaction did not complete: drain a full gap before the next.
     dirty: bool,
     buf: Vec<u8>,
+    /// Modbus TCP (MBAP headers, no checksum, no line timing) instead of `mode`.
+    tcp: bool,
+    /// Modbus TCP: the transaction id of the last request.
+    tid: u16,
     faults: FaultCounter,
 }
 
@@ -125,7 +134,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             quiet_from: Instant::now(),
             dirty: true,
             buf: Vec::with_capacity(256),
+            tcp: false,
+            tid: 0,
             faults,
+        }
+    }
+
+    /// A Modbus TCP master on `stream`.
+    pub fn tcp(stream: S, faults: FaultCounter) -> FramedClient<S> {
+        FramedClient {
+            tcp: true,
+            ..FramedClient::new(stream, Mode::Rtu, Timing::none(), faults)
         }
     }
 
@@ -177,11 +196,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             )
         })?;
         let f = frame::function(req);
+        self.tid = self.tid.wrapping_add(1);
         let out = match self.mode {
+            _ if self.tcp => frame::mbap_frame(self.tid, unit, &pdu),
             Mode::Rtu => frame::rtu_frame(unit, &pdu),
             Mode::Ascii => frame::ascii_frame(unit, &pdu),
         };
-        self.drain().await?;
+        // Over TCP a late reply is told apart by its transaction id: nothing to drain.
+        if !self.tcp {
+            self.drain().await?;
+        }
         self.dirty = true;
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
@@ -192,6 +216,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             // Consume everything decidable in the buffer.
             loop {
                 let scan = match self.mode {
+                    _ if self.tcp => frame::scan_mbap(&self.buf, self.tid),
                     Mode::Rtu => frame::scan_rtu(&self.buf, unit, f),
                     Mode::Ascii => frame::scan_ascii(&self.buf, unit, f),
                 };
@@ -218,6 +243,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
                     Scan::Stray { len } => {
                         self.buf.drain(..len);
                         self.faults.count(ModbusFault::StrayFrame, None);
+                    }
+                    Scan::Garbage if self.tcp => {
+                        self.buf.clear();
+                        self.faults.count(ModbusFault::Malformed, Some(unit));
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            LineError::OutOfStep { unit },
+                        ));
                     }
                     Scan::Garbage => {
                         self.buf.remove(0);

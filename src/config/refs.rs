@@ -37,6 +37,8 @@ impl References {
                 Transport::Serial { .. } => Protocol::Serial,
                 Transport::Lora(_) => Protocol::Lora,
                 Transport::Ocpp(_) => Protocol::Ocpp,
+                Transport::Snmp(_) => Protocol::Snmp,
+                Transport::Reach => Protocol::Reach,
             };
             DeviceRef {
                 index,
@@ -76,6 +78,7 @@ impl References {
                     ("serial", Protocol::Serial),
                     ("lora", Protocol::Lora),
                     ("ocpp", Protocol::Ocpp),
+                    ("snmp", Protocol::Snmp),
                 ]
                 .into_iter()
                 .filter(|(k, _)| v.get(k).is_some_and(|t| t.is_table()))

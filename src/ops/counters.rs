@@ -64,6 +64,12 @@ counters!(
     lora_gateway_refused,
     ocpp_unknown_charger,
     ocpp_malformed,
+    snmp_timeout,
+    snmp_auth_failed,
+    snmp_no_such,
+    snmp_refused,
+    snmp_error,
+    reach_failed,
 );
 
 impl Counters {

@@ -10,9 +10,11 @@ pub mod health;
 pub mod lora;
 pub mod modbus;
 pub mod ocpp;
+pub mod reach;
 pub mod schedule;
 pub mod serial;
 pub mod serial_port;
+pub mod snmp;
 
 /// Capacity of a driver's command inbox.
 pub const INBOX_CAPACITY: usize = 16;

@@ -1,0 +1,197 @@
+//! Commands on SNMP devices (SPEC §11): a SET per written point, in the type the agent
+//! reports for it (learnt from polls, else one GET first), then a read-back GET. An
+//! agent's refusal is the command's error, named by its SNMP status (`notWritable`).
+//!
+//! `power_cycle = true` writes `poe_enabled = false`, waits the profile's `cycle_off_s`
+//! while the agent's other devices keep being polled, then writes `true`; the command is
+//! `ok` once both SETs succeeded. It must be the last point of a command (what follows a
+//! pause of seconds would surprise). A stop or reload during the pause switches the port
+//! back on at once.
+
+use super::client::SnmpError;
+use super::task::Task;
+use super::value::encode;
+use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::{Value, now_ms};
+use crate::pipeline::Input;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// A power cycle whose port is off, waiting for its second SET.
+pub(super) struct PendingCycle {
+    pub device: usize,
+    /// The `power_cycle` point, reported in the result.
+    pub point: usize,
+    pub at: Instant,
+    pub reply: oneshot::Sender<WriteOutcome>,
+    /// Points written before it in the same command.
+    pub applied: Vec<(usize, Value)>,
+}
+
+fn fail(reply: oneshot::Sender<WriteOutcome>, points: Vec<(usize, Value)>, error: String) {
+    let _ = reply.send(WriteOutcome {
+        points,
+        error: Some(error),
+    });
+}
+
+impl Task {
+    pub(super) async fn run_write(&mut self, req: WriteRequest) {
+        let d = req.device;
+        let Some(dev) = self.agent.devices.get(d) else {
+            return fail(req.reply, vec![], "device not served by this agent".into());
+        };
+        let info = dev.info.clone();
+        let mut applied: Vec<(usize, Value)> = Vec::new();
+        let last = req.writes.len().saturating_sub(1);
+        for (k, (p, value)) in req.writes.iter().enumerate() {
+            let Some(def) = info.profile.points.get(*p) else {
+                continue;
+            };
+            if def.name == "power_cycle" {
+                let Some(poe) = self.agent.devices[d].poe else {
+                    let e = "power_cycle needs a writable poe_enabled point in the profile";
+                    return fail(req.reply, applied, e.into());
+                };
+                if k != last {
+                    let e = "power_cycle must be the last point of a command";
+                    return fail(req.reply, applied, e.into());
+                }
+                if *value != Value::Bool(true) {
+                    let e = "write power_cycle = true to switch the PoE port off and on";
+                    return fail(req.reply, applied, e.into());
+                }
+                if let Err(e) = self.set_point(d, poe, &Value::Bool(false)).await {
+                    return fail(req.reply, applied, format!("point 'poe_enabled': {e}"));
+                }
+                let off = self.agent.devices[d].cycle_off;
+                tracing::info!(device_id = %info.id, bus_id = %self.agent.id, off_s = off.as_secs(), "power cycle: PoE port switched off");
+                self.cycles.push(PendingCycle {
+                    device: d,
+                    point: *p,
+                    at: Instant::now() + off,
+                    reply: req.reply,
+                    applied,
+                });
+                return;
+            }
+            if let Err(e) = self.set_point(d, *p, value).await {
+                let error = format!("point '{}': {e}", def.name);
+                tracing::warn!(device_id = %info.id, bus_id = %self.agent.id, error = %error, "command write failed");
+                return fail(req.reply, applied, error);
+            }
+            applied.push((*p, value.clone()));
+        }
+        tracing::info!(device_id = %info.id, bus_id = %self.agent.id, points = applied.len(), "command written");
+        self.read_back(d, applied, req.reply).await;
+    }
+
+    /// One SET of point `p` of device `d`.
+    async fn set_point(&mut self, d: usize, p: usize, value: &Value) -> Result<(), String> {
+        let dev = &self.agent.devices[d];
+        let (Some(Some(oid)), Some(def)) = (dev.oids.get(p), dev.info.profile.points.get(p)) else {
+            return Err("has no OID to write".into());
+        };
+        let (oid, def) = (oid.clone(), def.clone());
+        if self.states[d].kinds[p].is_none() {
+            // The type the agent reports for it; a failed GET leaves the natural type.
+            let r = self.read(&[(d, p, oid.clone())]).await;
+            if let Some((_, _, Ok(v))) = r.first()
+                && !matches!(
+                    v.kind(),
+                    async_snmp::ValueKind::NoSuchObject
+                        | async_snmp::ValueKind::NoSuchInstance
+                        | async_snmp::ValueKind::EndOfMibView
+                )
+            {
+                self.states[d].kinds[p] = Some(v.kind());
+            }
+        }
+        let v = encode(&def, value, self.states[d].kinds[p]).map_err(|e| e.what)?;
+        let r = match self.session().await {
+            Ok(s) => s.set(&oid, v).await,
+            Err(e) => Err(e),
+        };
+        r.map(|_| ()).map_err(|e| {
+            self.count(&e);
+            match e {
+                SnmpError::Refused { status } => format!("the agent refused the SET: {status}"),
+                other => other.to_string(),
+            }
+        })
+    }
+
+    /// Reads device `d` back after a write: the result carries the read-back values of
+    /// the written points (or the written value where none was read), and a telemetry
+    /// event reports them whatever the deadband.
+    async fn read_back(
+        &mut self,
+        d: usize,
+        applied: Vec<(usize, Value)>,
+        reply: oneshot::Sender<WriteOutcome>,
+    ) {
+        let wanted = self.wanted(&[d]);
+        let read = self.read(&wanted).await;
+        match self.decode_device(d, &read) {
+            Ok(values) => {
+                let points = applied
+                    .iter()
+                    .map(|(w, v)| {
+                        values
+                            .iter()
+                            .find(|(j, _)| j == w)
+                            .cloned()
+                            .unwrap_or((*w, v.clone()))
+                    })
+                    .collect();
+                let _ = reply.send(WriteOutcome {
+                    points,
+                    error: None,
+                });
+                let force = applied.iter().map(|(i, _)| *i).collect();
+                if !values.is_empty() {
+                    self.out.push(Input::Reading {
+                        device: self.agent.devices[d].info.clone(),
+                        values,
+                        at_ms: now_ms(),
+                        force,
+                    });
+                }
+            }
+            Err(e) => fail(
+                reply,
+                applied,
+                format!("written, but the read-back failed: {e}"),
+            ),
+        }
+    }
+
+    /// Switches back on the ports whose off time is over (all of them when `now_all`).
+    pub(super) async fn finish_cycles(&mut self, now_all: bool) {
+        let now = Instant::now();
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cycles)
+            .into_iter()
+            .partition(|c| now_all || c.at <= now);
+        self.cycles = waiting;
+        for c in ready {
+            let Some(poe) = self.agent.devices[c.device].poe else {
+                continue;
+            };
+            let info = self.agent.devices[c.device].info.clone();
+            match self.set_point(c.device, poe, &Value::Bool(true)).await {
+                Ok(()) => {
+                    tracing::info!(device_id = %info.id, bus_id = %self.agent.id, "power cycle: PoE port switched on again");
+                    let mut applied = c.applied;
+                    applied.push((c.point, Value::Bool(true)));
+                    self.read_back(c.device, applied, c.reply).await;
+                }
+                Err(e) => {
+                    tracing::error!(device_id = %info.id, bus_id = %self.agent.id, error = %e, "power cycle: the PoE port could not be switched on again");
+                    let error =
+                        format!("point 'poe_enabled': switched off, but switching on failed: {e}");
+                    fail(c.reply, c.applied, error);
+                }
+            }
+        }
+    }
+}

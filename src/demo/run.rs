@@ -13,6 +13,7 @@ use rumqttc::{AsyncClient, Event, Incoming, MqttOptions, QoS};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -102,9 +103,11 @@ fn write_config(
     for (name, text) in PROFILES {
         std::fs::write(plugins.join(name), text)?;
     }
+    // No boot jitter (`connect_delay_max_ms = 0`): the demo is one gateway, not a district
+    // powering up, and on a freshly booted laptop or CI machine it must tell its story.
     let mut toml = format!(
         "# Written by `polegate demo`.\n[gateway]\nid = \"cab-demo\"\nstate_dir = \"state\"\nplugins_dirs = [\"plugins\"]\n\n\
-         [mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\n\n\
+         [mqtt]\nurl = \"mqtt://127.0.0.1:{broker_port}\"\nreconnect_min_ms = 200\nreconnect_max_ms = 2000\nconnect_delay_max_ms = 0\n\n\
          [buffer]\nflush_every_ms = 500\n\n[stats]\ninterval_s = 10\n\n[http]\nlisten = \"127.0.0.1:0\"\n"
     );
     for (i, addr) in sims {
@@ -182,6 +185,13 @@ pub async fn demo(
     let printer_cancel = cancel.clone();
     let (offline_tx, offline_rx) = tokio::sync::oneshot::channel::<()>();
     let mut offline_tx = Some(offline_tx);
+    let (online_tx, online_rx) = tokio::sync::oneshot::channel::<()>();
+    let mut online_tx = Some(online_tx);
+    let run_cancel = cancel.child_token();
+    // Once the gateway is stopping, an offline status is its last word (the uplink cut
+    // makes the broker publish the offline will earlier).
+    let stopping = run_cancel.clone();
+    let cut_once = uplink.cut_once();
     let printer = tokio::spawn(async move {
         let mut tally = Tally::default();
         let mut replaying = false;
@@ -194,21 +204,28 @@ pub async fn demo(
                 Ok(Event::Incoming(Incoming::Publish(p))) => {
                     let payload = String::from_utf8_lossy(&p.payload);
                     let _ = writeln!(std::io::stdout().lock(), "{} {payload}", p.topic);
-                    if p.topic.ends_with("/status")
-                        && payload.contains("\"offline\"")
-                        && let Some(t) = offline_tx.take()
-                    {
-                        let _ = t.send(());
+                    if p.topic.ends_with("/status") {
+                        let sender = if payload.contains("\"online\"") {
+                            online_tx.take()
+                        } else if stopping.is_cancelled() {
+                            offline_tx.take()
+                        } else {
+                            None
+                        };
+                        if let Some(t) = sender {
+                            let _ = t.send(());
+                        }
                     }
                     if raw {
                         continue;
                     }
-                    match tally.record(&p.topic, &p.payload) {
+                    let after_cut = cut_once.load(Relaxed);
+                    match tally.record(&p.topic, &p.payload, after_cut) {
                         Seen::CommandResult { device, ok, detail } => say(format!(
                             "{device} answered: {} {detail}",
                             if ok { "ok" } else { "failed" }
                         )),
-                        Seen::Event { historical: true } if !replaying => {
+                        Seen::Event { historical: true } if after_cut && !replaying => {
                             replaying = true;
                             say(
                                 "replaying the buffer: these events were queued during the cut"
@@ -243,7 +260,6 @@ pub async fn demo(
         path.display()
     );
     eprintln!("polegate demo: printing every MQTT message (topic, then payload); Ctrl-C stops");
-    let run_cancel = cancel.child_token();
     if let Some(d) = duration {
         let c = run_cancel.clone();
         tokio::spawn(async move {
@@ -252,7 +268,7 @@ pub async fn demo(
         });
     }
     if !raw {
-        let (prefix, gateway) = (
+        let topic = (
             loaded.config.mqtt.topic_prefix.clone(),
             loaded.config.gateway.id.clone(),
         );
@@ -260,8 +276,8 @@ pub async fn demo(
         tokio::spawn(story::play(
             client,
             uplink,
-            prefix,
-            gateway,
+            online_rx,
+            topic,
             story_cancel,
             say,
         ));

@@ -1,7 +1,10 @@
-//! The story `polegate demo` tells (without `--raw`): at ~5 s the control room dims a lamp
-//! and at ~7 s caps the OCPP charger's current, and the results come back; at ~10 s the cabinet's uplink is cut for a few seconds and,
-//! once it is back, the events buffered meanwhile are replayed with `"historical": true`;
-//! at the end one summary line counts what the control room received.
+//! The story `polegate demo` tells (without `--raw`), timed from the moment the gateway is
+//! online (connected and subscribed to its commands, so no command is sent into the void,
+//! however long the connect takes): at ~5 s the control room dims a lamp and at ~7 s caps
+//! the OCPP charger's current, and the results come back; at ~10 s the cabinet's uplink is
+//! cut for a few seconds and, once it is back, the events buffered meanwhile are replayed
+//! with `"historical": true`; at the end one summary line counts what the control room
+//! received.
 //!
 //! The uplink is a relay between the gateway and the embedded broker that the story can
 //! cut: the gateway sees its connection drop and its reconnects refused, as with a real
@@ -9,14 +12,16 @@
 
 use rumqttc::{AsyncClient, QoS};
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// One command the control room sends during the story.
 pub struct StoryCommand {
-    /// When, counted from the gateway's start.
+    /// When, counted from the moment the gateway is online.
     pub at: Duration,
     pub device: &'static str,
     pub id: &'static str,
@@ -45,7 +50,7 @@ pub const COMMANDS: [StoryCommand; 2] = [
         says: "caps charger evc-darcy-1 at 10 A (OCPP SetChargingProfile)",
     },
 ];
-/// When the uplink is cut, and for how long.
+/// When the uplink is cut (from the moment the gateway is online), and for how long.
 pub const CUT_AT: Duration = Duration::from_secs(10);
 pub const CUT_FOR: Duration = Duration::from_secs(4);
 
@@ -53,6 +58,7 @@ pub const CUT_FOR: Duration = Duration::from_secs(4);
 pub struct Uplink {
     port: u16,
     up: watch::Sender<bool>,
+    cut_once: Arc<AtomicBool>,
 }
 
 impl Uplink {
@@ -74,7 +80,11 @@ impl Uplink {
                 }
             }
         });
-        Ok(Uplink { port, up })
+        Ok(Uplink {
+            port,
+            up,
+            cut_once: Arc::default(),
+        })
     }
 
     /// Where the gateway connects.
@@ -84,7 +94,14 @@ impl Uplink {
 
     /// Drops the connections through the uplink and refuses new ones until [`Uplink::restore`].
     pub fn cut(&self) {
+        self.cut_once.store(true, Relaxed);
         self.up.send_replace(false);
+    }
+
+    /// True from the first [`Uplink::cut`] on (for the printer: a replay before it is
+    /// the backlog of the first connect, not the story's).
+    pub fn cut_once(&self) -> Arc<AtomicBool> {
+        self.cut_once.clone()
     }
 
     pub fn restore(&self) {
@@ -113,7 +130,8 @@ async fn relay(mut gateway: TcpStream, broker_port: u16, mut up: watch::Receiver
 #[derive(Debug, Default)]
 pub struct Tally {
     seqs: BTreeSet<u64>,
-    /// Events that arrived with `"historical": true` (replayed from the buffer).
+    /// Events that arrived with `"historical": true` after the uplink cut (replayed from
+    /// the buffer).
     pub replayed: u64,
     /// Results of the story's commands that came back: (id, ok).
     pub results: Vec<(String, bool)>,
@@ -134,8 +152,9 @@ pub enum Seen {
 }
 
 impl Tally {
-    /// Records one message of the gateway's (`payload` as published).
-    pub fn record(&mut self, topic: &str, payload: &[u8]) -> Seen {
+    /// Records one message of the gateway's (`payload` as published); `after_cut` once
+    /// the story has cut the uplink.
+    pub fn record(&mut self, topic: &str, payload: &[u8], after_cut: bool) -> Seen {
         // The status, and the control room's own commands echoed back.
         if topic.ends_with("/status") || topic.ends_with("/cmd") {
             return Seen::Other;
@@ -165,7 +184,7 @@ impl Tally {
             };
         }
         let historical = json.get("historical").and_then(|h| h.as_bool()) == Some(true);
-        if historical {
+        if historical && after_cut {
             self.replayed += 1;
         }
         Seen::Event { historical }
@@ -197,15 +216,17 @@ impl Tally {
     }
 }
 
-/// Plays the story against a running gateway; `say` prints one narration line.
+/// Plays the story against a running gateway once `online` fires (the printer saw the
+/// gateway's online status); `say` prints one narration line.
 pub async fn play(
     control_room: AsyncClient,
     uplink: Uplink,
-    topic_prefix: String,
-    gateway: String,
+    online: oneshot::Receiver<()>,
+    topic: (String, String),
     cancel: CancellationToken,
     say: fn(String),
 ) {
+    let (topic_prefix, gateway) = topic;
     let sleep = |d| {
         let cancel = cancel.clone();
         async move {
@@ -215,6 +236,13 @@ pub async fn play(
             }
         }
     };
+    tokio::select! {
+        _ = cancel.cancelled() => return,
+        seen = online => if seen.is_err() { return },
+    }
+    say(format!(
+        "gateway {gateway} online and subscribed to its commands: the control room starts"
+    ));
     let mut now = Duration::ZERO;
     for c in &COMMANDS {
         if !sleep(c.at.saturating_sub(now)).await {
@@ -263,32 +291,40 @@ mod tests {
             )
         };
         assert_eq!(
-            t.record("p/g/lamp-017/telemetry", ev(3, false).as_bytes()),
+            t.record("p/g/lamp-017/telemetry", ev(3, false).as_bytes(), false),
             Seen::Event { historical: false }
         );
         assert_eq!(
-            t.record("p/g/lamp-017/telemetry", ev(4, true).as_bytes()),
+            t.record("p/g/lamp-017/telemetry", ev(4, true).as_bytes(), true),
+            Seen::Event { historical: true }
+        );
+        // The backlog of the first connect is historical too, but no replay of the story.
+        assert_eq!(
+            t.record("p/g/lamp-017/telemetry", ev(2, true).as_bytes(), false),
             Seen::Event { historical: true }
         );
         assert_eq!(
-            t.record("p/g/status", br#"{"state":"online"}"#),
+            t.record("p/g/status", br#"{"state":"online"}"#, false),
             Seen::Other
         );
-        assert_eq!(t.record("p/g/lamp-017/telemetry", b"not json"), Seen::Other);
+        assert_eq!(
+            t.record("p/g/lamp-017/telemetry", b"not json", true),
+            Seen::Other
+        );
         let result = format!(
             r#"{{"seq":6,"device":"lamp-017","id":"{}","ok":true,"points":{{"dim_level":40}}}}"#,
             COMMANDS[0].id
         );
         assert!(matches!(
-            t.record("p/g/lamp-017/cmd/result", result.as_bytes()),
+            t.record("p/g/lamp-017/cmd/result", result.as_bytes(), true),
             Seen::CommandResult { ok: true, .. }
         ));
-        assert_eq!(t.events(), 3);
+        assert_eq!(t.events(), 4);
         assert_eq!(t.lost(), 1, "seq 5 never came");
         assert_eq!(t.replayed, 1);
         assert_eq!(
             t.summary(),
-            "polegate demo: summary: 3 events received, lost 1, replayed 1 (historical), 1 commands answered, 1 ok"
+            "polegate demo: summary: 4 events received, lost 1, replayed 1 (historical), 1 commands answered, 1 ok"
         );
     }
 

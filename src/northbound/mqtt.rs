@@ -26,7 +26,7 @@ use crate::config::MqttCfg;
 use crate::model::now_ms;
 use crate::model::payload::{self, Delivery};
 use crate::model::topic::Topics;
-use crate::ops::backoff::{Backoff, boot_delay, parse_uptime};
+use crate::ops::backoff::{Backoff, boot_delay, host_uptime};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::ops::tls;
@@ -212,10 +212,9 @@ impl Session {
             Duration::from_millis(m.reconnect_max_ms),
         );
         let mut fail_log = FailureLog::default();
-        let uptime = tokio::fs::read_to_string("/proc/uptime").await.ok();
         let delay = boot_delay(
             Duration::from_millis(m.connect_delay_max_ms),
-            uptime.as_deref().and_then(parse_uptime),
+            host_uptime().await,
         );
         if !delay.is_zero() {
             tracing::info!(

@@ -87,6 +87,14 @@ impl Session {
                         tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
                     }
                 }
+                // Subscribe on every ConnAck: a broker without our session forgot it.
+                // Before the online status: a broker handles a connection's packets in
+                // order, so whoever sees "online" can send commands that will arrive.
+                if self.settings.commands.is_some() {
+                    client
+                        .try_subscribe(self.topics.command_filter(), QoS::AtLeastOnce)
+                        .map_err(SessionError::QueueSubscribe)?;
+                }
                 client
                     .try_publish(
                         self.topics.status(),
@@ -96,12 +104,6 @@ impl Session {
                     )
                     .map_err(SessionError::QueueStatus)?;
                 c.flight.requested(Sent::Unqueued);
-                // Subscribe on every ConnAck: a broker without our session forgot it.
-                if self.settings.commands.is_some() {
-                    client
-                        .try_subscribe(self.topics.command_filter(), QoS::AtLeastOnce)
-                        .map_err(SessionError::QueueSubscribe)?;
-                }
             }
             Event::Incoming(Incoming::Publish(p)) => {
                 if let (Some(tx), Some(dev)) = (

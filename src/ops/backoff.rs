@@ -59,6 +59,20 @@ pub fn boot_delay(max: Duration, uptime: Option<Duration>) -> Duration {
     }
 }
 
+/// Names a file read instead of `/proc/uptime` (same format), so a test can play a host
+/// that booted a moment ago (or long ago) without rebooting one.
+pub const UPTIME_FILE_ENV: &str = "POLEGATE_UPTIME_FILE";
+
+/// The host's uptime from `/proc/uptime` (or the file [`UPTIME_FILE_ENV`] names); `None`
+/// when it cannot be read or parsed.
+pub async fn host_uptime() -> Option<Duration> {
+    let path = std::env::var_os(UPTIME_FILE_ENV)
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/proc/uptime".into());
+    let text = tokio::fs::read_to_string(path).await.ok()?;
+    parse_uptime(&text)
+}
+
 /// The first field of `/proc/uptime` ("12345.67 …"); `None` when it does not parse.
 pub fn parse_uptime(text: &str) -> Option<Duration> {
     let secs: f64 = text.split_whitespace().next()?.parse().ok()?;

@@ -3,9 +3,11 @@
 //! Every driver task owns its connection; reads (polls) and writes (commands) go through
 //! it, never in parallel. Commands reach a driver as
 //! [`WriteRequest`](crate::model::command::WriteRequest)s on a bounded inbox
-//! and run between two poll transactions. Every Modbus link and serial bus orders its
-//! devices with the same pure [`schedule::Schedule`].
+//! and run between two poll transactions. Every Modbus link and serial bus is the same
+//! [`bus`] task (schedule, inbox, heartbeat, liveness) with its protocol plugged in, and
+//! orders its devices with the same pure [`schedule::Schedule`].
 
+pub mod bus;
 pub mod health;
 pub mod lora;
 pub mod modbus;

@@ -1,6 +1,6 @@
 //! The independent OCPP peer: the mobilityhouse `ocpp` Python library (schema-validating)
 //! driven through `tests/ocpp/*.py` over stdin/stdout JSON lines. The interpreter comes
-//! from `POLEGATE_TEST_PYTHON` (set by `.ci/run`) or `target/pyenv/bin/python3`; a
+//! from `POLEGATE_TEST_PYTHON` (set by `tests/run`) or `target/pyenv/bin/python3`; a
 //! missing one fails the test with the command that installs it.
 
 use super::WAIT;
@@ -24,9 +24,9 @@ pub fn python() -> PathBuf {
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "the OCPP test peer needs Python with ocpp 2.1.0 and websockets at {} \
-         (python3 -m venv target/pyenv && target/pyenv/bin/pip install ocpp==2.1.0 websockets, \
-         or set POLEGATE_TEST_PYTHON); .ci/run installs it",
+        "the OCPP test peer needs Python with ocpp 2.1.0 and websockets at {}: run the tests \
+         with tests/run (it installs tests/requirements.txt into target/pyenv), or set \
+         POLEGATE_TEST_PYTHON",
         p.display()
     );
     p

@@ -2,7 +2,6 @@
 //! (`stats.links`) and, when the unit that caused it is known, on its device
 //! (`stats.device_errors`). One call per error site, so the three never disagree.
 
-use super::link::Link;
 use crate::ops::counters::{Counters, ErrorCounts, ModbusFault};
 use std::sync::Arc;
 
@@ -23,12 +22,6 @@ impl FaultCounter {
             link: None,
             units: Arc::new([]),
         }
-    }
-
-    /// Registers `link` and its devices in the counters' breakdown.
-    pub fn for_link(counters: Arc<Counters>, link: &Link) -> FaultCounter {
-        let devices = link.devices.iter().map(|d| (d.unit, d.info.id.as_str()));
-        FaultCounter::new(counters, &link.name, devices)
     }
 
     /// Registers link `name` and its devices (unit id, device id).

@@ -1,8 +1,9 @@
-//! The task that owns one Modbus connection or serial line and every device behind it:
-//! a Modbus TCP connection, an RTU-over-TCP stream to a serial device server, or an
-//! RS-485 port in RTU or ASCII mode. Devices (several unit ids on one address or bus)
-//! share it through the earliest-deadline-first [`Schedule`]. Exactly one transaction
-//! is on the line at a time; commands run between two polls.
+//! The Modbus protocol of the shared [bus task](crate::southbound::bus), which owns one
+//! Modbus connection or serial line and every device behind it: a Modbus TCP
+//! connection, an RTU-over-TCP stream to a serial device server, or an RS-485 port in
+//! RTU or ASCII mode. Devices (several unit ids on one address or bus) share it through
+//! the bus task's schedule. Exactly one transaction is on the line at a time; commands
+//! run between two polls.
 //!
 //! After a timeout or transport error on Modbus TCP the connection is dropped and
 //! reopened with backoff (tokio-modbus would match a late reply to the next request).
@@ -16,7 +17,6 @@ use super::fault_counter::FaultCounter;
 use super::plan::{self, Block};
 use super::read::{Cycle, CycleError, exception_meaning, poll_cycle};
 use super::rtu::{Mode, recoverable};
-use super::schedule::Schedule;
 use super::write::write_point;
 use crate::config::{BusCfg, Framing};
 use crate::model::Value;
@@ -24,10 +24,9 @@ use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::now_ms;
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::{Counters, ModbusFault};
-use crate::ops::failure_log::{FailureLog, LogAction};
-use crate::ops::notify::{BEAT_EVERY, Heartbeat};
+use crate::ops::notify::Heartbeat;
 use crate::pipeline::{DeviceInfo, Input};
-use crate::southbound::health::Health;
+use crate::southbound::bus::{self, LineLog, Polled, Protocol, Reading};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,6 +142,13 @@ impl Link {
         }
     }
 
+    /// The counters this link's errors go to, with the link and its devices registered
+    /// in the counters' breakdown.
+    pub fn fault_counter(&self, counters: Arc<Counters>) -> FaultCounter {
+        let devices = self.devices.iter().map(|d| (d.unit, d.info.id.as_str()));
+        FaultCounter::new(counters, &self.name, devices)
+    }
+
     /// Our own framing keeps the line usable after a timeout or a bad frame.
     fn framed(&self) -> bool {
         !matches!(
@@ -183,7 +189,75 @@ struct Conn {
     /// When the next connect may be tried, and why the last one failed (repeated to
     /// every transaction until then).
     down: Option<(Instant, Arc<ConnectError>)>,
-    log: FailureLog,
+    log: LineLog,
+}
+
+/// A link as the shared [bus task](crate::southbound::bus) drives it.
+struct ModbusBus {
+    link: Link,
+    conn: Conn,
+    faults: FaultCounter,
+    /// Readings of the writes, for the pipeline at the end of the turn.
+    out: Vec<Input>,
+}
+
+impl Protocol for ModbusBus {
+    type Error = LinkError;
+    /// Exceptions and decode errors of a good cycle.
+    type Notes = Cycle;
+
+    fn name(&self) -> &str {
+        &self.link.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "modbus link"
+    }
+
+    fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)> {
+        let devices = self.link.devices.iter();
+        devices.map(|d| (d.info.clone(), d.poll)).collect()
+    }
+
+    async fn poll(&mut self, i: usize) -> Polled<Cycle, LinkError> {
+        crate::failpoint!("modbus-poll");
+        let dev = &self.link.devices[i];
+        let mut attempt = 0;
+        let result = loop {
+            let r = poll_once(&self.link, &mut self.conn, dev, &self.faults).await;
+            // Retry only what a retry can fix: a lost or garbled reply.
+            if r.is_ok() || self.conn.ctx.is_none() || attempt >= self.link.retries {
+                break r;
+            }
+            attempt += 1;
+        };
+        Polled::on_line(result.map(|mut cycle| Reading {
+            values: std::mem::take(&mut cycle.values),
+            notes: cycle,
+        }))
+    }
+
+    async fn write(&mut self, req: WriteRequest) {
+        let msgs = run_write(&self.link, &mut self.conn, req, &self.faults).await;
+        self.out.extend(msgs);
+    }
+
+    fn came_online(&self, i: usize, cycle: &Cycle) {
+        let info = &self.link.devices[i].info;
+        let bus = &self.link.name;
+        if let Some(e) = cycle.exceptions.first() {
+            tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, table = e.table.as_str(),
+                start = e.start, count = e.count, meaning = exception_meaning(e.code),
+                "device online but some points answer with an exception");
+        }
+        if let Some(e) = cycle.decode_errors.first() {
+            tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %e, "point cannot be decoded");
+        }
+    }
+
+    fn end_turn(&mut self, out: &mut Vec<Input>) {
+        out.append(&mut self.out);
+    }
 }
 
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
@@ -197,84 +271,31 @@ pub async fn run_link(
     run_link_beating(link, inbox, tx, counters, cancel, None).await
 }
 
-/// [`run_link`] beating `hb` on every turn of its loop, at least every [`BEAT_EVERY`]
-/// while idle: a link stuck anywhere stops the watchdog pings.
+/// [`run_link`] beating `hb` on every turn of its loop, at least every
+/// [`BEAT_EVERY`](crate::ops::notify::BEAT_EVERY) while idle: a link stuck anywhere stops
+/// the watchdog pings.
 pub async fn run_link_beating(
     link: Link,
-    mut inbox: mpsc::Receiver<WriteRequest>,
+    inbox: mpsc::Receiver<WriteRequest>,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
     hb: Option<Heartbeat>,
 ) {
-    let faults = FaultCounter::for_link(counters, &link);
-    let start = Instant::now();
-    let polls: Vec<Duration> = link.devices.iter().map(|d| d.poll).collect();
-    let mut schedule = Schedule::new(&polls, start);
-    let mut states: Vec<Health> = link.devices.iter().map(|_| Health::default()).collect();
-    let mut conn = Conn {
+    let faults = link.fault_counter(counters.clone());
+    let conn = Conn {
         ctx: None,
         backoff: Backoff::new(RECONNECT_MIN, RECONNECT_MAX),
         down: None,
-        log: FailureLog::default(),
+        log: LineLog::new(&link.name),
     };
-    let mut overrun_log = crate::southbound::schedule::OverrunLog::default();
-    tracing::info!(bus_id = %link.name, devices = link.devices.len(), "modbus link started");
-    while let Some((i, deadline)) = schedule.next() {
-        if let Some(hb) = &hb {
-            hb.beat();
-        }
-        let wake = deadline.min(Instant::now() + BEAT_EVERY);
-        tokio::select! {
-            biased;
-            _ = cancel.cancelled() => break,
-            // Commands go ahead of polls, between two transactions.
-            Some(req) = inbox.recv() => {
-                let msgs = tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    m = run_write(&link, &mut conn, req, &faults) => m,
-                };
-                for m in msgs {
-                    tokio::select! {
-                        _ = cancel.cancelled() => return,
-                        r = tx.send(m) => if r.is_err() { return },
-                    }
-                }
-                continue;
-            }
-            _ = tokio::time::sleep_until(wake) => if wake < deadline { continue },
-        }
-        crate::failpoint!("modbus-poll");
-        let dev = &link.devices[i];
-        let started = Instant::now();
-        let mut attempt = 0;
-        let outcome = loop {
-            let r = tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = poll_once(&link, &mut conn, dev, &faults) => r,
-            };
-            // Retry only what a retry can fix: a lost or garbled reply.
-            if r.is_ok() || conn.ctx.is_none() || attempt >= link.retries {
-                break r;
-            }
-            attempt += 1;
-        };
-        let now = Instant::now();
-        faults
-            .counters()
-            .timings
-            .poll(&link.name, now.duration_since(started));
-        let overruns = schedule.done(i, started, now, outcome.is_ok());
-        overrun_log.record(overruns, now, &link.name, &dev.info.id, faults.counters());
-        let msgs = report_cycle(&link.name, dev, &mut states[i], outcome);
-        for m in msgs {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                r = tx.send(m) => if r.is_err() { return },
-            }
-        }
-    }
-    tracing::info!(bus_id = %link.name, "modbus link stopped");
+    let proto = ModbusBus {
+        link,
+        conn,
+        faults,
+        out: Vec::new(),
+    };
+    bus::run(proto, inbox, tx, counters, cancel, hb).await
 }
 
 /// Opens the connection if needed (respecting the reconnect backoff).
@@ -297,24 +318,14 @@ async fn ensure_connected<'c>(
             }
             match connect_with(&link.endpoint, faults).await {
                 Ok(ctx) => {
-                    if let LogAction::Recovered { count } = conn.log.success() {
-                        tracing::info!(bus_id = %link.name, failures = count, "bus connected again");
-                    }
+                    conn.log.working();
                     conn.backoff.reset();
                     conn.down = None;
                     ctx
                 }
                 Err(e) => {
                     faults.count(ModbusFault::ConnectFailed, None);
-                    match conn.log.failure(std::time::Instant::now()) {
-                        LogAction::Failed => {
-                            tracing::warn!(bus_id = %link.name, error = %e, "bus error")
-                        }
-                        LogAction::Summary { count } => {
-                            tracing::warn!(bus_id = %link.name, error = %e, failures = count, "bus still failing")
-                        }
-                        _ => {}
-                    }
+                    conn.log.failed(&e);
                     let e = Arc::new(e);
                     let at = Instant::now() + conn.backoff.next_wait();
                     conn.down = Some((at, e.clone()));
@@ -452,37 +463,4 @@ async fn run_write(
             vec![]
         }
     }
-}
-
-/// Turns a cycle outcome into pipeline messages and log lines (state changes only).
-fn report_cycle(
-    bus: &str,
-    dev: &PolledDevice,
-    st: &mut Health,
-    outcome: Result<Cycle, LinkError>,
-) -> Vec<Input> {
-    let info = &dev.info;
-    let mut out = Vec::new();
-    match outcome {
-        Ok(cycle) => {
-            for e in &cycle.exceptions {
-                tracing::debug!(device_id = %info.id, table = e.table.as_str(), start = e.start, count = e.count,
-                    code = ?e.code, meaning = exception_meaning(e.code), "device answered with an exception");
-            }
-            let exception = cycle.exceptions.first().cloned();
-            let decode_error = cycle.decode_errors.first().cloned();
-            if st.good(info, bus, cycle.values, &mut out) {
-                if let Some(e) = exception {
-                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, table = e.table.as_str(),
-                        start = e.start, count = e.count, meaning = exception_meaning(e.code),
-                        "device online but some points answer with an exception");
-                }
-                if let Some(e) = decode_error {
-                    tracing::warn!(device_id = %info.id, bus_id = %bus, profile = %info.profile.name, error = %e, "point cannot be decoded");
-                }
-            }
-        }
-        Err(e) => st.bad(info, bus, &e, &mut out),
-    }
-    out
 }

@@ -1,13 +1,11 @@
-//! The task that owns one serial line and every device on it (SPEC §3, §8).
+//! The serial line protocol of the shared [bus task](crate::southbound::bus), which owns
+//! one serial line and every device on it (SPEC §3, §8).
 //!
-//! Devices are polled by the same pure [`Schedule`] as the Modbus links: earliest deadline
-//! first on a fixed grid, skipped slots counted as overruns (`poll_overrun`, one log line
-//! when the bus starts and stops falling behind), and a device that has gone offline
-//! probed at a backed-off rate so it costs at most ~10% of the line. A push-only device
-//! (no poll requests) occupies no line time, so it stays on its grid even while silent.
-//! One request is outstanding at a time; commands run between two poll cycles. Between
-//! requests the task keeps reading, so unsolicited frames (a device pushing an alarm) are
-//! decoded too. A frame belongs to the device named by `decode`'s `address` key, else to
+//! Devices are polled by the bus task's schedule, as the Modbus links are. A push-only
+//! device (no poll requests) occupies no line time, so it stays on its grid even while
+//! silent. One request is outstanding at a time; commands run between two poll cycles.
+//! Between requests (the bus task's idle time) the line is read, so unsolicited frames (a
+//! device pushing an alarm) are decoded too. A frame belongs to the device named by `decode`'s `address` key, else to
 //! the device whose request is outstanding, else to the only device on the bus.
 //! A script error or runaway script fails that frame's cycle (counted, logged with the
 //! device, script file and line), never the bus.
@@ -19,25 +17,20 @@ use super::{SerialBus, SerialDevice};
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
-use crate::ops::notify::{BEAT_EVERY, Heartbeat};
-use crate::pipeline::Input;
+use crate::pipeline::{DeviceInfo, Input};
 use crate::profile::SerialSpec;
 use crate::script::{Engine, ScriptError};
-use crate::southbound::health::Health;
-use crate::southbound::schedule::Schedule;
+use crate::southbound::bus::{Idle, LineLog, Polled, Protocol, Reading};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Problems in what a script returns (unknown keys, wrong types) are logged at most this often per device.
 const PROBLEM_LOG_EVERY: Duration = Duration::from_secs(300);
 
 /// Why a device's poll cycle or write failed: the offline `reason`, the command's `error`.
 #[derive(Debug, thiserror::Error)]
-enum DeviceError {
+pub(super) enum DeviceError {
     #[error("script error: {0}")]
     Script(ScriptError),
     /// A push-only device sent nothing for a whole poll interval.
@@ -52,7 +45,6 @@ enum DeviceError {
 }
 
 struct DevState {
-    health: Health,
     /// A frame was attributed to it since its last cycle (push-only devices).
     heard: bool,
     /// Its last cycle sent nothing (no poll requests): it only pushes frames.
@@ -65,12 +57,10 @@ pub(super) struct Task {
     engine: Engine,
     port: Port,
     states: Vec<DevState>,
-    schedule: Schedule,
-    /// When the last poll slot was skipped, while the bus is falling behind.
-    overruns: crate::southbound::schedule::OverrunLog,
     counters: Arc<Counters>,
+    /// Messages for the pipeline, handed to the bus task at the end of its turn.
     out: Vec<Input>,
-    bus_log: FailureLog,
+    bus_log: LineLog,
 }
 
 fn spec(d: &SerialDevice) -> &SerialSpec {
@@ -79,28 +69,23 @@ fn spec(d: &SerialDevice) -> &SerialSpec {
 
 impl Task {
     pub(super) fn new(bus: SerialBus, port: Port, counters: Arc<Counters>) -> Task {
-        let start = Instant::now();
         let states = bus
             .devices
             .iter()
             .map(|_| DevState {
-                health: Health::default(),
                 heard: false,
                 push_only: false,
                 problem_logged: None,
             })
             .collect();
-        let polls: Vec<Duration> = bus.devices.iter().map(|d| d.poll).collect();
         Task {
-            schedule: Schedule::new(&polls, start),
-            overruns: Default::default(),
+            bus_log: LineLog::new(&bus.cfg.id),
             bus,
             engine: Engine::new(),
             port,
             states,
             counters,
             out: Vec::new(),
-            bus_log: FailureLog::default(),
         }
     }
 
@@ -112,94 +97,14 @@ impl Task {
         )
     }
 
-    pub(super) async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<WriteRequest>,
-        tx: mpsc::Sender<Input>,
-        cancel: CancellationToken,
-        hb: Option<Heartbeat>,
-    ) {
-        tracing::info!(bus_id = %self.bus.cfg.id, port = %self.bus.cfg.port.display(), devices = self.bus.devices.len(), "serial bus started");
-        let _ = self.port.ensure_open();
-        self.report_port();
-        while let Some((i, deadline)) = self.schedule.next() {
-            if let Some(hb) = &hb {
-                hb.beat();
-            }
-            // Turns at least every BEAT_EVERY, so the heartbeat says the bus is alive.
-            let wake = deadline.min(Instant::now() + BEAT_EVERY);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                Some(req) = inbox.recv() => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = self.run_write(req) => {}
-                    }
-                }
-                f = self.port.next_frame(wake) => {
-                    if let Some(f) = f {
-                        self.unsolicited(f);
-                    } else if wake >= deadline {
-                        let started = Instant::now();
-                        let cycle = tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            r = self.poll_cycle(i) => r,
-                        };
-                        self.schedule_done(i, started, cycle.is_ok());
-                        self.report_cycle(i, cycle);
-                    }
-                }
-            }
-            self.report_port();
-            for m in std::mem::take(&mut self.out) {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    r = tx.send(m) => if r.is_err() { return },
-                }
-            }
-        }
-        tracing::info!(bus_id = %self.bus.cfg.id, "serial bus stopped");
-    }
-
     /// Port trouble is a bus problem, logged once (then summarized) with the setting named.
     fn report_port(&mut self) {
         if let Some(e) = self.port.error.take() {
             Counters::inc(&self.counters.serial_port_error);
-            match self.bus_log.failure(std::time::Instant::now()) {
-                LogAction::Failed => {
-                    tracing::error!(bus_id = %self.bus.cfg.id, error = %e, "serial bus error; retrying with backoff")
-                }
-                LogAction::Summary { count } => {
-                    tracing::error!(bus_id = %self.bus.cfg.id, error = %e, failures = count, "serial bus still failing")
-                }
-                _ => {}
-            }
-        } else if self.port.is_open()
-            && let LogAction::Recovered { count } = self.bus_log.success()
-        {
-            tracing::info!(bus_id = %self.bus.cfg.id, failures = count, "serial bus working again");
+            self.bus_log.failed(&e);
+        } else if self.port.is_open() {
+            self.bus_log.working();
         }
-    }
-
-    /// Books device `i`'s cycle in the schedule; reports overruns (counted, one log line
-    /// when they start and one when they stop, like the Modbus links).
-    fn schedule_done(&mut self, i: usize, started: Instant, ok: bool) {
-        // A push-only cycle occupied no line time: no reason to back it off.
-        let ok = ok || self.states[i].push_only;
-        let now = Instant::now();
-        if !self.states[i].push_only {
-            let took = now.duration_since(started);
-            self.counters.timings.poll(&self.bus.cfg.id, took);
-        }
-        let overruns = self.schedule.done(i, started, now, ok);
-        self.overruns.record(
-            overruns,
-            now,
-            &self.bus.cfg.id,
-            &self.bus.devices[i].info.id,
-            &self.counters,
-        );
     }
 
     /// Sends device `i`'s poll requests and collects the replies' values.
@@ -456,17 +361,56 @@ impl Task {
             DeviceError::Ack(e)
         })
     }
+}
 
-    /// Turns a cycle outcome into pipeline messages and log lines (state changes only).
-    fn report_cycle(&mut self, i: usize, outcome: Result<Vec<(usize, Value)>, DeviceError>) {
-        let info = self.bus.devices[i].info.clone();
-        let health = &mut self.states[i].health;
-        match outcome {
-            Ok(values) => {
-                health.good(&info, &self.bus.cfg.id, values, &mut self.out);
-            }
-            Err(e) => health.bad(&info, &self.bus.cfg.id, &e, &mut self.out),
+impl Protocol for Task {
+    type Error = DeviceError;
+    type Notes = ();
+
+    fn name(&self) -> &str {
+        &self.bus.cfg.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "serial bus"
+    }
+
+    fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)> {
+        let devices = self.bus.devices.iter();
+        devices.map(|d| (d.info.clone(), d.poll)).collect()
+    }
+
+    fn start(&mut self) {
+        tracing::debug!(bus_id = %self.bus.cfg.id, port = %self.bus.cfg.port.display(), "opening the serial port");
+        let _ = self.port.ensure_open();
+        self.report_port();
+    }
+
+    async fn poll(&mut self, i: usize) -> Polled<(), DeviceError> {
+        let result = self.poll_cycle(i).await.map(Reading::values);
+        Polled {
+            result,
+            used_line: !self.states[i].push_only,
         }
+    }
+
+    async fn write(&mut self, req: WriteRequest) {
+        self.run_write(req).await
+    }
+
+    async fn idle(&mut self, until: Instant) -> Idle {
+        match self.port.next_frame(until).await {
+            Some(f) => {
+                self.unsolicited(f);
+                Idle::Handled
+            }
+            None => Idle::Elapsed,
+        }
+    }
+
+    fn end_turn(&mut self, out: &mut Vec<Input>) {
+        self.report_port();
+        out.append(&mut self.out);
     }
 }
 

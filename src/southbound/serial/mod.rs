@@ -138,5 +138,8 @@ pub fn spawn_bus(
     };
     let port = port::Port::new(bus.cfg.clone(), framer, idle);
     let task = bus::Task::new(bus, port, counters.clone());
-    tokio::spawn(task.run(inbox, tx.clone(), cancel.clone(), hb))
+    let (tx, counters, cancel) = (tx.clone(), counters.clone(), cancel.clone());
+    tokio::spawn(crate::southbound::bus::run(
+        task, inbox, tx, counters, cancel, hb,
+    ))
 }

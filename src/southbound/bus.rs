@@ -1,0 +1,265 @@
+//! The bus task: one loop shared by every polled driver (Modbus links, serial buses, and
+//! the next polled protocol). The loop owns what every such driver does the same way:
+//!
+//! - the devices' earliest-deadline [`Schedule`] (fixed grid, overruns counted and
+//!   logged once per episode, offline devices probed at a backed-off rate);
+//! - the command inbox: a [`WriteRequest`] runs between two polls, never during one;
+//! - the output: every message for the pipeline goes out in order after each turn;
+//! - the heartbeat: beaten on every turn, at least every [`BEAT_EVERY`] while idle, so a
+//!   bus stuck anywhere stops the watchdog's pings;
+//! - the devices' liveness ([`Health`]: online on a good cycle, offline after
+//!   [`OFFLINE_AFTER_FAILURES`](crate::southbound::health::OFFLINE_AFTER_FAILURES) bad
+//!   ones, one log line per transition) and the poll timings;
+//! - the connection's failure log ([`LineLog`]: once on failure, summaries, once on
+//!   recovery), which the protocol calls while it (re)connects with its own backoff.
+//!
+//! A protocol implements [`Protocol`]: how to poll one device, how to write a command,
+//! and optionally how to listen while idle (a serial line decodes unsolicited frames).
+//! It counts its own faults (each protocol has its own counters) and keeps its own
+//! connection; it never sees the schedule, the inbox or the pipeline channel.
+//!
+//! A new protocol plugs in like this (a sketch; `Agent` stands for its connection):
+//!
+//! ```ignore
+//! struct SnmpBus { name: String, devices: Vec<(Arc<DeviceInfo>, Duration)>, agent: Agent,
+//!                  line: LineLog, out: Vec<Input> }
+//!
+//! impl Protocol for SnmpBus {
+//!     type Error = SnmpError;   // the offline reason and the logged error
+//!     type Notes = ();          // nothing more to say when a device comes online
+//!     fn name(&self) -> &str { &self.name }
+//!     fn kind(&self) -> &'static str { "snmp agent" }
+//!     fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)> { self.devices.clone() }
+//!     async fn poll(&mut self, i: usize) -> Polled<(), SnmpError> {
+//!         Polled::on_line(self.agent.get(&self.devices[i].0).await.map(Reading::values))
+//!     }
+//!     async fn write(&mut self, req: WriteRequest) {
+//!         let outcome = self.agent.set(&req).await;   // then read back, push a reading
+//!         let _ = req.reply.send(outcome);
+//!     }
+//!     fn end_turn(&mut self, out: &mut Vec<Input>) { out.append(&mut self.out) }
+//! }
+//!
+//! let task = tokio::spawn(bus::run(SnmpBus { .. }, inbox, tx, counters, cancel, hb));
+//! ```
+//!
+//! The trait's methods that return futures are declared `-> impl Future + Send` so the
+//! task can be spawned; an implementation writes them as `async fn`.
+
+use crate::model::Value;
+use crate::model::command::WriteRequest;
+use crate::ops::counters::Counters;
+use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::notify::{BEAT_EVERY, Heartbeat};
+use crate::pipeline::{DeviceInfo, Input};
+use crate::southbound::health::Health;
+use crate::southbound::schedule::{OverrunLog, Schedule};
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a good poll cycle read.
+#[derive(Debug)]
+pub struct Reading<N> {
+    /// (point index in the device's profile, value).
+    pub values: Vec<(usize, Value)>,
+    /// What the protocol says once the device comes online ([`Protocol::came_online`]).
+    pub notes: N,
+}
+
+impl Reading<()> {
+    /// Values and nothing more to say.
+    pub fn values(values: Vec<(usize, Value)>) -> Reading<()> {
+        Reading { values, notes: () }
+    }
+}
+
+/// One poll cycle's outcome.
+#[derive(Debug)]
+pub struct Polled<N, E> {
+    pub result: Result<Reading<N>, E>,
+    /// The cycle occupied the line (its time is a poll timing, its failure backs the
+    /// device off). False for a device that only pushes frames: it costs no line time.
+    pub used_line: bool,
+}
+
+impl<N, E> Polled<N, E> {
+    /// A cycle that occupied the line.
+    pub fn on_line(result: Result<Reading<N>, E>) -> Polled<N, E> {
+        Polled {
+            result,
+            used_line: true,
+        }
+    }
+}
+
+/// How an idle wait ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// The time asked for has come.
+    Elapsed,
+    /// The protocol handled something on the line first (an unsolicited frame).
+    Handled,
+}
+
+/// What a protocol supplies to the bus task ([`run`]); see the module documentation.
+pub trait Protocol: Send + 'static {
+    /// Why a poll cycle failed: logged, and the offline reason after repeated failures.
+    type Error: fmt::Display + Send;
+    /// What a good cycle carries besides its values (e.g. Modbus exceptions), for
+    /// [`Protocol::came_online`].
+    type Notes: Send;
+
+    /// The bus's id in logs, counters and timings (`bus_id`).
+    fn name(&self) -> &str;
+    /// What logs call this kind of bus ("modbus link", "serial bus").
+    fn kind(&self) -> &'static str;
+    /// The devices, in the order of the indexes the other methods take, with their poll
+    /// periods.
+    fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)>;
+
+    /// Once, before the first turn (open the line early, say what failed).
+    fn start(&mut self) {}
+
+    /// Polls device `device` once (retries included).
+    fn poll(
+        &mut self,
+        device: usize,
+    ) -> impl Future<Output = Polled<Self::Notes, Self::Error>> + Send;
+
+    /// Runs a command's writes and its read-back; answers on `req.reply`.
+    fn write(&mut self, req: WriteRequest) -> impl Future<Output = ()> + Send;
+
+    /// Waits until `until`; a protocol that listens between polls may return earlier
+    /// with [`Idle::Handled`]. Must be cancel-safe (it races the inbox).
+    fn idle(&mut self, until: Instant) -> impl Future<Output = Idle> + Send {
+        async move {
+            tokio::time::sleep_until(until).await;
+            Idle::Elapsed
+        }
+    }
+
+    /// Device `device` came online with this cycle (log what `notes` says).
+    fn came_online(&self, device: usize, notes: &Self::Notes) {
+        let _ = (device, notes);
+    }
+
+    /// At the end of every turn: hand over the protocol's own messages for the pipeline
+    /// (readings of writes, unsolicited frames) and report the line's state.
+    fn end_turn(&mut self, out: &mut Vec<Input>) {
+        let _ = out;
+    }
+}
+
+/// Runs `proto` until `cancel`, taking commands from `inbox`, sending readings and
+/// transitions to `tx`, beating `hb` on every turn.
+pub async fn run<P: Protocol>(
+    mut proto: P,
+    mut inbox: mpsc::Receiver<WriteRequest>,
+    tx: mpsc::Sender<Input>,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+    hb: Option<Heartbeat>,
+) {
+    let devices = proto.devices();
+    let name = proto.name().to_string();
+    let kind = proto.kind();
+    let polls: Vec<Duration> = devices.iter().map(|(_, p)| *p).collect();
+    let mut schedule = Schedule::new(&polls, Instant::now());
+    let mut health: Vec<Health> = devices.iter().map(|_| Health::default()).collect();
+    let mut overruns = OverrunLog::default();
+    let mut out = Vec::new();
+    tracing::info!(bus_id = %name, kind, devices = devices.len(), "bus task started");
+    proto.start();
+    while let Some((i, deadline)) = schedule.next() {
+        if let Some(hb) = &hb {
+            hb.beat();
+        }
+        // Turns at least every BEAT_EVERY, so the heartbeat says the bus is alive.
+        let wake = deadline.min(Instant::now() + BEAT_EVERY);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            // Commands go ahead of polls, between two transactions.
+            Some(req) = inbox.recv() => {
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = proto.write(req) => {}
+                }
+            }
+            idle = proto.idle(wake) => if idle == Idle::Elapsed && wake >= deadline {
+                let started = Instant::now();
+                let polled = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    p = proto.poll(i) => p,
+                };
+                let now = Instant::now();
+                if polled.used_line {
+                    counters.timings.poll(&name, now.duration_since(started));
+                }
+                // A cycle that used no line time is no reason to back the device off.
+                let ok = polled.result.is_ok() || !polled.used_line;
+                let skipped = schedule.done(i, started, now, ok);
+                let (info, _) = &devices[i];
+                overruns.record(skipped, now, &name, &info.id, &counters);
+                match polled.result {
+                    Ok(r) => {
+                        if health[i].good(info, &name, r.values, &mut out) {
+                            proto.came_online(i, &r.notes);
+                        }
+                    }
+                    Err(e) => health[i].bad(info, &name, &e, &mut out),
+                }
+            },
+        }
+        proto.end_turn(&mut out);
+        for m in out.drain(..) {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = tx.send(m) => if r.is_err() { return },
+            }
+        }
+    }
+    tracing::info!(bus_id = %name, kind, "bus task stopped");
+}
+
+/// The failure log of a bus's connection or port: the first failure logged, then a
+/// summary at most every few minutes while it lasts, then one line on recovery.
+#[derive(Debug)]
+pub struct LineLog {
+    bus: String,
+    log: FailureLog,
+}
+
+impl LineLog {
+    pub fn new(bus: &str) -> LineLog {
+        LineLog {
+            bus: bus.to_string(),
+            log: FailureLog::default(),
+        }
+    }
+
+    /// The connection or port failed (the caller retries with its backoff).
+    pub fn failed(&mut self, error: &dyn fmt::Display) {
+        match self.log.failure(std::time::Instant::now()) {
+            LogAction::Failed => {
+                tracing::error!(bus_id = %self.bus, error = %error, "bus error; retrying with backoff")
+            }
+            LogAction::Summary { count } => {
+                tracing::error!(bus_id = %self.bus, error = %error, failures = count, "bus still failing")
+            }
+            _ => {}
+        }
+    }
+
+    /// The connection or port works (logs once after failures).
+    pub fn working(&mut self) {
+        if let LogAction::Recovered { count } = self.log.success() {
+            tracing::info!(bus_id = %self.bus, failures = count, "bus working again");
+        }
+    }
+}

@@ -94,6 +94,8 @@ mod serial_pa;
 mod serial_scripts;
 #[path = "shutdown_writes.rs"]
 mod shutdown_writes;
+#[path = "snmp.rs"]
+mod snmp;
 #[path = "storage_full.rs"]
 mod storage_full;
 #[path = "storage_readonly.rs"]

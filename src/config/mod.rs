@@ -31,6 +31,7 @@ pub use entries::bus_kind_label;
 pub use load::{
     ConfigError, ConfigErrors, ENV_PREFIX, load, load_with_env, references, references_with_env,
 };
+pub use parse::split_host_port;
 pub use refs::{References, cross_check};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/polegate/polegate.toml";

@@ -34,6 +34,8 @@ pub enum SnmpCreds {
     /// password-to-key, localized to the agent's engine id after discovery).
     V3 {
         user: String,
+        /// The v3 context name (default empty; per-VLAN contexts, simulators).
+        context: String,
         auth: AuthProto,
         auth_key: Secret,
         priv_key: Secret,
@@ -95,6 +97,7 @@ struct RawAgent {
     version: Option<String>,
     community_file: Option<String>,
     user: Option<String>,
+    context: Option<String>,
     auth: Option<String>,
     auth_key_file: Option<String>,
     privacy: Option<String>,
@@ -110,6 +113,7 @@ impl RawAgent {
             || self.version.is_some()
             || self.community_file.is_some()
             || self.user.is_some()
+            || self.context.is_some()
             || self.auth.is_some()
             || self.auth_key_file.is_some()
             || self.privacy.is_some()
@@ -252,6 +256,7 @@ fn agent(cx: &mut Ctx<'_>, file: &Path, key: &str, raw: RawAgent) -> Option<Snmp
         Some("2c") => {
             for (name, present) in [
                 ("user", raw.user.is_some()),
+                ("context", raw.context.is_some()),
                 ("auth", raw.auth.is_some()),
                 ("auth_key_file", raw.auth_key_file.is_some()),
                 ("privacy", raw.privacy.is_some()),
@@ -331,6 +336,7 @@ fn agent(cx: &mut Ctx<'_>, file: &Path, key: &str, raw: RawAgent) -> Option<Snmp
             match (user, auth, auth_key, priv_key) {
                 (Some(user), Some(auth), Some(auth_key), Some(priv_key)) => Some(SnmpCreds::V3 {
                     user,
+                    context: raw.context.unwrap_or_default(),
                     auth,
                     auth_key,
                     priv_key,

@@ -16,6 +16,7 @@ mod lora;
 mod ocpp;
 mod profiles;
 mod rig;
+mod snmp;
 mod tls;
 
 pub use broker::*;
@@ -25,6 +26,7 @@ pub use lora::*;
 pub use ocpp::*;
 pub use profiles::*;
 pub use rig::*;
+pub use snmp::*;
 pub use tls::*;
 
 use std::net::TcpListener;

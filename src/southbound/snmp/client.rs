@@ -62,6 +62,7 @@ pub fn auth(creds: &SnmpCreds) -> Result<Auth, SnmpError> {
         SnmpCreds::V2c { community } => Ok(Auth::v2c(community.0.as_bytes().to_vec())),
         SnmpCreds::V3 {
             user,
+            context,
             auth,
             auth_key,
             priv_key,
@@ -71,6 +72,7 @@ pub fn auth(creds: &SnmpCreds) -> Result<Auth, SnmpError> {
                 AuthProto::Sha256 => AuthProtocol::Sha256,
             };
             UsmConfig::new(user.as_bytes().to_vec())
+                .context_name(context.as_bytes().to_vec())
                 .auth_priv(proto, &auth_key.0, PrivProtocol::Aes128, &priv_key.0)
                 .map(Auth::from)
                 .map_err(|e| SnmpError::Other(format!("v3 keys: {e}")))
@@ -78,9 +80,12 @@ pub fn auth(creds: &SnmpCreds) -> Result<Auth, SnmpError> {
     }
 }
 
-/// A session with one agent.
+/// A session with one agent (cheap to clone: one socket).
+#[derive(Clone)]
 pub struct Session {
     client: Client<UdpHandle>,
+    /// v3: the same user without authentication, asked after a timeout (see [`Session::v3_diagnosis`]).
+    diagnosis: Option<Client<UdpHandle>>,
     deadline: Duration,
 }
 
@@ -98,9 +103,46 @@ impl Session {
             .connect()
             .await
             .map_err(|e| SnmpError::of(&e))?;
+        let diagnosis = match &cfg.creds {
+            SnmpCreds::V3 { user, .. } => {
+                let auth = Auth::from(UsmConfig::new(user.as_bytes().to_vec()));
+                Client::builder(cfg.address.as_str(), auth)
+                    .request_timeout(timeout)
+                    .construction_timeout(timeout.max(Duration::from_secs(1)))
+                    .retry(Retry::none())
+                    .connect()
+                    .await
+                    .ok()
+            }
+            SnmpCreds::V2c { .. } => None,
+        };
         // v3 discovery and a time-window resync each add an exchange to the first request.
         let deadline = timeout * (cfg.retries + 1) * 3 + DEADLINE_MARGIN;
-        Ok(Session { client, deadline })
+        Ok(Session {
+            client,
+            diagnosis,
+            deadline,
+        })
+    }
+
+    /// A v3 agent drops a request whose digest or keys are wrong and answers with an
+    /// unauthenticated report, which the client (rightly: anyone could send one) does
+    /// not take as an answer, so a wrong key looks like a timeout. After a timeout we ask
+    /// the agent once without authentication: if it answers (any report), it is alive and
+    /// refuses our credentials: "SNMP authentication failed".
+    async fn v3_diagnosis(&self, e: SnmpError) -> SnmpError {
+        let Some(plain) = &self.diagnosis else {
+            return e;
+        };
+        if e != SnmpError::Timeout {
+            return e;
+        }
+        let probe = async_snmp::oid!(1, 3, 6, 1, 2, 1, 1, 3, 0);
+        match tokio::time::timeout(self.deadline, plain.get(&probe)).await {
+            Ok(Ok(_)) => SnmpError::Auth,
+            Ok(Err(d)) if SnmpError::of(&d) != SnmpError::Timeout => SnmpError::Auth,
+            _ => e,
+        }
     }
 
     async fn bounded<T>(
@@ -117,13 +159,18 @@ impl Session {
     /// One GET of `oids` (the caller keeps it within `max_oids`): the value of each OID in
     /// request order (`noSuchInstance` and friends are values here).
     pub async fn get(&self, oids: &[Oid]) -> Result<Vec<Value>, SnmpError> {
-        let r = self.bounded(self.client.get_many(oids)).await?;
-        Ok(in_order(oids, r.varbinds))
+        match self.bounded(self.client.get_many(oids)).await {
+            Ok(r) => Ok(in_order(oids, r.varbinds)),
+            Err(e) => Err(self.v3_diagnosis(e).await),
+        }
     }
 
     /// One SET; the value the agent answered with.
     pub async fn set(&self, oid: &Oid, value: Value) -> Result<Value, SnmpError> {
-        let r = self.bounded(self.client.set(oid, value)).await?;
+        let r = match self.bounded(self.client.set(oid, value)).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.v3_diagnosis(e).await),
+        };
         Ok(in_order(std::slice::from_ref(oid), r.varbinds)
             .pop()
             .unwrap_or(Value::Null))

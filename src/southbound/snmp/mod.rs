@@ -4,15 +4,13 @@
 //!
 //! Layout: `value.rs` (SNMP values <-> point values, pure), `client.rs` (the session with
 //! one agent: the `async-snmp` client, errors sorted, every exchange bounded), `task.rs`
-//! (polling: the devices due together in GETs of up to `max_oids`), `write.rs` (SETs,
+//! (the bus protocol: the devices due together in GETs of up to `max_oids`), `write.rs` (SETs,
 //! read-back, `power_cycle`).
 //!
 //! Seam: [`Agents`] collects devices per agent while the supervisor walks the config,
 //! [`spawn_agent`] starts the task of one agent (the supervisor registers command routes).
-//! Devices are ordered by the shared [`Schedule`](crate::southbound::schedule::Schedule);
-//! the task has the same shape as the Modbus links and serial buses (schedule, inbox between
-//! polls, heartbeat, [`Health`](crate::southbound::health::Health)) so it can move onto the
-//! shared bus task when that lands.
+//! The task is the shared bus task ([`crate::southbound::bus`]: schedule, inbox between
+//! polls, heartbeat, liveness) with the SNMP protocol plugged in (`task.rs`).
 
 mod client;
 mod task;
@@ -43,6 +41,41 @@ pub struct SnmpDevice {
     /// The writable `poe_enabled` point a `power_cycle` switches.
     pub poe: Option<usize>,
     pub cycle_off: Duration,
+}
+
+impl SnmpDevice {
+    /// A device of an SNMP profile at `index`: its OIDs resolved. The device back with
+    /// the reason when it cannot run (not an SNMP profile, `{index}` without an index).
+    pub fn new(
+        info: Arc<DeviceInfo>,
+        index: Option<u32>,
+        poll: Duration,
+    ) -> Result<SnmpDevice, (Arc<DeviceInfo>, String)> {
+        let Some(spec) = info.profile.snmp.as_ref() else {
+            return Err((info, "profile is not an snmp profile".into()));
+        };
+        let mut oids = Vec::with_capacity(info.profile.points.len());
+        for t in &spec.oids {
+            match t.as_deref().map(|t| resolve_oid(t, index)) {
+                None => oids.push(None),
+                Some(Ok(o)) => oids.push(Some(o)),
+                Some(Err(e)) => return Err((info, e)),
+            }
+        }
+        oids.resize(info.profile.points.len(), None);
+        let poe = info
+            .profile
+            .point("poe_enabled")
+            .filter(|(i, p)| p.writable && oids.get(*i).is_some_and(Option::is_some))
+            .map(|(i, _)| i);
+        Ok(SnmpDevice {
+            cycle_off: Duration::from_secs(spec.cycle_off_s),
+            info,
+            poll,
+            oids,
+            poe,
+        })
+    }
 }
 
 /// An agent and the devices read through it.
@@ -86,10 +119,6 @@ impl Agents {
         info: Arc<DeviceInfo>,
         poll: Duration,
     ) -> bool {
-        let Some(spec) = info.profile.snmp.as_ref() else {
-            tracing::error!(device_id = %info.id, profile = %info.profile.name, "profile is not an snmp profile; device skipped");
-            return false;
-        };
         let (id, agent) = match device {
             SnmpDeviceCfg::Agent { agent, .. } => (info.id.clone(), agent.clone()),
             SnmpDeviceCfg::Bus { bus, .. } => match cfg.snmp_agents.get(bus) {
@@ -100,35 +129,19 @@ impl Agents {
                 }
             },
         };
-        let mut oids = Vec::with_capacity(info.profile.points.len());
-        for t in &spec.oids {
-            match t.as_deref().map(|t| resolve_oid(t, device.index())) {
-                None => oids.push(None),
-                Some(Ok(o)) => oids.push(Some(o)),
-                Some(Err(e)) => {
-                    tracing::error!(device_id = %info.id, profile = %info.profile.name, error = %e, "device skipped");
-                    return false;
-                }
+        let dev = match SnmpDevice::new(info, device.index(), poll) {
+            Ok(d) => d,
+            Err((info, e)) => {
+                tracing::error!(device_id = %info.id, profile = %info.profile.name, error = %e, "device skipped");
+                return false;
             }
-        }
-        oids.resize(info.profile.points.len(), None);
-        let poe = info
-            .profile
-            .point("poe_enabled")
-            .filter(|(i, p)| p.writable && oids.get(*i).is_some_and(Option::is_some))
-            .map(|(i, _)| i);
+        };
         let entry = self.agents.entry(id.clone()).or_insert_with(|| SnmpAgent {
             id,
             cfg: agent,
             devices: Vec::new(),
         });
-        entry.devices.push(SnmpDevice {
-            cycle_off: Duration::from_secs(spec.cycle_off_s),
-            info,
-            poll,
-            oids,
-            poe,
-        });
+        entry.devices.push(dev);
         true
     }
 
@@ -149,7 +162,14 @@ pub fn spawn_agent(
     hb: Option<crate::ops::notify::Heartbeat>,
 ) -> JoinHandle<()> {
     let task = task::Task::new(agent, counters.clone());
-    tokio::spawn(task.run(inbox, tx.clone(), cancel.clone(), hb))
+    tokio::spawn(crate::southbound::bus::run(
+        task,
+        inbox,
+        tx.clone(),
+        counters.clone(),
+        cancel.clone(),
+        hb,
+    ))
 }
 
 #[cfg(test)]

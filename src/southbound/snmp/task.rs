@@ -1,13 +1,18 @@
-//! The task that owns one SNMP agent and every device read through it (SPEC §11).
+//! The protocol of one SNMP agent on the shared bus task (`southbound::bus`): the bus
+//! owns the schedule, the inbox, the heartbeat and the devices' liveness; this owns the
+//! session with the agent and the reading of its devices (SPEC §11).
 //!
-//! Devices are ordered by the shared [`Schedule`]; when one falls due, every device due
-//! at that moment is read in the same cycle: their OIDs go into GETs of up to `max_oids`
-//! each (one GET per poll when they fit). A timeout or an authentication failure ends the
-//! cycle for every device not yet read (the agent is silent or refuses us: asking again at
-//! once would only stall); any other failure fails the devices of that request only.
-//! `noSuchObject`/`noSuchInstance` leave the point out (`snmp_no_such`, logged once per
-//! point while it lasts); the device's other points are published. Commands run between
-//! two cycles (`write.rs`); the off time of a power cycle does not stop polling.
+//! Batching: when the bus polls a device, every other device of the agent that is due
+//! within [`LOOKAHEAD`] (its previous read is a poll period old) and not failing is read
+//! in the same GETs, up to `max_oids` OIDs each — with equal poll periods the bus polls
+//! them back to back on one grid, so each agent gets one GET per poll cycle. Their values
+//! wait for their own turn (at most one poll period). A timeout or an authentication
+//! failure ends the reading for every device not yet read (the agent is silent or refuses
+//! us: asking again at once would only stall); any other failure fails the devices of that
+//! request only. `noSuchObject`/`noSuchInstance` leave the point out (`snmp_no_such`,
+//! logged once per point while it lasts); the device's other points are published.
+//! Commands run between two polls (`write.rs`); the off time of a power cycle does not
+//! stop polling (the bus's idle wait finishes it).
 
 use super::client::{Session, SnmpError};
 use super::value::{Read, decode};
@@ -16,30 +21,34 @@ use super::{SnmpAgent, SnmpDevice};
 use crate::model::Value;
 use crate::model::command::WriteRequest;
 use crate::ops::counters::Counters;
-use crate::ops::notify::{BEAT_EVERY, Heartbeat};
-use crate::pipeline::Input;
-use crate::southbound::health::Health;
-use crate::southbound::schedule::{OverrunLog, Schedule};
+use crate::pipeline::{DeviceInfo, Input};
+use crate::southbound::bus::{Idle, LineLog, Polled, Protocol, Reading};
 use async_snmp::{Oid, Value as Snmp, ValueKind};
 use std::sync::Arc;
-use tokio::sync::mpsc;
+use std::time::Duration;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+
+/// How early a device is read with another one's request.
+pub const LOOKAHEAD: Duration = Duration::from_millis(500);
+
+/// A reading taken with another device's request, waiting for its own turn.
+type Cached = (Instant, Result<Vec<(usize, Value)>, SnmpError>);
 
 pub(super) struct DevState {
-    pub health: Health,
     /// Per point: a `noSuch*` or a value of the wrong type was logged and not yet cleared.
     pub logged: Vec<bool>,
     /// Per point: the SNMP type the agent last reported (SETs are written in it).
     pub kinds: Vec<Option<ValueKind>>,
+    /// When the bus last polled it, and whether that read failed.
+    last: Option<(Instant, bool)>,
+    cached: Option<Cached>,
 }
 
 pub(super) struct Task {
     pub agent: SnmpAgent,
     pub session: Option<Session>,
     pub states: Vec<DevState>,
-    schedule: Schedule,
-    overruns: OverrunLog,
+    line: LineLog,
     pub counters: Arc<Counters>,
     pub out: Vec<Input>,
     /// Power cycles waiting for their second SET.
@@ -52,15 +61,14 @@ impl Task {
             .devices
             .iter()
             .map(|d| DevState {
-                health: Health::default(),
                 logged: vec![false; d.oids.len()],
                 kinds: vec![None; d.oids.len()],
+                last: None,
+                cached: None,
             })
             .collect();
-        let polls: Vec<_> = agent.devices.iter().map(|d| d.poll).collect();
         Task {
-            schedule: Schedule::new(&polls, Instant::now()),
-            overruns: OverrunLog::default(),
+            line: LineLog::new(&agent.id),
             agent,
             session: None,
             states,
@@ -70,60 +78,19 @@ impl Task {
         }
     }
 
-    pub(super) async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<WriteRequest>,
-        tx: mpsc::Sender<Input>,
-        cancel: CancellationToken,
-        hb: Option<Heartbeat>,
-    ) {
-        tracing::info!(bus_id = %self.agent.id, address = %self.agent.cfg.address, devices = self.agent.devices.len(), "snmp agent started");
-        while let Some((_, deadline)) = self.schedule.next() {
-            if let Some(hb) = &hb {
-                hb.beat();
-            }
-            let cycle_at = self.cycles.iter().map(|c| c.at).min();
-            let wake = deadline
-                .min(cycle_at.unwrap_or(deadline))
-                .min(Instant::now() + BEAT_EVERY);
-            tokio::select! {
-                biased;
-                _ = cancel.cancelled() => break,
-                Some(req) = inbox.recv() => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = self.run_write(req) => {}
-                    }
-                }
-                _ = tokio::time::sleep_until(wake) => {
-                    tokio::select! {
-                        _ = cancel.cancelled() => break,
-                        _ = self.finish_cycles(false) => {}
-                    }
-                    if Instant::now() >= deadline {
-                        tokio::select! {
-                            _ = cancel.cancelled() => break,
-                            _ = self.poll_due() => {}
-                        }
-                    }
-                }
-            }
-            for m in std::mem::take(&mut self.out) {
-                tokio::select! {
-                    _ = cancel.cancelled() => break,
-                    r = tx.send(m) => if r.is_err() { return },
-                }
-            }
-        }
-        // A port switched off for a power cycle is never left off by a stop or reload.
-        self.finish_cycles(true).await;
-        tracing::info!(bus_id = %self.agent.id, "snmp agent stopped");
-    }
-
     /// The session, opened on first use and after a failure to open.
     pub(super) async fn session(&mut self) -> Result<&Session, SnmpError> {
         if self.session.is_none() {
-            self.session = Some(Session::open(&self.agent.cfg).await?);
+            match Session::open(&self.agent.cfg).await {
+                Ok(s) => {
+                    self.line.working();
+                    self.session = Some(s);
+                }
+                Err(e) => {
+                    self.line.failed(&e);
+                    return Err(e);
+                }
+            }
         }
         self.session.as_ref().ok_or(SnmpError::Timeout)
     }
@@ -235,34 +202,117 @@ impl Task {
         Ok(values)
     }
 
-    /// One poll cycle: every device due now, read together.
-    async fn poll_due(&mut self) {
-        let started = Instant::now();
-        let due = self.schedule.due(started);
-        let wanted = self.wanted(&due);
-        let read = self.read(&wanted).await;
+    /// Whether device `j` is due within [`LOOKAHEAD`] and was read fine last time.
+    fn due_soon(&self, j: usize, now: Instant) -> bool {
+        let st = &self.states[j];
+        if st.cached.is_some() {
+            return false;
+        }
+        match st.last {
+            None => true,
+            Some((_, true)) => false,
+            Some((t, false)) => now + LOOKAHEAD >= t + self.agent.devices[j].poll,
+        }
+    }
+}
+
+impl Protocol for Task {
+    type Error = SnmpError;
+    type Notes = ();
+
+    fn name(&self) -> &str {
+        &self.agent.id
+    }
+
+    fn kind(&self) -> &'static str {
+        "snmp agent"
+    }
+
+    fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)> {
+        self.agent
+            .devices
+            .iter()
+            .map(|d| (d.info.clone(), d.poll))
+            .collect()
+    }
+
+    async fn poll(&mut self, i: usize) -> Polled<(), SnmpError> {
         let now = Instant::now();
-        for &d in &due {
-            let result = self.decode_device(d, &read);
-            let ok = result.is_ok();
-            let info = self.agent.devices[d].info.clone();
-            match result {
-                Ok(values) => {
-                    self.states[d]
-                        .health
-                        .good(&info, &self.agent.id, values, &mut self.out);
+        let poll = self.agent.devices[i].poll;
+        let cached = self.states[i].cached.take();
+        let result = match cached {
+            Some((at, r)) if now.duration_since(at) < poll => r,
+            _ => {
+                let batch: Vec<usize> = std::iter::once(i)
+                    .chain(
+                        (0..self.agent.devices.len()).filter(|&j| j != i && self.due_soon(j, now)),
+                    )
+                    .collect();
+                let wanted = self.wanted(&batch);
+                let read = self.read(&wanted).await;
+                let mut mine = Ok(Vec::new());
+                for &j in &batch {
+                    let r = self.decode_device(j, &read);
+                    if j == i {
+                        mine = r;
+                    } else {
+                        self.states[j].cached = Some((now, r));
+                    }
                 }
-                Err(e) => {
-                    self.states[d]
-                        .health
-                        .bad(&info, &self.agent.id, &e, &mut self.out);
-                }
+                mine
             }
-            let took = now.duration_since(started);
-            self.counters.timings.poll(&self.agent.id, took);
-            let overruns = self.schedule.done(d, started, now, ok);
-            self.overruns
-                .record(overruns, now, &self.agent.id, &info.id, &self.counters);
+        };
+        self.states[i].last = Some((now, result.is_err()));
+        Polled::on_line(result.map(Reading::values))
+    }
+
+    async fn write(&mut self, req: WriteRequest) {
+        self.run_write(req).await;
+    }
+
+    async fn idle(&mut self, until: Instant) -> Idle {
+        match self.cycles.iter().map(|c| c.at).min() {
+            Some(at) if at < until => {
+                tokio::time::sleep_until(at).await;
+                self.finish_cycles().await;
+                Idle::Handled
+            }
+            _ => {
+                tokio::time::sleep_until(until).await;
+                Idle::Elapsed
+            }
+        }
+    }
+
+    fn end_turn(&mut self, out: &mut Vec<Input>) {
+        out.append(&mut self.out);
+    }
+}
+
+impl Drop for Task {
+    /// A port switched off for a power cycle is never left off by a stop or a reload:
+    /// one bounded exchange per port, detached, switches it back on.
+    fn drop(&mut self) {
+        let (Some(session), Ok(rt)) = (self.session.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        for c in self.cycles.drain(..) {
+            let dev = &self.agent.devices[c.device];
+            let Some(oid) = dev.poe.and_then(|p| dev.oids.get(p).cloned().flatten()) else {
+                continue;
+            };
+            let (session, id) = (session.clone(), dev.info.id.clone());
+            rt.spawn(async move {
+                match session.set(&oid, Snmp::Integer(1)).await {
+                    Ok(_) => tracing::info!(device_id = %id, "power cycle cut short by a stop: PoE port switched on again"),
+                    Err(e) => tracing::error!(device_id = %id, error = %e, "power cycle cut short by a stop: the PoE port could not be switched on again"),
+                }
+            });
+            let _ = c.reply.send(crate::model::command::WriteOutcome {
+                points: c.applied,
+                error: Some("stopping: the PoE port was switched back on early".into()),
+            });
         }
     }
 }

@@ -166,24 +166,28 @@ impl Task {
         }
     }
 
-    /// Switches back on the ports whose off time is over (all of them when `now_all`).
-    pub(super) async fn finish_cycles(&mut self, now_all: bool) {
-        let now = Instant::now();
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cycles)
-            .into_iter()
-            .partition(|c| now_all || c.at <= now);
-        self.cycles = waiting;
-        for c in ready {
-            let Some(poe) = self.agent.devices[c.device].poe else {
+    /// Switches back on the ports whose off time is over. Cancel-safe (the bus races
+    /// its idle wait with the inbox): a cycle leaves the list only once its port is on
+    /// again or switching it on failed.
+    pub(super) async fn finish_cycles(&mut self) {
+        while let Some(k) = self.cycles.iter().position(|c| c.at <= Instant::now()) {
+            let (d, at) = (self.cycles[k].device, self.cycles[k].at);
+            let Some(poe) = self.agent.devices[d].poe else {
+                self.cycles.remove(k);
                 continue;
             };
-            let info = self.agent.devices[c.device].info.clone();
-            match self.set_point(c.device, poe, &Value::Bool(true)).await {
+            let info = self.agent.devices[d].info.clone();
+            let r = self.set_point(d, poe, &Value::Bool(true)).await;
+            let Some(k) = self.cycles.iter().position(|c| c.device == d && c.at == at) else {
+                continue;
+            };
+            let c = self.cycles.remove(k);
+            match r {
                 Ok(()) => {
                     tracing::info!(device_id = %info.id, bus_id = %self.agent.id, "power cycle: PoE port switched on again");
                     let mut applied = c.applied;
                     applied.push((c.point, Value::Bool(true)));
-                    self.read_back(c.device, applied, c.reply).await;
+                    self.read_back(d, applied, c.reply).await;
                 }
                 Err(e) => {
                     tracing::error!(device_id = %info.id, bus_id = %self.agent.id, error = %e, "power cycle: the PoE port could not be switched on again");

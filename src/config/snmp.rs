@@ -407,3 +407,7 @@ pub(super) fn reach(cx: &mut Ctx<'_>, file: &Path, key: &str, t: toml::Table) ->
         }
     }
 }
+
+#[cfg(test)]
+#[path = "snmp_tests.rs"]
+mod tests;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# cross/build.sh TARGET [--no-demo] [--profile NAME]
+# cross/build.sh TARGET [--demo] [--profile NAME]
 #
 # Builds a size-tuned polegate binary for TARGET on a plain Debian host (no docker) and
 # prints its path as the last line of output. Installs what is missing when it can:
@@ -20,8 +20,11 @@
 # Debian 12, newer than many gateway images.
 #
 # Options:
-#   --no-demo        leave out the embedded broker and simulators (`polegate demo`); the
-#                    tests' fault-injection points (feature `failpoints`) are always left out
+#   --demo           add the embedded broker and simulators (`polegate demo`, for trying
+#                    the binary under qemu); a cabinet build leaves them out, as
+#                    `cargo build --profile cabinet --no-default-features` does. The tests'
+#                    fault-injection points (feature `failpoints`) are always left out.
+#   --no-demo        the default (accepted for older scripts)
 #   --profile NAME   cargo profile (default: cabinet = opt-level z, fat LTO, strip)
 # Environment: CARGO_TARGET_DIR is honoured.
 set -euo pipefail
@@ -30,14 +33,16 @@ cd "$(dirname "$0")/.."
 die() { echo "cross/build.sh: $*" >&2; exit 2; }
 
 target="${1:-}"
-[ -n "$target" ] || die "usage: cross/build.sh TARGET [--no-demo] [--profile NAME]"
+[ -n "$target" ] || die "usage: cross/build.sh TARGET [--demo] [--profile NAME]"
 shift
 profile=cabinet
 # Never the tests' fault-injection points (the `failpoints` default feature).
-features=(--no-default-features --features demo)
+features=(--no-default-features)
+demo="no demo"
 while [ $# -gt 0 ]; do
   case "$1" in
-    --no-demo) features=(--no-default-features) ;;
+    --demo) features=(--no-default-features --features demo); demo="with demo" ;;
+    --no-demo) features=(--no-default-features); demo="no demo" ;;
     --profile) profile="${2:?--profile needs a name}"; shift ;;
     *) die "unknown option $1" ;;
   esac
@@ -119,6 +124,6 @@ out_dir="${CARGO_TARGET_DIR:-target}/$rust_target/$profile"
 bin="$out_dir/polegate"
 [ -x "$bin" ] || die "cargo reported success but $bin is missing"
 size=$(stat -c %s "$bin")
-echo "cross/build.sh: $target ($profile${features:+, no demo}): $size bytes in ${elapsed}s" >&2
+echo "cross/build.sh: $target ($profile, $demo): $size bytes in ${elapsed}s" >&2
 if command -v file >/dev/null 2>&1; then file "$bin" >&2; fi
 echo "$bin"

@@ -84,48 +84,55 @@ async fn a_dim_command_writes_the_register_and_answers_with_the_read_back_value(
 async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
     let mut r = lamp("generic-lamp-modbus", &[]).await;
     let before = snapshot(&r.sim);
-    let cases: &[(&str, &str, Option<&str>, &str)] = &[
-        ("lamp-017", "{not json", None, "not valid JSON"),
+    let cases: &[(&str, &str, Option<&str>, &str, &str)] = &[
+        ("lamp-017", "{not json", None, "not valid JSON", "malformed"),
         (
             "lamp-017",
             r#"{"point":"dim_level","value":1}"#,
             None,
             "missing 'id'",
+            "malformed",
         ),
         (
             "nope-1",
             r#"{"id":"u-1","point":"dim_level","value":1}"#,
             Some("u-1"),
             "unknown device",
+            "unknown_device",
         ),
         (
             "lamp-017",
             r#"{"id":"b-1","point":"nope","value":1}"#,
             Some("b-1"),
             "unknown point 'nope'",
+            "unknown_point",
         ),
         (
             "lamp-017",
             r#"{"id":"b-2","point":"power","value":1}"#,
             Some("b-2"),
             "point 'power' is not writable",
+            "not_writable",
         ),
         (
             "lamp-017",
             r#"{"id":"b-3","point":"dim_level","value":150}"#,
             Some("b-3"),
             "out of range 0..=100",
+            "out_of_range",
         ),
         (
             "lamp-017",
             r#"{"id":"b-4","point":"on","value":"yes"}"#,
             Some("b-4"),
             "true, false, 0 or 1",
+            "wrong_type",
         ),
         (
             "lamp-017",
             r#"{"id":"b-5","point":"dim_level","value":10,"expires":"2020-01-01T00:00:00Z"}"#,
             Some("b-5"),
+            "expired",
             "expired",
         ),
         // All or nothing: a valid point beside an invalid one is not written either.
@@ -134,9 +141,10 @@ async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
             r#"{"id":"b-6","points":{"dim_level":10,"power":5}}"#,
             Some("b-6"),
             "not writable",
+            "not_writable",
         ),
     ];
-    for (device, payload, id, frag) in cases {
+    for (device, payload, id, frag, code) in cases {
         r.publish(&format!("polegate/cab-test/{device}/cmd"), payload, false)
             .await;
         let res = result_for(&mut r.rec, device, *id).await;
@@ -146,6 +154,7 @@ async fn every_bad_command_gets_its_error_and_leaves_the_registers_untouched() {
             err.contains(frag),
             "{payload}: error {err:?} lacks {frag:?}"
         );
+        assert_eq!(res["code"], *code, "{payload} -> {res}");
     }
 
     // Duplicate id: the first runs, the second is refused.
@@ -373,6 +382,7 @@ async fn a_command_to_an_offline_device_fails_fast() {
     .await;
     let res = result_for(&mut r.rec, "lamp-017", Some("off-1")).await;
     assert_eq!(res["error"], "device offline", "{res}");
+    assert_eq!(res["code"], "device_offline", "{res}");
     r.stop().await;
 }
 

@@ -72,6 +72,8 @@ async fn a_tx_ack_error_fails_the_command_with_the_gateways_reason() {
     let res = r.result().await;
     assert_eq!((res.ok, res.status.as_deref()), (false, Some("failed")));
     let e = res.error.unwrap();
+    assert_eq!(e.code(), "failed");
+    let e = e.to_string();
     assert!(
         e.contains("TOO_LATE") && e.contains("aa01020304050607"),
         "{e}"
@@ -90,6 +92,8 @@ async fn a_command_heard_through_a_gateway_that_never_sent_pull_data_fails_with_
     let res = r.result().await;
     assert_eq!((res.ok, res.status.as_deref()), (false, Some("failed")));
     let e = res.error.unwrap();
+    assert_eq!(e.code(), "failed");
+    let e = e.to_string();
     assert!(e.contains("no gateway to send through"), "{e}");
     assert!(e.contains("bb01020304050607"), "{e}");
     // The uplink itself was still published.
@@ -109,7 +113,7 @@ async fn a_downlink_without_a_tx_ack_fails_when_the_timeout_passes() {
     assert_eq!(r.reading().await, V::Int(80));
     let res = r.result().await;
     assert_eq!((res.ok, res.status.as_deref()), (false, Some("failed")));
-    assert!(res.error.unwrap().contains("no TX_ACK"));
+    assert!(res.error.unwrap().to_string().contains("no TX_ACK"));
     // A TX_ACK after the verdict is ignored: exactly one final result.
     f.tx_ack(token, None).await;
     f.uplink(&abp_uplink(3, 82), 3_000, -90, 5.0).await;
@@ -204,7 +208,7 @@ async fn a_downlink_handed_to_the_gateway_before_a_restart_ends_on_its_late_tx_a
         (res.id.as_deref(), res.ok, res.status.as_deref()),
         (Some("c-8"), false, Some("failed"))
     );
-    assert!(res.error.unwrap().contains("no TX_ACK"));
+    assert!(res.error.unwrap().to_string().contains("no TX_ACK"));
     r.stop().await;
 }
 

@@ -287,7 +287,10 @@ fn results(out: &Out) -> Vec<(Option<String>, bool, String, String)> {
                 r.id.clone(),
                 r.ok,
                 r.status.clone().unwrap_or_default(),
-                r.error.clone().unwrap_or_default(),
+                r.error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
             )),
             _ => None,
         })

@@ -326,6 +326,7 @@ async fn commands_become_ocpp_calls_and_the_chargers_answer_is_the_result() {
     )
     .await;
     assert!(r["error"].as_str().unwrap().contains("Rejected"), "{r}");
+    assert_eq!(r["code"], "device_error", "{r}");
 
     let r = command(
         &mut w,
@@ -335,6 +336,7 @@ async fn commands_become_ocpp_calls_and_the_chargers_answer_is_the_result() {
     )
     .await;
     assert_eq!(r["error"], "no transaction running");
+    assert_eq!(r["code"], "wrong_state");
     let r = command(
         &mut w,
         "ev-1a",
@@ -396,6 +398,7 @@ async fn commands_become_ocpp_calls_and_the_chargers_answer_is_the_result() {
     let r = r.expect("a result for the unanswered unlock");
     assert_eq!(r["ok"], false);
     assert_eq!(r["error"], "charger did not answer");
+    assert_eq!(r["code"], "timeout");
     assert!(
         t0.elapsed().as_secs() >= 29,
         "answered after {:?}",

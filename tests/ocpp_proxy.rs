@@ -89,6 +89,7 @@ async fn frames_are_relayed_both_ways_and_tapped_and_an_unreachable_csms_closes_
         .await;
     assert_eq!(r.json["ok"], false);
     assert_eq!(r.json["error"], "managed by the upstream CSMS");
+    assert_eq!(r.json["code"], "upstream_managed");
 
     // The CSMS goes away: the charger is closed and the device offline with the reason.
     csms.close().await;

@@ -48,6 +48,7 @@ async fn a_write_hanging_at_sigterm_is_answered_stopping_through_the_queue() {
         .await;
     assert_eq!(res.json["ok"], false, "{}", res.json);
     assert_eq!(res.json["error"], "stopping", "{}", res.json);
+    assert_eq!(res.json["code"], "stopping", "{}", res.json);
     assert_eq!(res.json["device"], "lamp-017");
     assert_eq!(res.json["historical"], true, "it waited in the queue");
     assert!(child.stop().success());

@@ -19,7 +19,7 @@ pub mod refusal;
 pub mod validate;
 
 use crate::model::LinkState;
-use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
+use crate::model::command::{CmdResult, Refusal, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
 use crate::ops::bucket::TokenBucket;
 use crate::ops::counters::Counters;
@@ -69,9 +69,6 @@ pub struct Commands {
     next_ticket: u64,
 }
 
-/// The error of a write still running when the daemon stops: its effect is unknown.
-pub const STOPPING: &str = "stopping";
-
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, CmdResult)> + Send>>;
 
 impl Commands {
@@ -94,7 +91,7 @@ impl Commands {
     }
 
     /// Runs until `cancel` or until the session closes the channel. Writes still running
-    /// then get an `ok:false` result with error [`STOPPING`], sent to the pipeline before
+    /// then get an `ok:false` result with [`Refusal::Stopping`], sent to the pipeline before
     /// this returns (so before the final flush of the queue).
     pub async fn run(mut self, mut rx: IntakeRx, cancel: CancellationToken) {
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -137,7 +134,11 @@ impl Commands {
         if r.ok {
             tracing::info!(device_id = %r.device, id = ?r.id, "command done");
         } else {
-            tracing::info!(device_id = %r.device, id = ?r.id, error = ?r.error, "command refused or failed");
+            let (error, code) = r
+                .error
+                .as_ref()
+                .map_or((String::new(), ""), |e| (e.to_string(), e.code()));
+            tracing::info!(device_id = %r.device, id = ?r.id, %error, code, "command refused or failed");
         }
         let _ = self.out.send(Input::CmdResult(r)).await;
     }
@@ -149,7 +150,7 @@ impl Commands {
             Verdict::Answer => self.publish(r).await,
             Verdict::StartSilence => tracing::warn!(
                 device_id = %r.device,
-                error = ?r.error,
+                code = r.error.as_ref().map_or("", |e| e.code()),
                 "commands refused too often on this topic: further refusals get no result (counted in command_rejected)"
             ),
             Verdict::Silent => {}
@@ -159,7 +160,7 @@ impl Commands {
     /// Validates a command; returns either the pending write or an immediate result.
     fn accept(&mut self, c: CommandIn) -> Option<Result<Pending, CmdResult>> {
         let now = now_ms();
-        let fail = |device: &str, id: Option<String>, error: String| {
+        let fail = |device: &str, id: Option<String>, error: Refusal| {
             Some(Err(CmdResult {
                 device: device.to_string(),
                 id,
@@ -170,8 +171,7 @@ impl Commands {
             }))
         };
         if c.payload.len() > MAX_COMMAND_BYTES {
-            let e = format!("command payload too large: at most {MAX_COMMAND_BYTES} bytes");
-            return fail(&c.device, None, e);
+            return fail(&c.device, None, Refusal::TooLarge(MAX_COMMAND_BYTES));
         }
         let cmd = match validate::parse(&c.payload) {
             Ok(cmd) => cmd,
@@ -179,39 +179,33 @@ impl Commands {
         };
         let id = Some(cmd.id.clone());
         let Some(route) = self.routes.borrow().get(&c.device).cloned() else {
-            return fail(&c.device, id, "unknown device".into());
+            return fail(&c.device, id, Refusal::UnknownDevice);
         };
         if self.dedup.is_duplicate(&c.device, &cmd.id) {
-            return fail(&c.device, id, format!("duplicate command id '{}'", cmd.id));
+            return fail(&c.device, id, Refusal::Duplicate(cmd.id));
         }
         if c.retained {
-            return fail(
-                &c.device,
-                id,
-                "retained commands are not executed: publish commands without the retain flag"
-                    .into(),
-            );
+            return fail(&c.device, id, Refusal::Retained);
         }
         if let Some(exp) = cmd.expires_ms
             && exp <= now
         {
-            return fail(&c.device, id, "command expired before it could run".into());
+            let e = "command expired before it could run".to_string();
+            return fail(&c.device, id, Refusal::Expired(e));
         }
         if !self.take_token(&c.device) {
-            return fail(
-                &c.device,
-                id,
-                format!(
-                    "rate limit exceeded: at most {RATE_PER_DEVICE} commands per second per device"
-                ),
-            );
+            return fail(&c.device, id, Refusal::RateLimited(RATE_PER_DEVICE));
         }
         let writes = match validate::validate(&route.info.profile, &cmd.points) {
             Ok(w) => w,
             Err(e) => return fail(&c.device, id, e),
         };
         if route.info.link.get() == LinkState::Offline {
-            return fail(&c.device, id, "device offline".into());
+            return fail(
+                &c.device,
+                id,
+                Refusal::DeviceOffline("device offline".into()),
+            );
         }
         let (tx, rx) = oneshot::channel();
         let req = WriteRequest {
@@ -222,11 +216,8 @@ impl Commands {
             reply: tx,
         };
         if route.inbox.try_send(req).is_err() {
-            return fail(
-                &c.device,
-                id,
-                "device busy: too many commands waiting".into(),
-            );
+            let e = "device busy: too many commands waiting".to_string();
+            return fail(&c.device, id, Refusal::Busy(e));
         }
         // Recorded only once accepted: refused ids cost no memory and no store writes.
         self.dedup.record(&c.device, &cmd.id, now);
@@ -246,17 +237,14 @@ impl Commands {
         Some(Ok(Box::pin(async move {
             let outcome = match tokio::time::timeout(limit, rx).await {
                 Ok(Ok(o)) => o,
-                Ok(Err(_)) => WriteOutcome {
-                    points: vec![],
-                    error: Some("the driver stopped before running the command".into()),
-                },
-                Err(_) => WriteOutcome {
-                    points: vec![],
-                    error: Some(format!(
-                        "no answer from the driver within {} s",
-                        limit.as_secs()
-                    )),
-                },
+                // The driver went away (a reload or the stop) before answering.
+                Ok(Err(_)) => WriteOutcome::refused(Refusal::Failed(
+                    "the driver stopped before running the command".into(),
+                )),
+                Err(_) => WriteOutcome::refused(Refusal::Timeout(format!(
+                    "no answer from the driver within {} s",
+                    limit.as_secs()
+                ))),
             };
             let points = outcome
                 .points
@@ -294,7 +282,7 @@ fn stopping(device: String, id: Option<String>) -> CmdResult {
         id,
         ok: false,
         points: vec![],
-        error: Some(STOPPING.into()),
+        error: Some(Refusal::Stopping),
         status: None,
     }
 }

@@ -1,6 +1,7 @@
 //! Parsing and validating a control-room command (SPEC §5 `cmd`, §8 "Commands"). Pure:
 //! nothing here touches a device, so a command that fails any check writes nothing.
 
+use crate::model::command::Refusal;
 use crate::model::{Value, parse_rfc3339};
 use crate::profile::{PointType, Profile, convert};
 
@@ -20,13 +21,14 @@ pub struct Command {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
     pub id: Option<String>,
-    pub error: String,
+    pub error: Refusal,
 }
 
+/// A malformed payload.
 fn reject(id: Option<&str>, error: impl Into<String>) -> Rejection {
     Rejection {
         id: id.map(str::to_string),
-        error: error.into(),
+        error: Refusal::Malformed(error.into()),
     }
 }
 
@@ -103,17 +105,17 @@ fn fmt_num(x: f64) -> String {
 pub fn validate(
     profile: &Profile,
     points: &[(String, serde_json::Value)],
-) -> Result<Vec<(usize, Value)>, String> {
+) -> Result<Vec<(usize, Value)>, Refusal> {
     let mut out = Vec::with_capacity(points.len());
     for (name, json) in points {
         let Some((idx, def)) = profile.point(name) else {
-            return Err(format!("unknown point '{name}'"));
+            return Err(Refusal::UnknownPoint(name.clone()));
         };
         if !def.writable {
-            return Err(format!("point '{name}' is not writable"));
+            return Err(Refusal::NotWritable(name.clone()));
         }
         if out.iter().any(|(i, _)| *i == idx) {
-            return Err(format!("point '{name}' is given twice"));
+            return Err(Refusal::Malformed(format!("point '{name}' is given twice")));
         }
         let value = if let Some(values) = &def.values {
             match json {
@@ -129,10 +131,10 @@ pub fn validate(
             }
             .ok_or_else(|| {
                 let labels: Vec<&str> = values.values().map(String::as_str).collect();
-                format!(
+                Refusal::WrongType(format!(
                     "value {json} is not one of {} for point '{name}'",
                     labels.join(", ")
-                )
+                ))
             })?
         } else if def.ty == PointType::Bool {
             match json {
@@ -140,19 +142,25 @@ pub fn validate(
                 serde_json::Value::Number(n) if n.as_u64() == Some(0) => Value::Bool(false),
                 serde_json::Value::Number(n) if n.as_u64() == Some(1) => Value::Bool(true),
                 _ => {
-                    return Err(format!(
+                    return Err(Refusal::WrongType(format!(
                         "point '{name}' takes true, false, 0 or 1, not {json}"
-                    ));
+                    )));
                 }
             }
         } else if def.ty == PointType::String {
             match json {
                 serde_json::Value::String(s) => Value::Text(s.clone()),
-                _ => return Err(format!("point '{name}' takes a string, not {json}")),
+                _ => {
+                    return Err(Refusal::WrongType(format!(
+                        "point '{name}' takes a string, not {json}"
+                    )));
+                }
             }
         } else {
             let Some(x) = json.as_f64() else {
-                return Err(format!("point '{name}' takes a number, not {json}"));
+                return Err(Refusal::WrongType(format!(
+                    "point '{name}' takes a number, not {json}"
+                )));
             };
             let lo = def.min.unwrap_or(f64::NEG_INFINITY);
             let hi = def.max.unwrap_or(f64::INFINITY);
@@ -163,10 +171,10 @@ pub fn validate(
                     (None, Some(b)) => format!("<= {}", fmt_num(b)),
                     (None, None) => String::new(),
                 };
-                return Err(format!(
+                return Err(Refusal::OutOfRange(format!(
                     "value {} is out of range {range} for point '{name}'",
                     fmt_num(x)
-                ));
+                )));
             }
             match json.as_i64() {
                 Some(i) => Value::Int(i),
@@ -180,7 +188,7 @@ pub fn validate(
             } else {
                 convert::encode_registers(def, &value).map(|_| ())
             };
-            fits.map_err(|e| e.to_string())?;
+            fits.map_err(|e| Refusal::OutOfRange(e.to_string()))?;
         }
         out.push((idx, value));
     }
@@ -221,8 +229,9 @@ mod tests {
         ] {
             let r = parse(p).expect_err("rejected");
             assert_eq!(r.id, None);
+            assert_eq!(r.error.code(), "malformed");
             assert!(
-                r.error.contains(frag),
+                r.error.to_string().contains(frag),
                 "{:?} -> {}",
                 String::from_utf8_lossy(p),
                 r.error
@@ -259,27 +268,31 @@ mod tests {
                 .into_iter()
                 .collect()
         };
+        let refused = |s: &str| {
+            let e = validate(&p, &j(s)).unwrap_err();
+            (e.code(), e.to_string())
+        };
         assert_eq!(
-            validate(&p, &j(r#"{"nope":1}"#)).unwrap_err(),
-            "unknown point 'nope'"
+            refused(r#"{"nope":1}"#),
+            ("unknown_point", "unknown point 'nope'".into())
         );
         assert_eq!(
-            validate(&p, &j(r#"{"power":1}"#)).unwrap_err(),
-            "point 'power' is not writable"
+            refused(r#"{"power":1}"#),
+            ("not_writable", "point 'power' is not writable".into())
         );
         assert_eq!(
-            validate(&p, &j(r#"{"dim_level":150}"#)).unwrap_err(),
-            "value 150 is out of range 0..=100 for point 'dim_level'"
+            refused(r#"{"dim_level":150}"#),
+            (
+                "out_of_range",
+                "value 150 is out of range 0..=100 for point 'dim_level'".into()
+            )
         );
+        let (code, e) = refused(r#"{"dim_level":"40"}"#);
+        assert!(code == "wrong_type" && e.contains("takes a number"), "{e}");
+        let (code, e) = refused(r#"{"on":2}"#);
         assert!(
-            validate(&p, &j(r#"{"dim_level":"40"}"#))
-                .unwrap_err()
-                .contains("takes a number")
-        );
-        assert!(
-            validate(&p, &j(r#"{"on":2}"#))
-                .unwrap_err()
-                .contains("true, false, 0 or 1")
+            code == "wrong_type" && e.contains("true, false, 0 or 1"),
+            "{e}"
         );
         let ok = validate(&p, &j(r#"{"dim_level":40,"on":1}"#)).unwrap();
         assert_eq!(ok.len(), 2);
@@ -293,10 +306,8 @@ mod tests {
         let ok = validate(&p, &pts).unwrap();
         assert_eq!(ok[0].1, Value::Float(16.5));
         let bad = vec![("max_current".to_string(), serde_json::json!(40))];
-        assert!(
-            validate(&p, &bad)
-                .unwrap_err()
-                .contains("out of range 6..=32")
-        );
+        let e = validate(&p, &bad).unwrap_err();
+        assert_eq!(e.code(), "out_of_range");
+        assert!(e.to_string().contains("out of range 6..=32"), "{e}");
     }
 }

@@ -42,7 +42,7 @@ pub fn prepare(config: &Path, dir: &Path) -> std::io::Result<u16> {
         hex(&NWK),
         hex(&APP)
     );
-    super::run::append_config(config, &text)?;
+    super::append_config(config, &text)?;
     Ok(port)
 }
 

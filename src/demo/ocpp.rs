@@ -34,7 +34,7 @@ pub fn prepare(config: &Path, dir: &Path) -> std::io::Result<u16> {
          profile = \"ocpp-charger\"\nmeta = {{ pole = \"P-022\", street = \"Place Darcy\" }}\n\
          ocpp = {{ charge_point_id = \"{CHARGE_POINT}\", connector = 1 }}\n"
     );
-    super::run::append_config(config, &text)?;
+    super::append_config(config, &text)?;
     Ok(port)
 }
 

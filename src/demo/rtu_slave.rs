@@ -10,11 +10,12 @@
 //! it is comparable with the theoretical limit; every request addressed to a unit is
 //! counted, answered or not.
 
+use crate::ops::lock::lock;
 use crate::southbound::modbus::frame::{self, Scan};
 use crate::southbound::modbus::rtu::{Mode, Timing};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_modbus::{ExceptionCode, Request, Response};
@@ -57,20 +58,17 @@ impl Default for Unit {
 
 impl Unit {
     pub fn set_behaviour(&self, b: Behaviour) {
-        *self
-            .behaviour
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = b;
+        *lock(&self.behaviour) = b;
     }
     pub fn requests(&self) -> u64 {
         self.requests.load(Relaxed)
     }
     pub fn set_holding(&self, addr: usize, words: &[u16]) {
-        let mut h = self.holding.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut h = lock(&self.holding);
         h[addr..addr + words.len()].copy_from_slice(words);
     }
     pub fn holding(&self, addr: usize) -> u16 {
-        self.holding.lock().unwrap_or_else(PoisonError::into_inner)[addr]
+        lock(&self.holding)[addr]
     }
 
     fn answer(&self, req: &Request<'_>) -> Result<Response, ExceptionCode> {
@@ -80,8 +78,6 @@ impl Unit {
                 .then_some(a..a + q)
                 .ok_or(ExceptionCode::IllegalDataAddress)
         };
-        let lock =
-            |m: &'_ Mutex<Vec<u16>>| m.lock().unwrap_or_else(PoisonError::into_inner).clone();
         Ok(match req {
             Request::ReadHoldingRegisters(a, q) => {
                 let h = lock(&self.holding);
@@ -92,11 +88,7 @@ impl Unit {
                 Response::ReadInputRegisters(h[range(*a, *q, h.len())?].to_vec())
             }
             Request::ReadCoils(a, q) | Request::ReadDiscreteInputs(a, q) => {
-                let c = self
-                    .coils
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone();
+                let c = lock(&self.coils).clone();
                 let bits = c[range(*a, *q, c.len())?].to_vec();
                 if matches!(req, Request::ReadCoils(..)) {
                     Response::ReadCoils(bits)
@@ -105,7 +97,7 @@ impl Unit {
                 }
             }
             Request::WriteSingleCoil(a, on) => {
-                let mut c = self.coils.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut c = lock(&self.coils);
                 let r = range(*a, 1, c.len())?;
                 c[r.start] = *on;
                 Response::WriteSingleCoil(*a, *on)
@@ -233,10 +225,7 @@ impl SlaveBus {
                 let Some(req) = frame::decode_request(&pdu) else {
                     continue;
                 };
-                let behaviour = *unit
-                    .behaviour
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner);
+                let behaviour = *lock(&unit.behaviour);
                 let f = frame::function(&req);
                 let answer = match behaviour {
                     Behaviour::Dead => continue,

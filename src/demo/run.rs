@@ -122,13 +122,6 @@ fn write_config(
     Ok(path)
 }
 
-/// Appends the tables of one simulator (`[lora]`, `[ocpp]`, its devices) to the config.
-pub(super) fn append_config(config: &Path, tables: &str) -> std::io::Result<()> {
-    let mut cfg = std::fs::read_to_string(config)?;
-    cfg.push_str(tables);
-    std::fs::write(config, cfg)
-}
-
 /// Prints one narration line of the story, between the messages.
 fn say(line: String) {
     let _ = writeln!(std::io::stdout().lock(), "==> {line}");

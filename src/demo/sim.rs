@@ -21,7 +21,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -100,10 +100,8 @@ impl SimKind {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not take the simulator down with it.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
+// A panic elsewhere must not take the simulator down with it.
+use crate::ops::lock::lock;
 
 /// The tokio-modbus service: the register map, the fault mode and the request counter.
 #[derive(Debug, Clone, Default)]

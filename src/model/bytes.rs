@@ -32,13 +32,21 @@ pub fn xor8(data: &[u8]) -> u8 {
     data.iter().fold(0u8, |a, b| a ^ b)
 }
 
-/// Upper-case hex, two digits a byte.
+/// Upper-case hex, two digits a byte (the scripts' `hex_encode`).
 pub fn hex_encode(data: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+    hex_digits(data, b"0123456789ABCDEF")
+}
+
+/// Lower-case hex, two digits a byte (EUIs, keys and addresses in config, logs, keys).
+pub fn hex_lower(data: &[u8]) -> String {
+    hex_digits(data, b"0123456789abcdef")
+}
+
+fn hex_digits(data: &[u8], digits: &[u8; 16]) -> String {
     let mut s = String::with_capacity(data.len() * 2);
     for b in data {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 0xF) as usize] as char);
+        s.push(digits[(b >> 4) as usize] as char);
+        s.push(digits[(b & 0xF) as usize] as char);
     }
     s
 }
@@ -59,4 +67,18 @@ pub fn hex_decode(s: &str) -> Result<Vec<u8>, String> {
         .chunks(2)
         .map(|p| Ok((val(p[0])? << 4) | val(p[1])?))
         .collect()
+}
+
+#[cfg(test)]
+mod hex_tests {
+    use super::*;
+
+    #[test]
+    fn both_hex_cases_match_the_formatter_and_decode_back() {
+        let data: Vec<u8> = (0..=255).collect();
+        let lower: String = data.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex_lower(&data), lower);
+        assert_eq!(hex_encode(&data), lower.to_uppercase());
+        assert_eq!(hex_decode(&hex_lower(&data)), Ok(data));
+    }
 }

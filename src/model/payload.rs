@@ -298,7 +298,9 @@ pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &super::command::CmdRe
     }
     if let Some(e) = &r.error {
         key(&mut out, "error");
-        json_str(&mut out, e);
+        json_str(&mut out, &e.to_string());
+        key(&mut out, "code");
+        json_str(&mut out, e.code());
     }
     if let Some(s) = &r.status {
         key(&mut out, "status");

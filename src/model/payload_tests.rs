@@ -139,7 +139,7 @@ fn stats_and_status_are_valid_json_with_errors_per_link_and_per_device() {
 }
 
 #[test]
-fn a_command_result_carries_its_id_read_back_points_and_error() {
+fn a_command_result_carries_its_id_read_back_points_and_error_with_its_code() {
     let ok = crate::model::command::CmdResult {
         device: "lamp-1".into(),
         id: Some("c-1".into()),
@@ -157,13 +157,13 @@ fn a_command_result_carries_its_id_read_back_points_and_error() {
         id: None,
         ok: false,
         points: vec![],
-        error: Some("unknown device".into()),
+        error: Some(crate::model::command::Refusal::UnknownDevice),
         status: None,
         ..ok
     };
     assert_eq!(
         parse(&live(cmd_result(3, 0, "g", &refused))),
         json!({"seq":3,"ts":"1970-01-01T00:00:00.000Z","gateway":"g","device":"lamp-1",
-               "id":null,"ok":false,"error":"unknown device"})
+               "id":null,"ok":false,"error":"unknown device","code":"unknown_device"})
     );
 }

@@ -7,6 +7,7 @@
 //! task that owns them, so a device or link removed by a reload drops out of `stats`
 //! (a rebuilt link starts from zero; `stats.errors` never resets).
 
+use crate::ops::lock::lock;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, Weak};
@@ -196,7 +197,7 @@ impl Breakdown {
 }
 
 fn register(map: &Mutex<BTreeMap<String, Weak<ErrorCounts>>>, name: &str) -> Arc<ErrorCounts> {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(map);
     if let Some(c) = map.get(name).and_then(Weak::upgrade) {
         return c;
     }
@@ -210,7 +211,7 @@ fn snapshot(
     map: &Mutex<BTreeMap<String, Weak<ErrorCounts>>>,
     read: fn(&ErrorCounts) -> Vec<(&'static str, u64)>,
 ) -> Named {
-    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    let mut map = lock(map);
     map.retain(|_, w| w.strong_count() > 0);
     map.iter()
         .filter_map(|(k, w)| w.upgrade().map(|c| (k.clone(), read(&c))))

@@ -51,6 +51,18 @@ impl FailureLog {
         }
     }
 
+    /// [`FailureLog::failure`] for a site that logs the same line for the first failure
+    /// and for a summary: `Some(failures)` when a line is due, with `failures` `None` on
+    /// the first (a tracing field left out) and the count since the last line on a
+    /// summary.
+    pub fn due(&mut self, now: Instant) -> Option<Option<u64>> {
+        match self.failure(now) {
+            LogAction::Failed => Some(None),
+            LogAction::Summary { count } => Some(Some(count)),
+            LogAction::Nothing | LogAction::Recovered { .. } => None,
+        }
+    }
+
     pub fn success(&mut self) -> LogAction {
         if self.failing_since.take().is_some() {
             let count = self.total;
@@ -82,5 +94,15 @@ mod tests {
         );
         assert_eq!(log.success(), LogAction::Recovered { count: 101 });
         assert_eq!(log.success(), LogAction::Nothing);
+    }
+
+    #[test]
+    fn due_gives_one_line_on_failure_then_summaries_with_their_count() {
+        let t0 = Instant::now();
+        let mut log = FailureLog::default();
+        assert_eq!(log.due(t0), Some(None));
+        assert_eq!(log.due(t0 + Duration::from_secs(1)), None);
+        assert_eq!(log.due(t0 + SUMMARY_EVERY), Some(Some(2)));
+        assert_eq!(log.success(), LogAction::Recovered { count: 3 });
     }
 }

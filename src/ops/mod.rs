@@ -10,6 +10,7 @@ pub mod counters;
 pub mod failpoint;
 pub mod failure_log;
 pub mod health;
+pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod pem;

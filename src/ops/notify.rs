@@ -319,7 +319,7 @@ impl Liveness {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, Arc<AtomicU64>)>> {
         // A panic while holding this lock cannot leave the list inconsistent.
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner())
+        crate::ops::lock::lock(&self.tasks)
     }
 }
 

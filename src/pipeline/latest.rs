@@ -4,6 +4,7 @@
 //! across an await.
 
 use crate::model::Value;
+use crate::ops::lock::lock;
 use std::sync::Mutex;
 
 /// One point's latest value and when it was read (ms since the epoch).
@@ -23,7 +24,7 @@ pub struct Latest(Mutex<Snapshot>);
 impl Latest {
     /// Records `values` (point index, value) read at `at_ms`.
     pub fn record(&self, values: &[(usize, Value)], at_ms: u64) {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = lock(&self.0);
         for (i, v) in values {
             if s.values.len() <= *i {
                 s.values.resize(*i + 1, None);
@@ -33,11 +34,11 @@ impl Latest {
     }
 
     pub fn set_reason(&self, reason: Option<&str>) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).reason = reason.map(str::to_string);
+        lock(&self.0).reason = reason.map(str::to_string);
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        lock(&self.0).clone()
     }
 }
 
@@ -57,5 +58,27 @@ mod tests {
         assert_eq!(s.values[1], None);
         assert_eq!(s.values[2], Some((Value::Int(7), 20)));
         assert_eq!(s.reason.as_deref(), Some("timeout"));
+    }
+
+    #[test]
+    fn a_copy_with_other_meta_shares_the_link_state_and_the_latest_record() {
+        use crate::model::LinkState;
+        use crate::pipeline::DeviceInfo;
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let (reg, _) = crate::profile::Registry::load(&[dir]);
+        let profile = reg.get("generic-lamp-modbus").expect("lamp").clone();
+        let original = DeviceInfo::new("cp-1", profile, Default::default(), 60_000);
+        let mut meta = serde_json::Map::new();
+        meta.insert("ocpp_vendor".into(), "ACME".into());
+        let booted = original.with_meta(meta.clone());
+        assert_eq!(booted.meta, meta);
+        // What the pipeline sets on the copy's events, the status page reads on the original.
+        booted.latest.set_reason(Some("charger disconnected"));
+        booted.link.set(LinkState::Offline);
+        assert_eq!(
+            original.latest.snapshot().reason.as_deref(),
+            Some("charger disconnected")
+        );
+        assert_eq!(original.link.get(), LinkState::Offline);
     }
 }

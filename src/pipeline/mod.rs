@@ -31,14 +31,15 @@ pub const INPUT_CAPACITY: usize = 1024;
 pub struct DeviceInfo {
     pub id: String,
     /// Set by the driver on each transition; commands to a device known to be offline
-    /// fail fast, and the `stats` counts read it.
-    pub link: crate::model::LinkCell,
+    /// fail fast, and the `stats` counts read it. Shared with [`DeviceInfo::with_meta`]'s
+    /// copies.
+    pub link: Arc<crate::model::LinkCell>,
     pub kind: Kind,
     pub profile: ProfileRef,
     pub meta: serde_json::Map<String, serde_json::Value>,
     pub heartbeat_ms: u64,
-    /// Latest values and last reason, for the status page.
-    pub latest: latest::Latest,
+    /// Latest values and last reason, for the status page. Shared as `link` is.
+    pub latest: Arc<latest::Latest>,
 }
 
 impl DeviceInfo {
@@ -58,6 +59,21 @@ impl DeviceInfo {
             meta,
             heartbeat_ms,
             latest: Default::default(),
+        }
+    }
+
+    /// The same device with other `meta` (an OCPP charger's identity after its boot):
+    /// one link state and one latest-values record with the original, so the status page
+    /// and the command intake, which hold the original, see what the copy's events set.
+    pub fn with_meta(&self, meta: serde_json::Map<String, serde_json::Value>) -> DeviceInfo {
+        DeviceInfo {
+            id: self.id.clone(),
+            link: self.link.clone(),
+            kind: self.kind,
+            profile: self.profile.clone(),
+            meta,
+            heartbeat_ms: self.heartbeat_ms,
+            latest: self.latest.clone(),
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod integer;
 pub mod load;
 mod lora;
 mod points;
+mod raw_point;
 mod registers;
 mod report;
 mod serial;

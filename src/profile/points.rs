@@ -3,38 +3,16 @@
 //! the point lives (`registers.rs`) and what its name means (`vocab.rs`) are checked from
 //! here too, so one pass reports all of a point's problems.
 
+use super::raw_point::RawPoint;
 use super::report::Report;
 use super::{PointDef, PointType, Protocol, registers, vocab};
 use crate::model::Kind;
-use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const POINT_KEYS: &[&str] = &[
     "name", "unit", "table", "address", "type", "order", "bit", "length", "scale", "offset",
     "deadband", "writable", "min", "max", "values",
 ];
-
-/// A `[[point]]` table as written; every field optional so each absence is reported.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawPoint {
-    pub name: Option<String>,
-    pub unit: Option<String>,
-    pub table: Option<String>,
-    pub address: Option<i64>,
-    #[serde(rename = "type")]
-    pub ty: Option<String>,
-    pub order: Option<String>,
-    pub bit: Option<i64>,
-    pub length: Option<i64>,
-    pub scale: Option<f64>,
-    pub offset: Option<f64>,
-    pub deadband: Option<f64>,
-    pub writable: Option<bool>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub values: Option<BTreeMap<String, String>>,
-}
 
 /// The `[[point]]` array: at least one point, unique names, each point valid. Only the
 /// valid points come back (a profile with any error is rejected as a whole).

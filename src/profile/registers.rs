@@ -3,7 +3,7 @@
 //! points must not carry these keys.
 
 use super::convert::span;
-use super::points::RawPoint;
+use super::raw_point::RawPoint;
 use super::report::Report;
 use super::{PointType, Protocol, RegisterRef, Table, WordOrder};
 use crate::model::limits::MODBUS_MAX_READ_REGISTERS;

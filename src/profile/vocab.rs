@@ -6,7 +6,7 @@
 //! convert with `scale`, e.g. kWh registers become Wh). [`check_point`] holds each
 //! profile point to this while the profile loads.
 
-use super::points::RawPoint;
+use super::raw_point::RawPoint;
 use super::report::Report;
 use super::{PointType, Protocol};
 use crate::model::Kind;

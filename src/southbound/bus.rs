@@ -173,6 +173,9 @@ pub async fn run<P: Protocol>(
     let mut health: Vec<Health> = devices.iter().map(|_| Health::default()).collect();
     let mut overruns = OverrunLog::default();
     let mut out = Vec::new();
+    // However the task ends (stopped, removed by a reload, panicked), its poll timings
+    // leave /metrics with it; a restarted bus starts a fresh series.
+    let _timings = ForgetTimings(&counters, &name);
     tracing::info!(bus_id = %name, kind, devices = devices.len(), "bus task started");
     proto.start();
     while let Some((i, deadline)) = schedule.next() {
@@ -227,6 +230,15 @@ pub async fn run<P: Protocol>(
     tracing::info!(bus_id = %name, kind, "bus task stopped");
 }
 
+/// Forgets the poll timings of bus `.1` when dropped.
+struct ForgetTimings<'a>(&'a Counters, &'a str);
+
+impl Drop for ForgetTimings<'_> {
+    fn drop(&mut self) {
+        self.0.timings.forget_link(self.1);
+    }
+}
+
 /// The failure log of a bus's connection or port: the first failure logged, then a
 /// summary at most every few minutes while it lasts, then one line on recovery.
 #[derive(Debug)]
@@ -245,14 +257,8 @@ impl LineLog {
 
     /// The connection or port failed (the caller retries with its backoff).
     pub fn failed(&mut self, error: &dyn fmt::Display) {
-        match self.log.failure(std::time::Instant::now()) {
-            LogAction::Failed => {
-                tracing::error!(bus_id = %self.bus, error = %error, "bus error; retrying with backoff")
-            }
-            LogAction::Summary { count } => {
-                tracing::error!(bus_id = %self.bus, error = %error, failures = count, "bus still failing")
-            }
-            _ => {}
+        if let Some(failures) = self.log.due(std::time::Instant::now()) {
+            tracing::error!(bus_id = %self.bus, error = %error, failures, "bus error; retrying with backoff");
         }
     }
 
@@ -261,5 +267,73 @@ impl LineLog {
         if let LogAction::Recovered { count } = self.log.success() {
             tracing::info!(bus_id = %self.bus, failures = count, "bus working again");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The loop reports a good cycle as online + reading, records its timing, and forgets
+    //! that timing once the task ends.
+    use super::*;
+    use crate::profile::Registry;
+
+    struct OneValue {
+        device: Arc<DeviceInfo>,
+    }
+
+    impl Protocol for OneValue {
+        type Error = String;
+        type Notes = ();
+        fn name(&self) -> &str {
+            "test-bus"
+        }
+        fn kind(&self) -> &'static str {
+            "test bus"
+        }
+        fn devices(&self) -> Vec<(Arc<DeviceInfo>, Duration)> {
+            vec![(self.device.clone(), Duration::from_secs(1))]
+        }
+        async fn poll(&mut self, _: usize) -> Polled<(), String> {
+            Polled::on_line(Ok(Reading::values(vec![(0, Value::Int(7))])))
+        }
+        async fn write(&mut self, _: WriteRequest) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_good_cycle_is_online_then_a_reading_and_a_stopped_bus_forgets_its_timings() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+        let (reg, _) = Registry::load(&[dir]);
+        let profile = reg.get("generic-lamp-modbus").expect("lamp").clone();
+        let device = Arc::new(DeviceInfo::new(
+            "lamp-1",
+            profile,
+            Default::default(),
+            60_000,
+        ));
+        let counters = Arc::new(Counters::default());
+        let (_cmd_tx, inbox) = mpsc::channel(1);
+        let (tx, mut rx) = mpsc::channel(8);
+        let cancel = CancellationToken::new();
+        let proto = OneValue { device };
+        let task = tokio::spawn(run(
+            proto,
+            inbox,
+            tx,
+            counters.clone(),
+            cancel.clone(),
+            None,
+        ));
+        assert!(matches!(
+            rx.recv().await,
+            Some(Input::State { online: true, .. })
+        ));
+        assert!(
+            matches!(rx.recv().await, Some(Input::Reading { values, .. }) if values == vec![(0, Value::Int(7))])
+        );
+        let label = vec![("link", "test-bus".to_string())];
+        assert!(counters.timings.poll.get(&label).is_some());
+        cancel.cancel();
+        task.await.expect("bus task ends");
+        assert!(counters.timings.poll.get(&label).is_none());
     }
 }

@@ -63,14 +63,8 @@ impl Health {
         out: &mut Vec<Input>,
     ) {
         self.failures += 1;
-        match self.log.failure(std::time::Instant::now()) {
-            LogAction::Failed => {
-                tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, error = %reason, "device poll failed")
-            }
-            LogAction::Summary { count } => {
-                tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, error = %reason, failures = count, "device still failing")
-            }
-            _ => {}
+        if let Some(failures) = self.log.due(std::time::Instant::now()) {
+            tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, error = %reason, failures, "device poll failed");
         }
         if self.failures >= OFFLINE_AFTER_FAILURES && info.link.set(LinkState::Offline) {
             tracing::warn!(device_id = %info.id, bus_id = %bus_id, profile = %info.profile.name, failures = self.failures, "device offline");

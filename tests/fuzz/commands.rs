@@ -131,8 +131,10 @@ proptest! {
             }
         }
         for r in results.iter().filter(|r| !r.ok) {
-            let e = r.error.as_deref().unwrap_or_default();
+            let e = r.error.as_ref().map(ToString::to_string).unwrap_or_default();
             prop_assert!(!e.is_empty() && e.len() < 400, "{e}");
+            let code = r.error.as_ref().map(|e| e.code()).unwrap_or_default();
+            prop_assert!(polegate::model::command::Refusal::CODES.contains(&code), "{code}");
         }
         let c0 = &cmds[0];
         if c0.ops.is_empty() && c0.seed < 4 && !(c0.retained || c0.stranger || c0.oversized) {
@@ -149,7 +151,10 @@ proptest! {
     fn random_bytes_are_never_a_command(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
         match validate::parse(&bytes) {
             Ok(c) => prop_assert!(!c.id.is_empty() && c.points.len() <= bytes.len()),
-            Err(r) => prop_assert!(!r.error.is_empty()),
+            Err(r) => {
+                prop_assert!(!r.error.to_string().is_empty());
+                prop_assert_eq!(r.error.code(), "malformed");
+            }
         }
     }
 }

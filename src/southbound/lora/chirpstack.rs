@@ -15,7 +15,7 @@ use super::session::hex;
 use crate::config::lora::ChirpstackCfg;
 use crate::model::LinkState;
 use crate::model::command::CmdResult;
-use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
@@ -279,7 +279,7 @@ pub async fn run_chirpstack(
                             id: p.id,
                             ok: false,
                             points: vec![],
-                            error: Some("expired before the network server reported a transmission".into()),
+                            error: Some(Refusal::Expired("expired before the network server reported a transmission".into())),
                             status: Some("expired".into()),
                         }));
                     }
@@ -321,15 +321,11 @@ async fn tls_config(
                 }
                 return Some(tls);
             }
-            Err(e) => match log.failure(Instant::now()) {
-                LogAction::Nothing => {}
-                LogAction::Summary { count } => {
-                    tracing::error!(url = %cfg.url, error = %e, failures = count, "LoRa network server TLS setup still failing")
+            Err(e) => {
+                if let Some(failures) = log.due(Instant::now()) {
+                    tracing::error!(url = %cfg.url, error = %e, failures, "LoRa network server TLS setup failed");
                 }
-                _ => {
-                    tracing::error!(url = %cfg.url, error = %e, "LoRa network server TLS setup failed")
-                }
-            },
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return None,
@@ -373,26 +369,14 @@ async fn queue_down(
     pending: &mut Pending,
     counters: &Counters,
 ) -> WriteOutcome {
-    let fail = |e: String| WriteOutcome {
-        points: vec![],
-        error: Some(e),
-    };
+    let fail = WriteOutcome::refused;
     let Some(d) = devices.get(req.device) else {
-        return fail("unknown LoRa device".into());
+        return fail(Refusal::UnknownDevice);
     };
-    let Some(codec) = &d.codec else {
-        return fail("the device's profile has no LoRa script".into());
+    let frames = match d.encode_writes(&req.writes) {
+        Ok(f) => f.into_iter().map(|(_, _, frame)| frame),
+        Err(e) => return fail(e),
     };
-    let mut frames = Vec::new();
-    for (i, v) in &req.writes {
-        let Some(p) = d.info.profile.points.get(*i) else {
-            return fail("unknown point".into());
-        };
-        match codec.encode(&p.name, v) {
-            Ok(f) => frames.push(f),
-            Err(e) => return fail(format!("encode_downlink failed for '{}': {e}", p.name)),
-        }
-    }
     let points: Vec<(String, serde_json::Value)> = req
         .writes
         .iter()
@@ -425,7 +409,7 @@ async fn queue_down(
         .collect();
     if let Err(e) = pending.add(entries) {
         tracing::error!(device_id = %d.info.id, error = %e, "LoRa downlink could not be persisted; not sent");
-        return fail("the command could not be persisted".into());
+        return fail(Refusal::Failed("the command could not be persisted".into()));
     }
     super::flush_state(pending.queue(), counters).await;
     let topic = format!("{base}/{}/command/down", hex(&d.cfg.dev_eui));
@@ -444,7 +428,9 @@ async fn queue_down(
                     }
                 }
             }
-            return fail("the network server connection is saturated; try again".into());
+            return fail(Refusal::Busy(
+                "the network server connection is saturated; try again".into(),
+            ));
         }
     }
     WriteOutcome {

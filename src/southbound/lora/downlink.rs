@@ -6,7 +6,7 @@
 //! Every queued command ends with exactly one final result (SPEC §8 "LoRa commands"):
 //! `sent` on the gateway's TX_ACK; `failed` when there is no gateway to send through, both
 //! receive windows are missed, the gateway's TX_ACK reports an error or none comes within
-//! [`TXACK_TIMEOUT_MS`]; `expired` when `expires` passes before an uplink. A frame's state
+//! [`TXACK_TIMEOUT_MS`](super::driver::TXACK_TIMEOUT_MS); `expired` when `expires` passes before an uplink. A frame's state
 //! (waiting, or handed to a gateway with its token) lives in the persisted device state
 //! and is written before it is acted on, so a restart resumes where the last run stopped:
 //! a late TX_ACK still turns it `sent`, a missing one `failed`.
@@ -17,13 +17,10 @@ use super::driver::{
 };
 use super::semtech::{self, Txpk};
 use super::session::{Downlink, MAX_PENDING, Sent, hex};
-use crate::model::command::{CmdResult, WriteOutcome, WriteRequest};
+use crate::model::command::{CmdResult, Refusal, WriteOutcome, WriteRequest};
 use crate::pipeline::Input;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
-
-/// How long a gateway has to confirm a PULL_RESP with its TX_ACK (SPEC §8).
-pub const TXACK_TIMEOUT_MS: u64 = 10_000;
 
 /// How a command's frame ends.
 #[derive(Debug, Clone, PartialEq)]
@@ -196,14 +193,17 @@ impl Core {
         let device_id = self.devices[device].info.id.clone();
         let (ok, status, error) = match end {
             End::Sent => (true, "sent", None),
-            End::Failed(e) => (false, "failed", Some(e)),
+            End::Failed(e) => (false, "failed", Some(Refusal::Failed(e))),
             End::Expired => (
                 false,
                 "expired",
-                Some("expired before the device's next uplink".to_string()),
+                Some(Refusal::Expired(
+                    "expired before the device's next uplink".to_string(),
+                )),
             ),
         };
-        tracing::info!(%device_id, command_id = %id, status, error = error.as_deref().unwrap_or(""), "LoRa command ended");
+        let reason = error.as_ref().map(ToString::to_string).unwrap_or_default();
+        tracing::info!(%device_id, command_id = %id, status, error = %reason, "LoRa command ended");
         let points = if ok {
             d.points
                 .iter()
@@ -296,35 +296,24 @@ impl Core {
     }
 
     fn queue_write(&mut self, req: &WriteRequest, now_ms: u64) -> WriteOutcome {
-        let fail = |e: String| WriteOutcome {
-            points: vec![],
-            error: Some(e),
-        };
+        let fail = WriteOutcome::refused;
         let Some(dev) = self.devices.get(req.device) else {
-            return fail("unknown LoRa device".into());
-        };
-        let Some(codec) = &dev.codec else {
-            return fail("the device's profile has no LoRa script".into());
+            return fail(Refusal::UnknownDevice);
         };
         if self.server.states[req.device].session.is_none() {
-            return fail("the device has not joined yet".into());
+            let e = "the device has not joined yet".to_string();
+            return fail(Refusal::WrongState(e));
         }
-        let mut frames = Vec::new();
-        for (i, v) in &req.writes {
-            let Some(p) = dev.info.profile.points.get(*i) else {
-                return fail("unknown point".into());
-            };
-            match codec.encode(&p.name, v) {
-                Ok(f) => frames.push((p.name.clone(), v.clone(), f)),
-                Err(e) => return fail(format!("encode_downlink failed for '{}': {e}", p.name)),
-            }
-        }
+        let frames = match dev.encode_writes(&req.writes) {
+            Ok(f) => f,
+            Err(e) => return fail(e),
+        };
         let st = &mut self.server.states[req.device];
         let before = st.pending.len();
         if before + frames.len() > MAX_PENDING {
-            return fail(format!(
+            return fail(Refusal::Busy(format!(
                 "device busy: {MAX_PENDING} downlinks already wait for its next uplink"
-            ));
+            )));
         }
         let points: Vec<(String, serde_json::Value)> = frames
             .iter()
@@ -343,7 +332,8 @@ impl Core {
         }
         if !self.persist(req.device) {
             self.server.states[req.device].pending.truncate(before);
-            return fail("the command could not be persisted".into());
+            let e = "the command could not be persisted".to_string();
+            return fail(Refusal::Failed(e));
         }
         WriteOutcome {
             points: req.writes.clone(),

@@ -9,7 +9,6 @@
 //! is still there. Several copies of one frame (several gateways or antennas) are collected
 //! for [`DEDUP_WINDOW`] and handled once, with the best SNR, then RSSI.
 
-use super::downlink::TXACK_TIMEOUT_MS;
 use super::gateways::{Gateways, Pulled, Refusal};
 use super::netserver::{Accepted, Device, Rejected, Server};
 use super::script::LoraCodec;
@@ -19,9 +18,9 @@ use crate::buffer::Queue;
 use crate::config::lora::{LoraCfg, LoraDeviceCfg};
 use crate::model::LinkState;
 use crate::model::Value;
-use crate::model::command::WriteOutcome;
+use crate::model::command::{Refusal as Cmd, WriteOutcome};
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::failure_log::FailureLog;
 use crate::pipeline::{DeviceInfo, Input};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long copies of one frame are collected before it is handled.
+/// How long a gateway has to confirm a PULL_RESP with its TX_ACK (SPEC §8).
+pub const TXACK_TIMEOUT_MS: u64 = 10_000;
 pub const DEDUP_WINDOW: Duration = Duration::from_millis(200);
 /// EU868 RECEIVE_DELAY1 / JOIN_ACCEPT_DELAY1 (µs on the concentrator clock).
 pub const RX1_DELAY_US: u32 = 1_000_000;
@@ -64,7 +65,34 @@ impl LoraDevice {
             (None, None) => DEFAULT_OFFLINE_AFTER,
         }
     }
+
+    /// A command's writes as downlink frames through the profile's `encode_downlink`:
+    /// (point name, value, (fport, bytes)) in order, or why it cannot be sent. Both LoRa
+    /// sources (semtech_udp, chirpstack) send what this gives.
+    pub fn encode_writes(&self, writes: &[(usize, Value)]) -> Result<Vec<EncodedWrite>, Cmd> {
+        let Some(codec) = &self.codec else {
+            let e = "the device's profile has no LoRa script".to_string();
+            return Err(Cmd::Unsupported(e));
+        };
+        let mut frames = Vec::with_capacity(writes.len());
+        for (i, v) in writes {
+            let Some(p) = self.info.profile.points.get(*i) else {
+                return Err(Cmd::UnknownPoint(format!("#{i}")));
+            };
+            match codec.encode(&p.name, v) {
+                Ok(f) => frames.push((p.name.clone(), v.clone(), f)),
+                Err(e) => {
+                    let e = format!("encode_downlink failed for '{}': {e}", p.name);
+                    return Err(Cmd::DeviceError(e));
+                }
+            }
+        }
+        Ok(frames)
+    }
 }
+
+/// One write of a command as a downlink: (point name, value, (fport, bytes)).
+pub type EncodedWrite = (String, Value, (u8, Vec<u8>));
 
 pub(super) struct Heard {
     pub(super) first: Instant,
@@ -164,12 +192,8 @@ impl Core {
             _ => &self.counters.lora_malformed,
         };
         Counters::inc(c);
-        match self.logs.entry(what).or_default().failure(now) {
-            LogAction::Failed => tracing::warn!(reason = what, "LoRa frame rejected: {detail}"),
-            LogAction::Summary { count } => {
-                tracing::warn!(reason = what, count, "LoRa frames still rejected: {detail}")
-            }
-            _ => {}
+        if let Some(count) = self.logs.entry(what).or_default().due(now) {
+            tracing::warn!(reason = what, count, "LoRa frame rejected: {detail}");
         }
     }
 
@@ -281,18 +305,12 @@ impl Core {
     /// Counts and logs (rate-limited per `what`) a datagram refused for its gateway.
     pub(super) fn refuse_gateway(&mut self, what: &'static str, detail: &str, now: Instant) {
         Counters::inc(&self.counters.lora_gateway_refused);
-        match self.logs.entry(what).or_default().failure(now) {
-            LogAction::Failed => {
-                tracing::warn!(reason = what, "LoRa gateway datagram refused: {detail}")
-            }
-            LogAction::Summary { count } => {
-                tracing::warn!(
-                    reason = what,
-                    count,
-                    "LoRa gateway datagrams still refused: {detail}"
-                )
-            }
-            _ => {}
+        if let Some(count) = self.logs.entry(what).or_default().due(now) {
+            tracing::warn!(
+                reason = what,
+                count,
+                "LoRa gateway datagram refused: {detail}"
+            );
         }
     }
 

@@ -70,9 +70,7 @@ pub struct Store {
     kv: Option<KvStore>,
 }
 
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub use crate::model::bytes::hex_lower as hex;
 
 impl Store {
     pub fn new(kv: KvStore) -> Store {

@@ -17,10 +17,10 @@ use super::fault_counter::FaultCounter;
 use super::plan::{self, Block};
 use super::read::{Cycle, CycleError, exception_meaning, poll_cycle};
 use super::rtu::{Mode, recoverable};
-use super::write::write_point;
+use super::write::{WriteError, write_point};
 use crate::config::{BusCfg, Framing};
 use crate::model::Value;
-use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::{Counters, ModbusFault};
@@ -378,16 +378,15 @@ async fn run_write(
     faults: &FaultCounter,
 ) -> Vec<Input> {
     let Some(dev) = link.devices.get(req.device) else {
-        let _ = req.reply.send(WriteOutcome {
-            points: vec![],
-            error: Some("device not served by this link".into()),
-        });
+        let _ = req
+            .reply
+            .send(WriteOutcome::refused(Refusal::UnknownDevice));
         return vec![];
     };
     let info = &dev.info;
     let mut applied = Vec::new();
-    let fail = |applied: Vec<(usize, Value)>, error: String| {
-        tracing::warn!(device_id = %info.id, error = %error, "command write failed");
+    let fail = |applied: Vec<(usize, Value)>, error: Refusal| {
+        tracing::warn!(device_id = %info.id, error = %error, code = error.code(), "command write failed");
         WriteOutcome {
             points: applied,
             error: Some(error),
@@ -400,7 +399,9 @@ async fn run_write(
         let ctx = match ensure_connected(link, conn, faults).await {
             Ok(c) => c,
             Err(e) => {
-                let _ = req.reply.send(fail(applied, e.to_string()));
+                let _ = req
+                    .reply
+                    .send(fail(applied, Refusal::DeviceOffline(e.to_string())));
                 return vec![];
             }
         };
@@ -414,7 +415,11 @@ async fn run_write(
                     "point '{}': {e} at {} unit {}",
                     def.name, link.name, dev.unit
                 );
-                let _ = req.reply.send(fail(applied, msg));
+                let why = match e {
+                    WriteError::Timeout { .. } => Refusal::Timeout(msg),
+                    _ => Refusal::DeviceError(msg),
+                };
+                let _ = req.reply.send(fail(applied, why));
                 return vec![];
             }
         }
@@ -456,10 +461,8 @@ async fn run_write(
         }
         Err(e) => {
             conn.ctx = None;
-            let _ = req.reply.send(fail(
-                applied,
-                format!("written, but the read-back failed: {e}"),
-            ));
+            let msg = format!("written, but the read-back failed: {e}");
+            let _ = req.reply.send(fail(applied, Refusal::DeviceError(msg)));
             vec![]
         }
     }

@@ -2,6 +2,7 @@
 //! answers → ok or the named refusal (SPEC §9 "Commands"). Pure.
 
 use crate::model::Value;
+use crate::model::command::Refusal;
 use serde_json::{Value as Json, json};
 
 /// The charging profile id polegate uses for connector N's current cap: stable, so a new
@@ -14,14 +15,14 @@ pub fn build(
     value: &Value,
     connector: u32,
     open_tx: Option<i64>,
-) -> Result<(&'static str, Json), String> {
+) -> Result<(&'static str, Json), Refusal> {
     let truthy = || matches!(value, Value::Bool(true) | Value::Int(1));
     match point {
         "enabled" => {
             let on = match value {
                 Value::Bool(b) => *b,
                 Value::Int(i) => *i != 0,
-                _ => return Err("enabled takes true or false".into()),
+                _ => return Err(Refusal::WrongType("enabled takes true or false".into())),
             };
             let kind = if on { "Operative" } else { "Inoperative" };
             Ok((
@@ -31,7 +32,8 @@ pub fn build(
         }
         "max_current" => {
             let Some(limit) = value.as_f64().filter(|v| v.is_finite() && *v >= 0.0) else {
-                return Err("max_current takes a number of amperes >= 0".into());
+                let e = "max_current takes a number of amperes >= 0";
+                return Err(Refusal::OutOfRange(e.into()));
             };
             Ok((
                 "SetChargingProfile",
@@ -55,25 +57,31 @@ pub fn build(
                 "RemoteStartTransaction",
                 json!({"connectorId": connector, "idTag": tag}),
             )),
-            _ => Err("x_remote_start takes the idTag to start with (1-20 characters)".into()),
+            _ => Err(Refusal::WrongType(
+                "x_remote_start takes the idTag to start with (1-20 characters)".into(),
+            )),
         },
         "x_remote_stop" if truthy() => match open_tx {
             Some(tx) => Ok(("RemoteStopTransaction", json!({"transactionId": tx}))),
-            None => Err("no transaction running".into()),
+            None => Err(Refusal::WrongState("no transaction running".into())),
         },
         "x_unlock" if truthy() => Ok(("UnlockConnector", json!({"connectorId": connector}))),
-        "x_remote_stop" | "x_unlock" => Err(format!("{point} takes true")),
+        "x_remote_stop" | "x_unlock" => Err(Refusal::WrongType(format!("{point} takes true"))),
         "x_reset" => match value {
             Value::Text(t) if t == "soft" => Ok(("Reset", json!({"type": "Soft"}))),
             Value::Text(t) if t == "hard" => Ok(("Reset", json!({"type": "Hard"}))),
-            _ => Err("x_reset takes \"soft\" or \"hard\"".into()),
+            _ => Err(Refusal::WrongType(
+                "x_reset takes \"soft\" or \"hard\"".into(),
+            )),
         },
-        other => Err(format!("point '{other}' cannot be written over OCPP")),
+        other => Err(Refusal::Unsupported(format!(
+            "point '{other}' cannot be written over OCPP"
+        ))),
     }
 }
 
 /// The charger's CALLRESULT to `action` → Ok, or an error naming its answer.
-pub fn outcome(action: &str, conf: &Json) -> Result<(), String> {
+pub fn outcome(action: &str, conf: &Json) -> Result<(), Refusal> {
     let status = conf.get("status").and_then(Json::as_str).unwrap_or("");
     let ok = match action {
         "ChangeAvailability" => matches!(status, "Accepted" | "Scheduled"),
@@ -83,9 +91,11 @@ pub fn outcome(action: &str, conf: &Json) -> Result<(), String> {
     if ok {
         Ok(())
     } else if status.is_empty() {
-        Err(format!("charger answered {action} without a status"))
+        let e = format!("charger answered {action} without a status");
+        Err(Refusal::DeviceError(e))
     } else {
-        Err(format!("charger answered {action} with {status}"))
+        let e = format!("charger answered {action} with {status}");
+        Err(Refusal::DeviceError(e))
     }
 }
 
@@ -136,7 +146,7 @@ mod tests {
         assert!(b("x_reset", Value::Text("warm".into())).is_err());
         assert_eq!(
             build("x_remote_stop", &Value::Bool(true), 1, None),
-            Err("no transaction running".into())
+            Err(Refusal::WrongState("no transaction running".into()))
         );
     }
 
@@ -152,11 +162,15 @@ mod tests {
         );
         assert_eq!(
             outcome("SetChargingProfile", &json!({"status":"NotSupported"})),
-            Err("charger answered SetChargingProfile with NotSupported".into())
+            Err(Refusal::DeviceError(
+                "charger answered SetChargingProfile with NotSupported".into()
+            ))
         );
         assert_eq!(
             outcome("Reset", &json!({"status":"Rejected"})),
-            Err("charger answered Reset with Rejected".into())
+            Err(Refusal::DeviceError(
+                "charger answered Reset with Rejected".into()
+            ))
         );
     }
 }

@@ -6,7 +6,7 @@ use super::command;
 use super::frame::{self, Frame, Malformed};
 use super::hub::{ConnCmd, Hub, Live};
 use super::map::{self, ChargePoint};
-use crate::model::command::WriteOutcome;
+use crate::model::command::{Refusal, WriteOutcome};
 use crate::model::{Value, now_ms, rfc3339_ms};
 use crate::ops::counters::Counters;
 use futures_util::{SinkExt, StreamExt};
@@ -162,7 +162,7 @@ pub async fn serve<S, U>(
             _ = tokio::time::sleep_until(deadline) => {
                 if let Some(a) = active.as_mut().filter(|a| a.waiting.as_ref().is_some_and(|w| w.2 <= Instant::now())) {
                     a.waiting = None;
-                    finish(&hub, active.take(), Some("charger did not answer".into())).await;
+                    finish(&hub, active.take(), Some(Refusal::Timeout("charger did not answer".into()))).await;
                 } else if last_rx + silence <= Instant::now() && !silent {
                     silent = true;
                     hub.set_cp_state(&cp, false, Some(DISCONNECTED)).await;
@@ -187,7 +187,12 @@ pub async fn serve<S, U>(
                     let text = frame::call(&id, action, &payload);
                     a.waiting = Some((id, action, Instant::now() + ANSWER_TIMEOUT));
                     if ws.send(Message::text(text)).await.is_err() {
-                        finish(&hub, active.take(), Some("charger disconnected".into())).await;
+                        finish(
+                            &hub,
+                            active.take(),
+                            Some(Refusal::DeviceOffline("charger disconnected".into())),
+                        )
+                        .await;
                         break Some(DISCONNECTED);
                     }
                 }
@@ -195,7 +200,8 @@ pub async fn serve<S, U>(
             }
         }
     };
-    finish(&hub, active.take(), Some("charger disconnected".into())).await;
+    let gone = Refusal::DeviceOffline("charger disconnected".into());
+    finish(&hub, active.take(), Some(gone)).await;
     let _ = ws.close(None).await;
     if let Some(mut u) = upstream {
         let _ = u.close(None).await;
@@ -309,7 +315,9 @@ async fn on_charger_frame(
                 && a.waiting.as_ref().is_some_and(|w| w.0 == id)
             {
                 let action = a.waiting.as_ref().map_or("", |w| w.1);
-                let e = format!("charger answered {action} with {code}: {description}");
+                let e = Refusal::DeviceError(format!(
+                    "charger answered {action} with {code}: {description}"
+                ));
                 finish(hub, active.take(), Some(e)).await;
             }
             None
@@ -319,7 +327,7 @@ async fn on_charger_frame(
 
 /// Answers a command: the written values on success (and their telemetry for the points
 /// only commands reveal), the points applied before a failure otherwise.
-async fn finish(hub: &Hub, active: Option<Active>, error: Option<String>) {
+async fn finish(hub: &Hub, active: Option<Active>, error: Option<Refusal>) {
     let Some(a) = active else { return };
     if error.is_none() {
         let dev = a.cmd.device;

@@ -61,9 +61,7 @@ pub struct Hub {
     upstream_retry: Mutex<HashMap<String, (crate::ops::backoff::Backoff, std::time::Instant)>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+use crate::ops::lock::lock;
 
 impl Hub {
     pub fn new(
@@ -207,12 +205,7 @@ impl Hub {
                         let base = &self.devices[d].info;
                         let mut meta = base.meta.clone();
                         meta.extend(extra.clone());
-                        let info = Arc::new(DeviceInfo::new(
-                            base.id.clone(),
-                            base.profile.clone(),
-                            meta,
-                            base.heartbeat_ms,
-                        ));
+                        let info = Arc::new(base.with_meta(meta));
                         *lock(&self.births[d]) = info.clone();
                         base.link.set(LinkState::Online);
                         let _ = self

@@ -23,12 +23,12 @@ mod upstream;
 
 use crate::buffer::{BufferError, Queue};
 use crate::config::ocpp::OcppCfg;
-use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
 use crate::ops::notify::{BEAT_EVERY, Heartbeat};
 use crate::southbound::Wiring;
 pub use hub::OcppDevice;
 use hub::{ConnCmd, Hub};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -54,9 +54,7 @@ pub enum OcppError {
     Upstream { url: String, what: String },
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::ops::lock::lock;
 
 fn acceptor(cfg: &OcppCfg) -> Result<Option<tokio_rustls::TlsAcceptor>, OcppError> {
     let Some((cert, key)) = &cfg.tls else {
@@ -130,18 +128,15 @@ async fn route_commands(
             _ = beat.tick() => continue,
             r = inbox.recv() => match r { Some(r) => r, None => return },
         };
-        let fail = |req: WriteRequest, e: &str| {
-            let _ = req.reply.send(WriteOutcome {
-                points: vec![],
-                error: Some(e.to_string()),
-            });
+        let fail = |req: WriteRequest, e: Refusal| {
+            let _ = req.reply.send(WriteOutcome::refused(e));
         };
         let Some(dev) = hub.devices.get(req.device) else {
-            fail(req, "unknown device");
+            fail(req, Refusal::UnknownDevice);
             continue;
         };
         if hub.cfg.upstream.is_some() {
-            fail(req, "managed by the upstream CSMS");
+            fail(req, Refusal::UpstreamManaged);
             continue;
         }
         let profile = &dev.info.profile;
@@ -159,7 +154,7 @@ async fn route_commands(
             .get(&dev.cfg.charge_point_id)
             .map(|l| l.cmds.clone());
         let Some(sender) = sender else {
-            fail(req, "charger not connected");
+            fail(req, Refusal::DeviceOffline("charger not connected".into()));
             continue;
         };
         let cmd = ConnCmd {
@@ -171,10 +166,8 @@ async fn route_commands(
             let cmd = match e {
                 mpsc::error::TrySendError::Full(c) | mpsc::error::TrySendError::Closed(c) => c,
             };
-            let _ = cmd.reply.send(WriteOutcome {
-                points: vec![],
-                error: Some("charger busy: too many commands waiting".into()),
-            });
+            let e = "charger busy: too many commands waiting".to_string();
+            let _ = cmd.reply.send(WriteOutcome::refused(Refusal::Busy(e)));
         }
     }
 }

@@ -14,7 +14,7 @@ use super::decode::{self, AckError, Decoded};
 use super::framing::Framed;
 use super::port::{Port, PortError};
 use super::{SerialBus, SerialDevice};
-use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::ops::counters::Counters;
 use crate::pipeline::{DeviceInfo, Input};
@@ -281,10 +281,9 @@ impl Task {
     /// Runs a command's writes in order, then reads the device back.
     async fn run_write(&mut self, req: WriteRequest) {
         let Some(dev) = self.bus.devices.get(req.device) else {
-            let _ = req.reply.send(WriteOutcome {
-                points: vec![],
-                error: Some("device not served by this bus".into()),
-            });
+            let _ = req
+                .reply
+                .send(WriteOutcome::refused(Refusal::UnknownDevice));
             return;
         };
         let i = req.device;
@@ -295,8 +294,15 @@ impl Task {
                 continue;
             };
             if let Err(e) = self.write_one(i, &def.name, value).await {
-                let error = format!("point '{}': {e}", def.name);
-                tracing::warn!(device_id = %info.id, error = %error, "command write failed");
+                let msg = format!("point '{}': {e}", def.name);
+                let error = match e {
+                    DeviceError::NoReply { .. } | DeviceError::Silent { .. } => {
+                        Refusal::Timeout(msg)
+                    }
+                    DeviceError::Port(_) => Refusal::DeviceOffline(msg),
+                    DeviceError::Script(_) | DeviceError::Ack(_) => Refusal::DeviceError(msg),
+                };
+                tracing::warn!(device_id = %info.id, error = %error, code = error.code(), "command write failed");
                 let _ = req.reply.send(WriteOutcome {
                     points: applied,
                     error: Some(error),
@@ -336,7 +342,9 @@ impl Task {
             Err(e) => {
                 let _ = req.reply.send(WriteOutcome {
                     points: applied,
-                    error: Some(format!("written, but the read-back failed: {e}")),
+                    error: Some(Refusal::DeviceError(format!(
+                        "written, but the read-back failed: {e}"
+                    ))),
                 });
             }
         }

@@ -363,7 +363,8 @@ async fn a_refused_set_names_the_snmp_error_and_no_such_instance_leaves_one_poin
     );
     let out = rig.write("cam-3", "poe_enabled", Value::Bool(false)).await;
     let error = out.error.expect("refused");
-    assert!(error.contains("notWritable"), "{error}");
+    assert!(error.to_string().contains("notWritable"), "{error}");
+    assert_eq!(error.code(), "device_error");
     let cam4 = rig.reading("cam-4").await;
     assert_eq!(cam4.get("poe_status"), Some(&Value::Text("fault".into())));
     assert!(!cam4.contains_key("poe_enabled"), "{cam4:?}");

@@ -5,6 +5,7 @@
 //! port is powered but it answers nothing); the story power-cycles it from the switch,
 //! and once powered again it boots and answers.
 
+use crate::ops::lock::lock;
 use async_snmp::Oid;
 use async_snmp::agent::Agent;
 use async_snmp::handler::{
@@ -47,7 +48,7 @@ struct Switch {
 
 impl Switch {
     fn ports(&self) -> Vec<Port> {
-        self.ports.lock().map(|p| p.clone()).unwrap_or_default()
+        lock(&self.ports).clone()
     }
 
     fn value(&self, oid: &Oid) -> GetResult {
@@ -97,7 +98,8 @@ impl PreparedSet for SetAdmin {
         _value: &'a Value,
     ) -> BoxFuture<'a, SetCommitResult> {
         Box::pin(async move {
-            if let Ok(mut ports) = self.switch.ports.lock() {
+            {
+                let mut ports = lock(&self.switch.ports);
                 let p = &mut ports[self.port];
                 self.previous = Some(*p);
                 if self.enabled && !p.enabled {
@@ -118,8 +120,8 @@ impl PreparedSet for SetAdmin {
         _value: &'a Value,
     ) -> BoxFuture<'a, SetUndoResult> {
         Box::pin(async move {
-            if let (Some(prev), Ok(mut ports)) = (self.previous.take(), self.switch.ports.lock()) {
-                ports[self.port] = prev;
+            if let Some(prev) = self.previous.take() {
+                lock(&self.switch.ports)[self.port] = prev;
             }
             Ok(())
         })
@@ -253,6 +255,6 @@ pub async fn start(config: &Path, dir: &Path, cancel: CancellationToken) -> anyh
             i + 1
         ));
     }
-    super::run::append_config(config, &text)?;
+    super::append_config(config, &text)?;
     Ok(())
 }

@@ -88,7 +88,9 @@ pub fn spawn(
                 Some(req) = inbox.recv() => {
                     let _ = req.reply.send(crate::model::command::WriteOutcome {
                         points: vec![],
-                        error: Some("reachable and rtt are read-only".into()),
+                        error: Some(crate::model::command::Refusal::Unsupported(
+                            "reachable and rtt are read-only".into(),
+                        )),
                     });
                     continue;
                 }

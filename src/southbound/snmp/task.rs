@@ -16,20 +16,31 @@
 
 use super::client::{Session, SnmpError};
 use super::value::{Read, decode};
-use super::write::PendingCycle;
 use super::{SnmpAgent, SnmpDevice};
 use crate::model::Value;
-use crate::model::command::WriteRequest;
+use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::ops::counters::Counters;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::bus::{Idle, LineLog, Polled, Protocol, Reading};
 use async_snmp::{Oid, Value as Snmp, ValueKind};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// How early a device is read with another one's request.
 pub const LOOKAHEAD: Duration = Duration::from_millis(500);
+
+/// A power cycle whose port is off, waiting for its second SET.
+pub(super) struct PendingCycle {
+    pub device: usize,
+    /// The `power_cycle` point, reported in the result.
+    pub point: usize,
+    pub at: Instant,
+    pub reply: oneshot::Sender<WriteOutcome>,
+    /// Points written before it in the same command.
+    pub applied: Vec<(usize, Value)>,
+}
 
 /// A reading taken with another device's request, waiting for its own turn.
 type Cached = (Instant, Result<Vec<(usize, Value)>, SnmpError>);
@@ -309,9 +320,9 @@ impl Drop for Task {
                     Err(e) => tracing::error!(device_id = %id, error = %e, "power cycle cut short by a stop: the PoE port could not be switched on again"),
                 }
             });
-            let _ = c.reply.send(crate::model::command::WriteOutcome {
+            let _ = c.reply.send(WriteOutcome {
                 points: c.applied,
-                error: Some("stopping: the PoE port was switched back on early".into()),
+                error: Some(crate::model::command::Refusal::Stopping),
             });
         }
     }

@@ -9,26 +9,47 @@
 //! back on at once.
 
 use super::client::SnmpError;
-use super::task::Task;
+use super::task::{PendingCycle, Task};
 use super::value::encode;
-use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
 use crate::model::{Value, now_ms};
 use crate::pipeline::Input;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// A power cycle whose port is off, waiting for its second SET.
-pub(super) struct PendingCycle {
-    pub device: usize,
-    /// The `power_cycle` point, reported in the result.
-    pub point: usize,
-    pub at: Instant,
-    pub reply: oneshot::Sender<WriteOutcome>,
-    /// Points written before it in the same command.
-    pub applied: Vec<(usize, Value)>,
+/// Why a SET failed: the value (a `Point` problem) or the exchange.
+#[derive(Debug)]
+enum WriteError {
+    Point(String),
+    Snmp(SnmpError),
 }
 
-fn fail(reply: oneshot::Sender<WriteOutcome>, points: Vec<(usize, Value)>, error: String) {
+impl WriteError {
+    /// The command's refusal, its message prefixed with `what`.
+    fn about(self, what: &str) -> Refusal {
+        match self {
+            WriteError::Point(m) => Refusal::WrongType(format!("{what}: {m}")),
+            WriteError::Snmp(SnmpError::Timeout) => {
+                Refusal::Timeout(format!("{what}: SNMP timeout"))
+            }
+            WriteError::Snmp(SnmpError::Refused { status }) => {
+                Refusal::DeviceError(format!("{what}: the agent refused the SET: {status}"))
+            }
+            WriteError::Snmp(e) => Refusal::DeviceError(format!("{what}: {e}")),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Point(m) => f.write_str(m),
+            WriteError::Snmp(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn fail(reply: oneshot::Sender<WriteOutcome>, points: Vec<(usize, Value)>, error: Refusal) {
     let _ = reply.send(WriteOutcome {
         points,
         error: Some(error),
@@ -39,7 +60,7 @@ impl Task {
     pub(super) async fn run_write(&mut self, req: WriteRequest) {
         let d = req.device;
         let Some(dev) = self.agent.devices.get(d) else {
-            return fail(req.reply, vec![], "device not served by this agent".into());
+            return fail(req.reply, vec![], Refusal::UnknownDevice);
         };
         let info = dev.info.clone();
         let mut applied: Vec<(usize, Value)> = Vec::new();
@@ -51,18 +72,18 @@ impl Task {
             if def.name == "power_cycle" {
                 let Some(poe) = self.agent.devices[d].poe else {
                     let e = "power_cycle needs a writable poe_enabled point in the profile";
-                    return fail(req.reply, applied, e.into());
+                    return fail(req.reply, applied, Refusal::Unsupported(e.into()));
                 };
                 if k != last {
                     let e = "power_cycle must be the last point of a command";
-                    return fail(req.reply, applied, e.into());
+                    return fail(req.reply, applied, Refusal::Malformed(e.into()));
                 }
                 if *value != Value::Bool(true) {
                     let e = "write power_cycle = true to switch the PoE port off and on";
-                    return fail(req.reply, applied, e.into());
+                    return fail(req.reply, applied, Refusal::OutOfRange(e.into()));
                 }
                 if let Err(e) = self.set_point(d, poe, &Value::Bool(false)).await {
-                    return fail(req.reply, applied, format!("point 'poe_enabled': {e}"));
+                    return fail(req.reply, applied, e.about("point 'poe_enabled'"));
                 }
                 let off = self.agent.devices[d].cycle_off;
                 tracing::info!(device_id = %info.id, bus_id = %self.agent.id, off_s = off.as_secs(), "power cycle: PoE port switched off");
@@ -76,7 +97,7 @@ impl Task {
                 return;
             }
             if let Err(e) = self.set_point(d, *p, value).await {
-                let error = format!("point '{}': {e}", def.name);
+                let error = e.about(&format!("point '{}'", def.name));
                 tracing::warn!(device_id = %info.id, bus_id = %self.agent.id, error = %error, "command write failed");
                 return fail(req.reply, applied, error);
             }
@@ -87,10 +108,10 @@ impl Task {
     }
 
     /// One SET of point `p` of device `d`.
-    async fn set_point(&mut self, d: usize, p: usize, value: &Value) -> Result<(), String> {
+    async fn set_point(&mut self, d: usize, p: usize, value: &Value) -> Result<(), WriteError> {
         let dev = &self.agent.devices[d];
         let (Some(Some(oid)), Some(def)) = (dev.oids.get(p), dev.info.profile.points.get(p)) else {
-            return Err("has no OID to write".into());
+            return Err(WriteError::Point("has no OID to write".into()));
         };
         let (oid, def) = (oid.clone(), def.clone());
         if self.states[d].kinds[p].is_none() {
@@ -107,17 +128,15 @@ impl Task {
                 self.states[d].kinds[p] = Some(v.kind());
             }
         }
-        let v = encode(&def, value, self.states[d].kinds[p]).map_err(|e| e.what)?;
+        let v =
+            encode(&def, value, self.states[d].kinds[p]).map_err(|e| WriteError::Point(e.what))?;
         let r = match self.session().await {
             Ok(s) => s.set(&oid, v).await,
             Err(e) => Err(e),
         };
         r.map(|_| ()).map_err(|e| {
             self.count(&e);
-            match e {
-                SnmpError::Refused { status } => format!("the agent refused the SET: {status}"),
-                other => other.to_string(),
-            }
+            WriteError::Snmp(e)
         })
     }
 
@@ -161,7 +180,7 @@ impl Task {
             Err(e) => fail(
                 reply,
                 applied,
-                format!("written, but the read-back failed: {e}"),
+                WriteError::Snmp(e).about("written, but the read-back failed"),
             ),
         }
     }
@@ -192,7 +211,7 @@ impl Task {
                 Err(e) => {
                     tracing::error!(device_id = %info.id, bus_id = %self.agent.id, error = %e, "power cycle: the PoE port could not be switched on again");
                     let error =
-                        format!("point 'poe_enabled': switched off, but switching on failed: {e}");
+                        e.about("point 'poe_enabled': switched off, but switching on failed");
                     fail(c.reply, c.applied, error);
                 }
             }

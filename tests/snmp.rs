@@ -5,7 +5,8 @@
 //! refused SET naming its SNMP error, `noSuchInstance` leaving one point out, v3
 //! (SHA-256/AES-128) with a wrong key going offline "SNMP authentication failed" while
 //! another agent goes on, a silent agent going offline "SNMP timeout", and a hostile
-//! agent (malformed BER, huge datagrams, wrong request ids) costing no panic and no stall.
+//! agent (malformed BER, huge datagrams, wrong request ids) costing no panic and no stall,
+//! and `polegate probe snmp` (the real binary) reading with v2c and v3.
 
 use crate::common::{SnmpSim, V3_AUTH, V3_PRIV, V3_USER, WAIT, device_info};
 use polegate::config::ocpp::Secret;
@@ -475,5 +476,98 @@ async fn a_hostile_agent_causes_no_panic_and_no_stall_of_other_agents() {
     })
     .await;
     cancel.cancel();
+    sim.stop().await;
+}
+
+/// `polegate probe snmp` as the technician runs it (the real binary, blocking: run on a
+/// blocking thread so the agent's log reader keeps going).
+async fn probe(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_polegate"))
+            .arg("probe")
+            .arg("snmp")
+            .args(args)
+            .output()
+            .expect("run polegate probe snmp")
+    })
+    .await
+    .expect("probe thread")
+}
+
+#[tokio::test]
+async fn the_probe_reads_oids_with_v2c_and_v3_and_names_a_wrong_key() {
+    let sim = SnmpSim::start(&switch_records()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = |name: &str, s: &str| {
+        crate::common::secret_file(dir.path(), name, s)
+            .display()
+            .to_string()
+    };
+    let (community, auth, wrong, privacy) = (
+        file("c", crate::common::COMMUNITY),
+        file("a", V3_AUTH),
+        file("w", "wrongpass123"),
+        file("p", V3_PRIV),
+    );
+    let oids = [
+        "--oid".to_string(),
+        "1.3.6.1.2.1.1.3.0".into(),
+        "--oid".into(),
+        format!("{DETECT}.1"),
+        "--oid".into(),
+        format!("{ADMIN}.9"),
+    ];
+    let mut args = vec![
+        "--agent".to_string(),
+        sim.address(),
+        "--community-file".into(),
+        community,
+    ];
+    args.extend(oids.iter().cloned());
+    let out = probe(args).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("1.3.6.1.2.1.1.3.0 = time_ticks"), "{text}");
+    assert!(text.contains(&format!("{DETECT}.1 = integer 3")), "{text}");
+    assert!(
+        text.contains(&format!("{ADMIN}.9 = no_such_instance")),
+        "{text}"
+    );
+    let v3 = |key: String| {
+        let mut a = vec![
+            "--agent".to_string(),
+            sim.address(),
+            "--user".into(),
+            V3_USER.into(),
+            "--auth".into(),
+            "sha256".into(),
+            "--auth-key-file".into(),
+            key,
+            "--privacy".into(),
+            "aes128".into(),
+            "--priv-key-file".into(),
+            privacy.clone(),
+            "--context".into(),
+            crate::common::COMMUNITY.into(),
+            "--timeout-ms".into(),
+            "500".into(),
+        ];
+        a.extend(oids[..2].iter().cloned());
+        a
+    };
+    let out = probe(v3(auth)).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = probe(v3(wrong)).await;
+    assert_eq!(out.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SNMP authentication failed"), "{err}");
     sim.stop().await;
 }

@@ -37,7 +37,8 @@ pub(super) struct PendingCycle {
     /// The `power_cycle` point, reported in the result.
     pub point: usize,
     pub at: Instant,
-    pub reply: oneshot::Sender<WriteOutcome>,
+    /// None once the command was answered (switching on failed; retried until it works).
+    pub reply: Option<oneshot::Sender<WriteOutcome>>,
     /// Points written before it in the same command.
     pub applied: Vec<(usize, Value)>,
 }
@@ -320,10 +321,12 @@ impl Drop for Task {
                     Err(e) => tracing::error!(device_id = %id, error = %e, "power cycle cut short by a stop: the PoE port could not be switched on again"),
                 }
             });
-            let _ = c.reply.send(WriteOutcome {
-                points: c.applied,
-                error: Some(crate::model::command::Refusal::Stopping),
-            });
+            if let Some(reply) = c.reply {
+                let _ = reply.send(WriteOutcome {
+                    points: c.applied,
+                    error: Some(crate::model::command::Refusal::Stopping),
+                });
+            }
         }
     }
 }

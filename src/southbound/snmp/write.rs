@@ -6,7 +6,8 @@
 //! while the agent's other devices keep being polled, then writes `true`; the command is
 //! `ok` once both SETs succeeded. It must be the last point of a command (what follows a
 //! pause of seconds would surprise). A stop or reload during the pause switches the port
-//! back on at once.
+//! back on at once; a failed switch-on answers the command and is retried every
+//! [`SWITCH_ON_RETRY`] until the port is on.
 
 use super::client::SnmpError;
 use super::task::{PendingCycle, Task};
@@ -48,6 +49,9 @@ impl std::fmt::Display for WriteError {
         }
     }
 }
+
+/// Between two attempts to switch a port back on after a failed one.
+const SWITCH_ON_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn fail(reply: oneshot::Sender<WriteOutcome>, points: Vec<(usize, Value)>, error: Refusal) {
     let _ = reply.send(WriteOutcome {
@@ -91,7 +95,7 @@ impl Task {
                     device: d,
                     point: *p,
                     at: Instant::now() + off,
-                    reply: req.reply,
+                    reply: Some(req.reply),
                     applied,
                 });
                 return;
@@ -200,19 +204,29 @@ impl Task {
             let Some(k) = self.cycles.iter().position(|c| c.device == d && c.at == at) else {
                 continue;
             };
-            let c = self.cycles.remove(k);
-            match r {
-                Ok(()) => {
+            let mut c = self.cycles.remove(k);
+            match (r, c.reply.take()) {
+                (Ok(()), reply) => {
                     tracing::info!(device_id = %info.id, bus_id = %self.agent.id, "power cycle: PoE port switched on again");
                     let mut applied = c.applied;
                     applied.push((c.point, Value::Bool(true)));
-                    self.read_back(d, applied, c.reply).await;
+                    match reply {
+                        Some(reply) => self.read_back(d, applied, reply).await,
+                        // Answered already (switching on had failed): report the port.
+                        None => self.read_back(d, applied, oneshot::channel().0).await,
+                    }
                 }
-                Err(e) => {
-                    tracing::error!(device_id = %info.id, bus_id = %self.agent.id, error = %e, "power cycle: the PoE port could not be switched on again");
-                    let error =
-                        e.about("point 'poe_enabled': switched off, but switching on failed");
-                    fail(c.reply, c.applied, error);
+                (Err(e), reply) => {
+                    if let Some(reply) = reply {
+                        tracing::error!(device_id = %info.id, bus_id = %self.agent.id, error = %e, "power cycle: the PoE port could not be switched on again; retrying");
+                        let error = e.about(
+                            "point 'poe_enabled': switched off, but switching on failed (retrying)",
+                        );
+                        fail(reply, c.applied.clone(), error);
+                    }
+                    // A camera left unpowered is a truck roll: keep trying.
+                    c.at = Instant::now() + SWITCH_ON_RETRY;
+                    self.cycles.push(c);
                 }
             }
         }

@@ -208,7 +208,7 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     }
     for agent in snmp.into_agents() {
         plans.push(DriverPlan {
-            fingerprint: format!("{agent:?}"),
+            fingerprint: agent.fingerprint(),
             devices: agent.devices.iter().map(|d| d.info.clone()).collect(),
             key: format!("snmp {}", agent.id),
             kind: DriverKind::Snmp(agent),

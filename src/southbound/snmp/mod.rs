@@ -87,6 +87,22 @@ pub struct SnmpAgent {
     pub devices: Vec<SnmpDevice>,
 }
 
+impl SnmpAgent {
+    /// What a reload compares: the settings and devices, and a digest of the credentials
+    /// (whose `Debug` is redacted), so a changed community or passphrase restarts the task.
+    pub fn fingerprint(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match &self.cfg.creds {
+            crate::config::snmp::SnmpCreds::V2c { community } => community.0.hash(&mut h),
+            crate::config::snmp::SnmpCreds::V3 {
+                auth_key, priv_key, ..
+            } => (&auth_key.0, &priv_key.0).hash(&mut h),
+        }
+        format!("{self:?}|{:x}", h.finish())
+    }
+}
+
 /// An OID template with `{index}` replaced.
 pub fn resolve_oid(template: &str, index: Option<u32>) -> Result<Oid, String> {
     let t = template.strip_prefix('.').unwrap_or(template);
@@ -119,10 +135,15 @@ impl Agents {
         info: Arc<DeviceInfo>,
         poll: Duration,
     ) -> bool {
-        let (id, agent) = match device {
-            SnmpDeviceCfg::Agent { agent, .. } => (info.id.clone(), agent.clone()),
+        // Keyed apart: a device may carry the id of a [[bus]].
+        let (key, id, agent) = match device {
+            SnmpDeviceCfg::Agent { agent, .. } => (
+                format!("device {}", info.id),
+                info.id.clone(),
+                agent.clone(),
+            ),
             SnmpDeviceCfg::Bus { bus, .. } => match cfg.snmp_agents.get(bus) {
-                Some(a) => (bus.clone(), a.clone()),
+                Some(a) => (format!("bus {bus}"), bus.clone(), a.clone()),
                 None => {
                     tracing::error!(device_id = %info.id, bus_id = %bus, "no snmp bus with this id; device skipped");
                     return false;
@@ -136,7 +157,7 @@ impl Agents {
                 return false;
             }
         };
-        let entry = self.agents.entry(id.clone()).or_insert_with(|| SnmpAgent {
+        let entry = self.agents.entry(key).or_insert_with(|| SnmpAgent {
             id,
             cfg: agent,
             devices: Vec::new(),
@@ -145,7 +166,7 @@ impl Agents {
         true
     }
 
-    /// The agents collected, by id.
+    /// The agents collected.
     pub fn into_agents(self) -> Vec<SnmpAgent> {
         self.agents.into_values().collect()
     }
@@ -182,5 +203,30 @@ mod tests {
         assert_eq!(o.to_string(), "1.3.6.1.2.1.105.1.1.1.3.1.7");
         assert!(resolve_oid("1.3.6.1.2.1.2.2.1.8.{index}", None).is_err());
         assert!(resolve_oid("1.3.6.1.2.1.1.3.0", None).is_ok());
+    }
+
+    #[test]
+    fn a_changed_community_changes_the_fingerprint_without_showing_it() {
+        use crate::config::ocpp::Secret;
+        use crate::config::snmp::SnmpCreds;
+        let agent = |c: &str| SnmpAgent {
+            id: "sw".into(),
+            cfg: SnmpAgentCfg {
+                address: "10.0.0.2:161".into(),
+                creds: SnmpCreds::V2c {
+                    community: Secret(c.into()),
+                },
+                timeout_ms: 1000,
+                retries: 1,
+                max_oids: 20,
+            },
+            devices: vec![],
+        };
+        let (a, b) = (
+            agent("public-1").fingerprint(),
+            agent("public-2").fingerprint(),
+        );
+        assert_ne!(a, b);
+        assert!(!a.contains("public-1"), "{a}");
     }
 }

@@ -22,6 +22,9 @@ const SNMP_TYPES: &[PointType] = &[
     PointType::String,
 ];
 
+/// Deadband of the `rtt` point the gateway adds (ms).
+pub const RTT_DEADBAND_MS: f64 = 5.0;
+
 /// Default pause between the two SETs of a power cycle.
 pub const DEFAULT_CYCLE_OFF_S: u64 = 5;
 
@@ -162,12 +165,11 @@ pub fn add_reach_points(points: &mut Vec<PointDef>) {
         ));
     }
     if points.iter().all(|p| p.name != "rtt") {
-        points.push(PointDef::plain(
-            "rtt".into(),
-            Some("ms".into()),
-            PointType::F64,
-            None,
-        ));
+        let mut rtt = PointDef::plain("rtt".into(), Some("ms".into()), PointType::F64, None);
+        // Round trips jitter by fractions of a millisecond: without a deadband every
+        // check would be a telemetry event. A profile that declares rtt sets its own.
+        rtt.deadband = Some(RTT_DEADBAND_MS);
+        points.push(rtt);
     }
 }
 

@@ -10,8 +10,9 @@
 //! - the devices' liveness ([`Health`]: online on a good cycle, offline after
 //!   [`OFFLINE_AFTER_FAILURES`](crate::southbound::health::OFFLINE_AFTER_FAILURES) bad
 //!   ones, one log line per transition) and the poll timings;
-//! - the connection's failure log ([`LineLog`]: once on failure, summaries, once on
-//!   recovery), which the protocol calls while it (re)connects with its own backoff.
+//! - for the protocol's connection or port, which it opens itself: when the next
+//!   (re)open may be tried ([`Reopen`], the shared [`Backoff`]) and the failure log
+//!   ([`LineLog`]: once on failure, summaries, once on recovery).
 //!
 //! A protocol implements [`Protocol`]: how to poll one device, how to write a command,
 //! and optionally how to listen while idle (a serial line decodes unsolicited frames).
@@ -48,6 +49,7 @@
 
 use crate::model::Value;
 use crate::model::command::WriteRequest;
+use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::ops::notify::{BEAT_EVERY, Heartbeat};
@@ -230,6 +232,43 @@ pub async fn run<P: Protocol>(
     tracing::info!(bus_id = %name, kind, "bus task stopped");
 }
 
+/// When a bus may next try to open its connection or port: at once at first and after a
+/// success, after the shared [`Backoff`]'s wait after each failure.
+#[derive(Debug)]
+pub struct Reopen {
+    backoff: Backoff,
+    next: Instant,
+}
+
+impl Reopen {
+    pub fn new(min: Duration, max: Duration) -> Reopen {
+        Reopen {
+            backoff: Backoff::new(min, max),
+            next: Instant::now(),
+        }
+    }
+
+    /// How long until the next attempt may run; `None` when it may run now.
+    pub fn wait(&self, now: Instant) -> Option<Duration> {
+        (now < self.next).then(|| self.next.duration_since(now))
+    }
+
+    /// When the next attempt may run.
+    pub fn next(&self) -> Instant {
+        self.next
+    }
+
+    /// An attempt failed at `now`: the next one waits.
+    pub fn failed(&mut self, now: Instant) {
+        self.next = now + self.backoff.next_wait();
+    }
+
+    /// An attempt succeeded: the next failure waits the shortest time again.
+    pub fn succeeded(&mut self) {
+        self.backoff.reset();
+    }
+}
+
 /// Forgets the poll timings of bus `.1` when dropped.
 struct ForgetTimings<'a>(&'a Counters, &'a str);
 
@@ -335,5 +374,20 @@ mod tests {
         cancel.cancel();
         task.await.expect("bus task ends");
         assert!(counters.timings.poll.get(&label).is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reopen_tries_at_once_then_waits_the_backoff_after_each_failure() {
+        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        let mut r = Reopen::new(min, max);
+        let t0 = Instant::now();
+        assert_eq!(r.wait(t0), None, "the first attempt runs at once");
+        r.failed(t0);
+        let w = r.wait(t0).expect("waits after a failure");
+        assert!(w >= min && w <= max, "{w:?}");
+        assert_eq!(r.wait(r.next()), None, "and may run once the wait is over");
+        r.succeeded();
+        r.failed(r.next());
+        assert!(r.wait(r.next() - min).is_some());
     }
 }

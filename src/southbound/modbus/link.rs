@@ -22,11 +22,10 @@ use crate::config::{BusCfg, Framing};
 use crate::model::Value;
 use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
-use crate::ops::backoff::Backoff;
 use crate::ops::counters::{Counters, ModbusFault};
 use crate::ops::notify::Heartbeat;
 use crate::pipeline::{DeviceInfo, Input};
-use crate::southbound::bus::{self, LineLog, Polled, Protocol, Reading};
+use crate::southbound::bus::{self, LineLog, Polled, Protocol, Reading, Reopen};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 pub use crate::southbound::health::OFFLINE_AFTER_FAILURES;
 /// Timeout of one request on a TCP link.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_millis(1000);
-/// Reconnect backoff bounds ([`Backoff`]).
+/// Reconnect backoff bounds ([`Reopen`]).
 pub const RECONNECT_MIN: Duration = Duration::from_millis(500);
 pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
@@ -185,10 +184,9 @@ impl Link {
 
 struct Conn {
     ctx: Option<Context>,
-    backoff: Backoff,
-    /// When the next connect may be tried, and why the last one failed (repeated to
-    /// every transaction until then).
-    down: Option<(Instant, Arc<ConnectError>)>,
+    reopen: Reopen,
+    /// Why the last connect failed (repeated to every transaction until the next try).
+    down: Option<Arc<ConnectError>>,
     log: LineLog,
 }
 
@@ -285,7 +283,7 @@ pub async fn run_link_beating(
     let faults = link.fault_counter(counters.clone());
     let conn = Conn {
         ctx: None,
-        backoff: Backoff::new(RECONNECT_MIN, RECONNECT_MAX),
+        reopen: Reopen::new(RECONNECT_MIN, RECONNECT_MAX),
         down: None,
         log: LineLog::new(&link.name),
     };
@@ -307,19 +305,16 @@ async fn ensure_connected<'c>(
     let ctx = match conn.ctx.take() {
         Some(ctx) => ctx,
         None => {
-            if let Some((at, last)) = &conn.down {
-                let now = Instant::now();
-                if now < *at {
-                    return Err(LinkError::Waiting {
-                        last: last.clone(),
-                        wait_ms: at.duration_since(now).as_millis(),
-                    });
-                }
+            if let (Some(last), Some(wait)) = (&conn.down, conn.reopen.wait(Instant::now())) {
+                return Err(LinkError::Waiting {
+                    last: last.clone(),
+                    wait_ms: wait.as_millis(),
+                });
             }
             match connect_with(&link.endpoint, faults).await {
                 Ok(ctx) => {
                     conn.log.working();
-                    conn.backoff.reset();
+                    conn.reopen.succeeded();
                     conn.down = None;
                     ctx
                 }
@@ -327,8 +322,8 @@ async fn ensure_connected<'c>(
                     faults.count(ModbusFault::ConnectFailed, None);
                     conn.log.failed(&e);
                     let e = Arc::new(e);
-                    let at = Instant::now() + conn.backoff.next_wait();
-                    conn.down = Some((at, e.clone()));
+                    conn.reopen.failed(Instant::now());
+                    conn.down = Some(e.clone());
                     return Err(LinkError::Connect(e));
                 }
             }

@@ -6,7 +6,7 @@
 
 use super::framing::{Framed, Framer};
 use crate::config::BusCfg;
-use crate::ops::backoff::Backoff;
+use crate::southbound::bus::Reopen;
 use crate::southbound::serial_port::{self, OpenError};
 use std::collections::VecDeque;
 use std::io;
@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_serial::SerialStream;
 
-/// Reopen backoff bounds ([`Backoff`]).
+/// Reopen backoff bounds ([`Reopen`]).
 pub const REOPEN_MIN: Duration = Duration::from_millis(500);
 pub const REOPEN_MAX: Duration = Duration::from_secs(30);
 /// Silence after which a partial frame (delimiter or length framing) is dropped.
@@ -57,8 +57,7 @@ pub struct Port {
     gap: Duration,
     pending: VecDeque<Framed>,
     last_byte: Instant,
-    next_attempt: Instant,
-    backoff: Backoff,
+    reopen: Reopen,
     /// Set when an open or I/O failure happened; taken by the bus for logging.
     pub error: Option<PortError>,
 }
@@ -73,8 +72,7 @@ impl Port {
             gap: idle.unwrap_or(RESYNC_GAP),
             pending: VecDeque::new(),
             last_byte: now,
-            next_attempt: now,
-            backoff: Backoff::new(REOPEN_MIN, REOPEN_MAX),
+            reopen: Reopen::new(REOPEN_MIN, REOPEN_MAX),
             error: None,
         }
     }
@@ -88,16 +86,15 @@ impl Port {
         if let Some(s) = self.stream.take() {
             return Ok(self.stream.insert(s));
         }
-        let now = Instant::now();
-        if now < self.next_attempt {
+        if let Some(wait) = self.reopen.wait(Instant::now()) {
             return Err(PortError::Waiting {
                 port: self.name(),
-                wait_ms: self.next_attempt.duration_since(now).as_millis(),
+                wait_ms: wait.as_millis(),
             });
         }
         match serial_port::open(&self.cfg) {
             Ok(s) => {
-                self.backoff.reset();
+                self.reopen.succeeded();
                 self.framer.reset();
                 tracing::info!(bus_id = %self.cfg.id, port = %self.cfg.port.display(), "serial port open");
                 Ok(self.stream.insert(s))
@@ -116,7 +113,7 @@ impl Port {
 
     fn fail(&mut self, e: PortError) {
         self.stream = None;
-        self.next_attempt = Instant::now() + self.backoff.next_wait();
+        self.reopen.failed(Instant::now());
         self.error = Some(e);
     }
 
@@ -162,7 +159,7 @@ impl Port {
                 return Some(f);
             }
             if self.stream.is_none() {
-                let at = self.next_attempt.min(until);
+                let at = self.reopen.next().min(until);
                 tokio::time::sleep_until(at).await;
                 if at == until {
                     return None;

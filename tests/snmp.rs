@@ -571,3 +571,20 @@ async fn the_probe_reads_oids_with_v2c_and_v3_and_names_a_wrong_key() {
     assert!(err.contains("SNMP authentication failed"), "{err}");
     sim.stop().await;
 }
+
+#[tokio::test]
+async fn an_agent_name_that_does_not_resolve_goes_offline_naming_it() {
+    let mut cfg = v2c("camera.invalid:161");
+    cfg.timeout_ms = 200;
+    let mut rig = Rig::start(
+        "nowhere",
+        cfg,
+        vec![device("cam", "snmp-uptime-camera", None, 50)],
+    );
+    let reason = rig.state("cam", false).await.expect("a reason");
+    assert!(reason.starts_with("SNMP error"), "{reason}");
+    assert!(
+        rig.counters.snmp_error.load(Relaxed) >= 3,
+        "each failed cycle is counted"
+    );
+}

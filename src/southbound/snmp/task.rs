@@ -21,12 +21,17 @@ use crate::model::Value;
 use crate::model::command::{WriteOutcome, WriteRequest};
 use crate::ops::counters::Counters;
 use crate::pipeline::{DeviceInfo, Input};
-use crate::southbound::bus::{Idle, LineLog, Polled, Protocol, Reading};
+use crate::southbound::bus::{Idle, LineLog, Polled, Protocol, Reading, Reopen};
 use async_snmp::{Oid, Value as Snmp, ValueKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+/// Opening the session again after a failure (the agent's name did not resolve, no
+/// socket) waits this long at first, doubling up to [`REOPEN_MAX`].
+const REOPEN_MIN: Duration = Duration::from_secs(1);
+const REOPEN_MAX: Duration = Duration::from_secs(60);
 
 /// How early a device is read with another one's request.
 pub const LOOKAHEAD: Duration = Duration::from_millis(500);
@@ -61,6 +66,9 @@ pub(super) struct Task {
     pub session: Option<Session>,
     pub states: Vec<DevState>,
     line: LineLog,
+    reopen: Reopen,
+    /// Why the session could not be opened last time (the error until the next try).
+    open_error: Option<SnmpError>,
     pub counters: Arc<Counters>,
     pub out: Vec<Input>,
     /// Power cycles waiting for their second SET.
@@ -81,6 +89,8 @@ impl Task {
             .collect();
         Task {
             line: LineLog::new(&agent.id),
+            reopen: Reopen::new(REOPEN_MIN, REOPEN_MAX),
+            open_error: None,
             agent,
             session: None,
             states,
@@ -93,13 +103,21 @@ impl Task {
     /// The session, opened on first use and after a failure to open.
     pub(super) async fn session(&mut self) -> Result<&Session, SnmpError> {
         if self.session.is_none() {
+            let now = Instant::now();
+            if let (Some(_), Some(e)) = (self.reopen.wait(now), &self.open_error) {
+                return Err(e.clone());
+            }
             match Session::open(&self.agent.cfg).await {
                 Ok(s) => {
                     self.line.working();
+                    self.reopen.succeeded();
+                    self.open_error = None;
                     self.session = Some(s);
                 }
                 Err(e) => {
                     self.line.failed(&e);
+                    self.reopen.failed(now);
+                    self.open_error = Some(e.clone());
                     return Err(e);
                 }
             }

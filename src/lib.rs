@@ -28,8 +28,9 @@
 //! ## Data paths
 //! ```text
 //! register -> PUBACK:
-//!   southbound driver (one task per connection or bus: scheduled block reads under
-//!   timeouts, decode + scale) --Input::Reading--> pipeline (deadband, heartbeat, seq,
+//!   southbound driver (one bus task per connection or bus, `southbound::bus`, with the
+//!   protocol plugged in: scheduled block reads under timeouts, decode + scale)
+//!   --Input::Reading--> pipeline (deadband, heartbeat, seq,
 //!   ts, JSON body encoded once) --Record--> buffer::Queue (sled, written before publish)
 //!   --> northbound::mqtt (QoS 1 in the in-flight window, `historical` flag added as a
 //!   typed delivery choice) --PUBACK--> the record is deleted
@@ -37,7 +38,8 @@
 //! command -> write -> result:
 //!   broker --P/G/D/cmd--> northbound::mqtt --CommandIn--> commands (shape, device,
 //!   dedup, expiry, rate limit, online, every point) --WriteRequest--> the owning
-//!   driver's inbox (runs between polls, reads back) --WriteOutcome--> commands
+//!   driver's inbox (runs between polls, reads back) --WriteOutcome--> commands (a
+//!   refusal anywhere is a `model::command::Refusal`: the result's `error` and `code`)
 //!   --Input::CmdResult--> pipeline --> queue --> P/G/D/cmd/result (and a telemetry
 //!   event with the read-back values)
 //! ```

@@ -5,7 +5,7 @@
 //! MeterValues (strings and numbers, per phase), Start/Stop, Authorize, Heartbeat,
 //! DataTransfer mapped and answered; malformed frames answered with a CALLERROR without
 //! losing the connection; every command as its OCPP call with the charger's answer as
-//! the result; disconnect → offline; a restart keeps the open transaction and never
+//! the result; disconnect → offline, also on the status page after a boot; a restart keeps the open transaction and never
 //! reuses a transaction id.
 
 use crate::common::*;
@@ -237,8 +237,36 @@ async fn every_charger_message_is_answered_and_mapped_to_normalized_points() {
         })
         .await;
     assert_eq!(off.json["reason"], "charger disconnected");
+    // The status page reads the device the daemon configured: after a boot (whose birth
+    // carries the charger's identity) it still shows the state and the offline reason.
+    let addr = w.daemon.handles.http.expect("http listener");
+    let status = api_status(addr).await;
+    let dev = status["devices"]
+        .as_array()
+        .and_then(|d| d.iter().find(|d| d["id"] == "ev-1a"))
+        .cloned()
+        .unwrap_or_else(|| panic!("ev-1a in {status}"));
+    assert_eq!(dev["state"], "offline", "{dev}");
+    assert_eq!(dev["reason"], "charger disconnected", "{dev}");
     w.daemon.stop().await;
     drop(w.broker);
+}
+
+/// `GET /api/status` of the daemon's HTTP listener, as JSON.
+async fn api_status(addr: std::net::SocketAddr) -> Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"GET /api/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("request");
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, s.read_to_end(&mut out))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
 }
 
 async fn command(w: &mut World, dev: &str, id: &str, body: Value) -> Value {

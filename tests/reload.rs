@@ -1,7 +1,8 @@
 //! Reload (SPEC §6): SIGHUP or a file change re-reads everything; an invalid new config
 //! is refused and the old one keeps running; a valid one is applied as a diff — added
 //! devices start with a birth, removed ones get an offline state with reason "removed",
-//! untouched ones keep polling without a new birth, and the MQTT session stays open.
+//! untouched ones keep polling without a new birth, and the MQTT session stays open; a
+//! removed link's poll timings leave `/metrics`.
 
 use crate::common::*;
 use std::net::SocketAddr;
@@ -123,6 +124,47 @@ async fn a_sighup_reload_applies_the_diff_and_keeps_untouched_devices_and_the_se
             == 2
     })
     .await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_removed_by_a_reload_takes_its_poll_timings_out_of_the_metrics() {
+    let broker = Mosquitto::start().await;
+    let cancel = CancellationToken::new();
+    let (a, b) = (static_lamp(&cancel).await, static_lamp(&cancel).await);
+    let setup = Setup::new(
+        broker.port,
+        &format!(
+            "{}{}",
+            device("lamp-a", a.addr()),
+            device("lamp-b", b.addr())
+        ),
+    );
+    let mut rec = Recorder::start(broker.port, "polegate/cab-test/#").await;
+    let (daemon, reload) = Daemon::start_reloadable(&setup, false).await;
+    rec.wait_for("b online", |m| m.topic.ends_with("lamp-b/state"))
+        .await;
+    let timings = &daemon.handles.counters.timings.poll;
+    let (a_link, b_link) = (
+        vec![("link", a.addr().to_string())],
+        vec![("link", b.addr().to_string())],
+    );
+    eventually("both links timed", || {
+        timings.get(&a_link).is_some() && timings.get(&b_link).is_some()
+    })
+    .await;
+
+    rewrite(&setup, broker.port, &device("lamp-a", a.addr()));
+    reload.send(()).await.unwrap();
+    rec.wait_for("b removed", |m| {
+        m.topic.ends_with("lamp-b/state") && m.json["state"] == "offline"
+    })
+    .await;
+    eventually("b's timings forgotten", || timings.get(&b_link).is_none()).await;
+    assert!(
+        timings.get(&a_link).is_some(),
+        "the kept link keeps its series"
+    );
     daemon.stop().await;
 }
 

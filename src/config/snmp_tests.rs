@@ -127,3 +127,32 @@ reach = { icmp = "a", tcp = "b:1" }
         assert!(keys.contains(&k), "{k} not in {errors:#?}");
     }
 }
+
+#[test]
+fn a_port_profile_without_an_index_is_named_by_check() {
+    let cfg = load(
+        r#"
+[[bus]]
+id = "sw"
+kind = "snmp"
+address = "10.0.0.2"
+version = "2c"
+community_file = "c"
+[[device]]
+id = "cam-1"
+profile = "snmp-poe-port-camera"
+snmp = { bus = "sw" }
+[[device]]
+id = "sw"
+profile = "snmp-poe-switch"
+snmp = { bus = "sw" }
+"#,
+    )
+    .expect("valid on its own");
+    let plugins = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plugins");
+    let (registry, errors) = crate::profile::Registry::load(&[plugins]);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let errors = crate::config::cross_check(&cfg, &registry);
+    let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["device[0].snmp.index"], "{errors:#?}");
+}

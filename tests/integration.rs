@@ -100,6 +100,8 @@ mod shutdown_writes;
 mod snmp;
 #[path = "snmp_e2e.rs"]
 mod snmp_e2e;
+#[path = "snmp_probe.rs"]
+mod snmp_probe;
 #[path = "storage_full.rs"]
 mod storage_full;
 #[path = "storage_readonly.rs"]

@@ -17,6 +17,7 @@ mod ocpp;
 mod profiles;
 mod rig;
 mod snmp;
+mod snmp_rig;
 mod tls;
 
 pub use broker::*;
@@ -27,6 +28,7 @@ pub use ocpp::*;
 pub use profiles::*;
 pub use rig::*;
 pub use snmp::*;
+pub use snmp_rig::*;
 pub use tls::*;
 
 use std::net::TcpListener;

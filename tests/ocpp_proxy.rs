@@ -107,9 +107,29 @@ async fn frames_are_relayed_both_ways_and_tapped_and_an_unreachable_csms_closes_
     // Back: the next connection is relayed again.
     let mut csms = Peer::start("csms.py", &[&up_port.to_string(), "op-secret"]);
     csms.op("listening").await;
-    let mut c3 = Peer::charger(&url, "CP-P", None, None);
-    c3.op("connected").await;
-    c3.call("Heartbeat", json!({})).await;
+    // polegate retries the CSMS with backoff (started by c2's refused attempt): a charger
+    // that connects within that wait is closed again and reconnects, as chargers do.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let c3 = loop {
+        let mut c = Peer::charger(&url, "CP-P", None, None);
+        c.op("connected").await;
+        c.send(json!({"op": "call", "action": "Heartbeat", "payload": {}, "skip": false}))
+            .await;
+        let answer = c
+            .wait("Heartbeat answer", |v| {
+                v["action"] == "Heartbeat" && (v["op"] == "result" || v["op"] == "callerror")
+            })
+            .await;
+        if answer["op"] == "result" {
+            break c;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "relayed again in time: {answer}"
+        );
+        // A charger's reconnect pause (polegate's backoff is at least 500 ms).
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
     csms.wait("heartbeat upstream", |v| {
         v["op"] == "got" && v["action"] == "Heartbeat"
     })

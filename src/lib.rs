@@ -17,7 +17,8 @@
 //! config              TOML + conf.d + environment, validation with key paths
 //! buffer              the durable queue (sled) and the key-value stores beside it
 //! pipeline            reporting rules (deadband, heartbeat), seq + ts, into the queue
-//! southbound,         device drivers (Modbus TCP/RTU/ASCII, serial lines, LoRaWAN)
+//! southbound,         device drivers (Modbus TCP/RTU/ASCII, serial lines, LoRaWAN,
+//!                     OCPP, SNMP agents) and reachability checks (ICMP, TCP)
 //!   commands          validation, dedup, rate limit, routing to the owning driver
 //! northbound          the MQTT session: in-flight window, PUBACK deletes, paced replay
 //! app                 the supervisor: builds everything, reloads by diff, stops in order

@@ -88,6 +88,20 @@ async fn the_demo_on_a_host_up_30_s_dims_a_lamp_replays_an_uplink_cut_and_ends_w
             .any(|l| l.contains("/evc-darcy-1/telemetry") && l.contains(r#""power":2300.0"#)),
         "the charger's power follows the cap"
     );
+    // The hung camera, power-cycled from its PoE switch port over SNMP, answers again.
+    assert!(
+        has("control room power-cycles the hung camera cam-p2"),
+        "{story:#?}"
+    );
+    assert!(has("cam-p2 answered: ok"), "{story:#?}");
+    let cam = |what: &str| {
+        stdout
+            .lines()
+            .position(|l| l.contains("/cam-p2/telemetry") && l.contains(what))
+    };
+    let off = cam(r#""poe_status":"disabled""#).expect("the port switched off");
+    let back = cam(r#""reachable":true"#).expect("the camera answers again");
+    assert!(off < back, "off before answering again");
     assert!(has("uplink cut"), "{story:#?}");
     assert!(has("uplink restored"), "{story:#?}");
     assert!(has("replay done"), "{story:#?}");
@@ -99,7 +113,7 @@ async fn the_demo_on_a_host_up_30_s_dims_a_lamp_replays_an_uplink_cut_and_ends_w
     let summary = stdout.lines().last().expect("output");
     assert!(summary.starts_with("polegate demo: summary: "), "{summary}");
     assert!(summary.contains(", lost 0,"), "{summary}");
-    assert!(summary.ends_with("2 commands answered, 2 ok"), "{summary}");
+    assert!(summary.ends_with("3 commands answered, 3 ok"), "{summary}");
     let replayed: u64 = summary
         .split("replayed ")
         .nth(1)
@@ -109,7 +123,7 @@ async fn the_demo_on_a_host_up_30_s_dims_a_lamp_replays_an_uplink_cut_and_ends_w
     assert!(replayed > 0, "{summary}");
 
     assert!(stderr.contains("status page http://127.0.0.1:"), "{stderr}");
-    assert!(stderr.contains("7 simulated devices"), "{stderr}");
+    assert!(stderr.contains("10 simulated devices"), "{stderr}");
 }
 
 #[tokio::test]

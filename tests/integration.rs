@@ -72,6 +72,8 @@ mod ops_logging;
 mod ops_notify;
 #[path = "puback_withheld.rs"]
 mod puback_withheld;
+#[path = "reach.rs"]
+mod reach;
 #[path = "reload.rs"]
 mod reload;
 #[path = "replay_batches.rs"]
@@ -94,6 +96,12 @@ mod serial_pa;
 mod serial_scripts;
 #[path = "shutdown_writes.rs"]
 mod shutdown_writes;
+#[path = "snmp.rs"]
+mod snmp;
+#[path = "snmp_e2e.rs"]
+mod snmp_e2e;
+#[path = "snmp_probe.rs"]
+mod snmp_probe;
 #[path = "storage_full.rs"]
 mod storage_full;
 #[path = "storage_readonly.rs"]

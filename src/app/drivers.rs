@@ -36,6 +36,10 @@ pub enum DriverKind {
         Box<crate::config::ocpp::OcppCfg>,
         Vec<crate::southbound::ocpp::OcppDevice>,
     ),
+    /// An SNMP agent and the devices read through it (SPEC §11).
+    Snmp(crate::southbound::snmp::SnmpAgent),
+    /// Every device with `reach` (SPEC §11).
+    Reach(Vec<crate::southbound::reach::ReachDevice>),
 }
 
 #[derive(Debug)]
@@ -71,9 +75,16 @@ fn device_info(d: &config::DeviceCfg, registry: &Registry) -> Option<Arc<DeviceI
         tracing::error!(device_id = %d.id, profile = %d.profile, "profile not found; device skipped");
         return None;
     };
+    // A device with `reach` also publishes reachable/rtt (SPEC §11).
+    let profile = match &d.reach {
+        Some(_) if profile.protocol != crate::profile::Protocol::Reach => {
+            Arc::new(crate::profile::snmp::with_reach(profile))
+        }
+        _ => profile.clone(),
+    };
     Some(Arc::new(DeviceInfo::new(
         d.id.clone(),
-        profile.clone(),
+        profile,
         d.meta.clone(),
         d.heartbeat_s.saturating_mul(1000),
     )))
@@ -85,13 +96,24 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
     let mut serial = crate::southbound::serial::Buses::default();
     let mut lora = Vec::new();
     let mut ocpp = Vec::new();
+    let mut snmp = crate::southbound::snmp::Agents::default();
+    let mut reach = Vec::new();
     let script_engine = crate::script::Engine::new();
     for d in cfg.devices.iter().filter(|d| d.enabled) {
         let Some(info) = device_info(d, registry) else {
             continue;
         };
         let poll = Duration::from_millis(d.effective_poll_ms(info.profile.poll_ms));
+        if let Some(target) = &d.reach {
+            reach.push(crate::southbound::reach::ReachDevice {
+                info: info.clone(),
+                target: target.clone(),
+                poll,
+                alone: d.transport == Transport::Reach,
+            });
+        }
         match &d.transport {
+            Transport::Reach => {}
             Transport::Serial { bus, address } => {
                 serial.add(cfg, bus, info, address, poll);
             }
@@ -106,6 +128,9 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
                     cfg: l.clone(),
                     codec,
                 });
+            }
+            Transport::Snmp(s) => {
+                snmp.add(cfg, s, info, poll);
             }
             Transport::Ocpp(o) if cfg.ocpp.is_some() => {
                 ocpp.push(crate::southbound::ocpp::OcppDevice {
@@ -166,6 +191,29 @@ pub fn plan(cfg: &Config, registry: &Registry) -> Vec<DriverPlan> {
             kind: DriverKind::Serial(bus),
         });
     }
+    if !reach.is_empty() {
+        let fp: String = reach.iter().map(|d| format!("{d:?}")).collect();
+        plans.push(DriverPlan {
+            fingerprint: fp,
+            // Commands and state belong to the transport's driver; only reach-only
+            // devices are this task's own.
+            devices: reach
+                .iter()
+                .filter(|d| d.alone)
+                .map(|d| d.info.clone())
+                .collect(),
+            key: "reach".into(),
+            kind: DriverKind::Reach(reach),
+        });
+    }
+    for agent in snmp.into_agents() {
+        plans.push(DriverPlan {
+            fingerprint: agent.fingerprint(),
+            devices: agent.devices.iter().map(|d| d.info.clone()).collect(),
+            key: format!("snmp {}", agent.id),
+            kind: DriverKind::Snmp(agent),
+        });
+    }
     plans
 }
 
@@ -213,6 +261,22 @@ async fn start(
             &env.tx,
             &env.counters,
             &env.cancel,
+            env.hb,
+        )),
+        DriverKind::Snmp(agent) => Some(crate::southbound::snmp::spawn_agent(
+            agent,
+            inbox,
+            &env.tx,
+            &env.counters,
+            &env.cancel,
+            env.hb,
+        )),
+        DriverKind::Reach(devices) => Some(crate::southbound::reach::spawn(
+            devices,
+            inbox,
+            env.tx,
+            env.counters,
+            env.cancel,
             env.hb,
         )),
         DriverKind::Lora(lcfg, devices) => {

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 mod buffer;
 mod exit;
 pub mod probe;
+pub mod probe_snmp;
 mod status;
 
 pub use exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
@@ -52,7 +53,7 @@ pub enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
     },
-    /// Read registers from a device at the cabinet, raw and decoded.
+    /// Read registers or OIDs from a device at the cabinet, raw and decoded.
     Probe {
         #[command(subcommand)]
         protocol: ProbeProtocol,
@@ -78,6 +79,8 @@ pub enum Command {
 pub enum ProbeProtocol {
     /// Modbus TCP, RTU over TCP, or RTU/ASCII on a serial port.
     Modbus(probe::ModbusProbe),
+    /// An SNMP agent (v2c, or v3 authPriv): GET of the OIDs given.
+    Snmp(probe_snmp::SnmpProbe),
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +123,9 @@ pub fn main() -> i32 {
         Command::Probe {
             protocol: ProbeProtocol::Modbus(args),
         } => probe::modbus(&args),
+        Command::Probe {
+            protocol: ProbeProtocol::Snmp(args),
+        } => probe_snmp::snmp(&args),
     }
 }
 

@@ -229,6 +229,9 @@ impl Commands {
         let info = route.info.clone();
         let limit = if info.profile.protocol == crate::profile::Protocol::Ocpp {
             OCPP_WRITE_TIMEOUT
+        } else if let Some(snmp) = &info.profile.snmp {
+            // A power cycle waits `cycle_off_s` between its two SETs.
+            WRITE_TIMEOUT + Duration::from_secs(snmp.cycle_off_s)
         } else {
             WRITE_TIMEOUT
         };

@@ -40,6 +40,8 @@ struct RawDevice {
     serial: Option<RawSerial>,
     lora: Option<toml::Table>,
     ocpp: Option<toml::Table>,
+    snmp: Option<toml::Table>,
+    reach: Option<toml::Table>,
 }
 
 /// Every declared bus id with its kind when that parsed, valid entry or not, so a
@@ -51,6 +53,7 @@ pub(super) fn bus_kind(s: &str) -> Option<BusKind> {
         "modbus_rtu" => Some(BusKind::ModbusRtu),
         "modbus_ascii" => Some(BusKind::ModbusAscii),
         "serial" => Some(BusKind::Serial),
+        "snmp" => Some(BusKind::Snmp),
         _ => None,
     }
 }
@@ -60,6 +63,7 @@ pub fn bus_kind_label(k: BusKind) -> &'static str {
         BusKind::ModbusRtu => "modbus_rtu",
         BusKind::ModbusAscii => "modbus_ascii",
         BusKind::Serial => "serial",
+        BusKind::Snmp => "snmp",
     }
 }
 
@@ -104,7 +108,11 @@ fn entry_id(cx: &mut Ctx<'_>, file: &Path, key: &str, id: Option<String>, exampl
     }
 }
 
-pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<BusCfg>, BusIndex) {
+pub(super) fn buses(
+    cx: &mut Ctx<'_>,
+    raw: &[(toml::Value, Origin)],
+    snmp_agents: &mut BTreeMap<String, super::snmp::SnmpAgentCfg>,
+) -> (Vec<BusCfg>, BusIndex) {
     let mut out = Vec::new();
     let mut index = BusIndex::new();
     let mut seen = BTreeMap::new();
@@ -121,6 +129,15 @@ pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<Bus
             cx.at(file, &key, "must be a table, written [[bus]]");
             continue;
         }
+        if v.get("kind").and_then(|k| k.as_str()) == Some("snmp") {
+            let id = v.get("id").and_then(|x| x.as_str()).map(String::from);
+            let id = entry_id(cx, file, &key, id, "poe-sw-1");
+            if let Some((b, agent)) = super::snmp::bus(cx, file, &key, id, v) {
+                snmp_agents.insert(b.id.clone(), agent);
+                out.push(b);
+            }
+            continue;
+        }
         let Some(b) = cx.de::<RawBus>(Some(file), v.clone(), &key) else {
             continue;
         };
@@ -130,13 +147,14 @@ pub(super) fn buses(cx: &mut Ctx<'_>, raw: &[(toml::Value, Origin)]) -> (Vec<Bus
                 cx.at(
                     file,
                     &format!("{key}.kind"),
-                    "is required: modbus_rtu, modbus_ascii or serial",
+                    "is required: modbus_rtu, modbus_ascii, serial or snmp",
                 );
                 BusKind::ModbusRtu
             }
             Some(s) => bus_kind(s).unwrap_or_else(|| {
-                let m =
-                    format!("'{s}' is not a bus kind: expected modbus_rtu, modbus_ascii or serial");
+                let m = format!(
+                    "'{s}' is not a bus kind: expected modbus_rtu, modbus_ascii, serial or snmp"
+                );
                 cx.at(file, &format!("{key}.kind"), m);
                 BusKind::ModbusRtu
             }),
@@ -307,6 +325,7 @@ pub(super) fn devices(
             ("serial", d.serial.is_some()),
             ("lora", d.lora.is_some()),
             ("ocpp", d.ocpp.is_some()),
+            ("snmp", d.snmp.is_some()),
         ]
         .iter()
         .filter(|(_, p)| *p)
@@ -314,17 +333,18 @@ pub(super) fn devices(
         .collect();
         let transport = match present.as_slice() {
             // A transport with the wrong type was reported already.
-            [] if ["modbus", "serial", "lora", "ocpp"]
+            [] if ["modbus", "serial", "lora", "ocpp", "snmp"]
                 .iter()
                 .any(|t| cx.shaped.contains(&format!("{key}.{t}"))) =>
             {
                 None
             }
+            [] if d.reach.is_some() => Some(Transport::Reach),
             [] => {
                 cx.at(
                     file,
                     &key,
-                    "has no transport: set exactly one of modbus, serial, lora or ocpp",
+                    "has no transport: set exactly one of modbus, serial, lora, ocpp or snmp (or reach alone)",
                 );
                 None
             }
@@ -333,6 +353,9 @@ pub(super) fn devices(
                     super::transports::modbus(cx, file, &format!("{key}.modbus"), m, buses)
                 } else if let Some(s) = d.serial {
                     super::transports::serial(cx, file, &format!("{key}.serial"), s, buses)
+                } else if let Some(t) = d.snmp {
+                    let k = format!("{key}.snmp");
+                    super::snmp::device(cx, file, &k, t, buses).map(Transport::Snmp)
                 } else if let Some(o) = d.ocpp {
                     super::ocpp::device(cx, file, &format!("{key}.ocpp"), o).map(Transport::Ocpp)
                 } else {
@@ -364,6 +387,9 @@ pub(super) fn devices(
             }
             (t, _) => t,
         };
+        let reach = d
+            .reach
+            .and_then(|t| super::snmp::reach(cx, file, &format!("{key}.reach"), t));
         if let Some(transport) = transport {
             out.push(DeviceCfg {
                 id,
@@ -373,6 +399,7 @@ pub(super) fn devices(
                 heartbeat_s,
                 meta,
                 transport,
+                reach,
                 origin: format!("{}: {key}", file.display()),
             });
         }

@@ -18,6 +18,7 @@ pub mod ocpp;
 mod parse;
 mod refs;
 pub mod secrets;
+pub mod snmp;
 #[cfg(test)]
 mod tests;
 mod tls;
@@ -30,6 +31,7 @@ pub use entries::bus_kind_label;
 pub use load::{
     ConfigError, ConfigErrors, ENV_PREFIX, load, load_with_env, references, references_with_env,
 };
+pub use parse::split_host_port;
 pub use refs::{References, cross_check};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/polegate/polegate.toml";
@@ -51,6 +53,8 @@ pub struct Config {
     pub ocpp: Option<ocpp::OcppCfg>,
     pub buses: Vec<BusCfg>,
     pub devices: Vec<DeviceCfg>,
+    /// The agent of every `[[bus]] kind = "snmp"`, by bus id.
+    pub snmp_agents: std::collections::BTreeMap<String, snmp::SnmpAgentCfg>,
     /// Every file a secret is read from, for the permission warnings of `check` and `run`.
     pub secret_files: Vec<secrets::SecretFile>,
 }
@@ -126,6 +130,9 @@ pub enum BusKind {
     ModbusRtu,
     ModbusAscii,
     Serial,
+    /// An SNMP agent shared by several devices (SPEC §11); its address and credentials
+    /// are in [`Config::snmp_agents`].
+    Snmp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +179,10 @@ pub enum Transport {
     Lora(lora::LoraDeviceCfg),
     /// An EV charger's connector over OCPP 1.6J (SPEC §2 `ocpp = {…}`, §9).
     Ocpp(ocpp::OcppDeviceCfg),
+    /// IP equipment over SNMP (SPEC §11 `snmp = {…}`).
+    Snmp(snmp::SnmpDeviceCfg),
+    /// No transport but `reach` (a `protocol = "reach"` profile, SPEC §11).
+    Reach,
 }
 
 impl Transport {
@@ -189,6 +200,8 @@ impl Transport {
             Transport::Serial { .. } => "serial",
             Transport::Lora(_) => "lora",
             Transport::Ocpp(_) => "ocpp",
+            Transport::Snmp(_) => "snmp",
+            Transport::Reach => "reach",
         }
     }
 }
@@ -203,6 +216,8 @@ pub struct DeviceCfg {
     pub heartbeat_s: u64,
     pub meta: serde_json::Map<String, serde_json::Value>,
     pub transport: Transport,
+    /// `reach = {…}`: adds `reachable`/`rtt` (SPEC §11).
+    pub reach: Option<snmp::ReachCfg>,
     /// Where it was declared, e.g. `/etc/polegate/conf.d/10-east.toml: device[3]`.
     pub origin: String,
 }

@@ -256,7 +256,7 @@ pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<OcppCfg> {
     })
 }
 
-fn read_secret(cx: &mut Ctx<'_>, file: &Path, key: &str, p: &str) -> Option<Secret> {
+pub(super) fn read_secret(cx: &mut Ctx<'_>, file: &Path, key: &str, p: &str) -> Option<Secret> {
     let path = if Path::new(p).is_absolute() {
         PathBuf::from(p)
     } else {

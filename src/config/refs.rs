@@ -26,6 +26,8 @@ struct DeviceRef {
     profile: String,
     /// (protocol, label of the transport) when exactly one valid transport is set.
     transport: Option<(Protocol, &'static str)>,
+    /// An `snmp = {…}` without `index` (its profile must not use `{index}`).
+    snmp_without_index: bool,
 }
 
 impl References {
@@ -37,12 +39,15 @@ impl References {
                 Transport::Serial { .. } => Protocol::Serial,
                 Transport::Lora(_) => Protocol::Lora,
                 Transport::Ocpp(_) => Protocol::Ocpp,
+                Transport::Snmp(_) => Protocol::Snmp,
+                Transport::Reach => Protocol::Reach,
             };
             DeviceRef {
                 index,
                 file: device_file(&d.origin).unwrap_or_else(|| cfg.path.clone()),
                 profile: d.profile.clone(),
                 transport: Some((protocol, d.transport.label())),
+                snmp_without_index: matches!(&d.transport, Transport::Snmp(s) if s.index().is_none()),
             }
         });
         References {
@@ -76,6 +81,7 @@ impl References {
                     ("serial", Protocol::Serial),
                     ("lora", Protocol::Lora),
                     ("ocpp", Protocol::Ocpp),
+                    ("snmp", Protocol::Snmp),
                 ]
                 .into_iter()
                 .filter(|(k, _)| v.get(k).is_some_and(|t| t.is_table()))
@@ -89,6 +95,10 @@ impl References {
                         [one] => Some(*one),
                         _ => None,
                     },
+                    snmp_without_index: v
+                        .get("snmp")
+                        .and_then(|t| t.as_table())
+                        .is_some_and(|t| !t.contains_key("index")),
                 })
             });
         References {
@@ -120,6 +130,17 @@ impl References {
                     p.protocol.as_str(),
                     p.protocol.as_str()
                 ),
+                (Some(p), _) if d.snmp_without_index && uses_index(p) => {
+                    errors.push(ConfigError {
+                        file: d.file.clone(),
+                        key: format!("device[{}].snmp.index", d.index),
+                        message: format!(
+                            "is required: profile '{}' reads OIDs with {{index}} (the switch port or interface number)",
+                            d.profile
+                        ),
+                    });
+                    continue;
+                }
                 _ => continue,
             };
             errors.push(ConfigError {
@@ -130,6 +151,13 @@ impl References {
         }
         errors
     }
+}
+
+/// Whether an SNMP profile's OIDs name `{index}`.
+fn uses_index(p: &crate::profile::Profile) -> bool {
+    p.snmp
+        .as_ref()
+        .is_some_and(|s| s.oids.iter().flatten().any(|o| o.contains("{index}")))
 }
 
 /// Checks that need the profiles: every device's profile exists and fits its transport.

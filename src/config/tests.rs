@@ -41,6 +41,7 @@ fn profile(name: &str, kind: Kind, protocol: Protocol) -> Profile {
         uplink_interval_s: None,
         serial: None,
         lora: None,
+        snmp: None,
         source: PathBuf::from(format!("/usr/share/polegate/plugins/{name}.toml")),
     }
 }
@@ -56,7 +57,7 @@ const INVALID: &[(&str, &str, &str)] = &[
     (
         "no_transport",
         "device[0]",
-        "has no transport: set exactly one of modbus, serial, lora or ocpp",
+        "has no transport: set exactly one of modbus, serial, lora, ocpp or snmp",
     ),
     (
         "duplicate_device_id",

@@ -298,7 +298,8 @@ pub(crate) fn validate(
     let http = cx
         .section::<super::http::RawHttp>("http")
         .and_then(|raw| super::http::http(&mut cx, raw));
-    let (buses, bus_index) = super::entries::buses(&mut cx, &merged.buses);
+    let mut snmp_agents = Default::default();
+    let (buses, bus_index) = super::entries::buses(&mut cx, &merged.buses, &mut snmp_agents);
     let devices = super::entries::devices(&mut cx, &merged.devices, &bus_index);
     if !merged.table.contains_key("ocpp") || ocpp.is_some() {
         super::ocpp::cross(&mut cx, ocpp.as_ref(), &devices);
@@ -315,6 +316,7 @@ pub(crate) fn validate(
         ocpp,
         buses,
         devices,
+        snmp_agents,
         secret_files: cx.secrets,
     })
 }

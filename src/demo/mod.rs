@@ -4,6 +4,7 @@ pub mod broker;
 pub mod lora;
 pub mod ocpp;
 pub mod pa;
+pub mod poe;
 pub mod rtu_slave;
 pub mod run;
 pub mod sim;

@@ -168,6 +168,9 @@ pub async fn demo(
     tokio::spawn(super::lora::forwarder(lora_port, sim_cancel.clone()));
     let ocpp_port = super::ocpp::prepare(&path, &tmp.0).context("writing the OCPP demo config")?;
     tokio::spawn(super::ocpp::charger(ocpp_port, sim_cancel.clone()));
+    super::poe::start(&path, &tmp.0, sim_cancel.clone())
+        .await
+        .context("starting the simulated PoE switch")?;
 
     // The printing subscriber.
     let mut opts = MqttOptions::new("polegate-demo-printer", "127.0.0.1", port);

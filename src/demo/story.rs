@@ -1,6 +1,7 @@
 //! The story `polegate demo` tells (without `--raw`), timed from the moment the gateway is
 //! online (connected and subscribed to its commands, so no command is sent into the void,
-//! however long the connect takes): at ~5 s the control room dims a lamp and at ~7 s caps
+//! however long the connect takes): at ~2 s the control room power-cycles a hung camera
+//! from its PoE switch port (the result comes once the port is back on), at ~5 s it dims a lamp and at ~7 s caps
 //! the OCPP charger's current, and the results come back; at ~10 s the cabinet's uplink is
 //! cut for a few seconds and, once it is back, the events buffered meanwhile are replayed
 //! with `"historical": true`; at the end one summary line counts what the control room
@@ -26,19 +27,29 @@ pub struct StoryCommand {
     pub device: &'static str,
     pub id: &'static str,
     pub point: &'static str,
-    pub value: u32,
+    /// The value, as JSON.
+    pub value: &'static str,
     /// What the narration says it does.
     pub says: &'static str,
 }
 
-/// The commands, in time order: a Modbus lamp dimmed, an OCPP charger capped.
-pub const COMMANDS: [StoryCommand; 2] = [
+/// The commands, in time order: a hung camera power-cycled from its PoE switch port
+/// (SNMP), a Modbus lamp dimmed, an OCPP charger capped.
+pub const COMMANDS: [StoryCommand; 3] = [
+    StoryCommand {
+        at: Duration::from_secs(2),
+        device: super::poe::HUNG_CAMERA,
+        id: "demo-cycle-cam",
+        point: "power_cycle",
+        value: "true",
+        says: "power-cycles the hung camera cam-p2 from its PoE switch port (SNMP, reachable = false)",
+    },
     StoryCommand {
         at: Duration::from_secs(5),
         device: "lamp-017",
         id: "demo-dim-40",
         point: "dim_level",
-        value: 40,
+        value: "40",
         says: "dims lamp-017 to 40 %",
     },
     StoryCommand {
@@ -46,7 +57,7 @@ pub const COMMANDS: [StoryCommand; 2] = [
         device: super::ocpp::DEVICE_ID,
         id: "demo-cap-10",
         point: "max_current",
-        value: 10,
+        value: "10",
         says: "caps charger evc-darcy-1 at 10 A (OCPP SetChargingProfile)",
     },
 ];

@@ -84,6 +84,15 @@ fn address(t: &Transport) -> String {
             "charge point {} connector {}",
             o.charge_point_id, o.connector
         ),
+        Transport::Snmp(crate::config::snmp::SnmpDeviceCfg::Agent { agent, index }) => {
+            let port = index.map(|i| format!(" index {i}")).unwrap_or_default();
+            format!("SNMP {}{port}", agent.address)
+        }
+        Transport::Snmp(crate::config::snmp::SnmpDeviceCfg::Bus { bus, index }) => {
+            let port = index.map(|i| format!(" index {i}")).unwrap_or_default();
+            format!("SNMP bus {bus}{port}")
+        }
+        Transport::Reach => "reach".to_string(),
     }
 }
 

@@ -25,15 +25,23 @@ pub enum Kind {
     PaSpeaker,
     Meter,
     Sensor,
+    /// IP equipment on the pole (SPEC §11).
+    Camera,
+    WifiAp,
+    /// The cabinet's PoE switch.
+    Switch,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 8] = [
         Kind::Lamp,
         Kind::EvCharger,
         Kind::PaSpeaker,
         Kind::Meter,
         Kind::Sensor,
+        Kind::Camera,
+        Kind::WifiAp,
+        Kind::Switch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +51,9 @@ impl Kind {
             Kind::PaSpeaker => "pa_speaker",
             Kind::Meter => "meter",
             Kind::Sensor => "sensor",
+            Kind::Camera => "camera",
+            Kind::WifiAp => "wifi_ap",
+            Kind::Switch => "switch",
         }
     }
 }

@@ -67,6 +67,12 @@ counters!(
     ocpp_malformed,
     ocpp_rate_limited,
     ocpp_handshake_evicted,
+    snmp_timeout,
+    snmp_auth_failed,
+    snmp_no_such,
+    snmp_refused,
+    snmp_error,
+    reach_failed,
 );
 
 impl Counters {

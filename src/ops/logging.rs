@@ -19,8 +19,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Registry, reload};
 
-/// Directives appended to every level so the demo broker stays quiet.
-const ALWAYS: &str = "rumqttd=off";
+/// Directives appended to every level so the demo broker stays quiet, and so does the
+/// SNMP client, which logs every failed request (the SNMP driver logs state changes).
+const ALWAYS: &str = "rumqttd=off,async_snmp=off";
 const DEFAULT_LEVEL: &str = "info";
 
 /// Where log lines go.
@@ -236,7 +237,10 @@ mod tests {
 
     #[test]
     fn every_level_keeps_the_demo_broker_quiet() {
-        assert_eq!(filter_directives("debug"), "debug,rumqttd=off");
+        assert_eq!(
+            filter_directives("debug"),
+            "debug,rumqttd=off,async_snmp=off"
+        );
         assert!(EnvFilter::try_new(filter_directives("info,polegate=trace")).is_ok());
     }
 }

@@ -117,7 +117,7 @@ fn from_be_bytes(bytes: &[u8], order: WordOrder) -> Vec<u16> {
 }
 
 /// The raw register content before scaling.
-enum Raw {
+pub(super) enum Raw {
     Int(i128),
     Float(f64),
 }
@@ -168,7 +168,7 @@ fn is_integral(x: f64) -> bool {
 }
 
 /// `raw * scale + offset` as published.
-fn scaled(p: &PointDef, raw: Raw) -> Result<Value, CodecError> {
+pub(super) fn scaled(p: &PointDef, raw: Raw) -> Result<Value, CodecError> {
     let identity = p.scale == 1.0 && p.offset == 0.0;
     let value = match raw {
         Raw::Int(r) if is_integral(p.scale) && is_integral(p.offset) => {
@@ -379,7 +379,7 @@ pub fn encode_registers(p: &PointDef, v: &Value) -> Result<Vec<u16>, CodecError>
 }
 
 /// Big-endian bytes of the raw value of a numeric point.
-fn encode_number(p: &PointDef, ty: PointType, v: &Value) -> Result<Vec<u8>, CodecError> {
+pub(super) fn encode_number(p: &PointDef, ty: PointType, v: &Value) -> Result<Vec<u8>, CodecError> {
     // Enum labels map straight to their raw value; raw numbers must be known values.
     if let Some(values) = &p.values {
         let raw = match v {

@@ -174,6 +174,7 @@ const TOP_KEYS: &[&str] = &[
     "uplink_interval_s",
     "serial",
     "lora",
+    "snmp",
     "point",
 ];
 
@@ -190,6 +191,7 @@ struct RawProfile {
     uplink_interval_s: Option<i64>,
     serial: Option<toml::Table>,
     lora: Option<toml::Table>,
+    snmp: Option<toml::Table>,
 }
 
 /// Parses and validates the text of one profile file.
@@ -210,7 +212,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
         }
     };
     r.unknown_keys(&mut top, TOP_KEYS, "");
-    let raw_points = top.remove("point");
+    let mut raw_points = top.remove("point");
+    let protocol_word = top.get("protocol").and_then(|p| p.as_str());
+    let early_protocol = protocol_word.and_then(|p| p.parse::<Protocol>().ok());
+    let oids = super::snmp::take_oids(&mut r, raw_points.as_mut(), early_protocol);
     let raw: Option<RawProfile> = r.raw(top, "");
 
     let name = raw
@@ -272,6 +277,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
                 "ocpp chargers are not polled: they send their data",
             );
         }
+        if raw.snmp.is_some() && protocol != Protocol::Snmp {
+            r.err("snmp", "only snmp profiles take an [snmp] table");
+        }
         if raw.uplink_interval_s.is_some() && protocol != Protocol::Lora {
             r.err(
                 "uplink_interval_s",
@@ -284,6 +292,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
     if protocol == Some(Protocol::Lora) {
         points::add_radio_points(&mut points);
     }
+    if protocol == Some(Protocol::Reach) {
+        super::snmp::check_reach(&mut r, &points);
+        super::snmp::add_reach_points(&mut points);
+    }
+    let snmp = match (&raw, protocol) {
+        (Some(raw), Some(Protocol::Snmp)) => {
+            super::snmp::check_snmp(&mut r, raw.snmp.as_ref(), &points, oids)
+        }
+        _ => None,
+    };
     let lora = match (&raw, protocol) {
         (Some(raw), Some(Protocol::Lora)) => lora::check_lora(&mut r, raw.lora.as_ref(), &points),
         _ => None,
@@ -315,6 +333,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Profile, Vec<ProfileError>> {
             uplink_interval_s,
             serial,
             lora,
+            snmp,
             source: path.to_path_buf(),
         }),
         _ => {

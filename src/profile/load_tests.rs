@@ -20,6 +20,36 @@ fn point(body: &str) -> String {
 }
 
 #[test]
+fn snmp_points_need_an_oid_of_an_snmp_type_and_power_cycle_needs_a_writable_poe_port() {
+    let head = "name = \"c\"\nkind = \"camera\"\nprotocol = \"snmp\"\n";
+    let no_oid = format!("{head}[[point]]\nname = \"uptime\"\nunit = \"s\"\ntype = \"u32\"\n");
+    assert_eq!(keys_of(&no_oid), ["point[0].oid"]);
+    let float = format!(
+        "{head}[[point]]\nname = \"uptime\"\nunit = \"s\"\ntype = \"f32\"\noid = \"1.3.6.1.2.1.1.3.0\"\n"
+    );
+    assert_eq!(keys_of(&float), ["point[0].type"]);
+    let bad_oid = format!(
+        "{head}[[point]]\nname = \"uptime\"\nunit = \"s\"\ntype = \"u32\"\noid = \"sysUpTime.0\"\n"
+    );
+    assert_eq!(keys_of(&bad_oid), ["point[0].oid"]);
+    let cycle =
+        format!("{head}[[point]]\nname = \"power_cycle\"\ntype = \"bool\"\nwritable = true\n");
+    assert_eq!(keys_of(&cycle), ["point"]);
+    let on_modbus = point(
+        "name = \"on\"\ntype = \"bool\"\ntable = \"coil\"\naddress = 0\noid = \"1.3.6.1.2.1.1.3.0\"",
+    );
+    assert_eq!(keys_of(&on_modbus), ["point[0].oid"]);
+    let ok = format!(
+        "{head}[snmp]\ncycle_off_s = 2\n[[point]]\nname = \"poe_enabled\"\ntype = \"bool\"\nwritable = true\noid = \"1.3.6.1.2.1.105.1.1.1.3.1.{{index}}\"\n[[point]]\nname = \"power_cycle\"\ntype = \"bool\"\nwritable = true\n"
+    );
+    let p = parse(Path::new("c.toml"), &ok).expect("valid");
+    let spec = p.snmp.expect("snmp spec");
+    assert_eq!(spec.cycle_off_s, 2);
+    assert_eq!(spec.oids.len(), 2);
+    assert!(spec.oids[1].is_none());
+}
+
+#[test]
 fn a_lora_profile_needs_a_lora_table_naming_its_script() {
     let head = "name = \"s\"\nkind = \"sensor\"\nprotocol = \"lora\"\n";
     let pt = "[[point]]\nname = \"humidity\"\nunit = \"%\"\ntype = \"f32\"\n";
@@ -34,7 +64,10 @@ fn the_shipped_plugins_load_without_errors() {
     let (registry, errors) = Registry::load(&[dir]);
     assert!(errors.is_empty(), "{errors:#?}");
     let count = |name: &str| registry.get(name).map(|p| p.points.len());
-    assert_eq!(registry.len(), 8);
+    assert_eq!(registry.len(), 14);
+    assert_eq!(count("snmp-poe-port-camera"), Some(3));
+    assert_eq!(count("snmp-poe-switch"), Some(3));
+    assert_eq!(count("reach-camera"), Some(2));
     assert_eq!(count("generic-pa-serial"), Some(8));
     assert_eq!(count("generic-sensor-binary"), Some(3));
     assert_eq!(count("generic-lamp-modbus"), Some(12));

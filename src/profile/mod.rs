@@ -10,6 +10,7 @@
 //! Serial and LoRa scripts are compiled here, once, and travel in the profile.
 
 pub mod convert;
+pub mod integer;
 pub mod load;
 mod lora;
 mod points;
@@ -17,6 +18,7 @@ mod raw_point;
 mod registers;
 mod report;
 mod serial;
+pub mod snmp;
 pub mod vocab;
 
 use crate::model::Kind;
@@ -60,14 +62,20 @@ pub enum Protocol {
     Lora,
     /// EV chargers over OCPP 1.6J (SPEC §9): points only, the mapping is built in.
     Ocpp,
+    /// IP equipment read over SNMP (SPEC §11): each point names its OID.
+    Snmp,
+    /// Reachability only (SPEC §11): `reachable` and `rtt`.
+    Reach,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 4] = [
+    pub const ALL: [Protocol; 6] = [
         Protocol::Modbus,
         Protocol::Serial,
         Protocol::Lora,
         Protocol::Ocpp,
+        Protocol::Snmp,
+        Protocol::Reach,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -76,6 +84,8 @@ impl Protocol {
             Protocol::Serial => "serial",
             Protocol::Lora => "lora",
             Protocol::Ocpp => "ocpp",
+            Protocol::Snmp => "snmp",
+            Protocol::Reach => "reach",
         }
     }
 }
@@ -304,6 +314,8 @@ pub struct Profile {
     pub serial: Option<SerialSpec>,
     /// The `[lora]` section of a LoRa profile, validated and with its script compiled.
     pub lora: Option<LoraSpec>,
+    /// The OIDs and `[snmp]` section of an SNMP profile.
+    pub snmp: Option<SnmpSpec>,
     /// The file it was loaded from.
     pub source: PathBuf,
 }
@@ -350,6 +362,16 @@ pub struct LoraSpec {
     /// The compiled script: `decode_uplink(fport, bytes)`, and `encode_downlink(point,
     /// value)` when a point is writable.
     pub script: crate::script::Script,
+}
+
+/// The OIDs of an SNMP profile's points and its `[snmp]` section (SPEC §11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SnmpSpec {
+    /// One per point, by index: the OID template (`{index}` not yet substituted), None
+    /// for the gateway's own points (`power_cycle`, `reachable`, `rtt`).
+    pub oids: Vec<Option<String>>,
+    /// Seconds between the two SETs of a `power_cycle`.
+    pub cycle_off_s: u64,
 }
 
 impl Profile {

@@ -127,6 +127,52 @@ const SENSOR: &[Entry] = &[
     e("battery", Some("%"), Number),
 ];
 
+/// RFC 3621 `pethPsePortDetectionStatus` names (SPEC §4).
+pub const POE_STATUSES: &[&str] = &[
+    "disabled",
+    "searching",
+    "delivering",
+    "fault",
+    "test",
+    "other_fault",
+];
+
+const CAMERA: &[Entry] = &[
+    e("reachable", None, Bool),
+    e("rtt", Some("ms"), Number),
+    e("uptime", Some("s"), Number),
+    e("poe_enabled", None, Bool),
+    e("poe_status", None, Shape::Enum(POE_STATUSES)),
+    e("poe_power", Some("W"), Number),
+    w("power_cycle", None, Bool),
+];
+
+const WIFI_AP: &[Entry] = &[
+    e("reachable", None, Bool),
+    e("rtt", Some("ms"), Number),
+    e("uptime", Some("s"), Number),
+    e("link_up", None, Bool),
+    e("clients", None, Number),
+    e("rx_bytes", Some("B"), Number),
+    e("tx_bytes", Some("B"), Number),
+    e("poe_enabled", None, Bool),
+    e("poe_status", None, Shape::Enum(POE_STATUSES)),
+    e("poe_power", Some("W"), Number),
+    w("power_cycle", None, Bool),
+];
+
+const SWITCH: &[Entry] = &[
+    e("reachable", None, Bool),
+    e("rtt", Some("ms"), Number),
+    e("uptime", Some("s"), Number),
+    e("poe_power_total", Some("W"), Number),
+    e("poe_budget", Some("W"), Number),
+    e("temperature", Some("°C"), Number),
+];
+
+/// Added by the gateway to every device with `reach` (SPEC §11).
+pub const REACH: &[Entry] = &[e("reachable", None, Bool), e("rtt", Some("ms"), Number)];
+
 /// Added by the gateway to every LoRa device (radio quality of the last uplink).
 pub const LORA: &[Entry] = &[e("rssi", Some("dBm"), Number), e("snr", Some("dB"), Number)];
 
@@ -138,15 +184,18 @@ pub fn entries(kind: Kind) -> &'static [Entry] {
         Kind::PaSpeaker => PA_SPEAKER,
         Kind::Meter => METER,
         Kind::Sensor => SENSOR,
+        Kind::Camera => CAMERA,
+        Kind::WifiAp => WIFI_AP,
+        Kind::Switch => SWITCH,
     }
 }
 
 /// The vocabulary entry for `name` in `kind`, including `rssi`/`snr` for LoRa profiles.
 pub fn lookup(kind: Kind, protocol: Protocol, name: &str) -> Option<&'static Entry> {
-    let radio: &[Entry] = if protocol == Protocol::Lora {
-        LORA
-    } else {
-        &[]
+    let radio: &[Entry] = match protocol {
+        Protocol::Lora => LORA,
+        Protocol::Reach => REACH,
+        _ => &[],
     };
     entries(kind)
         .iter()

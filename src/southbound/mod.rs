@@ -12,9 +12,11 @@ pub mod health;
 pub mod lora;
 pub mod modbus;
 pub mod ocpp;
+pub mod reach;
 pub mod schedule;
 pub mod serial;
 pub mod serial_port;
+pub mod snmp;
 pub mod stored_state;
 
 /// Capacity of a driver's command inbox.

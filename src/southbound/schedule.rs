@@ -105,6 +105,14 @@ impl Schedule {
         0
     }
 
+    /// Every device whose deadline is at or before `now`, in index order (agents that
+    /// read several devices in one request, SNMP).
+    pub fn due(&self, now: Instant) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].next <= now)
+            .collect()
+    }
+
     pub fn failures(&self, i: usize) -> u32 {
         self.slots.get(i).map_or(0, |s| s.failures)
     }

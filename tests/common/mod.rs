@@ -16,6 +16,8 @@ mod lora;
 mod ocpp;
 mod profiles;
 mod rig;
+mod snmp;
+mod snmp_rig;
 mod tls;
 
 pub use broker::*;
@@ -25,6 +27,8 @@ pub use lora::*;
 pub use ocpp::*;
 pub use profiles::*;
 pub use rig::*;
+pub use snmp::*;
+pub use snmp_rig::*;
 pub use tls::*;
 
 use std::net::TcpListener;

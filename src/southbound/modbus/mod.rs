@@ -72,7 +72,7 @@ impl LinkSet {
                 let mode = match b.kind {
                     BusKind::ModbusRtu => rtu::Mode::Rtu,
                     BusKind::ModbusAscii => rtu::Mode::Ascii,
-                    BusKind::Serial => return Err("modbus_bus"),
+                    BusKind::Serial | BusKind::Snmp => return Err("modbus_bus"),
                 };
                 (
                     format!("bus {bus}"),

@@ -12,26 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{Mosquitto, Setup, free_port};
+use common::{Mosquitto, Setup, free_port, metric};
 mod support;
 use support::{cabinet_binary, proc_sample, spawn_daemon};
-
-/// `polegate_buffer_events` from the daemon's `/metrics`.
-async fn queued(port: u16) -> Option<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("polegate_buffer_events "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-}
 
 fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -66,7 +49,7 @@ fn main() {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             peak_outage = peak_outage.max(proc_sample(pid).1);
-            if queued(http).await.unwrap_or(0) >= backlog {
+            if metric(http, "polegate_buffer_events").await.unwrap_or(0) >= backlog {
                 break;
             }
             assert!(t0.elapsed() < Duration::from_secs(600), "the backlog never built");
@@ -74,12 +57,12 @@ fn main() {
         let fill_s = t0.elapsed().as_secs_f64();
         cancel.cancel();
         tokio::time::sleep(Duration::from_secs(2)).await; // devices go offline
-        let held = queued(http).await.unwrap_or(0);
+        let held = metric(http, "polegate_buffer_events").await.unwrap_or(0);
         let (ticks0, rss_before, _) = proc_sample(pid);
         let _broker = Mosquitto::start_on(mqtt).await;
         let t1 = Instant::now();
         let mut peak_drain = 0;
-        while queued(http).await.unwrap_or(u64::MAX) > 0 {
+        while metric(http, "polegate_buffer_events").await.unwrap_or(u64::MAX) > 0 {
             peak_drain = peak_drain.max(proc_sample(pid).1);
             tokio::time::sleep(Duration::from_millis(10)).await;
             assert!(t1.elapsed() < Duration::from_secs(300), "the backlog never drained");

@@ -51,23 +51,6 @@ impl Drop for ReadOnlyMount {
     }
 }
 
-/// `polegate_buffer_events` from the daemon's `/metrics` on `port`.
-async fn buffered_events(port: u16) -> Option<u64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).await.ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("polegate_buffer_events "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-}
-
 fn status_says(m: &Msg, buffer: &str) -> bool {
     m.topic == "polegate/cab-test/status" && m.json["buffer"] == buffer
 }
@@ -219,7 +202,7 @@ async fn a_stop_while_nothing_can_be_stored_says_how_many_held_events_it_loses()
     })
     .await;
     let deadline = tokio::time::Instant::now() + WAIT;
-    while buffered_events(http).await.unwrap_or(0) == 0 {
+    while metric(http, "polegate_buffer_events").await.unwrap_or(0) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "nothing held\n{}",

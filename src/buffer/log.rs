@@ -314,16 +314,20 @@ impl Queue {
         } else {
             (self.inner.opts.max_bytes, false)
         };
-        if size > limit {
+        // Not kept: counted as dropped, said as the mode says it.
+        let refused = || {
             self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-            return Ok(if degraded {
+            Ok(if degraded {
                 PushOutcome::Degraded {
                     held: false,
                     evicted: 0,
                 }
             } else {
                 PushOutcome::Rejected
-            });
+            })
+        };
+        if size > limit {
+            return refused();
         }
         let mut evicted = 0;
         loop {
@@ -336,15 +340,7 @@ impl Queue {
                 break;
             }
             if self.inner.opts.on_full == WhenFull::DropNewest {
-                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
-                return Ok(if degraded {
-                    PushOutcome::Degraded {
-                        held: false,
-                        evicted: 0,
-                    }
-                } else {
-                    PushOutcome::Rejected
-                });
+                return refused();
             }
             let n = if !in_memory_only && m.stored_events > 0 {
                 self.evict_stored_front(&mut m)

@@ -149,3 +149,20 @@ pub fn lamp_registers(regs: &mut polegate::demo::sim::Registers) {
     regs.input[10] = 1234;
     regs.input[11] = 0b10; // driver failure
 }
+
+/// The value of metric `name` (a line `name value`) on the daemon's `/metrics` at `port`.
+pub async fn metric(port: u16, name: &str) -> Option<u64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+}

@@ -25,8 +25,8 @@ fn now_ms() -> i64 {
     polegate::model::now_ms() as i64
 }
 
-/// Latencies (ms) of telemetry messages received while `window` holds Some.
-type Samples = Arc<Mutex<Option<Vec<i64>>>>;
+/// (latency, arrival) in ms of telemetry messages received while `window` holds Some.
+type Samples = Arc<Mutex<Option<Vec<(i64, i64)>>>>;
 
 async fn subscriber(port: u16, samples: Samples) -> tokio::task::JoinHandle<()> {
     let mut o = MqttOptions::new(
@@ -63,7 +63,7 @@ async fn subscriber(port: u16, samples: Samples) -> tokio::task::JoinHandle<()> 
                     if let (Some(ts), Ok(mut w)) = (ts, samples.lock())
                         && let Some(v) = w.as_mut()
                     {
-                        v.push(at - ts);
+                        v.push((at - ts, at));
                     }
                 }
                 Ok(_) => {}
@@ -75,7 +75,14 @@ async fn subscriber(port: u16, samples: Samples) -> tokio::task::JoinHandle<()> 
     task
 }
 
-fn report(label: &str, mut v: Vec<i64>) {
+/// The latency of each reading from its `ts`, and the longest silence between two
+/// arrivals: a pipeline that stops taking readings stamps them late (a short latency)
+/// but leaves a gap in the stream.
+fn report(label: &str, samples: Vec<(i64, i64)>) {
+    let mut arrivals: Vec<i64> = samples.iter().map(|(_, at)| *at).collect();
+    arrivals.sort_unstable();
+    let gap = arrivals.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    let mut v: Vec<i64> = samples.into_iter().map(|(l, _)| l).collect();
     v.sort_unstable();
     let q = |f: f64| {
         v.get(((v.len() as f64 - 1.0) * f) as usize)
@@ -83,7 +90,7 @@ fn report(label: &str, mut v: Vec<i64>) {
             .unwrap_or(0)
     };
     println!(
-        "{label}: {} readings, latency p50 {} ms, p99 {} ms, max {} ms",
+        "{label}: {} readings, latency p50 {} ms, p99 {} ms, max {} ms, longest gap between arrivals {gap} ms",
         v.len(),
         q(0.5),
         q(0.99),
@@ -91,7 +98,7 @@ fn report(label: &str, mut v: Vec<i64>) {
     );
 }
 
-async fn window(samples: &Samples, secs: u64, reload: Option<(u32, u64)>) -> Vec<i64> {
+async fn window(samples: &Samples, secs: u64, reload: Option<(u32, u64)>) -> Vec<(i64, i64)> {
     if let Ok(mut w) = samples.lock() {
         *w = Some(Vec::new());
     }

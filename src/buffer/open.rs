@@ -1,6 +1,6 @@
 //! Opening the queue: the lock, the live generation, the database, then the ledger and
-//! only the blocks a crash left uncounted; the first seq block is reserved before any
-//! event can be stamped. A queue whose files cannot be opened starts degraded.
+//! only the blocks a crash left uncounted. A queue whose files cannot be opened starts
+//! degraded.
 
 use super::block::{self, Entries};
 use super::faults::Faults;
@@ -46,7 +46,7 @@ impl Queue {
             path: dir.to_path_buf(),
             source,
         };
-        let mut loaded = load(dir, &store).map_err(sled_err)?;
+        let loaded = load(dir, &store).map_err(sled_err)?;
         corrupt += u64::from(loaded.repaired);
         let seq_file = seqfile::path_for(dir);
         let side = match seqfile::read(&seq_file) {
@@ -58,19 +58,17 @@ impl Queue {
             }
         };
         let floor = next_floor(&loaded, side);
-        loaded.ledger.reserved = floor + SEQ_BLOCK;
-        loaded.ledger.exact = false;
-        store
-            .meta
-            .insert(ledger::KEY, loaded.ledger.encode())
-            .map_err(sled_err)?;
-        store.flush().map_err(sled_err)?;
-        let mut side_file = 0;
-        match seqfile::write(&seq_file, loaded.ledger.reserved) {
-            Ok(()) => side_file = loaded.ledger.reserved,
-            Err(e) => tracing::warn!(path = %seq_file.display(), error = %e,
-                "seq side file not written; the database holds the reservation"),
-        }
+        // The first block of seqs is reserved in the side file alone (one small fsync,
+        // not a sled flush: a gateway without events never starts sled's I/O threads);
+        // the writer records it in the ledger with its first flush.
+        let (reserved, side_file) = match seqfile::write(&seq_file, floor + SEQ_BLOCK) {
+            Ok(()) => (floor + SEQ_BLOCK, floor + SEQ_BLOCK),
+            Err(e) => {
+                tracing::warn!(path = %seq_file.display(), error = %e,
+                    "seq side file not written; the first event reserves in the database");
+                (floor, side.unwrap_or(0))
+            }
+        };
         let owner = live.path.join(OWNER_FILE);
         if let Err(e) = fs::write(&owner, format!("{}\n", std::process::id())) {
             tracing::warn!(path = %owner.display(), error = %e, "could not write the owner pid file");
@@ -81,8 +79,8 @@ impl Queue {
         let disk = dir_size(&live.path);
         let mem = Mem {
             next: floor,
-            reserved: led.reserved,
-            want_reserved: led.reserved,
+            reserved,
+            want_reserved: reserved,
             pushed: floor - 1,
             watermark: led.watermark,
             stored_events: led.events,
@@ -160,11 +158,17 @@ impl Queue {
 
 /// Where the next run starts: above everything the ledger, the blocks and the side file
 /// prove, and [`SEQ_FAR`] higher unless the last run recorded its exact next seq (a clean
-/// stop): a run that could not write its reservation went on within that range.
+/// stop, in the ledger, and no later reservation in the side file): a run that could not
+/// write its reservation went on within that range.
 fn next_floor(loaded: &Loaded, side: Option<u64>) -> u64 {
     let floor = loaded.floor.max(side.unwrap_or(0));
     let had_a_run = loaded.had_ledger || side.is_some();
-    if had_a_run && !(loaded.had_ledger && loaded.ledger.exact && !loaded.repaired) {
+    let led = &loaded.ledger;
+    let exact = loaded.had_ledger
+        && led.exact
+        && !loaded.repaired
+        && side.is_none_or(|s| s <= led.reserved);
+    if had_a_run && !exact {
         floor.saturating_add(SEQ_FAR)
     } else {
         floor

@@ -57,7 +57,7 @@ impl Queue {
                 return Ok(());
             }
         };
-        let Some(plan) = self.plan(&store) else {
+        let Some(plan) = self.plan(&store, w.side_file) else {
             return Ok(());
         };
         match self.execute(&store, &plan, w) {
@@ -75,7 +75,7 @@ impl Queue {
         }
     }
 
-    pub(crate) fn plan(&self, store: &Store) -> Option<Plan> {
+    pub(crate) fn plan(&self, store: &Store, side_file: u64) -> Option<Plan> {
         let mut guard = self.mem();
         let m = &mut *guard;
         m.seal();
@@ -118,7 +118,18 @@ impl Queue {
             && plan.garbage.is_empty()
             && plan.quarantine.is_empty()
             && !plan.purge
-            && m.written.as_ref() == Some(&plan.ledger);
+            && side_file == plan.ledger.reserved
+            // The side file holds the reservation: a ledger that differs only there is
+            // not worth a sled flush (an idle gateway never makes one).
+            && m.written.as_ref().is_some_and(|w| {
+                let l = &plan.ledger;
+                w.reserved == l.reserved && w.exact == l.exact
+                    || Ledger {
+                        reserved: l.reserved,
+                        exact: l.exact,
+                        ..w.clone()
+                    } == *l
+            });
         if idle {
             return None;
         }

@@ -19,6 +19,7 @@
 //! pipeline            reporting rules (deadband, heartbeat), seq + ts, into the queue
 //! southbound,         device drivers (Modbus TCP/RTU/ASCII, serial lines, LoRaWAN)
 //!   commands          validation, dedup, rate limit, routing to the owning driver
+//! schedule            lighting programs: sun and clock times, overrides, clock trust
 //! northbound          the MQTT session: in-flight window, PUBACK deletes, paced replay
 //! app                 the supervisor: builds everything, reloads by diff, stops in order
 //! demo                simulators and the embedded broker of `polegate demo`
@@ -41,7 +42,8 @@
 //!   --Input::CmdResult--> pipeline --> queue --> P/G/D/cmd/result (and a telemetry
 //!   event with the read-back values)
 //! ```
-#![forbid(unsafe_code)]
+// One audited `unsafe` call: `adjtimex` in schedule/clock.rs (SPEC §10 clock trust).
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod buffer;
@@ -56,5 +58,6 @@ pub mod northbound;
 pub mod ops;
 pub mod pipeline;
 pub mod profile;
+pub mod schedule;
 pub mod script;
 pub mod southbound;

@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 mod buffer;
 mod exit;
 pub mod probe;
+mod schedule;
 mod status;
 
 pub use exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
@@ -65,6 +66,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The lighting programs on a date: sun times and every step (SPEC §10).
+    Schedule {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// YYYY-MM-DD (default: today in the schedule's time zone).
+        #[arg(long)]
+        date: Option<String>,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Inspect or purge the on-disk buffer (with the daemon stopped).
     Buffer {
         #[command(subcommand)]
@@ -116,6 +128,9 @@ pub fn main() -> i32 {
         Command::Profiles { config } => profiles(&config),
         Command::Status { config, json } => status::status(&config, json),
         Command::Buffer { action, config } => buffer::buffer(&config, action),
+        Command::Schedule { config, date, json } => {
+            schedule::schedule(&config, date.as_deref(), json)
+        }
         Command::Demo { duration, raw } => demo(duration, raw),
         Command::Probe {
             protocol: ProbeProtocol::Modbus(args),
@@ -150,6 +165,9 @@ fn check(path: &std::path::Path) -> i32 {
             print!("{}", crate::config::check::summary(&l.config, &l.registry));
             for e in crate::config::secrets::exposed(&l.config.secret_files) {
                 println!("warning: {e}");
+            }
+            for w in crate::config::schedule::warnings(&l.config) {
+                println!("warning: {w}");
             }
             println!("configuration OK");
             EXIT_OK
@@ -257,6 +275,9 @@ fn run(path: &std::path::Path) -> i32 {
     for w in &loaded.profile_warnings {
         tracing::warn!(problem = %w, "profile ignored");
     }
+    for w in crate::config::schedule::warnings(&loaded.config) {
+        tracing::warn!(problem = %w, "schedule");
+    }
     let Some(rt) = runtime() else {
         return EXIT_RUNTIME;
     };
@@ -269,6 +290,7 @@ fn run(path: &std::path::Path) -> i32 {
             config_path: Some(path.to_path_buf()),
             watch_files: true,
             notifier: Some(std::sync::Arc::new(crate::ops::notify::Notifier::from_env())),
+            clock: None,
         };
         match app::run_with(
             loaded.config,

@@ -17,6 +17,8 @@ mod mqtt;
 pub mod ocpp;
 mod parse;
 mod refs;
+pub mod schedule;
+pub mod schedule_parse;
 pub mod secrets;
 #[cfg(test)]
 mod tests;
@@ -51,6 +53,8 @@ pub struct Config {
     pub ocpp: Option<ocpp::OcppCfg>,
     pub buses: Vec<BusCfg>,
     pub devices: Vec<DeviceCfg>,
+    /// `[schedule]` and `[[program]]` (SPEC §10); None when neither is present.
+    pub schedule: Option<schedule::ScheduleCfg>,
     /// Every file a secret is read from, for the permission warnings of `check` and `run`.
     pub secret_files: Vec<secrets::SecretFile>,
 }

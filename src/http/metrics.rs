@@ -128,6 +128,28 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
         "From a publish written to the broker to its PUBACK",
         t.puback.clone(),
     );
+    if let Some(sch) = &s.schedule {
+        gauge(
+            &mut r,
+            "polegate_schedule_clock_trusted",
+            "1 while the lighting schedules trust the clock (SPEC 10 Clock)",
+            sch.clock_trusted as i64,
+        );
+        let writes = Family::<Labels, Counter>::default();
+        for (program, result, n) in &sch.writes {
+            writes
+                .get_or_create(&vec![
+                    ("program", program.clone()),
+                    ("result", result.clone()),
+                ])
+                .inc_by(*n);
+        }
+        r.register(
+            "polegate_schedule_writes",
+            "Writes of the lighting programs by result",
+            writes,
+        );
+    }
     let requests = Family::<Labels, Counter>::default();
     for (code, n) in http.snapshot() {
         requests

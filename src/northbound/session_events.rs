@@ -96,6 +96,7 @@ impl Session {
                     )
                     .map_err(SessionError::QueueStatus)?;
                 c.flight.requested(Sent::Unqueued);
+                self.publish_schedule(client, c)?;
                 // Subscribe on every ConnAck: a broker without our session forgot it.
                 if self.settings.commands.is_some() {
                     client

@@ -124,6 +124,9 @@ pub struct Pipeline {
     heartbeat: Option<Heartbeat>,
     /// A storage-fault retry is running on a blocking thread.
     retrying: Arc<std::sync::atomic::AtomicBool>,
+    /// Told the id of every device that comes online (the lighting schedules write the
+    /// current step to it, SPEC §10); never waited on.
+    online: Option<mpsc::Sender<String>>,
 }
 
 impl Pipeline {
@@ -146,7 +149,14 @@ impl Pipeline {
             full: false,
             heartbeat: None,
             retrying: Default::default(),
+            online: None,
         }
+    }
+
+    /// Sends the id of each device that comes online to `tx` (dropped when full).
+    pub fn with_online(mut self, tx: mpsc::Sender<String>) -> Pipeline {
+        self.online = Some(tx);
+        self
     }
 
     /// Reports liveness through `hb` (gates the systemd watchdog).
@@ -249,6 +259,9 @@ impl Pipeline {
             } => {
                 if online && let Some(r) = self.reporters.get_mut(&device.id) {
                     r.reset();
+                }
+                if online && let Some(tx) = &self.online {
+                    let _ = tx.try_send(device.id.clone());
                 }
                 device
                     .latest

@@ -97,6 +97,7 @@ impl Daemon {
             config_path: Some(setup.path.clone()),
             watch_files,
             notifier: None,
+            clock: None,
         };
         (Daemon::launch(setup, Some(rrx), opts).await, rtx)
     }

@@ -1,0 +1,232 @@
+//! The sans-IO core of SPEC §10: given the configuration, a date and an instant, which
+//! step of a program is current, when the next one is, and when each step of a day falls.
+//! No clock is read here: every function takes the instant it reasons about.
+//!
+//! Sun events come from the `sunrise` crate (NOAA-style solar equation, −0.833° for
+//! sunrise/sunset, −6° for civil dawn/dusk); zones, DST gaps and folds from the system's
+//! tz database through `jiff`. A local time in a spring-forward gap means the first
+//! instant after the gap; one that occurs twice means its first occurrence; a sun event
+//! that does not happen that day (polar day or night) is skipped.
+
+use crate::config::schedule::{At, ProgramCfg, ScheduleCfg, StepCfg, SunEvent};
+use jiff::civil::Date;
+use jiff::tz::{AmbiguousOffset, TimeZone};
+use jiff::{Timestamp, ToSpan};
+
+/// How far the current step is looked for before and the next one after `now`: a program
+/// with only sun steps in a polar night may have none for months.
+pub const SEARCH_DAYS: i64 = 370;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("schedule.timezone: unknown time zone '{0}'")]
+    Zone(String),
+    #[error("the system's local time zone cannot be read ({0}): set schedule.timezone")]
+    SystemZone(String),
+    #[error("schedule.latitude/longitude: {0} is not a place on Earth")]
+    Place(String),
+}
+
+/// One step of one day: when, which (index in the day's list) and from which list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occurrence {
+    pub instant: Timestamp,
+    /// Index in the program's `steps`, or in the exception's `steps` when `exception` is set.
+    pub index: usize,
+    /// The exception (index in the program's `exception` list) whose steps these are.
+    pub exception: Option<usize>,
+}
+
+/// The schedule ready to be asked questions.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    tz: TimeZone,
+    place: Option<sunrise::Coordinates>,
+    pub programs: Vec<ProgramCfg>,
+}
+
+impl Plan {
+    pub fn new(cfg: &ScheduleCfg) -> Result<Plan, PlanError> {
+        let tz = match &cfg.timezone {
+            Some(name) => TimeZone::get(name).map_err(|_| PlanError::Zone(name.clone()))?,
+            None => TimeZone::try_system().map_err(|e| PlanError::SystemZone(e.to_string()))?,
+        };
+        Plan::with_zone(cfg, tz)
+    }
+
+    /// With an explicit zone (tests, `polegate schedule`).
+    pub fn with_zone(cfg: &ScheduleCfg, tz: TimeZone) -> Result<Plan, PlanError> {
+        let place = match (cfg.latitude, cfg.longitude) {
+            (Some(lat), Some(lon)) => Some(
+                sunrise::Coordinates::new(lat, lon)
+                    .ok_or_else(|| PlanError::Place(format!("{lat}, {lon}")))?,
+            ),
+            _ => None,
+        };
+        Ok(Plan {
+            tz,
+            place,
+            programs: cfg.programs.clone(),
+        })
+    }
+
+    pub fn zone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// The zone's name (`Europe/Paris`), or `local` when the system's has none.
+    pub fn zone_name(&self) -> String {
+        self.tz.iana_name().unwrap_or("local").to_string()
+    }
+
+    /// The local date of `t`.
+    pub fn date_of(&self, t: Timestamp) -> Date {
+        self.tz.to_datetime(t).date()
+    }
+
+    /// When `event` happens on local date `date`; None in polar day or night.
+    pub fn sun(&self, date: Date, event: SunEvent) -> Option<Timestamp> {
+        let place = self.place?;
+        let day = chrono::NaiveDate::from_ymd_opt(
+            i32::from(date.year()),
+            date.month() as u32,
+            date.day() as u32,
+        )?;
+        let e = match event {
+            SunEvent::Sunrise => sunrise::SolarEvent::Sunrise,
+            SunEvent::Sunset => sunrise::SolarEvent::Sunset,
+            SunEvent::CivilDawn => sunrise::SolarEvent::Dawn(sunrise::DawnType::Civil),
+            SunEvent::CivilDusk => sunrise::SolarEvent::Dusk(sunrise::DawnType::Civil),
+        };
+        let t = sunrise::SolarDay::new(place, day).event_time(e)?;
+        Timestamp::from_second(t.timestamp()).ok()
+    }
+
+    /// The instant of a local wall-clock time on `date` (gap: the first instant after it;
+    /// fold: the first occurrence).
+    pub fn local(&self, date: Date, seconds: u32) -> Option<Timestamp> {
+        let (h, m, s) = (seconds / 3600, seconds / 60 % 60, seconds % 60);
+        let dt = date.at(h as i8, m as i8, s as i8, 0);
+        let amb = self.tz.to_ambiguous_timestamp(dt);
+        match amb.offset() {
+            AmbiguousOffset::Unambiguous { offset } => offset.to_timestamp(dt).ok(),
+            AmbiguousOffset::Fold { before, .. } => before.to_timestamp(dt).ok(),
+            AmbiguousOffset::Gap { after, .. } => {
+                // Read with the offset after the gap, the wall time lies before the
+                // transition; the transition itself is the first instant after the gap.
+                let early = after.to_timestamp(dt).ok()?;
+                let t = self.tz.following(early).next()?;
+                Some(t.timestamp())
+            }
+        }
+    }
+
+    /// When step `at` falls on `date`, or None (no such sun event that day).
+    pub fn instant(&self, date: Date, at: At) -> Option<Timestamp> {
+        match at {
+            At::Local(s) => self.local(date, s),
+            At::Sun { event, offset_s } => self
+                .sun(date, event)?
+                .checked_add(i64::from(offset_s).seconds())
+                .ok(),
+        }
+    }
+
+    /// The exception that applies to `date`, if any (the first that lists it).
+    pub fn exception_on(&self, program: usize, date: Date) -> Option<usize> {
+        self.programs[program]
+            .exceptions
+            .iter()
+            .position(|e| e.dates.iter().any(|d| d.contains(date)))
+    }
+
+    /// The steps of `date` (the exception's when one lists it), in time order.
+    pub fn day(&self, program: usize, date: Date) -> Vec<Occurrence> {
+        let exception = self.exception_on(program, date);
+        let p = &self.programs[program];
+        let steps = match exception {
+            Some(e) => &p.exceptions[e].steps,
+            None => &p.steps,
+        };
+        let mut out: Vec<Occurrence> = steps
+            .iter()
+            .enumerate()
+            .filter_map(|(index, s)| {
+                Some(Occurrence {
+                    instant: self.instant(date, s.at)?,
+                    index,
+                    exception,
+                })
+            })
+            .collect();
+        out.sort_by_key(|o| (o.instant, o.index));
+        out
+    }
+
+    /// The step of an occurrence.
+    pub fn step(&self, program: usize, o: &Occurrence) -> &StepCfg {
+        let p = &self.programs[program];
+        match o.exception {
+            Some(e) => &p.exceptions[e].steps[o.index],
+            None => &p.steps[o.index],
+        }
+    }
+
+    /// The step whose instant is the latest at or before `now`, looking back over previous
+    /// days as far as needed (up to [`SEARCH_DAYS`]). A sun step with a large offset may
+    /// cross midnight, so each day is compared with its neighbours.
+    pub fn current(&self, program: usize, now: Timestamp) -> Option<Occurrence> {
+        let today = self.date_of(now);
+        let mut best: Option<Occurrence> = None;
+        for back in -1..SEARCH_DAYS {
+            let date = today.checked_sub(back.days()).ok()?;
+            let found = self
+                .day(program, date)
+                .into_iter()
+                .filter(|o| o.instant <= now)
+                .max_by_key(|o| o.instant);
+            best = best.max_by_instant(found);
+            // One more day after the first hit: yesterday's late step may beat today's.
+            if best.is_some() && back >= 1 {
+                break;
+            }
+        }
+        best
+    }
+
+    /// The first step instant after `now` (up to [`SEARCH_DAYS`] ahead).
+    pub fn next(&self, program: usize, now: Timestamp) -> Option<Occurrence> {
+        let today = self.date_of(now);
+        let mut best: Option<Occurrence> = None;
+        for ahead in -1..SEARCH_DAYS {
+            let date = today.checked_add(ahead.days()).ok()?;
+            let found = self
+                .day(program, date)
+                .into_iter()
+                .find(|o| o.instant > now);
+            best = match (best, found) {
+                (Some(a), Some(b)) if b.instant < a.instant => Some(b),
+                (None, f) => f,
+                (b, _) => b,
+            };
+            if best.is_some() && ahead >= 1 {
+                break;
+            }
+        }
+        best
+    }
+}
+
+trait Latest {
+    fn max_by_instant(self, other: Option<Occurrence>) -> Option<Occurrence>;
+}
+
+impl Latest for Option<Occurrence> {
+    fn max_by_instant(self, other: Option<Occurrence>) -> Option<Occurrence> {
+        match (self, other) {
+            (Some(a), Some(b)) if b.instant > a.instant => Some(b),
+            (None, b) => b,
+            (a, _) => a,
+        }
+    }
+}

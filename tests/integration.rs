@@ -88,6 +88,8 @@ mod rtu_sdm120;
 mod rtu_tcp;
 #[path = "rtu_unplug.rs"]
 mod rtu_unplug;
+#[path = "schedule_sun.rs"]
+mod schedule_sun;
 #[path = "serial_pa.rs"]
 mod serial_pa;
 #[path = "serial_scripts.rs"]

@@ -3,7 +3,7 @@
 //! unreachable.
 //!
 //! - `plan`: the sans-IO core (configuration, date, instant → current step, next step
-//!   instant, each day's steps); sun times from `sunrise`, zones from the tz database.
+//!   instant, each day's steps); sun times from `solar-positioning` (SPA), zones from the tz database.
 //! - `writes`: what to write to one device for a step (pure: points whose latest reading
 //!   already equals the step's value are skipped).
 //! - `clock`: whether the clock is trusted (`adjtimex`, `STA_UNSYNC`).

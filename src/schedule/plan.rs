@@ -2,8 +2,9 @@
 //! step of a program is current, when the next one is, and when each step of a day falls.
 //! No clock is read here: every function takes the instant it reasons about.
 //!
-//! Sun events come from the `sunrise` crate (NOAA-style solar equation, −0.833° for
-//! sunrise/sunset, −6° for civil dawn/dusk); zones, DST gaps and folds from the system's
+//! Sun events come from the `solar-positioning` crate (SPA positions searched for the
+//! horizon crossing: −0.833° for sunrise/sunset, −6° for civil dawn/dusk, the first
+//! crossing between the date's local midnights); zones, DST gaps and folds from the system's
 //! tz database through `jiff`. A local time in a spring-forward gap means the first
 //! instant after the gap; one that occurs twice means its first occurrence; a sun event
 //! that does not happen that day (polar day or night) is skipped.
@@ -27,6 +28,14 @@ pub enum PlanError {
     Place(String),
 }
 
+/// The Julian date of the Unix epoch.
+const UNIX_EPOCH_JD: f64 = 2_440_587.5;
+
+/// The (UT) Julian date of an instant.
+fn julian(t: Timestamp) -> f64 {
+    UNIX_EPOCH_JD + t.as_millisecond() as f64 / 86_400_000.0
+}
+
 /// One step of one day: when, which (index in the day's list) and from which list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Occurrence {
@@ -41,7 +50,7 @@ pub struct Occurrence {
 #[derive(Debug, Clone)]
 pub struct Plan {
     tz: TimeZone,
-    place: Option<sunrise::Coordinates>,
+    place: Option<solar_positioning::Location>,
     pub programs: Vec<ProgramCfg>,
 }
 
@@ -57,10 +66,15 @@ impl Plan {
     /// With an explicit zone (tests, `polegate schedule`).
     pub fn with_zone(cfg: &ScheduleCfg, tz: TimeZone) -> Result<Plan, PlanError> {
         let place = match (cfg.latitude, cfg.longitude) {
-            (Some(lat), Some(lon)) => Some(
-                sunrise::Coordinates::new(lat, lon)
-                    .ok_or_else(|| PlanError::Place(format!("{lat}, {lon}")))?,
-            ),
+            (Some(latitude), Some(longitude))
+                if (-90.0..=90.0).contains(&latitude) && (-180.0..=180.0).contains(&longitude) =>
+            {
+                Some(solar_positioning::Location {
+                    latitude,
+                    longitude,
+                })
+            }
+            (Some(lat), Some(lon)) => return Err(PlanError::Place(format!("{lat}, {lon}"))),
             _ => None,
         };
         Ok(Plan {
@@ -84,22 +98,32 @@ impl Plan {
         self.tz.to_datetime(t).date()
     }
 
-    /// When `event` happens on local date `date`; None in polar day or night.
+    /// When `event` happens on local date `date` (the first such crossing between that
+    /// day's local midnights); None in polar day or night.
     pub fn sun(&self, date: Date, event: SunEvent) -> Option<Timestamp> {
         let place = self.place?;
-        let day = chrono::NaiveDate::from_ymd_opt(
-            i32::from(date.year()),
-            date.month() as u32,
-            date.day() as u32,
-        )?;
-        let e = match event {
-            SunEvent::Sunrise => sunrise::SolarEvent::Sunrise,
-            SunEvent::Sunset => sunrise::SolarEvent::Sunset,
-            SunEvent::CivilDawn => sunrise::SolarEvent::Dawn(sunrise::DawnType::Civil),
-            SunEvent::CivilDusk => sunrise::SolarEvent::Dusk(sunrise::DawnType::Civil),
+        let start = julian(self.local(date, 0)?);
+        let end = julian(self.local(date.tomorrow().ok()?, 0)?);
+        let year = f64::from(date.year()) + (f64::from(date.day_of_year()) - 0.5) / 365.25;
+        let delta_t = solar_positioning::delta_t::estimate(year).ok()?;
+        let sun = solar_positioning::SolarEvents::new();
+        use solar_positioning::Horizon;
+        let found = match event {
+            SunEvent::Sunrise => {
+                sun.next_rise_from_julian(start, end, place, delta_t, Horizon::SunriseSunset)
+            }
+            SunEvent::Sunset => {
+                sun.next_set_from_julian(start, end, place, delta_t, Horizon::SunriseSunset)
+            }
+            SunEvent::CivilDawn => {
+                sun.next_rise_from_julian(start, end, place, delta_t, Horizon::CivilTwilight)
+            }
+            SunEvent::CivilDusk => {
+                sun.next_set_from_julian(start, end, place, delta_t, Horizon::CivilTwilight)
+            }
         };
-        let t = sunrise::SolarDay::new(place, day).event_time(e)?;
-        Timestamp::from_second(t.timestamp()).ok()
+        let jd = found.ok().flatten()?;
+        Timestamp::from_millisecond(((jd - UNIX_EPOCH_JD) * 86_400_000.0).round() as i64).ok()
     }
 
     /// The instant of a local wall-clock time on `date` (gap: the first instant after it;

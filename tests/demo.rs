@@ -45,6 +45,13 @@ async fn the_demo_dims_a_lamp_replays_an_uplink_cut_and_ends_with_a_summary_losi
             .any(|l| l.contains("/evc-darcy-1/telemetry") && l.contains(r#""power":2300.0"#)),
         "the charger's power follows the cap"
     );
+    // The lighting program's step a few seconds after start, written by the gateway.
+    assert!(
+        has(
+            "lighting schedule: the gateway itself set lamp-018 (program evening, step 1): points {\"dim_level\":60}"
+        ),
+        "{story:#?}"
+    );
     assert!(has("uplink cut"), "{story:#?}");
     assert!(has("uplink restored"), "{story:#?}");
     assert!(has("replay done"), "{story:#?}");

@@ -6,5 +6,6 @@ pub mod ocpp;
 pub mod pa;
 pub mod rtu_slave;
 pub mod run;
+pub mod schedule;
 pub mod sim;
 pub mod story;

@@ -130,6 +130,13 @@ pub enum Seen {
         ok: bool,
         detail: String,
     },
+    /// A write of a lighting program (`"source":"schedule"`).
+    Scheduled {
+        device: String,
+        /// `program evening, step 1`.
+        step: String,
+        detail: String,
+    },
     Other,
 }
 
@@ -147,6 +154,27 @@ impl Tally {
             self.seqs.insert(seq);
         }
         let id = json.get("id").and_then(|i| i.as_str());
+        if topic.ends_with("/cmd/result")
+            && json.get("source").and_then(|s| s.as_str()) == Some("schedule")
+        {
+            let mut parts = id.unwrap_or_default().splitn(3, ':').skip(1);
+            let step = format!(
+                "program {}, step {}",
+                parts.next().unwrap_or("?"),
+                parts.next().unwrap_or("?")
+            );
+            let detail = match (json.get("points"), json.get("error")) {
+                (_, Some(e)) => format!("failed: {e}"),
+                (Some(p), None) => format!("points {p}"),
+                (None, None) => String::new(),
+            };
+            let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
+            return Seen::Scheduled {
+                device: device.to_string(),
+                step,
+                detail,
+            };
+        }
         if topic.ends_with("/cmd/result")
             && let Some(id) = id.filter(|id| COMMANDS.iter().any(|c| c.id == *id))
         {

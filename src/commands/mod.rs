@@ -156,7 +156,10 @@ impl Commands {
     }
 
     async fn publish(&self, r: CmdResult) {
-        if r.ok {
+        if r.source.is_some() {
+            // A program's step writes every lamp at once: the scheduler logs per program.
+            tracing::debug!(device_id = %r.device, id = ?r.id, ok = r.ok, error = ?r.error, "scheduled write done");
+        } else if r.ok {
             tracing::info!(device_id = %r.device, id = ?r.id, "command done");
         } else {
             tracing::info!(device_id = %r.device, id = ?r.id, error = ?r.error, "command refused or failed");

@@ -163,14 +163,9 @@ impl Tally {
                 parts.next().unwrap_or("?"),
                 parts.next().unwrap_or("?")
             );
-            let detail = match (json.get("points"), json.get("error")) {
-                (_, Some(e)) => format!("failed: {e}"),
-                (Some(p), None) => format!("points {p}"),
-                (None, None) => String::new(),
-            };
-            let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
+            let (device, detail) = result_detail(&json);
             return Seen::Scheduled {
-                device: device.to_string(),
+                device,
                 step,
                 detail,
             };
@@ -180,17 +175,8 @@ impl Tally {
         {
             let ok = json.get("ok").and_then(|o| o.as_bool()).unwrap_or(false);
             self.results.push((id.to_string(), ok));
-            let detail = match (json.get("points"), json.get("error")) {
-                (_, Some(e)) => format!("error {e}"),
-                (Some(p), None) => format!("points {p}"),
-                (None, None) => String::new(),
-            };
-            let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
-            return Seen::CommandResult {
-                device: device.to_string(),
-                ok,
-                detail,
-            };
+            let (device, detail) = result_detail(&json);
+            return Seen::CommandResult { device, ok, detail };
         }
         let historical = json.get("historical").and_then(|h| h.as_bool()) == Some(true);
         if historical {
@@ -223,6 +209,17 @@ impl Tally {
             self.replayed
         )
     }
+}
+
+/// The device of a `cmd/result` and what it says: its points, or its error.
+fn result_detail(json: &serde_json::Value) -> (String, String) {
+    let detail = match (json.get("points"), json.get("error")) {
+        (_, Some(e)) => format!("error {e}"),
+        (Some(p), None) => format!("points {p}"),
+        (None, None) => String::new(),
+    };
+    let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
+    (device.to_string(), detail)
 }
 
 /// Plays the story against a running gateway; `say` prints one narration line.

@@ -135,6 +135,12 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
             "1 while the lighting schedules trust the clock (SPEC 10 Clock)",
             sch.clock_trusted as i64,
         );
+        counter(
+            &mut r,
+            "polegate_schedule_wakes",
+            "Turns of the scheduler's loop (it sleeps until the next step, override end or reassert)",
+            sch.wakes,
+        );
         let writes = Family::<Labels, Counter>::default();
         for (program, result, n) in &sch.writes {
             writes

@@ -44,6 +44,9 @@ pub struct ScheduleStatus {
     #[serde(flatten)]
     pub view: ScheduleView,
     pub clock_trusted: bool,
+    /// Turns of the scheduler's loop since start (timer, override, online, reload).
+    #[serde(default)]
+    pub wakes: u64,
     /// (program, result, count), result `ok` or `failed`.
     pub writes: Vec<(String, String, u64)>,
 }
@@ -53,6 +56,7 @@ pub struct ScheduleStatus {
 pub struct Shared {
     view: Mutex<Option<ScheduleView>>,
     trusted: AtomicBool,
+    wakes: std::sync::atomic::AtomicU64,
     writes: Mutex<BTreeMap<(String, &'static str), u64>>,
     /// The `P/G/schedule` payload for the MQTT session.
     payload: watch::Sender<Option<Arc<Vec<u8>>>>,
@@ -63,6 +67,7 @@ impl Shared {
         Arc::new(Shared {
             view: Mutex::new(None),
             trusted: AtomicBool::new(false),
+            wakes: Default::default(),
             writes: Mutex::new(BTreeMap::new()),
             payload: watch::Sender::new(None),
         })
@@ -87,6 +92,11 @@ impl Shared {
         true
     }
 
+    /// One turn of the scheduler's loop.
+    pub fn woke(&self) {
+        self.wakes.fetch_add(1, Relaxed);
+    }
+
     pub fn count_write(&self, program: &str, ok: bool) {
         let result = if ok { "ok" } else { "failed" };
         let mut w = self.writes.lock().unwrap_or_else(|p| p.into_inner());
@@ -109,6 +119,7 @@ impl Shared {
         Some(ScheduleStatus {
             view,
             clock_trusted: self.trusted.load(Relaxed),
+            wakes: self.wakes.load(Relaxed),
             writes,
         })
     }

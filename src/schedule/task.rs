@@ -51,8 +51,8 @@ pub struct Scheduler {
     clock: Arc<dyn ClockSource>,
     shared: Arc<Shared>,
     clock_state: Option<ClockState>,
-    /// The fail-safe was written in this untrusted period.
-    fail_safe_done: bool,
+    /// Devices that got the fail-safe in this untrusted period (each once).
+    fail_safe_done: std::collections::HashSet<String>,
     /// The current step of each program.
     current: Vec<Option<Occurrence>>,
     /// device → point → end of its override.
@@ -60,6 +60,8 @@ pub struct Scheduler {
     next_reassert: Timestamp,
     /// Writes whose channel to the command task was full (logged once per episode).
     full_logged: bool,
+    /// Programs whose last write failed (a line when one starts and stops failing).
+    failing: std::collections::HashSet<String>,
 }
 
 /// The scheduler's inputs besides its configuration.
@@ -87,11 +89,24 @@ impl Scheduler {
             clock,
             shared,
             clock_state: None,
-            fail_safe_done: false,
+            fail_safe_done: Default::default(),
             current: vec![],
             overrides: HashMap::new(),
             next_reassert: Timestamp::now(),
             full_logged: false,
+            failing: Default::default(),
+        }
+    }
+
+    /// Counts a write's result; one line when a program's writes start or stop failing
+    /// (each failure is on `cmd/result` and in `polegate_schedule_writes_total`).
+    fn write_done(&mut self, program: String, ok: bool) {
+        self.shared.count_write(&program, ok);
+        if ok && self.failing.remove(&program) {
+            tracing::info!(program = %program, "schedule writes succeed again");
+        } else if !ok && !self.failing.contains(&program) {
+            tracing::warn!(program = %program, "schedule write failed (see cmd/result); retried at the next reassert");
+            self.failing.insert(program);
         }
     }
 
@@ -103,12 +118,13 @@ impl Scheduler {
         self.configure(inputs.config.borrow_and_update().clone());
         self.tick(true, &mut pending);
         loop {
+            self.shared.woke();
             let wait = self.next_wake(Timestamp::now());
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 _ = tokio::time::sleep(wait) => self.tick(false, &mut pending),
                 Some((program, ok)) = pending.next(), if !pending.is_empty() => {
-                    self.shared.count_write(&program, ok);
+                    self.write_done(program, ok);
                 }
                 Some(o) = inputs.link.overrides.recv() => self.on_override(o, &mut pending),
                 Some(device) = inputs.online.recv() => {
@@ -188,21 +204,24 @@ impl Scheduler {
         }
         if !state.trusted() {
             self.current.iter_mut().for_each(|c| *c = None);
-            if a.cfg.fail_safe == FailSafe::On && !self.fail_safe_done {
-                self.fail_safe_done = true;
-                tracing::warn!(
-                    "clock not synchronized: lamps of every program set to the fail-safe (on, 100 %)"
-                );
+            if a.cfg.fail_safe == FailSafe::On {
+                if self.fail_safe_done.is_empty() {
+                    tracing::warn!(
+                        "clock not synchronized: lamps of every program set to the fail-safe (on, 100 %)"
+                    );
+                }
                 for p in 0..a.plan.programs.len() {
                     for device in self.devices_of(p) {
-                        self.write_fail_safe(p, &device, pending);
+                        if self.fail_safe_done.insert(device.clone()) {
+                            self.write_fail_safe(p, &device, pending);
+                        }
                     }
                 }
             }
             self.publish(now);
             return;
         }
-        self.fail_safe_done = false;
+        self.fail_safe_done.clear();
         for p in 0..a.plan.programs.len() {
             let cur = a.plan.current(p, now);
             if cur != self.current[p] {

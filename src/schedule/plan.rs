@@ -13,6 +13,8 @@ use crate::config::schedule::{At, ProgramCfg, ScheduleCfg, StepCfg, SunEvent};
 use jiff::civil::Date;
 use jiff::tz::{AmbiguousOffset, TimeZone};
 use jiff::{Timestamp, ToSpan};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// How far the current step is looked for before and the next one after `now`: a program
 /// with only sun steps in a polar night may have none for months.
@@ -52,7 +54,16 @@ pub struct Plan {
     tz: TimeZone,
     place: Option<solar_positioning::Location>,
     pub programs: Vec<ProgramCfg>,
+    /// Sun events already computed (an SPA crossing search costs milliseconds on a
+    /// cabinet CPU, and every wake asks for the same few days).
+    suns: Arc<Mutex<SunCache>>,
 }
+
+/// (date, event) → instant (None: it does not happen that day).
+type SunCache = HashMap<(Date, SunEvent), Option<Timestamp>>;
+
+/// Sun events kept; a few days of four events suffice, the map is cleared beyond.
+const SUN_CACHE: usize = 64;
 
 impl Plan {
     pub fn new(cfg: &ScheduleCfg) -> Result<Plan, PlanError> {
@@ -81,6 +92,7 @@ impl Plan {
             tz,
             place,
             programs: cfg.programs.clone(),
+            suns: Default::default(),
         })
     }
 
@@ -101,6 +113,19 @@ impl Plan {
     /// When `event` happens on local date `date` (the first such crossing between that
     /// day's local midnights); None in polar day or night.
     pub fn sun(&self, date: Date, event: SunEvent) -> Option<Timestamp> {
+        let mut suns = self.suns.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = suns.get(&(date, event)) {
+            return *t;
+        }
+        let t = self.compute_sun(date, event);
+        if suns.len() >= SUN_CACHE {
+            suns.clear();
+        }
+        suns.insert((date, event), t);
+        t
+    }
+
+    fn compute_sun(&self, date: Date, event: SunEvent) -> Option<Timestamp> {
         let place = self.place?;
         let start = julian(self.local(date, 0)?);
         let end = julian(self.local(date.tomorrow().ok()?, 0)?);

@@ -20,6 +20,7 @@
 //! southbound,         device drivers (Modbus TCP/RTU/ASCII, serial lines, LoRaWAN,
 //!                     OCPP, SNMP agents) and reachability checks (ICMP, TCP)
 //!   commands          validation, dedup, rate limit, routing to the owning driver
+//! schedule            lighting programs: sun and clock times, overrides, clock trust
 //! northbound          the MQTT session: in-flight window, PUBACK deletes, paced replay
 //! app                 the supervisor: builds everything, reloads by diff, stops in order
 //! demo                simulators and the embedded broker of `polegate demo`
@@ -44,7 +45,8 @@
 //!   --Input::CmdResult--> pipeline --> queue --> P/G/D/cmd/result (and a telemetry
 //!   event with the read-back values)
 //! ```
-#![forbid(unsafe_code)]
+// One audited `unsafe` call: `adjtimex` in schedule/clock.rs (SPEC §10 clock trust).
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod buffer;
@@ -59,5 +61,6 @@ pub mod northbound;
 pub mod ops;
 pub mod pipeline;
 pub mod profile;
+pub mod schedule;
 pub mod script;
 pub mod southbound;

@@ -102,6 +102,13 @@ async fn the_demo_on_a_host_up_30_s_dims_a_lamp_replays_an_uplink_cut_and_ends_w
     let off = cam(r#""poe_status":"disabled""#).expect("the port switched off");
     let back = cam(r#""reachable":true"#).expect("the camera answers again");
     assert!(off < back, "off before answering again");
+    // The lighting program's step a few seconds after start, written by the gateway.
+    assert!(
+        has(
+            "lighting schedule: the gateway itself set lamp-018 (program evening, step 1): points {\"dim_level\":60}"
+        ),
+        "{story:#?}"
+    );
     assert!(has("uplink cut"), "{story:#?}");
     assert!(has("uplink restored"), "{story:#?}");
     assert!(has("replay done"), "{story:#?}");

@@ -28,7 +28,7 @@ async fn raw(addr: SocketAddr, req: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> (u16, String, String) {
     let auth = auth.map_or(String::new(), |a| format!("Authorization: Basic {a}\r\n"));
     let a = raw(
         addr,

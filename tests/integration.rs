@@ -90,6 +90,12 @@ mod rtu_sdm120;
 mod rtu_tcp;
 #[path = "rtu_unplug.rs"]
 mod rtu_unplug;
+#[path = "schedule_check.rs"]
+mod schedule_check;
+#[path = "schedule_live.rs"]
+mod schedule_live;
+#[path = "schedule_sun.rs"]
+mod schedule_sun;
 #[path = "serial_pa.rs"]
 mod serial_pa;
 #[path = "serial_scripts.rs"]

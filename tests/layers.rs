@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
     &["buffer"],
     &["pipeline"],
     &["southbound", "commands"],
+    &["schedule"],
     &["northbound"],
     &["http"],
     &["app"],

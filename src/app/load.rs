@@ -39,6 +39,7 @@ pub fn load(path: &Path, strict: bool) -> Result<Loaded, Vec<String>> {
     let (registry, profile_errors) = Registry::load(&cfg.gateway.plugins_dirs);
     let mut errors: Vec<String> = config::cross_check(&cfg, &registry)
         .iter()
+        .chain(crate::schedule::check::cross(&cfg, &registry).iter())
         .map(|e| e.to_string())
         .collect();
     let profile_errors: Vec<String> = profile_errors.iter().map(|e| e.to_string()).collect();

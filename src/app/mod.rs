@@ -75,6 +75,8 @@ pub struct Handles {
     pub http: Option<std::net::SocketAddr>,
     /// The buffer's degradation (SPEC §5 Storage faults), read by the views.
     pub buffer_health: Arc<BufferHealth>,
+    /// The lighting schedules' state (SPEC §10).
+    pub schedule: Arc<crate::schedule::Shared>,
 }
 
 /// Optional behaviour of [`run_with`].
@@ -86,6 +88,9 @@ pub struct RunOptions {
     pub watch_files: bool,
     /// The service manager (sd_notify): READY, RELOADING, STOPPING, STATUS, WATCHDOG.
     pub notifier: Option<Arc<Notifier>>,
+    /// Where the lighting schedules learn whether the clock is synchronized; None: the
+    /// kernel (`adjtimex`). Tests put a hand on it.
+    pub clock: Option<Arc<dyn crate::schedule::clock::ClockSource>>,
 }
 
 /// How often the supervisor refreshes `STATUS=` and considers a watchdog ping.
@@ -136,6 +141,9 @@ struct Supervisor {
     liveness: Arc<Liveness>,
     fleet_tx: watch::Sender<crate::http::Fleet>,
     died: mpsc::Sender<supervise::TaskDeath>,
+    schedule: Arc<crate::schedule::Shared>,
+    /// `[schedule]` for the scheduler task, replaced on reload.
+    schedule_cfg: watch::Sender<Option<config::schedule::ScheduleCfg>>,
 }
 
 impl Supervisor {
@@ -183,7 +191,9 @@ impl Supervisor {
             self.counters.clone(),
             self.session_state.clone(),
         );
-        let session = session.with_heartbeat(self.liveness.register("publisher"));
+        let session = session
+            .with_heartbeat(self.liveness.register("publisher"))
+            .with_schedule(self.schedule.subscribe());
         let task = tokio::spawn(session.run(cancel.clone()));
         let task = supervise::watch_core("publisher", task, cancel.clone(), self.died.clone());
         self.session = Some(SessionSlot { cancel, task });
@@ -257,6 +267,8 @@ pub async fn run_with(
         &infos,
     )
     .with_heartbeat(liveness.register("pipeline"));
+    let (online_tx, online_rx) = mpsc::channel(crate::schedule::task::ONLINE_CAPACITY);
+    let pipeline = pipeline.with_online(online_tx);
     let pipeline_task = tokio::spawn(pipeline.run(rx));
     let pipeline_task =
         supervise::watch_core("pipeline", pipeline_task, stopping.clone(), died.clone());
@@ -272,10 +284,31 @@ pub async fn run_with(
     let (routes_tx, routes_rx) = watch::channel(Arc::new(HashMap::new()));
     let (commands_tx, commands_rx) = crate::commands::intake::channel();
     let dedup = Dedup::open(store, now_ms());
-    let commands = Commands::new(routes_rx, dedup, counters.clone(), tx.clone());
+    let (schedule_link, commands_link) = crate::commands::scheduled::channels();
+    let commands = Commands::new(routes_rx.clone(), dedup, counters.clone(), tx.clone())
+        .with_schedule(commands_link);
     let commands_task = tokio::spawn(commands.run(commands_rx, drivers_cancel.clone()));
     let commands_task =
         supervise::watch_core("commands", commands_task, stopping.clone(), died.clone());
+
+    // Lighting schedules (SPEC §10): one task, idle without [schedule]/[[program]].
+    let schedule = crate::schedule::Shared::new();
+    let (schedule_cfg, schedule_cfg_rx) = watch::channel(cfg.schedule.clone());
+    let inputs = crate::schedule::task::Inputs {
+        routes: routes_rx,
+        link: schedule_link,
+        online: online_rx,
+        config: schedule_cfg_rx,
+    };
+    let clock = opts
+        .clock
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::schedule::clock::Kernel));
+    let scheduler =
+        crate::schedule::Scheduler::new(cfg.gateway.id.clone(), clock, schedule.clone(), &inputs);
+    let schedule_task = tokio::spawn(scheduler.run(inputs, drivers_cancel.clone()));
+    let schedule_task =
+        supervise::watch_core("schedule", schedule_task, stopping.clone(), died.clone());
 
     let input = tx.downgrade();
     let mut sup = Supervisor {
@@ -296,6 +329,8 @@ pub async fn run_with(
         liveness: liveness.clone(),
         fleet_tx: watch::Sender::new(Arc::new(Vec::new())),
         died,
+        schedule: schedule.clone(),
+        schedule_cfg,
     };
     sup.publish_routes();
     sup.start_session();
@@ -317,6 +352,7 @@ pub async fn run_with(
         input,
         http,
         buffer_health,
+        schedule,
     };
     // Reload triggers: the caller's (SIGHUP) and the file watcher's, watching before the
     // daemon says it runs (READY=1): a change made after that is never missed.
@@ -401,6 +437,7 @@ pub async fn run_with(
         d.stop(deadline).await;
     }
     let _ = tokio::time::timeout_at(deadline, commands_task).await;
+    let _ = tokio::time::timeout_at(deadline, schedule_task).await;
     let Supervisor { tx, session, .. } = sup;
     drop(tx);
     // All senders are gone once the drivers are: the pipeline drains and flushes.

@@ -106,6 +106,9 @@ impl Supervisor {
         self.devices_count
             .store(new.devices.iter().filter(|d| d.enabled).count(), Relaxed);
         self.publish_routes();
+        if new.schedule != self.cfg.schedule {
+            self.schedule_cfg.send_replace(new.schedule.clone());
+        }
         let reopen = session_identity(&new) != session_identity(&self.cfg);
         self.cfg = new;
         if reopen {

@@ -46,6 +46,7 @@ pub(super) async fn start_http(
         buffer_health,
         stall_after,
         fleet: sup.fleet_tx.subscribe(),
+        schedule: Some(sup.schedule.clone()),
     };
     let started = crate::http::start(&sup.cfg.http, sources, cancel).await?;
     super::supervise::watch_core("http", started.task, stopping, sup.died.clone());

@@ -11,6 +11,7 @@ mod buffer;
 mod exit;
 pub mod probe;
 pub mod probe_snmp;
+mod schedule;
 mod status;
 
 pub use exit::{EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, EXIT_USAGE};
@@ -62,6 +63,17 @@ pub enum Command {
     Status {
         #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
         config: PathBuf,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The lighting programs on a date: sun times and every step (SPEC §10).
+    Schedule {
+        #[arg(long, default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// YYYY-MM-DD (default: today in the schedule's time zone).
+        #[arg(long)]
+        date: Option<String>,
         /// Print JSON instead of lines.
         #[arg(long)]
         json: bool,
@@ -119,6 +131,9 @@ pub fn main() -> i32 {
         Command::Profiles { config } => profiles(&config),
         Command::Status { config, json } => status::status(&config, json),
         Command::Buffer { action, config } => buffer::buffer(&config, action),
+        Command::Schedule { config, date, json } => {
+            schedule::schedule(&config, date.as_deref(), json)
+        }
         Command::Demo { duration, raw } => demo(duration, raw),
         Command::Probe {
             protocol: ProbeProtocol::Modbus(args),
@@ -158,6 +173,9 @@ fn check(path: &std::path::Path) -> i32 {
                 println!("warning: {e}");
             }
             if let Some(w) = l.config.ocpp.as_ref().and_then(|o| o.warning()) {
+                println!("warning: {w}");
+            }
+            for w in crate::config::schedule::warnings(&l.config) {
                 println!("warning: {w}");
             }
             println!("configuration OK");
@@ -269,6 +287,9 @@ fn run(path: &std::path::Path) -> i32 {
     if let Some(w) = loaded.config.ocpp.as_ref().and_then(|o| o.warning()) {
         tracing::warn!(problem = %w, "OCPP without TLS");
     }
+    for w in crate::config::schedule::warnings(&loaded.config) {
+        tracing::warn!(problem = %w, "schedule");
+    }
     let Some(rt) = runtime() else {
         return EXIT_RUNTIME;
     };
@@ -281,6 +302,7 @@ fn run(path: &std::path::Path) -> i32 {
             config_path: Some(path.to_path_buf()),
             watch_files: true,
             notifier: Some(std::sync::Arc::new(crate::ops::notify::Notifier::from_env())),
+            clock: None,
         };
         match app::run_with(
             loaded.config,

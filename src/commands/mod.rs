@@ -16,6 +16,7 @@
 pub mod dedup;
 pub mod intake;
 pub mod refusal;
+pub mod scheduled;
 pub mod validate;
 
 use crate::model::LinkState;
@@ -29,6 +30,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 pub use intake::{INPUT_CAPACITY, IntakeRx, IntakeTx, MAX_COMMAND_BYTES};
 use refusal::{Refusals, Verdict};
+use scheduled::{CommandsLink, Override, ScheduledWrite};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +69,8 @@ pub struct Commands {
     /// gets its `ok:false` "stopping" result (SPEC §5: every command is answered).
     running: HashMap<u64, (String, Option<String>)>,
     next_ticket: u64,
+    /// The lighting schedules' writes in, override notices out (SPEC §10).
+    schedule: Option<CommandsLink>,
 }
 
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (u64, CmdResult)> + Send>>;
@@ -87,7 +91,14 @@ impl Commands {
             out,
             running: HashMap::new(),
             next_ticket: 0,
+            schedule: None,
         }
+    }
+
+    /// Also runs the writes of the lighting schedules and reports overrides to them.
+    pub fn with_schedule(mut self, link: CommandsLink) -> Commands {
+        self.schedule = Some(link);
+        self
     }
 
     /// Runs until `cancel` or until the session closes the channel. Writes still running
@@ -95,10 +106,21 @@ impl Commands {
     /// this returns (so before the final flush of the queue).
     pub async fn run(mut self, mut rx: IntakeRx, cancel: CancellationToken) {
         let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+        let mut scheduled = self
+            .schedule
+            .as_mut()
+            .map(|l| std::mem::replace(&mut l.writes, mpsc::channel(1).1));
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 Some(done) = pending.next(), if !pending.is_empty() => self.finish(done).await,
+                w = recv_opt(&mut scheduled) => match w {
+                    Some(w) => match self.accept_scheduled(w) {
+                        Ok(fut) => pending.push(fut),
+                        Err(result) => self.publish(*result).await,
+                    },
+                    None => scheduled = None,
+                },
                 msg = rx.recv() => match msg {
                     None => break,
                     Some(c) => {
@@ -131,7 +153,10 @@ impl Commands {
     }
 
     async fn publish(&self, r: CmdResult) {
-        if r.ok {
+        if r.source.is_some() {
+            // A program's step writes every lamp at once: the scheduler logs per program.
+            tracing::debug!(device_id = %r.device, id = ?r.id, ok = r.ok, error = ?r.error, "scheduled write done");
+        } else if r.ok {
             tracing::info!(device_id = %r.device, id = ?r.id, "command done");
         } else {
             let (error, code) = r
@@ -169,6 +194,7 @@ impl Commands {
                 points: vec![],
                 error: Some(error),
                 status: None,
+                source: None,
             }))
         };
         if c.payload.len() > MAX_COMMAND_BYTES {
@@ -194,6 +220,23 @@ impl Commands {
             let e = "command expired before it could run".to_string();
             return fail(&c.device, id, Refusal::Expired(e));
         }
+        if cmd.resume_schedule {
+            self.dedup.record(&c.device, &cmd.id, now);
+            self.notify(Override::Resume {
+                device: c.device.clone(),
+            });
+            let r = CmdResult {
+                device: c.device.clone(),
+                id,
+                ok: true,
+                points: vec![],
+                error: None,
+                status: None,
+                source: None,
+            };
+            let ticket = self.ticket(&c.device, &r.id);
+            return Some(Ok(Box::pin(async move { (ticket, r) })));
+        }
         if !self.take_token(&c.device) {
             return fail(&c.device, id, Refusal::RateLimited(RATE_PER_DEVICE));
         }
@@ -208,24 +251,106 @@ impl Commands {
                 Refusal::DeviceOffline("device offline".into()),
             );
         }
+        let names: Vec<String> = cmd.points.iter().map(|(n, _)| n.clone()).collect();
+        let pending =
+            match self.dispatch(&c.device, &route, writes, id.clone(), cmd.expires_ms, None) {
+                Ok(p) => p,
+                Err((e, _)) => return fail(&c.device, id, e),
+            };
+        // Recorded only once accepted: refused ids cost no memory and no store writes.
+        self.dedup.record(&c.device, &cmd.id, now);
+        self.notify(Override::Points {
+            device: c.device.clone(),
+            points: names,
+            hold_until_ms: cmd.hold_until_ms,
+        });
+        Some(Ok(pending))
+    }
+
+    /// A lighting program's write: the checks of a command that apply to it (known
+    /// device, every point, online, room in the inbox); no dedup, expiry or rate limit.
+    fn accept_scheduled(&mut self, w: ScheduledWrite) -> Result<Pending, Box<CmdResult>> {
+        let ScheduledWrite {
+            device,
+            id,
+            points,
+            reply,
+        } = w;
+        let route = self.routes.borrow().get(&device).cloned();
+        let checked = match route {
+            None => Err(Refusal::UnknownDevice),
+            Some(route) => match validate::validate(&route.info.profile, &points) {
+                Err(e) => Err(e),
+                Ok(_) if route.info.link.get() == LinkState::Offline => {
+                    Err(Refusal::DeviceOffline("device offline".into()))
+                }
+                Ok(writes) => self
+                    .dispatch(&device, &route, writes, Some(id.clone()), None, Some(reply))
+                    .map_err(|(e, reply)| {
+                        let _ = reply.map(|r| r.send(false));
+                        e
+                    }),
+            },
+        };
+        checked.map_err(|error| {
+            Box::new(CmdResult {
+                device,
+                id: Some(id),
+                ok: false,
+                points: vec![],
+                error: Some(error),
+                status: None,
+                source: Some("schedule"),
+            })
+        })
+    }
+
+    /// Tells the scheduler (if any) about an override; never waits: a full channel
+    /// drops the notice (the next reassert then puts the step back).
+    fn notify(&self, o: Override) {
+        if let Some(l) = &self.schedule
+            && l.overrides.try_send(o).is_err()
+        {
+            tracing::warn!("schedule override notice dropped: the scheduler is behind");
+        }
+    }
+
+    fn ticket(&mut self, device: &str, id: &Option<String>) -> u64 {
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        self.running
+            .insert(ticket, (device.to_string(), id.clone()));
+        ticket
+    }
+
+    /// Hands validated writes to the device's driver; the pending result. `reply` (the
+    /// scheduler's) learns whether the write succeeded; it comes back with the error when
+    /// the inbox is full.
+    #[allow(clippy::type_complexity)]
+    fn dispatch(
+        &mut self,
+        device: &str,
+        route: &Route,
+        writes: Vec<(usize, crate::model::Value)>,
+        id: Option<String>,
+        expires_ms: Option<u64>,
+        reply: Option<oneshot::Sender<bool>>,
+    ) -> Result<Pending, (Refusal, Option<oneshot::Sender<bool>>)> {
+        let source = reply.is_some().then_some("schedule");
         let (tx, rx) = oneshot::channel();
         let req = WriteRequest {
             device: route.index,
             writes,
-            id: Some(cmd.id.clone()),
-            expires_ms: cmd.expires_ms,
+            id: id.clone(),
+            expires_ms,
             reply: tx,
         };
         if route.inbox.try_send(req).is_err() {
             let e = "device busy: too many commands waiting".to_string();
-            return fail(&c.device, id, Refusal::Busy(e));
+            return Err((Refusal::Busy(e), reply));
         }
-        // Recorded only once accepted: refused ids cost no memory and no store writes.
-        self.dedup.record(&c.device, &cmd.id, now);
-        let device = c.device.clone();
-        let ticket = self.next_ticket;
-        self.next_ticket += 1;
-        self.running.insert(ticket, (device.clone(), id.clone()));
+        let device = device.to_string();
+        let ticket = self.ticket(&device, &id);
         let info = route.info.clone();
         let limit = if info.profile.protocol == crate::profile::Protocol::Ocpp {
             OCPP_WRITE_TIMEOUT
@@ -235,7 +360,7 @@ impl Commands {
         } else {
             WRITE_TIMEOUT
         };
-        Some(Ok(Box::pin(async move {
+        Ok(Box::pin(async move {
             let outcome = match tokio::time::timeout(limit, rx).await {
                 Ok(Ok(o)) => o,
                 // The driver went away (a reload or the stop) before answering.
@@ -261,9 +386,13 @@ impl Commands {
                 points,
                 error: outcome.error,
                 status: (ok && lora).then(|| "queued".to_string()),
+                source,
             };
+            if let Some(reply) = reply {
+                let _ = reply.send(ok);
+            }
             (ticket, result)
-        })))
+        }))
     }
 
     fn take_token(&mut self, device: &str) -> bool {
@@ -285,5 +414,14 @@ fn stopping(device: String, id: Option<String>) -> CmdResult {
         points: vec![],
         error: Some(Refusal::Stopping),
         status: None,
+        source: None,
+    }
+}
+
+/// The next scheduled write, or never when there is no scheduler.
+async fn recv_opt(rx: &mut Option<mpsc::Receiver<ScheduledWrite>>) -> Option<ScheduledWrite> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }

@@ -13,8 +13,13 @@ pub const MAX_ID_LEN: usize = 64;
 pub struct Command {
     pub id: String,
     pub expires_ms: Option<u64>,
-    /// (point name, requested JSON value) in the order given.
+    /// (point name, requested JSON value) in the order given; empty for `resume_schedule`.
     pub points: Vec<(String, serde_json::Value)>,
+    /// `hold_until` (SPEC §10 "Overrides"): the override of a scheduled point lasts until
+    /// then instead of the program's next step.
+    pub hold_until_ms: Option<u64>,
+    /// `{"id":…,"resume_schedule":true}`: end the device's overrides at once.
+    pub resume_schedule: bool,
 }
 
 /// Why a payload was refused; `id` is set when the payload carried a valid one.
@@ -53,7 +58,10 @@ pub fn parse(payload: &[u8]) -> Result<Command, Rejection> {
     };
     let rid = Some(id.as_str());
     for k in obj.keys() {
-        if !matches!(k.as_str(), "id" | "point" | "value" | "points" | "expires") {
+        if !matches!(
+            k.as_str(),
+            "id" | "point" | "value" | "points" | "expires" | "hold_until" | "resume_schedule"
+        ) {
             return Err(reject(rid, format!("unknown key '{k}'")));
         }
     }
@@ -65,6 +73,33 @@ pub fn parse(payload: &[u8]) -> Result<Command, Rejection> {
         ),
         Some(_) => return Err(reject(rid, "'expires' must be an RFC 3339 string")),
     };
+    let hold_until_ms =
+        match obj.get("hold_until") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(s)) => Some(parse_rfc3339(s).ok_or_else(|| {
+                reject(rid, format!("'hold_until' is not an RFC 3339 time: {s:?}"))
+            })?),
+            Some(_) => return Err(reject(rid, "'hold_until' must be an RFC 3339 string")),
+        };
+    match obj.get("resume_schedule") {
+        None | Some(serde_json::Value::Bool(false)) => {}
+        Some(serde_json::Value::Bool(true)) => {
+            if obj.len() > 2 {
+                return Err(reject(
+                    rid,
+                    "'resume_schedule' is a command of its own: {\"id\":…,\"resume_schedule\":true}",
+                ));
+            }
+            return Ok(Command {
+                id,
+                expires_ms: None,
+                points: vec![],
+                hold_until_ms: None,
+                resume_schedule: true,
+            });
+        }
+        Some(_) => return Err(reject(rid, "'resume_schedule' must be true")),
+    }
     let points = match (obj.get("point"), obj.get("value"), obj.get("points")) {
         (Some(serde_json::Value::String(p)), Some(v), None) => vec![(p.clone(), v.clone())],
         (Some(_), Some(_), None) => return Err(reject(rid, "'point' must be a string")),
@@ -89,6 +124,8 @@ pub fn parse(payload: &[u8]) -> Result<Command, Rejection> {
         id,
         expires_ms,
         points,
+        hold_until_ms,
+        resume_schedule: false,
     })
 }
 

@@ -17,6 +17,8 @@ mod mqtt;
 pub mod ocpp;
 mod parse;
 mod refs;
+pub mod schedule;
+pub mod schedule_parse;
 pub mod secrets;
 pub mod snmp;
 #[cfg(test)]
@@ -55,6 +57,8 @@ pub struct Config {
     pub devices: Vec<DeviceCfg>,
     /// The agent of every `[[bus]] kind = "snmp"`, by bus id.
     pub snmp_agents: std::collections::BTreeMap<String, snmp::SnmpAgentCfg>,
+    /// `[schedule]` and `[[program]]` (SPEC §10); None when neither is present.
+    pub schedule: Option<schedule::ScheduleCfg>,
     /// Every file a secret is read from, for the permission warnings of `check` and `run`.
     pub secret_files: Vec<secrets::SecretFile>,
 }

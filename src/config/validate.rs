@@ -262,11 +262,20 @@ pub(crate) fn validate(
     for key in merged.table.keys() {
         if !matches!(
             key.as_str(),
-            "gateway" | "mqtt" | "buffer" | "stats" | "commands" | "lora" | "ocpp" | "http"
+            "gateway"
+                | "mqtt"
+                | "buffer"
+                | "stats"
+                | "commands"
+                | "lora"
+                | "ocpp"
+                | "http"
+                | "schedule"
+                | "program"
         ) {
             cx.err(
                 key,
-                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, ocpp, http, [[bus]] or [[device]]",
+                "unknown key; expected gateway, mqtt, buffer, stats, commands, lora, ocpp, http, schedule, [[bus]], [[device]] or [[program]]",
             );
         }
     }
@@ -304,6 +313,7 @@ pub(crate) fn validate(
     if !merged.table.contains_key("ocpp") || ocpp.is_some() {
         super::ocpp::cross(&mut cx, ocpp.as_ref(), &devices);
     }
+    let schedule = super::schedule::schedule(&mut cx, &devices);
     Some(Config {
         path: merged.main.clone(),
         gateway,
@@ -317,6 +327,7 @@ pub(crate) fn validate(
         buses,
         devices,
         snmp_agents,
+        schedule,
         secret_files: cx.secrets,
     })
 }

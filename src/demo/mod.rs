@@ -7,6 +7,7 @@ pub mod pa;
 pub mod poe;
 pub mod rtu_slave;
 pub mod run;
+pub mod schedule;
 pub mod sim;
 pub mod story;
 

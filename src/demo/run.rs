@@ -117,6 +117,7 @@ fn write_config(
             d.id, d.profile, d.poll_ms, d.meta
         ));
     }
+    toml.push_str(&super::schedule::tables());
     let path = dir.join("polegate.toml");
     std::fs::write(&path, toml)?;
     Ok(path)
@@ -220,6 +221,13 @@ pub async fn demo(
                         Seen::CommandResult { device, ok, detail } => say(format!(
                             "{device} answered: {} {detail}",
                             if ok { "ok" } else { "failed" }
+                        )),
+                        Seen::Scheduled {
+                            device,
+                            step,
+                            detail,
+                        } => say(format!(
+                            "lighting schedule: the gateway itself set {device} ({step}): {detail}"
                         )),
                         Seen::Event { historical: true } if after_cut && !replaying => {
                             replaying = true;

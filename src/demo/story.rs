@@ -159,6 +159,13 @@ pub enum Seen {
         ok: bool,
         detail: String,
     },
+    /// A write of a lighting program (`"source":"schedule"`).
+    Scheduled {
+        device: String,
+        /// `program evening, step 1`.
+        step: String,
+        detail: String,
+    },
     Other,
 }
 
@@ -178,21 +185,28 @@ impl Tally {
         }
         let id = json.get("id").and_then(|i| i.as_str());
         if topic.ends_with("/cmd/result")
+            && json.get("source").and_then(|s| s.as_str()) == Some("schedule")
+        {
+            let mut parts = id.unwrap_or_default().splitn(3, ':').skip(1);
+            let step = format!(
+                "program {}, step {}",
+                parts.next().unwrap_or("?"),
+                parts.next().unwrap_or("?")
+            );
+            let (device, detail) = result_detail(&json);
+            return Seen::Scheduled {
+                device,
+                step,
+                detail,
+            };
+        }
+        if topic.ends_with("/cmd/result")
             && let Some(id) = id.filter(|id| COMMANDS.iter().any(|c| c.id == *id))
         {
             let ok = json.get("ok").and_then(|o| o.as_bool()).unwrap_or(false);
             self.results.push((id.to_string(), ok));
-            let detail = match (json.get("points"), json.get("error")) {
-                (_, Some(e)) => format!("error {e}"),
-                (Some(p), None) => format!("points {p}"),
-                (None, None) => String::new(),
-            };
-            let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
-            return Seen::CommandResult {
-                device: device.to_string(),
-                ok,
-                detail,
-            };
+            let (device, detail) = result_detail(&json);
+            return Seen::CommandResult { device, ok, detail };
         }
         let historical = json.get("historical").and_then(|h| h.as_bool()) == Some(true);
         if historical && after_cut {
@@ -225,6 +239,17 @@ impl Tally {
             self.replayed
         )
     }
+}
+
+/// The device of a `cmd/result` and what it says: its points, or its error.
+fn result_detail(json: &serde_json::Value) -> (String, String) {
+    let detail = match (json.get("points"), json.get("error")) {
+        (_, Some(e)) => format!("error {e}"),
+        (Some(p), None) => format!("points {p}"),
+        (None, None) => String::new(),
+    };
+    let device = json.get("device").and_then(|d| d.as_str()).unwrap_or("?");
+    (device.to_string(), detail)
 }
 
 /// Plays the story against a running gateway once `online` fires (the printer saw the

@@ -144,6 +144,34 @@ pub fn render(s: &Status, t: &Timings, http: &super::HttpCounters) -> String {
         "From a publish written to the broker to its PUBACK",
         t.puback.clone(),
     );
+    if let Some(sch) = &s.schedule {
+        gauge(
+            &mut r,
+            "polegate_schedule_clock_trusted",
+            "1 while the lighting schedules trust the clock (SPEC 10 Clock)",
+            sch.clock_trusted as i64,
+        );
+        counter(
+            &mut r,
+            "polegate_schedule_wakes",
+            "Turns of the scheduler's loop (it sleeps until the next step, override end or reassert)",
+            sch.wakes,
+        );
+        let writes = Family::<Labels, Counter>::default();
+        for (program, result, n) in &sch.writes {
+            writes
+                .get_or_create(&vec![
+                    ("program", program.clone()),
+                    ("result", result.clone()),
+                ])
+                .inc_by(*n);
+        }
+        r.register(
+            "polegate_schedule_writes",
+            "Writes of the lighting programs by result",
+            writes,
+        );
+    }
     let requests = Family::<Labels, Counter>::default();
     for (code, n) in http.snapshot() {
         requests

@@ -77,6 +77,8 @@ pub struct Sources {
     /// A registered task silent for this long is named stalled by `/healthz`.
     pub stall_after: Duration,
     pub fleet: watch::Receiver<Fleet>,
+    /// The lighting schedules (SPEC §10), shown when configured.
+    pub schedule: Option<Arc<crate::schedule::Shared>>,
 }
 
 const CODES: [u16; 9] = [200, 400, 401, 404, 405, 408, 431, 500, 503];

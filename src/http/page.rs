@@ -135,6 +135,9 @@ pub fn render(s: &Status) -> String {
         }
         o.push_str("</div>");
     }
+    if let Some(sch) = &s.schedule {
+        schedule(&mut o, sch);
+    }
     o.push_str("<h2>Errors</h2><table id=\"errors\">");
     let nonzero: Vec<_> = s.errors.iter().filter(|(_, n)| *n > 0).collect();
     if nonzero.is_empty() {
@@ -168,4 +171,37 @@ pub fn render(s: &Status) -> String {
     }
     o.push_str("</body></html>");
     o
+}
+
+/// The lighting schedules: the clock, and each program's step, next step and overrides.
+fn schedule(o: &mut String, s: &crate::schedule::ScheduleStatus) {
+    let _ = write!(
+        o,
+        "<h2>Schedule</h2><div class=\"k\">clock <span id=\"schedule-clock\" class=\"{}\">{}</span></div><table id=\"schedule\">",
+        if s.clock_trusted { "ok" } else { "bad" },
+        esc(&s.view.clock)
+    );
+    for (id, p) in &s.view.programs {
+        let step = match (&p.at, &p.since) {
+            (Some(at), Some(since)) => format!("{} since {}", esc(at), esc(since)),
+            _ => "no step yet".to_string(),
+        };
+        let _ = write!(
+            o,
+            "<tr id=\"program-{idc}\"><td>{idc}</td><td class=\"v\">{step}</td><td>next {next}</td><td>{n} devices</td><td>{ov}</td><td>{ex}</td></tr>",
+            idc = esc(id),
+            next = esc(p.next.as_deref().unwrap_or("-")),
+            n = p.devices,
+            ov = if p.overridden.is_empty() {
+                String::new()
+            } else {
+                format!("overridden: {}", esc(&p.overridden.join(", ")))
+            },
+            ex = p
+                .exception
+                .as_deref()
+                .map_or(String::new(), |e| format!("exception {}", esc(e))),
+        );
+    }
+    o.push_str("</table>");
 }

@@ -22,6 +22,9 @@ pub struct Status {
     pub devices: Vec<DeviceView>,
     pub errors: Vec<(String, u64)>,
     pub links: Vec<LinkView>,
+    /// The lighting schedules (SPEC §10): the `P/G/schedule` view and the write counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<crate::schedule::ScheduleStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -193,6 +196,7 @@ pub fn snapshot(src: &Sources) -> Status {
                 errors: owned(c),
             })
             .collect(),
+        schedule: src.schedule.as_ref().and_then(|s| s.status()),
     }
 }
 
@@ -258,6 +262,24 @@ pub fn text(s: &Status) -> String {
                 .map_or(String::new(), |r| format!("({r}) ")),
             values.join(" ")
         );
+    }
+    if let Some(sch) = &s.schedule {
+        let _ = writeln!(o, "schedule: clock {}", sch.view.clock);
+        for (id, p) in &sch.view.programs {
+            let _ = writeln!(
+                o,
+                "  {id}: {} since {}, next {}, {} devices{}",
+                p.at.as_deref().unwrap_or("no step"),
+                p.since.as_deref().unwrap_or("-"),
+                p.next.as_deref().unwrap_or("-"),
+                p.devices,
+                if p.overridden.is_empty() {
+                    String::new()
+                } else {
+                    format!(", overridden: {}", p.overridden.join(", "))
+                }
+            );
+        }
     }
     let errors: Vec<String> = s
         .errors

@@ -16,6 +16,9 @@ pub struct CmdResult {
     pub error: Option<Refusal>,
     /// LoRa: `queued`, then `sent`, `expired` or `failed` (SPEC §8 "LoRa commands").
     pub status: Option<String>,
+    /// `schedule` for the writes of a lighting program (SPEC §10); None for the control
+    /// room's commands.
+    pub source: Option<&'static str>,
 }
 
 /// Validated writes for one device, in the order given by the command.

@@ -306,6 +306,10 @@ pub fn cmd_result(seq: u64, ts_ms: u64, gateway: &str, r: &super::command::CmdRe
         key(&mut out, "status");
         json_str(&mut out, s);
     }
+    if let Some(s) = r.source {
+        key(&mut out, "source");
+        json_str(&mut out, s);
+    }
     Body::from_string(out)
 }
 

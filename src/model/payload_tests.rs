@@ -147,6 +147,7 @@ fn a_command_result_carries_its_id_read_back_points_and_error_with_its_code() {
         points: vec![("dim_level".into(), Value::Int(40))],
         error: None,
         status: Some("queued".into()),
+        source: None,
     };
     assert_eq!(
         parse(&live(cmd_result(2, 0, "g", &ok))),
@@ -159,6 +160,7 @@ fn a_command_result_carries_its_id_read_back_points_and_error_with_its_code() {
         points: vec![],
         error: Some(crate::model::command::Refusal::UnknownDevice),
         status: None,
+        source: None,
         ..ok
     };
     assert_eq!(

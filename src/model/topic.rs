@@ -5,6 +5,7 @@
 //! ```text
 //! P/G/status            gateway connection state (retained, also the last will)
 //! P/G/stats             gateway counters
+//! P/G/schedule          lighting schedules' state (retained, SPEC §10)
 //! P/G/D/telemetry       readings of device D
 //! P/G/D/state           birth certificate of device D (retained)
 //! P/G/D/cmd             commands to device D (subscribed as P/G/+/cmd)
@@ -53,6 +54,11 @@ impl Topics {
     /// `P/G/stats`.
     pub fn stats(&self) -> String {
         format!("{}/stats", self.base)
+    }
+
+    /// `P/G/schedule`.
+    pub fn schedule(&self) -> String {
+        format!("{}/schedule", self.base)
     }
 
     /// `P/G/status`.

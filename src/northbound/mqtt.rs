@@ -103,7 +103,12 @@ pub struct Session {
     wake: Arc<Notify>,
     counters: Arc<Counters>,
     state: Arc<SessionState>,
+    /// The retained `P/G/schedule` payload (SPEC §10), when schedules run.
+    schedule: Option<ScheduleRx>,
 }
+
+/// The latest `P/G/schedule` payload; QoS 1, retained, not buffered.
+pub type ScheduleRx = tokio::sync::watch::Receiver<Option<Arc<Vec<u8>>>>;
 
 enum Ended {
     Shutdown { connected: bool },
@@ -151,9 +156,34 @@ impl Session {
                 wake,
                 counters,
                 state: state.clone(),
+                schedule: None,
             },
             state,
         )
+    }
+
+    /// Publishes the lighting schedules' state on `P/G/schedule` at each connect and
+    /// whenever it changes.
+    pub fn with_schedule(mut self, rx: ScheduleRx) -> Session {
+        self.schedule = Some(rx);
+        self
+    }
+
+    /// Publishes the current `P/G/schedule` payload, if any.
+    fn publish_schedule(&self, client: &AsyncClient, c: &mut Conn) -> Result<(), SessionError> {
+        let Some(body) = self.schedule.as_ref().and_then(|r| r.borrow().clone()) else {
+            return Ok(());
+        };
+        client
+            .try_publish(
+                self.topics.schedule(),
+                QoS::AtLeastOnce,
+                true,
+                body.to_vec(),
+            )
+            .map_err(SessionError::QueueStatus)?;
+        c.flight.requested(Sent::Unqueued);
+        Ok(())
     }
 
     /// Reports liveness through `hb` (gates the systemd watchdog).
@@ -352,6 +382,10 @@ impl Session {
         let mut idle = tokio::time::interval(IDLE_TICK);
         let mut health = self.queue.health().subscribe();
         health.mark_unchanged();
+        let mut schedule = self.schedule.clone();
+        if let Some(s) = &mut schedule {
+            s.mark_unchanged();
+        }
         loop {
             self.beat();
             let pace_deadline = c.pace_until;
@@ -374,6 +408,11 @@ impl Session {
                         return Ended::Lost(SessionError::QueueStatus(e));
                     }
                     c.flight.requested(Sent::Unqueued);
+                }
+                Some(()) = schedule_changed(&mut schedule), if c.connected => {
+                    if let Err(e) = self.publish_schedule(client, &mut c) {
+                        return Ended::Lost(e);
+                    }
                 }
                 _ = sleep_opt(pace_deadline), if pace_deadline.is_some() => { c.pace_until = None; }
                 _ = idle.tick() => {}
@@ -471,6 +510,14 @@ async fn poll_events(mut el: EventLoop, tx: mpsc::Sender<Result<Event, Connectio
             tx.closed().await;
             return;
         }
+    }
+}
+
+/// The schedule payload changed; never when there is none.
+async fn schedule_changed(rx: &mut Option<ScheduleRx>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -104,6 +104,7 @@ impl Session {
                     )
                     .map_err(SessionError::QueueStatus)?;
                 c.flight.requested(Sent::Unqueued);
+                self.publish_schedule(client, c)?;
             }
             Event::Incoming(Incoming::Publish(p)) => {
                 if let (Some(tx), Some(dev)) = (

@@ -138,6 +138,9 @@ pub struct Pipeline {
     full: bool,
     /// Beats on every loop turn (the flush timer guarantees turns) for the watchdog.
     heartbeat: Option<Heartbeat>,
+    /// Told the id of every device that comes online (the lighting schedules write the
+    /// current step to it, SPEC §10); never waited on.
+    online: Option<mpsc::Sender<String>>,
 }
 
 impl Pipeline {
@@ -159,7 +162,14 @@ impl Pipeline {
             started: Instant::now(),
             full: false,
             heartbeat: None,
+            online: None,
         }
+    }
+
+    /// Sends the id of each device that comes online to `tx` (dropped when full).
+    pub fn with_online(mut self, tx: mpsc::Sender<String>) -> Pipeline {
+        self.online = Some(tx);
+        self
     }
 
     /// Reports liveness through `hb` (gates the systemd watchdog).
@@ -232,6 +242,9 @@ impl Pipeline {
             } => {
                 if online && let Some(r) = self.reporters.get_mut(&device.id) {
                     r.reset();
+                }
+                if online && let Some(tx) = &self.online {
+                    let _ = tx.try_send(device.id.clone());
                 }
                 device
                     .latest

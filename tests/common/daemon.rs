@@ -90,6 +90,11 @@ impl Daemon {
         Daemon::launch(setup, None, app::RunOptions::default()).await
     }
 
+    /// Starts with these options (e.g. a hand on the schedule's clock), without reload.
+    pub async fn start_with(setup: &Setup, opts: app::RunOptions) -> Daemon {
+        Daemon::launch(setup, None, opts).await
+    }
+
     /// Starts with reload enabled: returns the daemon and its reload trigger (SIGHUP).
     pub async fn start_reloadable(setup: &Setup, watch_files: bool) -> (Daemon, mpsc::Sender<()>) {
         let (rtx, rrx) = mpsc::channel(4);
@@ -97,6 +102,7 @@ impl Daemon {
             config_path: Some(setup.path.clone()),
             watch_files,
             notifier: None,
+            clock: None,
         };
         (Daemon::launch(setup, Some(rrx), opts).await, rtx)
     }

@@ -12,21 +12,30 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 pub fn python() -> PathBuf {
+    python_with(
+        "ocpp, websockets",
+        "the OCPP test peer needs Python with ocpp 2.1.0 and websockets",
+        "ocpp==2.1.0 websockets",
+    )
+}
+
+/// The tests' Python (`POLEGATE_TEST_PYTHON`, else `target/pyenv`), checked to import
+/// `modules`; a missing one fails the test with the command that installs `packages`.
+pub fn python_with(modules: &str, why: &str, packages: &str) -> PathBuf {
     let p = std::env::var_os("POLEGATE_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyenv/bin/python3")
         });
     let ok = std::process::Command::new(&p)
-        .args(["-c", "import ocpp, websockets"])
+        .args(["-c", &format!("import {modules}")])
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "the OCPP test peer needs Python with ocpp 2.1.0 and websockets at {}: run the tests \
-         with tests/run (it installs tests/requirements.txt into target/pyenv), or set \
-         POLEGATE_TEST_PYTHON",
+        "{why} at {}: run the tests with tests/run (it installs tests/requirements.txt, \
+         {packages} among them, into target/pyenv), or set POLEGATE_TEST_PYTHON",
         p.display()
     );
     p

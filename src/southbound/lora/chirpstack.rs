@@ -243,6 +243,7 @@ pub async fn run_chirpstack(
                             points: pd.points.iter().map(|(n, v)| (n.clone(), json_value(v))).collect(),
                             error: None,
                             status: Some("sent".into()),
+                            source: None,
                         }));
                     }
                 }
@@ -281,6 +282,7 @@ pub async fn run_chirpstack(
                             points: vec![],
                             error: Some(Refusal::Expired("expired before the network server reported a transmission".into())),
                             status: Some("expired".into()),
+                            source: None,
                         }));
                     }
                 }

@@ -219,6 +219,7 @@ impl Core {
             points,
             error,
             status: Some(status.into()),
+            source: None,
         }));
     }
 

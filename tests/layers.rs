@@ -149,7 +149,8 @@ fn the_reference_scanner_reads_grouped_and_nested_imports() {
 const KNOWN_FILE_CYCLES: &[(&str, &str)] = &[
     (
         "config/entries config/http config/load config/lora config/lora_device config/mqtt \
-         config/ocpp config/refs config/secrets config/snmp config/tls config/transports config/validate",
+         config/ocpp config/refs config/schedule config/secrets config/snmp config/tls \
+         config/transports config/validate",
         "issue 21 item 4 (config as types, a leaf context)",
     ),
     (

@@ -123,12 +123,11 @@ impl Queue {
             // not worth a sled flush (an idle gateway never makes one).
             && m.written.as_ref().is_some_and(|w| {
                 let l = &plan.ledger;
-                w.reserved == l.reserved && w.exact == l.exact
-                    || Ledger {
-                        reserved: l.reserved,
-                        exact: l.exact,
-                        ..w.clone()
-                    } == *l
+                Ledger {
+                    reserved: l.reserved,
+                    exact: l.exact,
+                    ..w.clone()
+                } == *l
             });
         if idle {
             return None;

@@ -363,10 +363,9 @@ impl Commands {
         Ok(Box::pin(async move {
             let outcome = match tokio::time::timeout(limit, rx).await {
                 Ok(Ok(o)) => o,
-                // The driver went away (a reload or the stop) before answering.
-                Ok(Err(_)) => WriteOutcome::refused(Refusal::Failed(
-                    "the driver stopped before running the command".into(),
-                )),
+                // The driver went away (the stop, or a reload of it) before answering: the
+                // same answer as a write cut by the stop, whichever of the two is seen first.
+                Ok(Err(_)) => WriteOutcome::refused(Refusal::Stopping),
                 Err(_) => WriteOutcome::refused(Refusal::Timeout(format!(
                     "no answer from the driver within {} s",
                     limit.as_secs()

@@ -5,8 +5,8 @@
 //! A write goes into memory first and is read back from there until the writer has made
 //! it durable. State that cannot be read (the database never opened, or unreadable) is
 //! [`BufferError::StateUnavailable`], never absent (SPEC §5): the devices that need it stay
-//! offline until it can be read. Counters written with [`KvStore::insert_max`] never go
-//! backwards, whatever is written meanwhile.
+//! offline until it can be read, and a write needs the stored value first, so nothing is
+//! written over state that could not be read.
 
 use super::BufferError;
 use super::log::{KvWrite, Queue};
@@ -76,20 +76,6 @@ impl KvStore {
     /// Inserts `value` under `key`; returns the previous value.
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, BufferError> {
         self.write(key, Some(value))
-    }
-
-    /// Stores the counter `value` under `key` unless the stored one is higher; returns
-    /// the counter now stored. Frame counters, nonces and ids never go backwards.
-    pub fn insert_max(&self, key: &[u8], value: u64) -> Result<u64, BufferError> {
-        let stored = self
-            .get(key)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, u64::from_be_bytes);
-        let now = stored.max(value);
-        if now != stored || stored == 0 {
-            self.write(key, Some(&now.to_be_bytes()))?;
-        }
-        Ok(now)
     }
 
     /// [`KvStore::insert`], durable on return (blocking: waits for the writer's fsync).

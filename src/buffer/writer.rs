@@ -28,7 +28,8 @@ pub struct WriterHooks {
 
 /// One flush, taken from memory under the lock.
 pub(crate) struct Plan {
-    writes: Vec<Entries>,
+    /// The blocks to write, encoded (their entries wait in `Mem::writing`).
+    writes: Vec<(super::block::Header, Vec<u8>)>,
     kv: Vec<(KvKey, super::log::KvWrite)>,
     garbage: Vec<u64>,
     quarantine: Vec<u64>,
@@ -111,7 +112,7 @@ impl Queue {
             garbage: std::mem::take(&mut m.garbage),
             quarantine: std::mem::take(&mut m.quarantine),
             purge: std::mem::take(&mut m.purge),
-            writes,
+            writes: writes.iter().map(|b| (b.header(), b.encode())).collect(),
         };
         let idle = plan.writes.is_empty()
             && plan.kv.is_empty()
@@ -132,7 +133,7 @@ impl Queue {
         if idle {
             return None;
         }
-        m.writing = plan.writes.clone();
+        m.writing = writes;
         Some(plan)
     }
 
@@ -171,9 +172,10 @@ impl Queue {
         if p.purge {
             st.blocks.clear().map_err(err)?;
         }
-        for b in &p.writes {
-            let first = b.first().unwrap_or(0);
-            st.blocks.insert(key(first), b.encode()).map_err(err)?;
+        for (h, value) in &p.writes {
+            st.blocks
+                .insert(key(h.first), value.as_slice())
+                .map_err(err)?;
         }
         for ((name, k), write) in &p.kv {
             let tree = st.kv_tree(name).map_err(err)?;
@@ -214,10 +216,9 @@ impl Queue {
         let grew = {
             let mut m = self.mem();
             m.writing.clear();
-            for b in &p.writes {
-                let h = b.header();
+            for (h, _) in &p.writes {
                 m.stored_events += u64::from(h.count);
-                m.stored_bytes += b.bytes;
+                m.stored_bytes += u64::from(h.bytes);
                 m.stored_last = m.stored_last.max(h.last);
                 m.last_block = m.last_block.max(h.first);
             }

@@ -52,6 +52,24 @@ impl WriteOutcome {
             error: Some(why),
         }
     }
+
+    /// Success: each `applied` point as `read` it back after the write; a point not read
+    /// back (write-only: play, stop) keeps the value written.
+    pub fn read_back(applied: &[(usize, Value)], read: &[(usize, Value)]) -> WriteOutcome {
+        let points = applied
+            .iter()
+            .map(|(w, v)| {
+                read.iter()
+                    .find(|(j, _)| j == w)
+                    .cloned()
+                    .unwrap_or((*w, v.clone()))
+            })
+            .collect();
+        WriteOutcome {
+            points,
+            error: None,
+        }
+    }
 }
 
 /// Why a command got `ok:false`, from whichever check or driver: the message is the

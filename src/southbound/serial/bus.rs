@@ -315,21 +315,7 @@ impl Task {
         let written: Vec<usize> = applied.iter().map(|(i, _)| *i).collect();
         match self.poll_cycle(i).await {
             Ok(values) => {
-                // Write-only points (play, stop) are not read back: their written value stands.
-                let points = applied
-                    .iter()
-                    .map(|(w, v)| {
-                        values
-                            .iter()
-                            .find(|(j, _)| j == w)
-                            .cloned()
-                            .unwrap_or((*w, v.clone()))
-                    })
-                    .collect();
-                let _ = req.reply.send(WriteOutcome {
-                    points,
-                    error: None,
-                });
+                let _ = req.reply.send(WriteOutcome::read_back(&applied, &values));
                 if !values.is_empty() {
                     self.out.push(Input::Reading {
                         device: info,

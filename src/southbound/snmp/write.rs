@@ -157,20 +157,7 @@ impl Task {
         let read = self.read(&wanted).await;
         match self.decode_device(d, &read) {
             Ok(values) => {
-                let points = applied
-                    .iter()
-                    .map(|(w, v)| {
-                        values
-                            .iter()
-                            .find(|(j, _)| j == w)
-                            .cloned()
-                            .unwrap_or((*w, v.clone()))
-                    })
-                    .collect();
-                let _ = reply.send(WriteOutcome {
-                    points,
-                    error: None,
-                });
+                let _ = reply.send(WriteOutcome::read_back(&applied, &values));
                 let force = applied.iter().map(|(i, _)| *i).collect();
                 if !values.is_empty() {
                     self.out.push(Input::Reading {

@@ -2,20 +2,34 @@
 //! window's events exceed [`BLOCK_MAX`]) in one sled value, keyed by its first seq.
 //!
 //! ```text
-//! version u8 (= 1) | count u32 BE | first u64 BE | last u64 BE | bytes u32 BE | crc32 u32 BE
-//! then `count` entries: seq u64 BE | len u32 BE | record (record.rs)
+//! version u8 | count u32 BE | first u64 BE | last u64 BE | bytes u32 BE | crc32 u32 BE | body
+//! entries: `count` × (seq u64 BE | len u32 BE | record (record.rs))
 //! ```
-//! `bytes` is the sum of the records' lengths (what `max_bytes` bounds); the CRC covers
-//! the entries. Decoding is total: any byte string is a block or a [`BlockError`].
+//! Version 2 stores the body as the entries compressed with LZ4 (the block format, no
+//! size prefix: the entries are `count × 12 + bytes` long); version 1 stores the entries
+//! as they are, which the writer keeps when LZ4 would not make them smaller. Telemetry
+//! compresses 3–4 × (the same topics and keys in every event), and sled keeps about as
+//! many bytes resident as it has written: compression is what keeps a long outage's
+//! backlog small in memory and on the card. `bytes` is the sum of the records' lengths
+//! (what `max_bytes` bounds, uncompressed); the CRC covers the stored body, so damage is
+//! found before decompression. Decoding is total: any byte string is a block or a
+//! [`BlockError`], and a header cannot make the decoder allocate more than LZ4's
+//! largest ratio allows for the stored body.
 //!
-//! Blocks stay at most [`BLOCK_MAX`] bytes (a block holding one larger record is the only
-//! exception): sled writes a leaf whose serialized size exceeds `segment_size / 4` (128 KiB
-//! by default, a leaf holds up to 17 entries) to a blob file, and sled does not fsync blob
-//! files.
+//! Blocks stay at most [`BLOCK_MAX`] bytes before compression (a block holding one larger
+//! record is the only exception): sled writes a leaf whose serialized size exceeds
+//! `segment_size / 4` (128 KiB by default, a leaf holds up to 17 entries) to a blob file,
+//! and sled does not fsync blob files.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
-pub(crate) const VERSION: u8 = 1;
+/// Entries stored as they are.
+const PLAIN: u8 = 1;
+/// Entries compressed with LZ4.
+const LZ4: u8 = 2;
+/// LZ4 cannot expand data by more than this factor (a match of 255+ bytes per token).
+const LZ4_MAX_RATIO: u64 = 255;
 pub(crate) const HEADER_LEN: usize = 1 + 4 + 8 + 8 + 4 + 4;
 pub(crate) const ENTRY_HEADER: usize = 8 + 4;
 /// Largest block written (unless one record alone is larger).
@@ -31,6 +45,8 @@ pub(crate) enum BlockError {
     Crc,
     #[error("entry {0} is truncated")]
     Entry(u32),
+    #[error("compressed entries do not decompress to the {0} bytes the header implies")]
+    Decompress(u64),
     #[error("header says {count} entries from {first} to {last}, the entries disagree")]
     Inconsistent { count: u32, first: u64, last: u64 },
 }
@@ -69,7 +85,7 @@ impl Entries {
         self.items.last().map(|(s, _)| *s)
     }
 
-    /// Encoded size of the block these entries make.
+    /// Size of the block these entries make, before compression.
     pub(crate) fn encoded_len(&self) -> usize {
         HEADER_LEN + self.items.len() * ENTRY_HEADER + self.bytes as usize
     }
@@ -118,22 +134,29 @@ impl Entries {
         }
     }
 
+    /// The block as stored: compressed when that makes it smaller.
     pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut plain = Vec::with_capacity(self.encoded_len() - HEADER_LEN);
+        for (seq, rec) in &self.items {
+            plain.extend_from_slice(&seq.to_be_bytes());
+            plain.extend_from_slice(&(rec.len() as u32).to_be_bytes());
+            plain.extend_from_slice(rec);
+        }
+        let packed = lz4_flex::block::compress(&plain);
+        let (version, body) = if packed.len() < plain.len() {
+            (LZ4, packed)
+        } else {
+            (PLAIN, plain)
+        };
         let h = self.header();
-        let mut out = Vec::with_capacity(self.encoded_len());
-        out.push(VERSION);
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.push(version);
         out.extend_from_slice(&h.count.to_be_bytes());
         out.extend_from_slice(&h.first.to_be_bytes());
         out.extend_from_slice(&h.last.to_be_bytes());
         out.extend_from_slice(&h.bytes.to_be_bytes());
-        out.extend_from_slice(&[0; 4]);
-        for (seq, rec) in &self.items {
-            out.extend_from_slice(&seq.to_be_bytes());
-            out.extend_from_slice(&(rec.len() as u32).to_be_bytes());
-            out.extend_from_slice(rec);
-        }
-        let crc = crc32fast::hash(&out[HEADER_LEN..]);
-        out[HEADER_LEN - 4..HEADER_LEN].copy_from_slice(&crc.to_be_bytes());
+        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        out.extend_from_slice(&body);
         out
     }
 }
@@ -155,7 +178,7 @@ pub(crate) fn header(bytes: &[u8]) -> Result<Header, BlockError> {
     if bytes.len() < HEADER_LEN {
         return Err(BlockError::Header(bytes.len()));
     }
-    if bytes[0] != VERSION {
+    if bytes[0] != PLAIN && bytes[0] != LZ4 {
         return Err(BlockError::Version(bytes[0]));
     }
     Ok(Header {
@@ -169,24 +192,69 @@ pub(crate) fn header(bytes: &[u8]) -> Result<Header, BlockError> {
 /// One entry of a decoded block: its seq and where its record lies in the block.
 pub(crate) type Slot = (u64, Range<usize>);
 
+/// A decoded block: its header and its entries.
+pub(crate) struct Decoded<'a> {
+    pub header: Header,
+    entries: Cow<'a, [u8]>,
+    slots: Vec<Slot>,
+}
+
+impl Decoded<'_> {
+    /// `(seq, record)` in seq order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.slots
+            .iter()
+            .map(|(s, r)| (*s, self.entries.get(r.clone()).unwrap_or_default()))
+    }
+}
+
 /// The entries of a block, checked.
-pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Slot>), BlockError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<Decoded<'_>, BlockError> {
     let h = header(bytes)?;
-    if crc32fast::hash(&bytes[HEADER_LEN..]) != be_u32(&bytes[HEADER_LEN - 4..]) {
+    let body = &bytes[HEADER_LEN..];
+    if crc32fast::hash(body) != be_u32(&bytes[HEADER_LEN - 4..]) {
         return Err(BlockError::Crc);
     }
-    let mut at = HEADER_LEN;
+    let entries = if bytes[0] == LZ4 {
+        Cow::Owned(decompress(body, &h)?)
+    } else {
+        Cow::Borrowed(body)
+    };
+    let slots = slots(&entries, &h)?;
+    Ok(Decoded {
+        header: h,
+        entries,
+        slots,
+    })
+}
+
+/// The entries of a version 2 body, of exactly the length the header implies.
+fn decompress(body: &[u8], h: &Header) -> Result<Vec<u8>, BlockError> {
+    let want = u64::from(h.count) * ENTRY_HEADER as u64 + u64::from(h.bytes);
+    if want > (body.len() as u64).saturating_mul(LZ4_MAX_RATIO) {
+        return Err(BlockError::Decompress(want));
+    }
+    let mut out = vec![0; want as usize];
+    match lz4_flex::block::decompress_into(body, &mut out) {
+        Ok(n) if n as u64 == want => Ok(out),
+        _ => Err(BlockError::Decompress(want)),
+    }
+}
+
+/// Where each entry's record lies in `entries`, checked against the header.
+fn slots(entries: &[u8], h: &Header) -> Result<Vec<Slot>, BlockError> {
+    let mut at = 0;
     let mut out = Vec::with_capacity((h.count as usize).min(BLOCK_MAX / ENTRY_HEADER));
     let mut sum = 0u64;
     for i in 0..h.count {
-        let head = bytes
+        let head = entries
             .get(at..at + ENTRY_HEADER)
             .ok_or(BlockError::Entry(i))?;
         let seq = be_u64(head);
         let len = be_u32(&head[8..]) as usize;
         let start = at + ENTRY_HEADER;
         let end = start.checked_add(len).ok_or(BlockError::Entry(i))?;
-        if end > bytes.len() {
+        if end > entries.len() {
             return Err(BlockError::Entry(i));
         }
         sum += len as u64;
@@ -195,14 +263,14 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(Header, Vec<Slot>), BlockError> {
     }
     let ordered = out.windows(2).all(|w| w[0].0 < w[1].0);
     let ends = out.first().map(|e| e.0) == Some(h.first) && out.last().map(|e| e.0) == Some(h.last);
-    if at != bytes.len() || !ordered || !ends || sum != u64::from(h.bytes) {
+    if at != entries.len() || !ordered || !ends || sum != u64::from(h.bytes) {
         return Err(BlockError::Inconsistent {
             count: h.count,
             first: h.first,
             last: h.last,
         });
     }
-    Ok((h, out))
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -227,10 +295,22 @@ mod tests {
                 .map(|(i, n)| (10 + 3 * i as u64, vec![i as u8; *n])).collect();
             let e = entries(&items);
             let bytes = e.encode();
-            prop_assert_eq!(bytes.len(), e.encoded_len());
-            let (h, got) = decode(&bytes).expect("decodes");
-            prop_assert_eq!(h, e.header());
-            let got: Vec<(u64, Vec<u8>)> = got.into_iter().map(|(s, r)| (s, bytes[r].to_vec())).collect();
+            prop_assert!(bytes.len() <= e.encoded_len());
+            let d = decode(&bytes).expect("decodes");
+            prop_assert_eq!(d.header, e.header());
+            let got: Vec<(u64, Vec<u8>)> = d.iter().map(|(s, r)| (s, r.to_vec())).collect();
+            prop_assert_eq!(got, items);
+        }
+
+        #[test]
+        fn incompressible_records_round_trip_stored_plain(
+            recs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..20)
+        ) {
+            let items: Vec<(u64, Vec<u8>)> = recs.into_iter().enumerate().map(|(i, r)| (i as u64 + 1, r)).collect();
+            let e = entries(&items);
+            let bytes = e.encode();
+            prop_assert!(bytes.len() <= e.encoded_len());
+            let got: Vec<(u64, Vec<u8>)> = decode(&bytes).expect("decodes").iter().map(|(s, r)| (s, r.to_vec())).collect();
             prop_assert_eq!(got, items);
         }
 
@@ -260,6 +340,73 @@ mod tests {
         }
         assert!(e.encoded_len() <= BLOCK_MAX);
         assert!(e.encoded_len() + ENTRY_HEADER + 200 > BLOCK_MAX);
+    }
+
+    /// Twenty telemetry events as the pipeline stores them.
+    fn telemetry() -> Entries {
+        let mut e = Entries::default();
+        for i in 0..20u64 {
+            let rec = format!(
+                "polegate/cab-7/lamp-{:03}/telemetry{{\"seq\":{},\"ts\":{},\"gateway\":\"cab-7\",\
+                 \"device\":\"lamp-{:03}\",\"kind\":\"lamp\",\"points\":{{\"power\":{}.{}}}",
+                i * 7 % 200,
+                1000 + i,
+                1_765_000_000_000 + i * 13,
+                i * 7 % 200,
+                40 + i,
+                i % 10
+            );
+            e.push(1000 + i, rec.into_bytes());
+        }
+        e
+    }
+
+    #[test]
+    fn telemetry_is_stored_compressed_at_a_third_of_its_size_or_less() {
+        let e = telemetry();
+        let bytes = e.encode();
+        assert_eq!(bytes[0], LZ4);
+        assert!(
+            bytes.len() * 3 <= e.encoded_len(),
+            "{} of {} bytes",
+            bytes.len(),
+            e.encoded_len()
+        );
+        let d = decode(&bytes).expect("decodes");
+        let want: Vec<(u64, &[u8])> = e.items.iter().map(|(s, r)| (*s, r.as_slice())).collect();
+        assert_eq!(d.iter().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn a_block_of_the_uncompressed_version_still_decodes() {
+        let e = entries(&[(4, b"abc".to_vec()), (9, b"defgh".to_vec())]);
+        let h = e.header();
+        let mut body = Vec::new();
+        for (seq, rec) in &e.items {
+            body.extend_from_slice(&seq.to_be_bytes());
+            body.extend_from_slice(&(rec.len() as u32).to_be_bytes());
+            body.extend_from_slice(rec);
+        }
+        let mut bytes = vec![PLAIN];
+        bytes.extend_from_slice(&h.count.to_be_bytes());
+        bytes.extend_from_slice(&h.first.to_be_bytes());
+        bytes.extend_from_slice(&h.last.to_be_bytes());
+        bytes.extend_from_slice(&h.bytes.to_be_bytes());
+        bytes.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+        bytes.extend_from_slice(&body);
+        let d = decode(&bytes).expect("decodes");
+        assert_eq!(
+            d.iter().collect::<Vec<_>>(),
+            vec![(4, &b"abc"[..]), (9, &b"defgh"[..])]
+        );
+    }
+
+    #[test]
+    fn a_header_claiming_more_than_lz4_can_expand_is_refused_before_allocating() {
+        let mut bytes = telemetry().encode();
+        // count = u32::MAX: 51 GB of entries from a 1 KB body.
+        bytes[1..5].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert!(matches!(decode(&bytes), Err(BlockError::Decompress(_))));
     }
 
     #[test]

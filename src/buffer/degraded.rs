@@ -193,11 +193,11 @@ impl Queue {
                 continue;
             };
             match block::decode(&v) {
-                Ok((_, entries)) => {
+                Ok(block) => {
                     let mut b = Entries::default();
-                    for (s, rg) in entries {
+                    for (s, rec) in block.iter() {
                         if !m.acked.contains(&s) {
-                            b.push(s, v[rg].to_vec());
+                            b.push(s, rec.to_vec());
                         }
                     }
                     if !b.is_empty() {

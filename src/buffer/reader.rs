@@ -130,10 +130,9 @@ impl Queue {
                 continue;
             }
             match block::decode(&v) {
-                Ok((_, entries)) => {
+                Ok(block) => {
                     let mut bad = Vec::new();
-                    let items = entries.into_iter().map(|(s, rg)| (s, &v[rg]));
-                    r.take(m, self, items, &mut bad);
+                    r.take(m, self, block.iter(), &mut bad);
                     m.acked.extend(bad);
                 }
                 Err(e) => self.set_aside(m, first, &v, &e.to_string()),

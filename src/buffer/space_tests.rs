@@ -8,10 +8,21 @@ use crate::buffer::{Queue, QueueOptions, Record};
 use crate::model::payload::Body;
 use std::path::Path;
 
+/// A record whose 300 payload bytes do not compress (the blocks are LZ4): the backlog
+/// takes its full size on disk.
 fn rec(seq: u64) -> Record {
+    let mut x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let noise: Vec<u8> = (0..300)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b'a' + (x % 26) as u8
+        })
+        .collect();
     Record {
         topic: format!("polegate/g/lamp-{}/telemetry", seq % 50),
-        payload: Body::from_open(&[b'x'; 300]),
+        payload: Body::from_open(&noise),
         retain: false,
         created_ms: seq,
     }

@@ -156,13 +156,13 @@ impl Queue {
             if first > m.stored_last {
                 return;
             }
-            let Ok((h, entries)) = super::block::decode(&v) else {
+            let Ok(block) = super::block::decode(&v) else {
                 return; // the reader sets it aside
             };
-            if !entries.iter().all(|(s, _)| m.acked.contains(s)) {
+            if !block.iter().all(|(s, _)| m.acked.contains(&s)) {
                 return;
             }
-            m.forget_block(first, &h);
+            m.forget_block(first, &block.header);
         }
     }
 

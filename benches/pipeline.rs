@@ -7,6 +7,8 @@
 //!    as it takes them; every event persisted in sled and acknowledged by the broker.
 //! B. the cabinet binary as a child process polling N Modbus TCP simulators every P ms:
 //!    CPU (% of one core), RSS and threads of the daemon process.
+//! F. the floor: the same Modbus TCP polls made by a process that does nothing else
+//!    (`support::floor`), then by the daemon, in one run: CPU of each.
 //! C. a 100,000-event backlog replayed by the cabinet binary with replay_rate = 0: drain
 //!    rate, peak RSS, queue disk use after the drain.
 //!
@@ -215,6 +217,36 @@ async fn part_b(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
     );
 }
 
+/// The floor process and the daemon on the same `n` simulators every `poll_ms`.
+async fn part_f(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
+    let cancel = CancellationToken::new();
+    let (sims, _) = support::lamp_fleet(n, poll_ms, "", &cancel).await;
+    let me = std::env::current_exe().expect("own path");
+    let mut cmd = std::process::Command::new(me);
+    cmd.arg("--floor-child")
+        .arg(poll_ms.to_string())
+        .args(sims.iter().map(|s| s.addr().to_string()));
+    let mut child = cmd.spawn().expect("start the floor process");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (t0, _, _) = proc_sample(child.id());
+    let reqs0: u64 = sims.iter().map(|s| s.requests()).sum();
+    let w0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let (t1, rss, _) = proc_sample(child.id());
+    let el = w0.elapsed().as_secs_f64();
+    let reqs1: u64 = sims.iter().map(|s| s.requests()).sum();
+    let _ = child.kill();
+    let _ = child.wait();
+    cancel.cancel();
+    println!(
+        "F. floor: {n} connections, the lamp's 3 reads every {poll_ms} ms, {secs} s: CPU {:.2}% of one core, RSS {:.1} MB, Modbus requests {:.0}/s",
+        (t1 - t0) as f64 / clk_tck() / el * 100.0,
+        rss as f64 / 1024.0,
+        (reqs1 - reqs0) as f64 / el
+    );
+    part_b(exe, n, poll_ms, secs).await;
+}
+
 async fn part_c(exe: &Path, events: u64) {
     let broker = Mosquitto::start().await;
     let port = broker.port;
@@ -284,6 +316,11 @@ async fn part_c(exe: &Path, events: u64) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--floor-child") {
+        let poll_ms = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(500);
+        support::floor::child(args[i + 2..].to_vec(), poll_ms);
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs benches without it
     // (as a smoke test), where a minutes-long measurement does not belong.
     if !args.iter().any(|a| a == "--bench") {
@@ -293,7 +330,8 @@ fn main() {
         return;
     }
     let quick = args.iter().any(|a| a == "--quick");
-    // `--parts BC` runs only those parts (A, B, C; I = idle: the daemon with no device).
+    // `--parts BC` runs only those parts (A, B, C; I = idle: the daemon with no device;
+    // F = the poll floor next to the daemon).
     let parts = args
         .iter()
         .position(|a| a == "--parts")
@@ -302,7 +340,7 @@ fn main() {
     let backlog = support::arg("--backlog", if quick { 10_000 } else { 100_000 });
     // `--secs N`: the window of parts B and I.
     let secs = support::arg("--secs", if quick { 5 } else { 30 });
-    let exe = if parts.contains(['B', 'C', 'I']) {
+    let exe = if parts.contains(['B', 'C', 'I', 'F']) {
         cabinet_binary()
     } else {
         PathBuf::new()
@@ -321,6 +359,9 @@ fn main() {
         if parts.contains('B') {
             part_b(&exe, 200, 1000, secs).await;
             part_b(&exe, 200, 500, secs).await;
+        }
+        if parts.contains('F') {
+            part_f(&exe, 200, 500, secs).await;
         }
         if parts.contains('C') {
             part_c(&exe, backlog).await;

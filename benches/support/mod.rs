@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench uses its own subset
 
+pub mod floor;
+
 use super::common::{Process, Setup};
 #[cfg(feature = "demo")]
 use polegate::demo::sim::{Sim, SimKind};

@@ -2,11 +2,11 @@
 //! into the merged lists (main file first, then conf.d in name order); each error names
 //! the file that declared the entry. A duplicate id is reported at its second occurrence.
 
-use super::load::Origin;
+use super::ctx::Ctx;
+use super::ctx::Origin;
 use super::parse::check_id;
 use super::transports::{RawModbus, RawSerial};
-use super::validate::Ctx;
-use super::{BusCfg, BusKind, DeviceCfg, Parity, Transport};
+use super::{BusCfg, BusIndex, BusKind, DeviceCfg, Parity, Transport, bus_kind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -42,29 +42,6 @@ struct RawDevice {
     ocpp: Option<toml::Table>,
     snmp: Option<toml::Table>,
     reach: Option<toml::Table>,
-}
-
-/// Every declared bus id with its kind when that parsed, valid entry or not, so a
-/// device referencing a broken bus is not also told the bus does not exist.
-pub(super) type BusIndex = BTreeMap<String, Option<BusKind>>;
-
-pub(super) fn bus_kind(s: &str) -> Option<BusKind> {
-    match s {
-        "modbus_rtu" => Some(BusKind::ModbusRtu),
-        "modbus_ascii" => Some(BusKind::ModbusAscii),
-        "serial" => Some(BusKind::Serial),
-        "snmp" => Some(BusKind::Snmp),
-        _ => None,
-    }
-}
-
-pub fn bus_kind_label(k: BusKind) -> &'static str {
-    match k {
-        BusKind::ModbusRtu => "modbus_rtu",
-        BusKind::ModbusAscii => "modbus_ascii",
-        BusKind::Serial => "serial",
-        BusKind::Snmp => "snmp",
-    }
 }
 
 /// Reports a duplicate id at its second occurrence; returns false then.
@@ -443,5 +420,5 @@ fn meta(
 }
 
 fn lora(cx: &mut Ctx<'_>, file: &Path, key: &str, t: toml::Table) -> Option<Transport> {
-    super::lora::device(cx, file, key, t).map(Transport::Lora)
+    super::lora_device::device(cx, file, key, t).map(Transport::Lora)
 }

@@ -4,7 +4,7 @@
 //! is never open to the street network by accident. The password is a secret: `Debug`
 //! redacts it and errors never echo it.
 
-use super::validate::{Ctx, resolve};
+use super::ctx::{Ctx, resolve};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;

@@ -4,9 +4,10 @@
 //! carry EUIs and DevAddr little-endian; `southbound::lora` converts). Keys are secrets:
 //! errors never echo them and `Debug` redacts them.
 
+use super::ctx::Ctx;
 use super::parse::parse_mqtt_url;
 use super::tls::tls_files;
-use super::validate::Ctx;
+use crate::ops::tls::ClientFiles;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -293,7 +294,17 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
     }))
 }
 
-pub(super) use super::lora_device::device;
+impl ChirpstackCfg {
+    /// What `ops::tls::client_config` reads for an `mqtts://` network server.
+    pub fn tls_files(&self) -> ClientFiles<'_> {
+        ClientFiles {
+            section: "lora.chirpstack",
+            ca_file: self.ca_file.as_deref(),
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,9 +1,8 @@
 //! A device's `lora = {...}` (SPEC §2): DevEUI, ABP or OTAA with its keys, each checked
 //! with its key path; keys are secrets and never echoed.
 
-use super::load::join_key;
+use super::ctx::{Ctx, join_key};
 use super::lora::{Activation, Key, LoraDeviceCfg, hex_bytes};
-use super::validate::Ctx;
 use serde::Deserialize;
 use std::path::Path;
 

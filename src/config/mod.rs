@@ -4,10 +4,12 @@
 //!
 //! The types in this file are the validated form the rest of the daemon uses; the raw
 //! serde shapes and the checks live in `load.rs` (files, conf.d, environment),
-//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`); `check.rs` writes
-//! the summary of `polegate check`.
+//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`), all writing to the
+//! leaf context of `ctx.rs`; `check.rs` writes the summary of `polegate check`. Imports
+//! between these files point one way (load → validate → sections → ctx), never in a cycle.
 
 pub mod check;
+mod ctx;
 mod entries;
 pub mod http;
 pub mod load;
@@ -29,7 +31,6 @@ mod validate;
 
 use std::path::PathBuf;
 
-pub use entries::bus_kind_label;
 pub use load::{
     ConfigError, ConfigErrors, ENV_PREFIX, load, load_with_env, references, references_with_env,
 };
@@ -137,6 +138,31 @@ pub enum BusKind {
     /// An SNMP agent shared by several devices (SPEC §11); its address and credentials
     /// are in [`Config::snmp_agents`].
     Snmp,
+}
+
+/// Every declared bus id with its kind when that parsed, valid entry or not, so a
+/// device referencing a broken bus is not also told the bus does not exist.
+type BusIndex = std::collections::BTreeMap<String, Option<BusKind>>;
+
+/// The kind a `[[bus]]` names in `kind = "…"`.
+fn bus_kind(s: &str) -> Option<BusKind> {
+    match s {
+        "modbus_rtu" => Some(BusKind::ModbusRtu),
+        "modbus_ascii" => Some(BusKind::ModbusAscii),
+        "serial" => Some(BusKind::Serial),
+        "snmp" => Some(BusKind::Snmp),
+        _ => None,
+    }
+}
+
+/// `kind` as written in a `[[bus]]`.
+pub fn bus_kind_label(k: BusKind) -> &'static str {
+    match k {
+        BusKind::ModbusRtu => "modbus_rtu",
+        BusKind::ModbusAscii => "modbus_ascii",
+        BusKind::Serial => "serial",
+        BusKind::Snmp => "snmp",
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,10 @@
 //! reconnect timing, each value checked with the key it came from.
 
 use super::MqttCfg;
+use super::ctx::Ctx;
 use super::parse::{parse_mqtt_url, without_password};
 use super::tls::tls_files;
-use super::validate::Ctx;
+use crate::ops::tls::ClientFiles;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -122,4 +123,16 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         reconnect_max_ms,
         connect_delay_max_ms,
     })
+}
+
+impl MqttCfg {
+    /// What `ops::tls::client_config` reads for an `mqtts://` broker.
+    pub fn tls_files(&self) -> ClientFiles<'_> {
+        ClientFiles {
+            section: "mqtt",
+            ca_file: self.ca_file.as_deref(),
+            cert_file: self.cert_file.as_deref(),
+            key_file: self.key_file.as_deref(),
+        }
+    }
 }

@@ -3,8 +3,7 @@
 //! Passwords are read from their files at load time (trailing newline trimmed); `Debug`
 //! never prints them.
 
-use super::load::join_key;
-use super::validate::{Ctx, resolve};
+use super::ctx::{Ctx, join_key, resolve};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;

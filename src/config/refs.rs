@@ -5,9 +5,10 @@
 //! they are fixed. Bus references are resolved by `entries.rs` in the same pass as the
 //! other checks; scripts by the profile loader.
 
-use super::load::{ConfigError, Merged};
-use super::validate::{DEFAULT_PLUGINS_DIRS, resolve};
+use super::ctx::{Merged, resolve};
+use super::validate::DEFAULT_PLUGINS_DIRS;
 use super::{Config, Transport};
+use crate::model::FileError as ConfigError;
 use crate::profile::{Protocol, Registry};
 use std::path::PathBuf;
 

@@ -4,9 +4,9 @@
 //! are in `schedule/check.rs`: they are the command validation of SPEC §8. Every problem
 //! names its key path (`program[0].steps[2].at`).
 
+use super::ctx::Ctx;
 use super::schedule_parse;
 pub use super::schedule_parse::{At, DateSpec, SunEvent};
-use super::validate::Ctx;
 use super::{Config, DeviceCfg};
 use serde::Deserialize;
 use std::collections::HashMap;

@@ -5,11 +5,10 @@
 //! Credentials are read from their files at load time (trailing newline trimmed); `Debug`
 //! never prints them. v3 is authPriv only: a cabinet's SNMP must not travel in clear.
 
-use super::entries::BusIndex;
+use super::ctx::Ctx;
 use super::ocpp::{Secret, read_secret};
 use super::parse::split_host_port;
-use super::validate::Ctx;
-use super::{BusCfg, BusKind, Parity};
+use super::{BusCfg, BusIndex, BusKind, Parity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 

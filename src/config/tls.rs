@@ -4,8 +4,7 @@
 //! are read when connecting (`ops::tls`), so a renewed certificate is picked up on the
 //! next connect.
 
-use super::validate::{Ctx, resolve};
-use crate::ops::tls::ClientFiles;
+use super::ctx::{Ctx, resolve};
 use std::path::PathBuf;
 
 /// The TLS files of one section, resolved.
@@ -62,28 +61,4 @@ pub(super) fn tls_files(
         }
     }
     files
-}
-
-impl super::MqttCfg {
-    /// What `ops::tls::client_config` reads for an `mqtts://` broker.
-    pub fn tls_files(&self) -> ClientFiles<'_> {
-        ClientFiles {
-            section: "mqtt",
-            ca_file: self.ca_file.as_deref(),
-            cert_file: self.cert_file.as_deref(),
-            key_file: self.key_file.as_deref(),
-        }
-    }
-}
-
-impl super::lora::ChirpstackCfg {
-    /// What `ops::tls::client_config` reads for an `mqtts://` network server.
-    pub fn tls_files(&self) -> ClientFiles<'_> {
-        ClientFiles {
-            section: "lora.chirpstack",
-            ca_file: self.ca_file.as_deref(),
-            cert_file: self.cert_file.as_deref(),
-            key_file: self.key_file.as_deref(),
-        }
-    }
 }

@@ -1,10 +1,9 @@
 //! The `modbus = {...}` and `serial = {...}` transports of a `[[device]]`: address or
 //! bus, unit, framing, checked against the declared buses.
 
-use super::entries::{BusIndex, bus_kind_label};
+use super::ctx::Ctx;
 use super::parse::split_host_port;
-use super::validate::Ctx;
-use super::{BusKind, Framing, Transport};
+use super::{BusIndex, BusKind, Framing, Transport, bus_kind_label};
 use serde::Deserialize;
 use std::path::Path;
 

@@ -17,7 +17,7 @@ pub struct SecretFile {
 }
 
 /// Where a key or entry came from, and the directory its relative paths resolve against.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Origin {
     /// The file, or `environment POLEGATE__…` for an override.
     pub file: PathBuf,

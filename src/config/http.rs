@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpCfg {
     /// None: no listener.
     pub listen: Option<SocketAddr>,
@@ -19,7 +19,7 @@ pub struct HttpCfg {
     pub auth: Option<Credentials>,
 }
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,

@@ -8,6 +8,7 @@
 //! leaf context of `ctx.rs`; `check.rs` writes the summary of `polegate check`. Imports
 //! between these files point one way (load → validate → sections → ctx), never in a cycle.
 
+mod broker;
 pub mod check;
 mod ctx;
 mod entries;
@@ -25,12 +26,12 @@ pub mod secrets;
 pub mod snmp;
 #[cfg(test)]
 mod tests;
-mod tls;
 mod transports;
 mod validate;
 
 use std::path::PathBuf;
 
+pub use broker::BrokerConn;
 pub use load::{
     ConfigError, ConfigErrors, ENV_PREFIX, load, load_with_env, references, references_with_env,
 };
@@ -64,7 +65,7 @@ pub struct Config {
     pub secret_files: Vec<secrets::SecretFile>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayCfg {
     pub id: String,
     pub state_dir: PathBuf,
@@ -73,19 +74,11 @@ pub struct GatewayCfg {
     pub log_level: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttCfg {
-    pub url: String,
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+    /// `url`, credentials and TLS files.
+    pub broker: BrokerConn,
     pub client_id: String,
-    pub username: Option<String>,
-    /// Resolved from `password` or the contents of `password_file` (trailing newline trimmed).
-    pub password: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
     pub topic_prefix: String,
     pub keep_alive_s: u64,
     pub max_inflight: u16,
@@ -103,7 +96,7 @@ pub enum OnFull {
     DropNewest,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferCfg {
     pub max_bytes: u64,
     /// Held in memory while the buffer cannot store (disk full, I/O errors).
@@ -112,13 +105,13 @@ pub struct BufferCfg {
     pub on_full: OnFull,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsCfg {
     /// 0 disables.
     pub interval_s: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandsCfg {
     pub enabled: bool,
 }
@@ -165,7 +158,7 @@ pub fn bus_kind_label(k: BusKind) -> &'static str {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusCfg {
     pub id: String,
     pub kind: BusKind,
@@ -188,7 +181,7 @@ pub enum Framing {
     Rtu,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// Modbus TCP or RTU-over-TCP to `address` (`host:port`).
     ModbusTcp {
@@ -236,7 +229,7 @@ impl Transport {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceCfg {
     pub id: String,
     pub profile: String,

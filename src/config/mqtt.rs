@@ -2,10 +2,9 @@
 //! reconnect timing, each value checked with the key it came from.
 
 use super::MqttCfg;
+use super::broker::{RawConn, conn};
 use super::ctx::Ctx;
 use super::parse::{parse_mqtt_url, without_password};
-use super::tls::tls_files;
-use crate::ops::tls::ClientFiles;
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -30,33 +29,34 @@ struct RawMqtt {
 
 pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
     let m = cx.section::<RawMqtt>("mqtt")?;
-    let (url, tls, host, port) = match m.url {
+    let (url, parsed) = match m.url {
         None => {
             cx.err(
                 "mqtt.url",
                 "is required: mqtt://host[:port] or mqtts://host[:port]",
             );
-            (String::new(), false, String::new(), 0)
+            (String::new(), None)
         }
-        Some(url) => match parse_mqtt_url(&url) {
-            Some((tls, host, port)) => (url, tls, host, port),
-            None => {
+        Some(url) => {
+            let parsed = parse_mqtt_url(&url);
+            if parsed.is_none() {
                 cx.err(
                     "mqtt.url",
                     format!("'{}' is not mqtt://host[:port] or mqtts://host[:port] (credentials go in username and password)", without_password(&url)),
                 );
-                (url, false, String::new(), 0)
             }
-        },
+            (url, parsed)
+        }
     };
-    let password = cx.password("mqtt", m.password, m.password_file);
-    let files = tls_files(
-        cx,
-        "mqtt",
-        tls,
-        !host.is_empty(),
-        [m.ca_file, m.cert_file, m.key_file],
-    );
+    let raw = RawConn {
+        username: m.username,
+        password: m.password,
+        password_file: m.password_file,
+        ca_file: m.ca_file,
+        cert_file: m.cert_file,
+        key_file: m.key_file,
+    };
+    let broker = conn(cx, "mqtt", url, parsed, raw);
     let topic_prefix = m.topic_prefix.unwrap_or_else(|| "polegate".into());
     if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
         cx.err(
@@ -105,16 +105,8 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         );
     }
     Some(MqttCfg {
-        url,
-        tls,
-        host,
-        port,
+        broker,
         client_id: m.client_id.unwrap_or_else(|| gateway_id.to_string()),
-        username: m.username,
-        password,
-        ca_file: files.ca_file,
-        cert_file: files.cert_file,
-        key_file: files.key_file,
         topic_prefix,
         keep_alive_s,
         max_inflight,
@@ -127,12 +119,7 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
 
 impl MqttCfg {
     /// What `ops::tls::client_config` reads for an `mqtts://` broker.
-    pub fn tls_files(&self) -> ClientFiles<'_> {
-        ClientFiles {
-            section: "mqtt",
-            ca_file: self.ca_file.as_deref(),
-            cert_file: self.cert_file.as_deref(),
-            key_file: self.key_file.as_deref(),
-        }
+    pub fn tls_files(&self) -> crate::ops::tls::ClientFiles<'_> {
+        self.broker.tls_files("mqtt")
     }
 }

@@ -27,7 +27,7 @@ pub enum Authorize {
     AllowList,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcppCfg {
     pub listen: SocketAddr,
     /// `wss://` (security profile 2): certificate chain and key, PEM.
@@ -56,7 +56,7 @@ impl OcppCfg {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcppDeviceCfg {
     pub charge_point_id: String,
     /// 1-based connector number.

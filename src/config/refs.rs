@@ -13,14 +13,14 @@ use crate::profile::{Protocol, Registry};
 use std::path::PathBuf;
 
 /// The profile references of one configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct References {
     /// `None` when `gateway.plugins_dirs` itself is invalid (reported by validation).
     pub plugins_dirs: Option<Vec<PathBuf>>,
     devices: Vec<DeviceRef>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct DeviceRef {
     index: usize,
     file: PathBuf,

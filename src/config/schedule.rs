@@ -29,7 +29,7 @@ pub enum FailSafe {
     Hold,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepCfg {
     pub at: At,
     /// As written (`sunset-10m`), for messages and the retained `schedule` payload.
@@ -38,7 +38,7 @@ pub struct StepCfg {
     pub set: Vec<(String, serde_json::Value)>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExceptionCfg {
     pub dates: Vec<DateSpec>,
     /// The dates as written (`12-24, 12-31`), naming the exception in views.
@@ -46,7 +46,7 @@ pub struct ExceptionCfg {
     pub steps: Vec<StepCfg>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramCfg {
     pub id: String,
     /// Device ids; `*` matches any characters.

@@ -24,7 +24,7 @@ pub enum AuthProto {
 }
 
 /// How polegate authenticates to an agent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnmpCreds {
     V2c {
         community: Secret,
@@ -42,7 +42,7 @@ pub enum SnmpCreds {
 }
 
 /// One SNMP agent: a device's own, or a `[[bus]] kind = "snmp"`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnmpAgentCfg {
     /// `host:port` (port 161 when the config names none).
     pub address: String,
@@ -55,7 +55,7 @@ pub struct SnmpAgentCfg {
 }
 
 /// A device's `snmp = {…}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnmpDeviceCfg {
     Agent {
         agent: SnmpAgentCfg,

@@ -152,64 +152,6 @@ impl Ctx<'_> {
             }
         }
     }
-    /// An error on `key` of `file`, or of whoever set the section key when None.
-    fn report(&mut self, file: Option<&Path>, key: &str, msg: String) {
-        match file {
-            Some(f) => self.at(f, key, msg),
-            None => self.err(key, msg),
-        }
-    }
-
-    /// A period, timeout or silence in seconds (`ms` false) or milliseconds: at least `lo`,
-    /// at most a year (`model::limits::MAX_PERIOD_S`); a huge value is refused here rather
-    /// than overflowing a timer later.
-    pub fn period(
-        &mut self,
-        file: Option<&Path>,
-        key: &str,
-        v: Option<i64>,
-        default: i64,
-        lo: i64,
-        ms: bool,
-    ) -> u64 {
-        use crate::model::limits::{MAX_PERIOD_MS, MAX_PERIOD_S};
-        let (hi, unit) = if ms {
-            (MAX_PERIOD_MS, "ms")
-        } else {
-            (MAX_PERIOD_S, "s")
-        };
-        if let Some(n) = v
-            && u64::try_from(n).is_ok_and(|n| n > hi)
-        {
-            let msg = format!("{n} is too long: at most {hi} {unit} (a year)");
-            self.report(file, key, msg);
-            return default as u64;
-        }
-        self.int(file, key, v, default, lo, i64::MAX) as u64
-    }
-
-    /// Checks an optional integer against a range, reporting `key: N is out of range`.
-    pub fn int(
-        &mut self,
-        file: Option<&Path>,
-        key: &str,
-        v: Option<i64>,
-        default: i64,
-        lo: i64,
-        hi: i64,
-    ) -> i64 {
-        let v = v.unwrap_or(default);
-        if v < lo || v > hi {
-            let msg = if hi == i64::MAX {
-                format!("{v} is out of range: must be at least {lo}")
-            } else {
-                format!("{v} is out of range {lo}..={hi}")
-            };
-            self.report(file, key, msg);
-            return default;
-        }
-        v
-    }
 }
 
 /// serde names Rust types ("expected i64", "expected struct RawModbus"); say TOML.

@@ -5,6 +5,7 @@
 //! redacts it and errors never echo it.
 
 use super::ctx::{Ctx, resolve};
+use super::values::{Checked, OptionalListen};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -46,27 +47,16 @@ impl Default for HttpCfg {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
-    listen: Option<String>,
+    listen: Option<Checked<OptionalListen>>,
     username: Option<String>,
     password_file: Option<String>,
 }
 
 /// `[http]` (defaults when absent).
 pub(super) fn http(cx: &mut Ctx<'_>, raw: RawHttp) -> Option<HttpCfg> {
-    let listen_s = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = if listen_s.is_empty() {
-        None
-    } else {
-        match listen_s.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                cx.err(
-                    "http.listen",
-                    format!("'{listen_s}' is not an ip:port address (\"\" turns the listener off)"),
-                );
-                return None;
-            }
-        }
+    let listen = match raw.listen {
+        None => HttpCfg::default().listen,
+        Some(l) => cx.valid(None, "http.listen", Some(l))?.get(),
     };
     let password = match &raw.password_file {
         None => None,

@@ -7,6 +7,7 @@
 use super::broker::{BrokerConn, RawConn, conn};
 use super::ctx::Ctx;
 use super::parse::parse_mqtt_url;
+use super::values::{Checked, ListenAddr};
 use crate::ops::tls::ClientFiles;
 use serde::Deserialize;
 use std::fmt;
@@ -79,7 +80,7 @@ pub enum Activation {
 #[serde(deny_unknown_fields)]
 struct RawLora {
     source: Option<String>,
-    listen: Option<String>,
+    listen: Option<Checked<ListenAddr>>,
     region: Option<String>,
     net_id: Option<String>,
     dev_addr_prefix: Option<String>,
@@ -115,15 +116,16 @@ pub(crate) fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
 pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<LoraCfg> {
     let raw: RawLora = cx.de(None, v.clone(), "lora")?;
     let mut ok = true;
-    let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:1700".into());
-    let listen = listen_s.parse::<SocketAddr>().unwrap_or_else(|_| {
-        cx.err(
-            "lora.listen",
-            format!("'{listen_s}' is not an ip:port address"),
-        );
-        ok = false;
-        SocketAddr::from(([127, 0, 0, 1], 1700))
-    });
+    let listen = match raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 1700)),
+        Some(l) => cx.valid(None, "lora.listen", Some(l)).map_or_else(
+            || {
+                ok = false;
+                SocketAddr::from(([127, 0, 0, 1], 1700))
+            },
+            ListenAddr::get,
+        ),
+    };
     let region = raw.region.unwrap_or_else(|| "EU868".into());
     if region != "EU868" {
         cx.err(

@@ -4,9 +4,12 @@
 //!
 //! The types in this file are the validated form the rest of the daemon uses; the raw
 //! serde shapes and the checks live in `load.rs` (files, conf.d, environment),
-//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`), all writing to the
-//! leaf context of `ctx.rs`; `check.rs` writes the summary of `polegate check`. Imports
-//! between these files point one way (load → validate → sections → ctx), never in a cycle.
+//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`), all writing to
+//! the leaf context of `ctx.rs`. Periods, bounded numbers, sizes and listen addresses
+//! are range-checked as they deserialize (`values.rs`); one `BrokerConn` (`broker.rs`)
+//! serves `[mqtt]` and `[lora.chirpstack]`; `check.rs` writes the summary of
+//! `polegate check`. Imports between these files point one way (load → validate →
+//! sections → values → ctx), never in a cycle.
 
 mod broker;
 pub mod check;
@@ -28,6 +31,7 @@ pub mod snmp;
 mod tests;
 mod transports;
 mod validate;
+mod values;
 
 use std::path::PathBuf;
 

@@ -5,6 +5,7 @@ use super::MqttCfg;
 use super::broker::{RawConn, conn};
 use super::ctx::Ctx;
 use super::parse::{parse_mqtt_url, without_password};
+use super::values::{Checked, Int, Millis, Period};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -19,12 +20,12 @@ struct RawMqtt {
     cert_file: Option<String>,
     key_file: Option<String>,
     topic_prefix: Option<String>,
-    keep_alive_s: Option<i64>,
-    max_inflight: Option<i64>,
-    replay_rate: Option<i64>,
-    reconnect_min_ms: Option<i64>,
-    reconnect_max_ms: Option<i64>,
-    connect_delay_max_ms: Option<i64>,
+    keep_alive_s: Option<Checked<Int<0, 65535>>>,
+    max_inflight: Option<Checked<Int<1, 65535>>>,
+    replay_rate: Option<Checked<Int<0, { u32::MAX as i64 }>>>,
+    reconnect_min_ms: Option<Checked<Millis<1>>>,
+    reconnect_max_ms: Option<Checked<Millis<1>>>,
+    connect_delay_max_ms: Option<Checked<Millis<0>>>,
 }
 
 pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
@@ -64,40 +65,24 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             format!("'{topic_prefix}' is not a topic prefix: non-empty, no + or #, no trailing /"),
         );
     }
-    let keep_alive_s = cx.int(None, "mqtt.keep_alive_s", m.keep_alive_s, 30, 0, 65535) as u64;
-    let max_inflight = cx.int(None, "mqtt.max_inflight", m.max_inflight, 64, 1, 65535) as u16;
-    let replay_rate = cx.int(
-        None,
-        "mqtt.replay_rate",
-        m.replay_rate,
-        1000,
-        0,
-        u32::MAX as i64,
-    ) as u32;
-    let reconnect_min_ms = cx.period(
-        None,
-        "mqtt.reconnect_min_ms",
-        m.reconnect_min_ms,
-        500,
-        1,
-        true,
-    );
-    let reconnect_max_ms = cx.period(
-        None,
-        "mqtt.reconnect_max_ms",
-        m.reconnect_max_ms,
-        60_000,
-        1,
-        true,
-    );
-    let connect_delay_max_ms = cx.period(
-        None,
-        "mqtt.connect_delay_max_ms",
-        m.connect_delay_max_ms,
-        10_000,
-        0,
-        true,
-    );
+    let keep_alive_s = cx
+        .valid(None, "mqtt.keep_alive_s", m.keep_alive_s)
+        .map_or(30, |v| v.get() as u64);
+    let max_inflight = cx
+        .valid(None, "mqtt.max_inflight", m.max_inflight)
+        .map_or(64, |v| v.get() as u16);
+    let replay_rate = cx
+        .valid(None, "mqtt.replay_rate", m.replay_rate)
+        .map_or(1000, |v| v.get() as u32);
+    let reconnect_min_ms = cx
+        .valid(None, "mqtt.reconnect_min_ms", m.reconnect_min_ms)
+        .map_or(500, Period::get);
+    let reconnect_max_ms = cx
+        .valid(None, "mqtt.reconnect_max_ms", m.reconnect_max_ms)
+        .map_or(60_000, Period::get);
+    let connect_delay_max_ms = cx
+        .valid(None, "mqtt.connect_delay_max_ms", m.connect_delay_max_ms)
+        .map_or(10_000, Period::get);
     if reconnect_min_ms > reconnect_max_ms {
         cx.err(
             "mqtt.reconnect_max_ms",

@@ -7,6 +7,7 @@
 use super::ctx::Ctx;
 use super::schedule_parse;
 pub use super::schedule_parse::{At, DateSpec, SunEvent};
+use super::values::{Checked, Period, Seconds};
 use super::{Config, DeviceCfg};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -75,7 +76,7 @@ struct RawSchedule {
     timezone: Option<String>,
     clock: Option<String>,
     fail_safe: Option<String>,
-    reassert_s: Option<i64>,
+    reassert_s: Option<Checked<Seconds<1>>>,
 }
 
 #[derive(Deserialize)]
@@ -198,14 +199,9 @@ pub(super) fn schedule(cx: &mut Ctx<'_>, devices: &[DeviceCfg]) -> Option<Schedu
         );
         cx.err("schedule.timezone", msg);
     }
-    let reassert_s = cx.period(
-        None,
-        "schedule.reassert_s",
-        raw.reassert_s,
-        DEFAULT_REASSERT_S as i64,
-        1,
-        false,
-    );
+    let reassert_s = cx
+        .valid(None, "schedule.reassert_s", raw.reassert_s)
+        .map_or(DEFAULT_REASSERT_S, Period::get);
     let programs = match cx.merged.table.get("program").cloned() {
         None => vec![],
         Some(toml::Value::Array(list)) => list

@@ -3,11 +3,14 @@
 //!
 //! Each section and each `[[bus]]`/`[[device]]` entry is deserialized on its own (serde,
 //! `deny_unknown_fields`, through `serde_path_to_error` for the key path), so one bad
-//! entry never hides the problems of the others. Numbers deserialize as `i64` and enums
-//! as strings so range and choice errors say what is expected in our own words.
+//! entry never hides the problems of the others. Periods, bounded numbers, sizes and
+//! listen addresses deserialize into the range-checked types of `values.rs`; enums
+//! deserialize as strings; so range and choice errors say what is expected in our own
+//! words.
 
 use super::ctx::{Ctx, Merged, resolve};
-use super::parse::{check_id, parse_size};
+use super::parse::check_id;
+use super::values::{ByteSize, Checked, Millis, Period, Seconds};
 use super::{BufferCfg, CommandsCfg, Config, GatewayCfg, OnFull, StatsCfg};
 use crate::model::FileError;
 use serde::Deserialize;
@@ -18,7 +21,6 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/polegate";
 pub const DEFAULT_PLUGINS_DIRS: [&str; 2] =
     ["/etc/polegate/plugins", "/usr/share/polegate/plugins"];
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
-pub const MIN_MAX_BYTES: u64 = 64 * 1024;
 /// Events held in memory while the buffer cannot store (SPEC §5 "Storage faults").
 pub const DEFAULT_MEMORY_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -34,16 +36,16 @@ struct RawGateway {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawBuffer {
-    max_bytes: Option<toml::Value>,
-    memory_max_bytes: Option<toml::Value>,
-    flush_every_ms: Option<i64>,
+    max_bytes: Option<Checked<ByteSize>>,
+    memory_max_bytes: Option<Checked<ByteSize>>,
+    flush_every_ms: Option<Checked<Millis<1>>>,
     on_full: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStats {
-    interval_s: Option<i64>,
+    interval_s: Option<Checked<Seconds<0>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -87,7 +89,9 @@ pub(crate) fn validate(
     let mqtt = super::mqtt::mqtt(&mut cx, &gateway.id);
     let buffer = buffer(&mut cx);
     let stats = cx.section::<RawStats>("stats").map(|s| StatsCfg {
-        interval_s: cx.period(None, "stats.interval_s", s.interval_s, 60, 0, false),
+        interval_s: cx
+            .valid(None, "stats.interval_s", s.interval_s)
+            .map_or(60, Period::get),
     });
     let commands = cx.section::<RawCommands>("commands").map(|c| CommandsCfg {
         enabled: c.enabled.unwrap_or(true),
@@ -192,44 +196,17 @@ fn gateway(cx: &mut Ctx<'_>, state_directory: Option<&str>) -> GatewayCfg {
     }
 }
 
-/// A size key of `[buffer]`: at least 64KiB.
-fn size(cx: &mut Ctx<'_>, key: &str, v: &Option<toml::Value>, default: u64) -> u64 {
-    match v {
-        None => default,
-        Some(v) => match parse_size(v) {
-            Some(n) if n >= MIN_MAX_BYTES => n,
-            Some(n) => {
-                cx.err(key, format!("{n} bytes is too small: at least 64KiB"));
-                default
-            }
-            None => {
-                cx.err(
-                    key,
-                    format!("{v} is not a size: an integer of bytes or a string like \"256MiB\" (KiB, MiB, GiB)"),
-                );
-                default
-            }
-        },
-    }
-}
-
 fn buffer(cx: &mut Ctx<'_>) -> Option<BufferCfg> {
     let b = cx.section::<RawBuffer>("buffer")?;
-    let max_bytes = size(cx, "buffer.max_bytes", &b.max_bytes, DEFAULT_MAX_BYTES);
-    let memory_max_bytes = size(
-        cx,
-        "buffer.memory_max_bytes",
-        &b.memory_max_bytes,
-        DEFAULT_MEMORY_MAX_BYTES,
-    );
-    let flush_every_ms = cx.period(
-        None,
-        "buffer.flush_every_ms",
-        b.flush_every_ms,
-        1000,
-        1,
-        true,
-    );
+    let max_bytes = cx
+        .valid(None, "buffer.max_bytes", b.max_bytes)
+        .map_or(DEFAULT_MAX_BYTES, ByteSize::get);
+    let memory_max_bytes = cx
+        .valid(None, "buffer.memory_max_bytes", b.memory_max_bytes)
+        .map_or(DEFAULT_MEMORY_MAX_BYTES, ByteSize::get);
+    let flush_every_ms = cx
+        .valid(None, "buffer.flush_every_ms", b.flush_every_ms)
+        .map_or(1000, Period::get);
     let on_full = match b.on_full.as_deref() {
         None | Some("drop_oldest") => OnFull::DropOldest,
         Some("drop_newest") => OnFull::DropNewest,

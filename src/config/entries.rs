@@ -2,8 +2,7 @@
 //! into the merged lists (main file first, then conf.d in name order); each error names
 //! the file that declared the entry. A duplicate id is reported at its second occurrence.
 
-use super::ctx::Ctx;
-use super::ctx::Origin;
+use super::ctx::{Ctx, Origin};
 use super::parse::check_id;
 use super::transports::{RawModbus, RawSerial};
 use super::values::{Checked, Int, Millis, OneOf, Period, Seconds};

@@ -201,9 +201,9 @@ impl Check for OptionalListen {
         if s.is_empty() {
             return Ok(OptionalListen(None));
         }
-        s.parse()
-            .map(|a| OptionalListen(Some(a)))
-            .map_err(|_| format!("'{s}' is not an ip:port address (\"\" turns the listener off)"))
+        ListenAddr::check(s)
+            .map(|a| OptionalListen(Some(a.0)))
+            .map_err(|m| format!("{m} (\"\" turns the listener off)"))
     }
 }
 
@@ -264,6 +264,10 @@ mod tests {
         assert_eq!(
             msg::<ListenAddr>("x".into()),
             "'x' is not an ip:port address"
+        );
+        assert_eq!(
+            msg::<OptionalListen>("x".into()),
+            "'x' is not an ip:port address (\"\" turns the listener off)"
         );
         assert_eq!(
             OptionalListen::check(String::new()),

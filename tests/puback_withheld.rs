@@ -8,7 +8,7 @@
 //! can look into the queue while packets are withheld.
 
 use polegate::buffer::{Queue, QueueOptions, Record};
-use polegate::config::MqttCfg;
+use polegate::config::{BrokerConn, MqttCfg};
 use polegate::model::payload::Body;
 use polegate::northbound::mqtt::{Session, SessionSettings};
 use polegate::ops::counters::Counters;
@@ -129,16 +129,18 @@ impl Conn {
 
 fn mqtt(port: u16) -> MqttCfg {
     MqttCfg {
-        url: format!("mqtt://127.0.0.1:{port}"),
-        tls: false,
-        host: "127.0.0.1".into(),
-        port,
+        broker: BrokerConn {
+            url: format!("mqtt://127.0.0.1:{port}"),
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+            username: None,
+            password: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+        },
         client_id: "puback-withheld".into(),
-        username: None,
-        password: None,
-        ca_file: None,
-        cert_file: None,
-        key_file: None,
         topic_prefix: "polegate".into(),
         keep_alive_s: 30,
         max_inflight: 10,

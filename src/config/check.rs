@@ -14,18 +14,18 @@ pub fn summary(cfg: &Config, reg: &Registry) -> String {
     let m = &cfg.mqtt;
     let _ = writeln!(s, "config      {}", cfg.path.display());
     let _ = writeln!(s, "gateway     {}", cfg.gateway.id);
-    let auth = match (&m.username, &m.password) {
+    let auth = match (&m.broker.username, &m.broker.password) {
         (Some(u), Some(_)) => format!(", user {u} (password set)"),
         (Some(u), None) => format!(", user {u}"),
         (None, Some(_)) => ", password set".to_string(),
         (None, None) => String::new(),
     };
-    let tls = match (m.tls, &m.ca_file, &m.cert_file) {
+    let tls = match (m.broker.tls, &m.broker.ca_file, &m.broker.cert_file) {
         (false, _, _) => "no TLS".to_string(),
         (true, None, _) => "TLS, system roots".to_string(),
         (true, Some(ca), _) => format!("TLS, CA {}", ca.display()),
     };
-    let mutual = if m.cert_file.is_some() {
+    let mutual = if m.broker.cert_file.is_some() {
         ", client certificate"
     } else {
         ""
@@ -33,7 +33,7 @@ pub fn summary(cfg: &Config, reg: &Registry) -> String {
     let _ = writeln!(
         s,
         "broker      {} ({tls}{mutual}, client id {}{auth})",
-        m.url, m.client_id
+        m.broker.url, m.client_id
     );
     let _ = writeln!(s, "topics      {}/{}/...", m.topic_prefix, cfg.gateway.id);
     let _ = writeln!(s, "state_dir   {}", cfg.gateway.state_dir.display());

@@ -2,11 +2,11 @@
 //! into the merged lists (main file first, then conf.d in name order); each error names
 //! the file that declared the entry. A duplicate id is reported at its second occurrence.
 
-use super::load::Origin;
+use super::ctx::{Ctx, Origin};
 use super::parse::check_id;
 use super::transports::{RawModbus, RawSerial};
-use super::validate::Ctx;
-use super::{BusCfg, BusKind, DeviceCfg, Parity, Transport};
+use super::values::{Checked, Int, Millis, OneOf, Period, Seconds};
+use super::{BusCfg, BusIndex, BusKind, DeviceCfg, Parity, Transport, bus_kind};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,12 +17,12 @@ struct RawBus {
     id: Option<String>,
     kind: Option<String>,
     port: Option<String>,
-    baud: Option<i64>,
+    baud: Option<Checked<Int<50, 4_000_000>>>,
     parity: Option<String>,
-    data_bits: Option<i64>,
-    stop_bits: Option<i64>,
-    timeout_ms: Option<i64>,
-    retries: Option<i64>,
+    data_bits: Option<Checked<OneOf<7, 8>>>,
+    stop_bits: Option<Checked<OneOf<1, 2>>>,
+    timeout_ms: Option<Checked<Millis<1>>>,
+    retries: Option<Checked<Int<0, 100>>>,
 }
 
 #[derive(Deserialize)]
@@ -31,10 +31,10 @@ struct RawDevice {
     id: Option<String>,
     profile: Option<String>,
     enabled: Option<bool>,
-    poll_ms: Option<i64>,
-    heartbeat_s: Option<i64>,
+    poll_ms: Option<Checked<Millis<10>>>,
+    heartbeat_s: Option<Checked<Seconds<1>>>,
     /// LoRa devices: offline after this long without an uplink (SPEC §8, device key).
-    offline_after_s: Option<i64>,
+    offline_after_s: Option<Checked<Seconds<1>>>,
     meta: Option<toml::Table>,
     modbus: Option<RawModbus>,
     serial: Option<RawSerial>,
@@ -42,29 +42,6 @@ struct RawDevice {
     ocpp: Option<toml::Table>,
     snmp: Option<toml::Table>,
     reach: Option<toml::Table>,
-}
-
-/// Every declared bus id with its kind when that parsed, valid entry or not, so a
-/// device referencing a broken bus is not also told the bus does not exist.
-pub(super) type BusIndex = BTreeMap<String, Option<BusKind>>;
-
-pub(super) fn bus_kind(s: &str) -> Option<BusKind> {
-    match s {
-        "modbus_rtu" => Some(BusKind::ModbusRtu),
-        "modbus_ascii" => Some(BusKind::ModbusAscii),
-        "serial" => Some(BusKind::Serial),
-        "snmp" => Some(BusKind::Snmp),
-        _ => None,
-    }
-}
-
-pub fn bus_kind_label(k: BusKind) -> &'static str {
-    match k {
-        BusKind::ModbusRtu => "modbus_rtu",
-        BusKind::ModbusAscii => "modbus_ascii",
-        BusKind::Serial => "serial",
-        BusKind::Snmp => "snmp",
-    }
 }
 
 /// Reports a duplicate id at its second occurrence; returns false then.
@@ -185,39 +162,22 @@ pub(super) fn buses(
                 Parity::None
             }
         };
-        let baud = cx.int(
-            Some(file),
-            &format!("{key}.baud"),
-            b.baud,
-            9600,
-            50,
-            4_000_000,
-        ) as u32;
-        let data_bits = one_of(
-            cx,
-            file,
-            &format!("{key}.data_bits"),
-            b.data_bits,
-            8,
-            &[7, 8],
-        ) as u8;
-        let stop_bits = one_of(
-            cx,
-            file,
-            &format!("{key}.stop_bits"),
-            b.stop_bits,
-            1,
-            &[1, 2],
-        ) as u8;
-        let timeout_ms = cx.period(
-            Some(file),
-            &format!("{key}.timeout_ms"),
-            b.timeout_ms,
-            500,
-            1,
-            true,
-        );
-        let retries = cx.int(Some(file), &format!("{key}.retries"), b.retries, 1, 0, 100) as u32;
+        let k = |name: &str| format!("{key}.{name}");
+        let baud = cx
+            .valid(Some(file), &k("baud"), b.baud)
+            .map_or(9600, |v| v.get() as u32);
+        let data_bits = cx
+            .valid(Some(file), &k("data_bits"), b.data_bits)
+            .map_or(8, |v| v.get() as u8);
+        let stop_bits = cx
+            .valid(Some(file), &k("stop_bits"), b.stop_bits)
+            .map_or(1, |v| v.get() as u8);
+        let timeout_ms = cx
+            .valid(Some(file), &k("timeout_ms"), b.timeout_ms)
+            .map_or(500, Period::get);
+        let retries = cx
+            .valid(Some(file), &k("retries"), b.retries)
+            .map_or(1, |v| v.get() as u32);
         out.push(BusCfg {
             id,
             kind,
@@ -232,27 +192,6 @@ pub(super) fn buses(
         });
     }
     (out, index)
-}
-
-fn one_of(
-    cx: &mut Ctx<'_>,
-    file: &Path,
-    key: &str,
-    v: Option<i64>,
-    default: i64,
-    allowed: &[i64],
-) -> i64 {
-    let v = v.unwrap_or(default);
-    if allowed.contains(&v) {
-        return v;
-    }
-    let list: Vec<String> = allowed.iter().map(|a| a.to_string()).collect();
-    cx.at(
-        file,
-        key,
-        format!("{v} is not allowed: expected {}", list.join(" or ")),
-    );
-    default
 }
 
 pub(super) fn devices(
@@ -285,34 +224,16 @@ pub(super) fn devices(
             }
         };
         let poll_ms = d.poll_ms.map(|p| {
-            cx.period(
-                Some(file),
-                &format!("{key}.poll_ms"),
-                Some(p),
-                10_000,
-                10,
-                true,
-            )
+            cx.valid(Some(file), &format!("{key}.poll_ms"), Some(p))
+                .map_or(10_000, Period::get)
         });
-        let heartbeat_s = cx.period(
-            Some(file),
-            &format!("{key}.heartbeat_s"),
-            d.heartbeat_s,
-            300,
-            1,
-            false,
-        );
+        let heartbeat_s = cx
+            .valid(Some(file), &format!("{key}.heartbeat_s"), d.heartbeat_s)
+            .map_or(300, Period::get);
         let meta = meta(cx, file, &format!("{key}.meta"), d.meta.unwrap_or_default());
-        let offline_after_s = d.offline_after_s.map(|v| {
-            cx.period(
-                Some(file),
-                &format!("{key}.offline_after_s"),
-                Some(v),
-                v,
-                1,
-                false,
-            )
-        });
+        let offline_after_s = d
+            .offline_after_s
+            .map(|v| cx.valid(Some(file), &format!("{key}.offline_after_s"), Some(v)));
         if offline_after_s.is_some() && d.lora.is_none() {
             cx.at(
                 file,
@@ -381,8 +302,8 @@ pub(super) fn devices(
             }
         };
         let transport = match (transport, offline_after_s) {
-            (Some(Transport::Lora(mut l)), Some(s)) => {
-                l.offline_after_s = Some(s);
+            (Some(Transport::Lora(mut l)), Some(Some(s))) => {
+                l.offline_after_s = Some(s.get());
                 Some(Transport::Lora(l))
             }
             (t, _) => t,
@@ -443,5 +364,5 @@ fn meta(
 }
 
 fn lora(cx: &mut Ctx<'_>, file: &Path, key: &str, t: toml::Table) -> Option<Transport> {
-    super::lora::device(cx, file, key, t).map(Transport::Lora)
+    super::lora_device::device(cx, file, key, t).map(Transport::Lora)
 }

@@ -4,14 +4,15 @@
 //! is never open to the street network by accident. The password is a secret: `Debug`
 //! redacts it and errors never echo it.
 
-use super::validate::{Ctx, resolve};
+use super::ctx::{Ctx, resolve};
+use super::values::{Checked, OptionalListen};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9180";
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpCfg {
     /// None: no listener.
     pub listen: Option<SocketAddr>,
@@ -19,7 +20,7 @@ pub struct HttpCfg {
     pub auth: Option<Credentials>,
 }
 
-#[derive(Clone, PartialEq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: String,
     pub password: String,
@@ -46,27 +47,16 @@ impl Default for HttpCfg {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawHttp {
-    listen: Option<String>,
+    listen: Option<Checked<OptionalListen>>,
     username: Option<String>,
     password_file: Option<String>,
 }
 
 /// `[http]` (defaults when absent).
 pub(super) fn http(cx: &mut Ctx<'_>, raw: RawHttp) -> Option<HttpCfg> {
-    let listen_s = raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.into());
-    let listen = if listen_s.is_empty() {
-        None
-    } else {
-        match listen_s.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(_) => {
-                cx.err(
-                    "http.listen",
-                    format!("'{listen_s}' is not an ip:port address (\"\" turns the listener off)"),
-                );
-                return None;
-            }
-        }
+    let listen = match raw.listen {
+        None => HttpCfg::default().listen,
+        Some(l) => cx.valid(None, "http.listen", Some(l))?.get(),
     };
     let password = match &raw.password_file {
         None => None,

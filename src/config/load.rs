@@ -9,6 +9,7 @@
 //! wrong and every missing key would be reported as well.
 
 use super::Config;
+use super::ctx::{Merged, Origin, join_key, origin_for_file};
 use super::refs::References;
 use crate::model::{FileError, line_col};
 use std::collections::BTreeMap;
@@ -59,49 +60,6 @@ const STRING_KEYS: &[&str] = &[
     "http.username",
     "http.password_file",
 ];
-
-/// Where a key or entry came from, and the directory its relative paths resolve against.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Origin {
-    /// The file, or `environment POLEGATE__…` for an override.
-    pub file: PathBuf,
-    pub base: PathBuf,
-}
-
-/// The merged raw tree before validation.
-#[derive(Debug)]
-pub(crate) struct Merged {
-    pub main: PathBuf,
-    /// Every top-level key except `bus` and `device`.
-    pub table: toml::Table,
-    /// Dotted key path (`mqtt.password`) -> who set it last; a section -> who declared it first.
-    pub origins: BTreeMap<String, Origin>,
-    pub buses: Vec<(toml::Value, Origin)>,
-    pub devices: Vec<(toml::Value, Origin)>,
-}
-
-impl Merged {
-    /// The origin of `key` or of its nearest parent; the main file otherwise.
-    pub fn origin_of(&self, key: &str) -> Origin {
-        let mut k = key;
-        loop {
-            if let Some(o) = self.origins.get(k) {
-                return o.clone();
-            }
-            match k.rfind('.') {
-                Some(i) => k = &k[..i],
-                None => return origin_for_file(&self.main),
-            }
-        }
-    }
-}
-
-fn origin_for_file(file: &Path) -> Origin {
-    Origin {
-        file: file.to_path_buf(),
-        base: file.parent().unwrap_or(Path::new("")).to_path_buf(),
-    }
-}
 
 /// Loads `path`, `conf.d/*.toml` beside it and `POLEGATE__…` overrides from the process
 /// environment.
@@ -290,14 +248,6 @@ fn record(
         for (k, v) in t {
             record(origins, &join_key(path, k), v, origin);
         }
-    }
-}
-
-pub(crate) fn join_key(prefix: &str, key: &str) -> String {
-    if prefix.is_empty() {
-        key.to_string()
-    } else {
-        format!("{prefix}.{key}")
     }
 }
 

@@ -4,13 +4,14 @@
 //! carry EUIs and DevAddr little-endian; `southbound::lora` converts). Keys are secrets:
 //! errors never echo them and `Debug` redacts them.
 
+use super::broker::{BrokerConn, RawConn, conn};
+use super::ctx::Ctx;
 use super::parse::parse_mqtt_url;
-use super::tls::tls_files;
-use super::validate::Ctx;
+use super::values::{Checked, ListenAddr};
+use crate::ops::tls::ClientFiles;
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 /// A 128-bit AES key; `Debug` never prints it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -22,7 +23,7 @@ impl fmt::Debug for Key {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoraCfg {
     pub source: LoraSource,
     /// Where the Semtech UDP packet forwarders send to.
@@ -37,29 +38,20 @@ pub struct LoraCfg {
     pub gateway_euis: Option<Vec<[u8; 8]>>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoraSource {
     SemtechUdp,
     Chirpstack(ChirpstackCfg),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChirpstackCfg {
-    pub url: String,
-    /// `mqtts://`: TLS with `ca_file` (or the system roots) and, for mutual TLS,
-    /// `cert_file` + `key_file`, exactly as `[mqtt]`.
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+    /// `url`, credentials and TLS files, exactly as `[mqtt]`.
+    pub broker: BrokerConn,
     pub application_id: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoraDeviceCfg {
     /// DevEUI, big-endian.
     pub dev_eui: [u8; 8],
@@ -68,7 +60,7 @@ pub struct LoraDeviceCfg {
     pub offline_after_s: Option<u64>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Activation {
     /// DevAddr as written (big-endian value).
     Abp {
@@ -88,7 +80,7 @@ pub enum Activation {
 #[serde(deny_unknown_fields)]
 struct RawLora {
     source: Option<String>,
-    listen: Option<String>,
+    listen: Option<Checked<ListenAddr>>,
     region: Option<String>,
     net_id: Option<String>,
     dev_addr_prefix: Option<String>,
@@ -124,15 +116,16 @@ pub(crate) fn hex_bytes<const N: usize>(s: &str) -> Option<[u8; N]> {
 pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<LoraCfg> {
     let raw: RawLora = cx.de(None, v.clone(), "lora")?;
     let mut ok = true;
-    let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:1700".into());
-    let listen = listen_s.parse::<SocketAddr>().unwrap_or_else(|_| {
-        cx.err(
-            "lora.listen",
-            format!("'{listen_s}' is not an ip:port address"),
-        );
-        ok = false;
-        SocketAddr::from(([127, 0, 0, 1], 1700))
-    });
+    let listen = match raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 1700)),
+        Some(l) => cx.valid(None, "lora.listen", Some(l)).map_or_else(
+            || {
+                ok = false;
+                SocketAddr::from(([127, 0, 0, 1], 1700))
+            },
+            ListenAddr::get,
+        ),
+    };
     let region = raw.region.unwrap_or_else(|| "EU868".into());
     if region != "EU868" {
         cx.err(
@@ -261,7 +254,7 @@ fn gateway_euis(cx: &mut Ctx<'_>, list: &[toml::Value]) -> Option<Vec<[u8; 8]>> 
 }
 
 fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
-    let Some((tls, host, port)) = parse_mqtt_url(&c.url) else {
+    let Some(parsed) = parse_mqtt_url(&c.url) else {
         cx.err(
             "lora.chirpstack.url",
             format!(
@@ -271,29 +264,27 @@ fn chirpstack(cx: &mut Ctx<'_>, c: RawChirpstack) -> Option<LoraSource> {
         );
         return None;
     };
-    let password = cx.password("lora.chirpstack", c.password, c.password_file);
-    let files = tls_files(
-        cx,
-        "lora.chirpstack",
-        tls,
-        true,
-        [c.ca_file, c.cert_file, c.key_file],
-    );
-    Some(LoraSource::Chirpstack(ChirpstackCfg {
-        url: c.url,
-        tls,
-        host,
-        port,
-        application_id: c.application_id,
+    let raw = RawConn {
         username: c.username,
-        password,
-        ca_file: files.ca_file,
-        cert_file: files.cert_file,
-        key_file: files.key_file,
+        password: c.password,
+        password_file: c.password_file,
+        ca_file: c.ca_file,
+        cert_file: c.cert_file,
+        key_file: c.key_file,
+    };
+    let broker = conn(cx, "lora.chirpstack", c.url, Some(parsed), raw);
+    Some(LoraSource::Chirpstack(ChirpstackCfg {
+        broker,
+        application_id: c.application_id,
     }))
 }
 
-pub(super) use super::lora_device::device;
+impl ChirpstackCfg {
+    /// What `ops::tls::client_config` reads for an `mqtts://` network server.
+    pub fn tls_files(&self) -> ClientFiles<'_> {
+        self.broker.tls_files("lora.chirpstack")
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -385,14 +376,14 @@ mod tests {
         else {
             panic!("a chirpstack source")
         };
-        assert!(c.tls);
-        assert_eq!((c.host.as_str(), c.port), ("ns.city", 8883));
+        assert!(c.broker.tls);
+        assert_eq!((c.broker.host.as_str(), c.broker.port), ("ns.city", 8883));
         assert!(
-            c.ca_file.unwrap().ends_with("ca.pem"),
+            c.broker.ca_file.unwrap().ends_with("ca.pem"),
             "resolved beside the file"
         );
         assert_eq!(
-            c.key_file.as_deref(),
+            c.broker.key_file.as_deref(),
             Some(std::path::Path::new("/etc/c.key"))
         );
         let e = load(&cs("url = \"mqtt://ns.city\", ca_file = \"ca.pem\"")).unwrap_err();

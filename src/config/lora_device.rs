@@ -1,9 +1,9 @@
 //! A device's `lora = {...}` (SPEC §2): DevEUI, ABP or OTAA with its keys, each checked
 //! with its key path; keys are secrets and never echoed.
 
-use super::load::join_key;
+use super::ctx::{Ctx, join_key};
 use super::lora::{Activation, Key, LoraDeviceCfg, hex_bytes};
-use super::validate::Ctx;
+use super::values::{Checked, Period, Seconds};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -18,7 +18,7 @@ struct RawDevice {
     join_eui: Option<toml::Value>,
     app_eui: Option<toml::Value>,
     app_key: Option<toml::Value>,
-    offline_after_s: Option<i64>,
+    offline_after_s: Option<Checked<Seconds<1>>>,
 }
 
 /// A device's `lora = {…}` at `key` in `file`.
@@ -64,12 +64,11 @@ pub(super) fn device(
     }
     let offline_after_s = match raw.offline_after_s {
         None => None,
-        Some(n) => {
+        Some(v) => {
             let k = join_key(key, "offline_after_s");
-            let before = cx.errors.len();
-            let s = cx.period(Some(file), &k, Some(n), 1, 1, false);
-            ok &= cx.errors.len() == before;
-            Some(s)
+            let s = cx.valid(Some(file), &k, Some(v));
+            ok &= s.is_some();
+            Some(s.map_or(1, Period::get))
         }
     };
     if !ok {

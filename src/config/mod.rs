@@ -4,10 +4,16 @@
 //!
 //! The types in this file are the validated form the rest of the daemon uses; the raw
 //! serde shapes and the checks live in `load.rs` (files, conf.d, environment),
-//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`); `check.rs` writes
-//! the summary of `polegate check`.
+//! `validate.rs` (sections) and `entries.rs` (`[[bus]]`, `[[device]]`), all writing to
+//! the leaf context of `ctx.rs`. Periods, bounded numbers, sizes and listen addresses
+//! are range-checked as they deserialize (`values.rs`); one `BrokerConn` (`broker.rs`)
+//! serves `[mqtt]` and `[lora.chirpstack]`; `check.rs` writes the summary of
+//! `polegate check`. Imports between these files point one way (load → validate →
+//! sections → values → ctx), never in a cycle.
 
+mod broker;
 pub mod check;
+mod ctx;
 mod entries;
 pub mod http;
 pub mod load;
@@ -23,13 +29,13 @@ pub mod secrets;
 pub mod snmp;
 #[cfg(test)]
 mod tests;
-mod tls;
 mod transports;
 mod validate;
+mod values;
 
 use std::path::PathBuf;
 
-pub use entries::bus_kind_label;
+pub use broker::BrokerConn;
 pub use load::{
     ConfigError, ConfigErrors, ENV_PREFIX, load, load_with_env, references, references_with_env,
 };
@@ -63,7 +69,7 @@ pub struct Config {
     pub secret_files: Vec<secrets::SecretFile>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayCfg {
     pub id: String,
     pub state_dir: PathBuf,
@@ -72,19 +78,11 @@ pub struct GatewayCfg {
     pub log_level: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MqttCfg {
-    pub url: String,
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
+    /// `url`, credentials and TLS files.
+    pub broker: BrokerConn,
     pub client_id: String,
-    pub username: Option<String>,
-    /// Resolved from `password` or the contents of `password_file` (trailing newline trimmed).
-    pub password: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub cert_file: Option<PathBuf>,
-    pub key_file: Option<PathBuf>,
     pub topic_prefix: String,
     pub keep_alive_s: u64,
     pub max_inflight: u16,
@@ -102,7 +100,7 @@ pub enum OnFull {
     DropNewest,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferCfg {
     pub max_bytes: u64,
     /// Held in memory while the buffer cannot store (disk full, I/O errors).
@@ -111,13 +109,13 @@ pub struct BufferCfg {
     pub on_full: OnFull,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatsCfg {
     /// 0 disables.
     pub interval_s: u64,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandsCfg {
     pub enabled: bool,
 }
@@ -139,7 +137,32 @@ pub enum BusKind {
     Snmp,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// Every declared bus id with its kind when that parsed, valid entry or not, so a
+/// device referencing a broken bus is not also told the bus does not exist.
+type BusIndex = std::collections::BTreeMap<String, Option<BusKind>>;
+
+/// The kind a `[[bus]]` names in `kind = "…"`.
+fn bus_kind(s: &str) -> Option<BusKind> {
+    match s {
+        "modbus_rtu" => Some(BusKind::ModbusRtu),
+        "modbus_ascii" => Some(BusKind::ModbusAscii),
+        "serial" => Some(BusKind::Serial),
+        "snmp" => Some(BusKind::Snmp),
+        _ => None,
+    }
+}
+
+/// `kind` as written in a `[[bus]]`.
+pub fn bus_kind_label(k: BusKind) -> &'static str {
+    match k {
+        BusKind::ModbusRtu => "modbus_rtu",
+        BusKind::ModbusAscii => "modbus_ascii",
+        BusKind::Serial => "serial",
+        BusKind::Snmp => "snmp",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusCfg {
     pub id: String,
     pub kind: BusKind,
@@ -162,7 +185,7 @@ pub enum Framing {
     Rtu,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
     /// Modbus TCP or RTU-over-TCP to `address` (`host:port`).
     ModbusTcp {
@@ -210,7 +233,7 @@ impl Transport {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceCfg {
     pub id: String,
     pub profile: String,

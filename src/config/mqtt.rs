@@ -2,9 +2,10 @@
 //! reconnect timing, each value checked with the key it came from.
 
 use super::MqttCfg;
+use super::broker::{RawConn, conn};
+use super::ctx::Ctx;
 use super::parse::{parse_mqtt_url, without_password};
-use super::tls::tls_files;
-use super::validate::Ctx;
+use super::values::{Checked, Int, Millis, Period};
 use serde::Deserialize;
 
 #[derive(Deserialize, Default)]
@@ -19,43 +20,44 @@ struct RawMqtt {
     cert_file: Option<String>,
     key_file: Option<String>,
     topic_prefix: Option<String>,
-    keep_alive_s: Option<i64>,
-    max_inflight: Option<i64>,
-    replay_rate: Option<i64>,
-    reconnect_min_ms: Option<i64>,
-    reconnect_max_ms: Option<i64>,
-    connect_delay_max_ms: Option<i64>,
+    keep_alive_s: Option<Checked<Int<0, 65535>>>,
+    max_inflight: Option<Checked<Int<1, 65535>>>,
+    replay_rate: Option<Checked<Int<0, { u32::MAX as i64 }>>>,
+    reconnect_min_ms: Option<Checked<Millis<1>>>,
+    reconnect_max_ms: Option<Checked<Millis<1>>>,
+    connect_delay_max_ms: Option<Checked<Millis<0>>>,
 }
 
 pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
     let m = cx.section::<RawMqtt>("mqtt")?;
-    let (url, tls, host, port) = match m.url {
+    let (url, parsed) = match m.url {
         None => {
             cx.err(
                 "mqtt.url",
                 "is required: mqtt://host[:port] or mqtts://host[:port]",
             );
-            (String::new(), false, String::new(), 0)
+            (String::new(), None)
         }
-        Some(url) => match parse_mqtt_url(&url) {
-            Some((tls, host, port)) => (url, tls, host, port),
-            None => {
+        Some(url) => {
+            let parsed = parse_mqtt_url(&url);
+            if parsed.is_none() {
                 cx.err(
                     "mqtt.url",
                     format!("'{}' is not mqtt://host[:port] or mqtts://host[:port] (credentials go in username and password)", without_password(&url)),
                 );
-                (url, false, String::new(), 0)
             }
-        },
+            (url, parsed)
+        }
     };
-    let password = cx.password("mqtt", m.password, m.password_file);
-    let files = tls_files(
-        cx,
-        "mqtt",
-        tls,
-        !host.is_empty(),
-        [m.ca_file, m.cert_file, m.key_file],
-    );
+    let raw = RawConn {
+        username: m.username,
+        password: m.password,
+        password_file: m.password_file,
+        ca_file: m.ca_file,
+        cert_file: m.cert_file,
+        key_file: m.key_file,
+    };
+    let broker = conn(cx, "mqtt", url, parsed, raw);
     let topic_prefix = m.topic_prefix.unwrap_or_else(|| "polegate".into());
     if topic_prefix.is_empty() || topic_prefix.contains(['+', '#']) || topic_prefix.ends_with('/') {
         cx.err(
@@ -63,40 +65,24 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
             format!("'{topic_prefix}' is not a topic prefix: non-empty, no + or #, no trailing /"),
         );
     }
-    let keep_alive_s = cx.int(None, "mqtt.keep_alive_s", m.keep_alive_s, 30, 0, 65535) as u64;
-    let max_inflight = cx.int(None, "mqtt.max_inflight", m.max_inflight, 64, 1, 65535) as u16;
-    let replay_rate = cx.int(
-        None,
-        "mqtt.replay_rate",
-        m.replay_rate,
-        1000,
-        0,
-        u32::MAX as i64,
-    ) as u32;
-    let reconnect_min_ms = cx.period(
-        None,
-        "mqtt.reconnect_min_ms",
-        m.reconnect_min_ms,
-        500,
-        1,
-        true,
-    );
-    let reconnect_max_ms = cx.period(
-        None,
-        "mqtt.reconnect_max_ms",
-        m.reconnect_max_ms,
-        60_000,
-        1,
-        true,
-    );
-    let connect_delay_max_ms = cx.period(
-        None,
-        "mqtt.connect_delay_max_ms",
-        m.connect_delay_max_ms,
-        10_000,
-        0,
-        true,
-    );
+    let keep_alive_s = cx
+        .valid(None, "mqtt.keep_alive_s", m.keep_alive_s)
+        .map_or(30, |v| v.get() as u64);
+    let max_inflight = cx
+        .valid(None, "mqtt.max_inflight", m.max_inflight)
+        .map_or(64, |v| v.get() as u16);
+    let replay_rate = cx
+        .valid(None, "mqtt.replay_rate", m.replay_rate)
+        .map_or(1000, |v| v.get() as u32);
+    let reconnect_min_ms = cx
+        .valid(None, "mqtt.reconnect_min_ms", m.reconnect_min_ms)
+        .map_or(500, Period::get);
+    let reconnect_max_ms = cx
+        .valid(None, "mqtt.reconnect_max_ms", m.reconnect_max_ms)
+        .map_or(60_000, Period::get);
+    let connect_delay_max_ms = cx
+        .valid(None, "mqtt.connect_delay_max_ms", m.connect_delay_max_ms)
+        .map_or(10_000, Period::get);
     if reconnect_min_ms > reconnect_max_ms {
         cx.err(
             "mqtt.reconnect_max_ms",
@@ -104,16 +90,8 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         );
     }
     Some(MqttCfg {
-        url,
-        tls,
-        host,
-        port,
+        broker,
         client_id: m.client_id.unwrap_or_else(|| gateway_id.to_string()),
-        username: m.username,
-        password,
-        ca_file: files.ca_file,
-        cert_file: files.cert_file,
-        key_file: files.key_file,
         topic_prefix,
         keep_alive_s,
         max_inflight,
@@ -122,4 +100,11 @@ pub(super) fn mqtt(cx: &mut Ctx<'_>, gateway_id: &str) -> Option<MqttCfg> {
         reconnect_max_ms,
         connect_delay_max_ms,
     })
+}
+
+impl MqttCfg {
+    /// What `ops::tls::client_config` reads for an `mqtts://` broker.
+    pub fn tls_files(&self) -> crate::ops::tls::ClientFiles<'_> {
+        self.broker.tls_files("mqtt")
+    }
 }

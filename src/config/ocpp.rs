@@ -3,8 +3,8 @@
 //! Passwords are read from their files at load time (trailing newline trimmed); `Debug`
 //! never prints them.
 
-use super::load::join_key;
-use super::validate::{Ctx, resolve};
+use super::ctx::{Ctx, join_key, resolve};
+use super::values::{Checked, Int, ListenAddr};
 use serde::Deserialize;
 use std::fmt;
 use std::net::SocketAddr;
@@ -28,7 +28,7 @@ pub enum Authorize {
     AllowList,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcppCfg {
     pub listen: SocketAddr,
     /// `wss://` (security profile 2): certificate chain and key, PEM.
@@ -57,7 +57,7 @@ impl OcppCfg {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcppDeviceCfg {
     pub charge_point_id: String,
     /// 1-based connector number.
@@ -71,10 +71,10 @@ pub struct OcppDeviceCfg {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawOcpp {
-    listen: Option<String>,
+    listen: Option<Checked<ListenAddr>>,
     cert_file: Option<String>,
     key_file: Option<String>,
-    heartbeat_s: Option<i64>,
+    heartbeat_s: Option<Checked<Int<10, 86_400>>>,
     authorize: Option<String>,
     id_tags: Option<Vec<String>>,
     upstream: Option<String>,
@@ -84,7 +84,7 @@ struct RawOcpp {
 #[serde(deny_unknown_fields)]
 struct RawDevice {
     charge_point_id: Option<String>,
-    connector: Option<i64>,
+    connector: Option<Checked<Int<1, 99>>>,
     password_file: Option<String>,
     upstream_password_file: Option<String>,
 }
@@ -169,15 +169,16 @@ pub(super) fn cross(cx: &mut Ctx<'_>, ocpp: Option<&OcppCfg>, devices: &[super::
 pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<OcppCfg> {
     let raw: RawOcpp = cx.de(None, v.clone(), "ocpp")?;
     let mut ok = true;
-    let listen_s = raw.listen.unwrap_or_else(|| "127.0.0.1:8887".into());
-    let listen = listen_s.parse::<SocketAddr>().unwrap_or_else(|_| {
-        cx.err(
-            "ocpp.listen",
-            format!("'{listen_s}' is not an ip:port address"),
-        );
-        ok = false;
-        SocketAddr::from(([127, 0, 0, 1], 8887))
-    });
+    let listen = match raw.listen {
+        None => SocketAddr::from(([127, 0, 0, 1], 8887)),
+        Some(l) => cx.valid(None, "ocpp.listen", Some(l)).map_or_else(
+            || {
+                ok = false;
+                SocketAddr::from(([127, 0, 0, 1], 8887))
+            },
+            ListenAddr::get,
+        ),
+    };
     let tls = match (raw.cert_file, raw.key_file) {
         (None, None) => None,
         (Some(c), Some(k)) => {
@@ -208,7 +209,9 @@ pub(super) fn gateway(cx: &mut Ctx<'_>, v: &toml::Value) -> Option<OcppCfg> {
             ok = false;
         }
     }
-    let heartbeat_s = cx.int(None, "ocpp.heartbeat_s", raw.heartbeat_s, 300, 10, 86_400) as u64;
+    let heartbeat_s = cx
+        .valid(None, "ocpp.heartbeat_s", raw.heartbeat_s)
+        .map_or(300, |h| h.get() as u64);
     let authorize = match raw.authorize.as_deref().unwrap_or("accept") {
         "accept" => Authorize::Accept,
         "allow_list" => Authorize::AllowList,
@@ -285,14 +288,9 @@ pub(super) fn device(
         cx.at(file, &k, msg);
         ok = false;
     }
-    let connector = cx.int(
-        Some(file),
-        &join_key(key, "connector"),
-        raw.connector,
-        1,
-        1,
-        99,
-    ) as u32;
+    let connector = cx
+        .valid(Some(file), &join_key(key, "connector"), raw.connector)
+        .map_or(1, |c| c.get() as u32);
     let password = raw.password_file.and_then(|p| {
         read_secret(cx, file, &join_key(key, "password_file"), &p).or_else(|| {
             ok = false;

@@ -5,21 +5,22 @@
 //! they are fixed. Bus references are resolved by `entries.rs` in the same pass as the
 //! other checks; scripts by the profile loader.
 
-use super::load::{ConfigError, Merged};
-use super::validate::{DEFAULT_PLUGINS_DIRS, resolve};
+use super::ctx::{Merged, resolve};
+use super::validate::DEFAULT_PLUGINS_DIRS;
 use super::{Config, Transport};
+use crate::model::FileError as ConfigError;
 use crate::profile::{Protocol, Registry};
 use std::path::PathBuf;
 
 /// The profile references of one configuration.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct References {
     /// `None` when `gateway.plugins_dirs` itself is invalid (reported by validation).
     pub plugins_dirs: Option<Vec<PathBuf>>,
     devices: Vec<DeviceRef>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct DeviceRef {
     index: usize,
     file: PathBuf,

@@ -4,9 +4,10 @@
 //! are in `schedule/check.rs`: they are the command validation of SPEC §8. Every problem
 //! names its key path (`program[0].steps[2].at`).
 
+use super::ctx::Ctx;
 use super::schedule_parse;
 pub use super::schedule_parse::{At, DateSpec, SunEvent};
-use super::validate::Ctx;
+use super::values::{Checked, Period, Seconds};
 use super::{Config, DeviceCfg};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -29,7 +30,7 @@ pub enum FailSafe {
     Hold,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepCfg {
     pub at: At,
     /// As written (`sunset-10m`), for messages and the retained `schedule` payload.
@@ -38,7 +39,7 @@ pub struct StepCfg {
     pub set: Vec<(String, serde_json::Value)>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExceptionCfg {
     pub dates: Vec<DateSpec>,
     /// The dates as written (`12-24, 12-31`), naming the exception in views.
@@ -46,7 +47,7 @@ pub struct ExceptionCfg {
     pub steps: Vec<StepCfg>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProgramCfg {
     pub id: String,
     /// Device ids; `*` matches any characters.
@@ -75,7 +76,7 @@ struct RawSchedule {
     timezone: Option<String>,
     clock: Option<String>,
     fail_safe: Option<String>,
-    reassert_s: Option<i64>,
+    reassert_s: Option<Checked<Seconds<1>>>,
 }
 
 #[derive(Deserialize)]
@@ -198,14 +199,9 @@ pub(super) fn schedule(cx: &mut Ctx<'_>, devices: &[DeviceCfg]) -> Option<Schedu
         );
         cx.err("schedule.timezone", msg);
     }
-    let reassert_s = cx.period(
-        None,
-        "schedule.reassert_s",
-        raw.reassert_s,
-        DEFAULT_REASSERT_S as i64,
-        1,
-        false,
-    );
+    let reassert_s = cx
+        .valid(None, "schedule.reassert_s", raw.reassert_s)
+        .map_or(DEFAULT_REASSERT_S, Period::get);
     let programs = match cx.merged.table.get("program").cloned() {
         None => vec![],
         Some(toml::Value::Array(list)) => list

@@ -6,21 +6,14 @@
 //! conffile is 0640 root:polegate so that the service's own group reads it.
 //! Messages name the file, its mode and the fix; never the secret.
 
-use super::validate::{Ctx, resolve};
+pub use super::ctx::SecretFile;
+use super::ctx::{Ctx, resolve};
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-/// A file a secret is read from, and the key that makes it one (`mqtt.password_file`,
-/// `device[3].lora.app_key`, ...).
-#[derive(Debug, Clone, PartialEq)]
-pub struct SecretFile {
-    pub path: PathBuf,
-    pub key: String,
-}
-
 /// A secret file every user can read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exposed {
     pub path: PathBuf,
     /// Permission bits (`0o644`).

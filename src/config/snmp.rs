@@ -5,11 +5,11 @@
 //! Credentials are read from their files at load time (trailing newline trimmed); `Debug`
 //! never prints them. v3 is authPriv only: a cabinet's SNMP must not travel in clear.
 
-use super::entries::BusIndex;
+use super::ctx::Ctx;
 use super::ocpp::{Secret, read_secret};
 use super::parse::split_host_port;
-use super::validate::Ctx;
-use super::{BusCfg, BusKind, Parity};
+use super::values::{Checked, Int, Millis, Period};
+use super::{BusCfg, BusIndex, BusKind, Parity};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -25,7 +25,7 @@ pub enum AuthProto {
 }
 
 /// How polegate authenticates to an agent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnmpCreds {
     V2c {
         community: Secret,
@@ -43,7 +43,7 @@ pub enum SnmpCreds {
 }
 
 /// One SNMP agent: a device's own, or a `[[bus]] kind = "snmp"`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnmpAgentCfg {
     /// `host:port` (port 161 when the config names none).
     pub address: String,
@@ -56,7 +56,7 @@ pub struct SnmpAgentCfg {
 }
 
 /// A device's `snmp = {…}`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SnmpDeviceCfg {
     Agent {
         agent: SnmpAgentCfg,
@@ -92,7 +92,7 @@ struct RawAgent {
     kind: Option<String>,
     // a device only
     bus: Option<String>,
-    index: Option<i64>,
+    index: Option<Checked<Int<0, { u32::MAX as i64 }>>>,
     address: Option<String>,
     version: Option<String>,
     community_file: Option<String>,
@@ -102,9 +102,9 @@ struct RawAgent {
     auth_key_file: Option<String>,
     privacy: Option<String>,
     priv_key_file: Option<String>,
-    timeout_ms: Option<i64>,
-    retries: Option<i64>,
-    max_oids: Option<i64>,
+    timeout_ms: Option<Checked<Millis<1>>>,
+    retries: Option<Checked<Int<0, 10>>>,
+    max_oids: Option<Checked<Int<1, 500>>>,
 }
 
 impl RawAgent {
@@ -170,15 +170,9 @@ pub(super) fn device(
             cx.at(file, &format!("{key}.{k}"), "belongs on a [[bus]]");
         }
     }
-    let index = raw.index.map(|i| {
-        cx.int(
-            Some(file),
-            &format!("{key}.index"),
-            Some(i),
-            0,
-            0,
-            u32::MAX.into(),
-        ) as u32
+    let index = raw.index.clone().map(|i| {
+        cx.valid(Some(file), &format!("{key}.index"), Some(i))
+            .map_or(0, |i| i.get() as u32)
     });
     match raw.bus.clone() {
         Some(bus) => {
@@ -234,16 +228,15 @@ fn agent(cx: &mut Ctx<'_>, file: &Path, key: &str, raw: RawAgent) -> Option<Snmp
             }
         },
     };
-    let timeout_ms = cx.period(Some(file), &k("timeout_ms"), raw.timeout_ms, 1000, 1, true);
-    let retries = cx.int(Some(file), &k("retries"), raw.retries, 1, 0, 10) as u32;
-    let max_oids = cx.int(
-        Some(file),
-        &k("max_oids"),
-        raw.max_oids,
-        DEFAULT_MAX_OIDS as i64,
-        1,
-        500,
-    ) as usize;
+    let timeout_ms = cx
+        .valid(Some(file), &k("timeout_ms"), raw.timeout_ms)
+        .map_or(1000, Period::get);
+    let retries = cx
+        .valid(Some(file), &k("retries"), raw.retries)
+        .map_or(1, |r| r.get() as u32);
+    let max_oids = cx
+        .valid(Some(file), &k("max_oids"), raw.max_oids)
+        .map_or(DEFAULT_MAX_OIDS, |m| m.get() as usize);
     // None after an error at the key (then `creds` is None too).
     let secret = |cx: &mut Ctx<'_>, name: &str, v: Option<String>, what: &str| match v {
         Some(p) => read_secret(cx, file, &k(name), &p),

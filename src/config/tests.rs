@@ -317,7 +317,7 @@ fn conf_d_files_are_merged_in_name_order_with_entries_appended_and_keys_overridd
     assert_eq!(buses, ["rs485-1", "pa-line"]);
     // Overridden by 10-east.toml; the rest of [mqtt] is kept from the main file.
     assert_eq!(cfg.mqtt.topic_prefix, "dijon");
-    assert_eq!(cfg.mqtt.username.as_deref(), Some("cab-fixture"));
+    assert_eq!(cfg.mqtt.broker.username.as_deref(), Some("cab-fixture"));
     assert_eq!(cfg.stats.interval_s, 0);
     // Files not ending in .toml are ignored.
     assert_eq!(cfg.gateway.id, "cab-fixture");
@@ -335,8 +335,11 @@ fn conf_d_files_are_merged_in_name_order_with_entries_appended_and_keys_overridd
 fn valid_config_gets_defaults_and_parsed_transports() {
     let cfg = load_with_env(&fixtures().join("valid/polegate.toml"), &[]).expect("valid");
     let m = &cfg.mqtt;
-    assert!(m.tls);
-    assert_eq!((m.host.as_str(), m.port), ("broker.city.example", 8883));
+    assert!(m.broker.tls);
+    assert_eq!(
+        (m.broker.host.as_str(), m.broker.port),
+        ("broker.city.example", 8883)
+    );
     assert_eq!(m.client_id, "cab-fixture");
     assert_eq!(
         (m.keep_alive_s, m.max_inflight, m.replay_rate),
@@ -399,9 +402,12 @@ fn relative_paths_resolve_against_the_directory_of_the_file_that_holds_them() {
         ]
     );
     // password_file is read, its trailing newline trimmed.
-    assert_eq!(cfg.mqtt.password.as_deref(), Some("s3cret"));
+    assert_eq!(cfg.mqtt.broker.password.as_deref(), Some("s3cret"));
     // Set in conf.d/10-east.toml, so relative to conf.d/.
-    assert_eq!(cfg.mqtt.ca_file, Some(dir.join("conf.d/east-ca.pem")));
+    assert_eq!(
+        cfg.mqtt.broker.ca_file,
+        Some(dir.join("conf.d/east-ca.pem"))
+    );
 }
 
 #[test]
@@ -460,7 +466,7 @@ fn a_numeric_password_from_the_environment_stays_a_string() {
         ("POLEGATE__MQTT__MAX_INFLIGHT", "8"),
     ];
     let cfg = load_with_env(&path, &env(&vars)).expect("fixed by the environment");
-    assert_eq!(cfg.mqtt.password.as_deref(), Some("123456"));
+    assert_eq!(cfg.mqtt.broker.password.as_deref(), Some("123456"));
     assert_eq!(cfg.mqtt.max_inflight, 8);
 }
 

@@ -237,3 +237,25 @@ fn bad_environment_overrides_name_the_variable_and_the_key() {
             .contains("cannot be overridden from the environment")
     );
 }
+
+#[test]
+fn a_config_loaded_twice_compares_equal_and_a_changed_section_does_not() {
+    // A reload is diffed with ==: every type describing a driver, link, device or
+    // broker section is Eq.
+    fn eq<T: Eq>() {}
+    eq::<crate::config::MqttCfg>();
+    eq::<crate::config::BrokerConn>();
+    eq::<crate::config::BusCfg>();
+    eq::<crate::config::DeviceCfg>();
+    eq::<crate::config::lora::LoraCfg>();
+    eq::<crate::config::ocpp::OcppCfg>();
+    eq::<crate::config::snmp::SnmpAgentCfg>();
+    eq::<crate::config::http::HttpCfg>();
+    let path = fixtures().join("valid/polegate.toml");
+    let a = load_with_env(&path, &[]).expect("valid");
+    assert_eq!(a, load_with_env(&path, &[]).expect("valid"));
+    let b = load_with_env(&path, &env(&[("POLEGATE__MQTT__CLIENT_ID", "other")])).expect("valid");
+    assert_ne!(a.mqtt, b.mqtt);
+    assert_eq!(a.mqtt.broker, b.mqtt.broker);
+    assert_eq!((&a.buses, &a.devices), (&b.buses, &b.devices));
+}

@@ -1,10 +1,10 @@
 //! The `modbus = {...}` and `serial = {...}` transports of a `[[device]]`: address or
 //! bus, unit, framing, checked against the declared buses.
 
-use super::entries::{BusIndex, bus_kind_label};
+use super::ctx::Ctx;
 use super::parse::split_host_port;
-use super::validate::Ctx;
-use super::{BusKind, Framing, Transport};
+use super::values::{Checked, Int};
+use super::{BusIndex, BusKind, Framing, Transport, bus_kind_label};
 use serde::Deserialize;
 use std::path::Path;
 
@@ -12,6 +12,7 @@ use std::path::Path;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawModbus {
     address: Option<String>,
+    /// Checked once the transport is known: 0..=255 over TCP, 1..=247 on a bus.
     unit: Option<i64>,
     framing: Option<String>,
     bus: Option<String>,
@@ -49,7 +50,10 @@ pub(super) fn modbus(
                 );
                 cx.at(file, &format!("{key}.address"), msg);
             }
-            let unit = cx.int(Some(file), &format!("{key}.unit"), m.unit, 1, 0, 255) as u8;
+            let unit = m.unit.map(Checked::<Int<0, 255>>::of);
+            let unit = cx
+                .valid(Some(file), &format!("{key}.unit"), unit)
+                .map_or(1, |u| u.get() as u8);
             let framing = match m.framing.as_deref() {
                 None | Some("tcp") => Framing::Tcp,
                 Some("rtu") => Framing::Rtu,
@@ -81,7 +85,11 @@ pub(super) fn modbus(
                     );
                     1
                 }
-                u => cx.int(Some(file), &format!("{key}.unit"), u, 1, 1, 247) as u8,
+                Some(u) => {
+                    let u = Checked::<Int<1, 247>>::of(u);
+                    cx.valid(Some(file), &format!("{key}.unit"), Some(u))
+                        .map_or(1, |u| u.get() as u8)
+                }
             };
             match buses.get(&bus) {
                 None => {

@@ -228,7 +228,7 @@ impl Session {
     /// up), on the blocking pool: file reads do not belong on the async workers.
     async fn options(&self, next: Next) -> Result<MqttOptions, tls::TlsError> {
         let m = &self.settings.mqtt;
-        let mut o = MqttOptions::new(m.client_id.clone(), m.host.clone(), m.port);
+        let mut o = MqttOptions::new(m.client_id.clone(), m.broker.host.clone(), m.broker.port);
         o.set_keep_alive(Duration::from_secs(m.keep_alive_s.max(5)));
         // With commands, a persistent session lets the broker keep commands published
         // while the gateway was away (the client id is stable).
@@ -240,8 +240,8 @@ impl Session {
             _ => MAX_INCOMING_PACKET,
         };
         o.set_max_packet_size(incoming, 1024 * 1024);
-        if let Some(u) = &m.username {
-            o.set_credentials(u.clone(), m.password.clone().unwrap_or_default());
+        if let Some(u) = &m.broker.username {
+            o.set_credentials(u.clone(), m.broker.password.clone().unwrap_or_default());
         }
         o.set_last_will(LastWill::new(
             self.topics.status(),
@@ -249,7 +249,7 @@ impl Session {
             QoS::AtLeastOnce,
             true,
         ));
-        if m.tls {
+        if m.broker.tls {
             let files = m.clone();
             let cfg = tokio::task::spawn_blocking(move || tls::client_config(files.tls_files()))
                 .await
@@ -327,7 +327,7 @@ impl Session {
                         if size <= MAX_WIDENED_PACKET && self.settings.commands.is_some() {
                             next = Next::Widened(size);
                             tracing::warn!(
-                                broker = %m.url,
+                                broker = %m.broker.url,
                                 size,
                                 limit = MAX_INCOMING_PACKET,
                                 "MQTT packet from the broker over the size limit: reconnecting once with room for it, to refuse it and keep the commands behind it"
@@ -336,7 +336,7 @@ impl Session {
                             next = Next::Discard;
                             Counters::inc(&self.counters.command_dropped);
                             tracing::warn!(
-                                broker = %m.url,
+                                broker = %m.broker.url,
                                 size,
                                 limit = MAX_WIDENED_PACKET,
                                 "MQTT packet from the broker over the largest size read: reconnecting with a clean session to discard it (commands the broker held for this gateway are dropped)"
@@ -345,10 +345,10 @@ impl Session {
                     }
                     match fail_log.failure(std::time::Instant::now()) {
                         LogAction::Failed => {
-                            tracing::warn!(broker = %m.url, error = %e, "MQTT broker unreachable; buffering")
+                            tracing::warn!(broker = %m.broker.url, error = %e, "MQTT broker unreachable; buffering")
                         }
                         LogAction::Summary { count } => {
-                            tracing::warn!(broker = %m.url, error = %e, attempts = count, "MQTT broker still unreachable")
+                            tracing::warn!(broker = %m.broker.url, error = %e, attempts = count, "MQTT broker still unreachable")
                         }
                         _ => {}
                     }

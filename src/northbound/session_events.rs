@@ -81,10 +81,10 @@ impl Session {
                 let backlog = self.queue.len();
                 match fail_log.success() {
                     LogAction::Recovered { count } => {
-                        tracing::info!(broker = %self.settings.mqtt.url, backlog, failed_attempts = count, "MQTT broker connected again")
+                        tracing::info!(broker = %self.settings.mqtt.broker.url, backlog, failed_attempts = count, "MQTT broker connected again")
                     }
                     _ => {
-                        tracing::info!(broker = %self.settings.mqtt.url, backlog, "MQTT broker connected")
+                        tracing::info!(broker = %self.settings.mqtt.broker.url, backlog, "MQTT broker connected")
                     }
                 }
                 // Subscribe on every ConnAck: a broker without our session forgot it.

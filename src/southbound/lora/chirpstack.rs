@@ -170,14 +170,14 @@ pub async fn run_chirpstack(
     } = w;
     let mut opts = MqttOptions::new(
         format!("polegate-lora-{:08x}", fastrand::u32(..)),
-        cfg.host.clone(),
-        cfg.port,
+        cfg.broker.host.clone(),
+        cfg.broker.port,
     );
     opts.set_keep_alive(Duration::from_secs(30));
-    if let Some(u) = &cfg.username {
-        opts.set_credentials(u.clone(), cfg.password.clone().unwrap_or_default());
+    if let Some(u) = &cfg.broker.username {
+        opts.set_credentials(u.clone(), cfg.broker.password.clone().unwrap_or_default());
     }
-    if cfg.tls {
+    if cfg.broker.tls {
         let Some(tls) = tls_config(&cfg, &cancel).await else {
             return;
         };
@@ -206,7 +206,7 @@ pub async fn run_chirpstack(
             _ = cancel.cancelled() => break,
             ev = el.poll() => match ev {
                 Ok(Event::Incoming(Incoming::ConnAck(_))) => {
-                    tracing::info!(url = %cfg.url, "connected to the LoRa network server");
+                    tracing::info!(url = %cfg.broker.url, "connected to the LoRa network server");
                     for leaf in ["up", "txack"] {
                         let _ = client.try_subscribe(format!("{base}/+/event/{leaf}"), QoS::AtLeastOnce);
                     }
@@ -249,7 +249,7 @@ pub async fn run_chirpstack(
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(url = %cfg.url, error = %e, "LoRa network server connection lost");
+                    tracing::warn!(url = %cfg.broker.url, error = %e, "LoRa network server connection lost");
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(RECONNECT_DELAY) => {}
@@ -319,13 +319,13 @@ async fn tls_config(
         match made {
             Ok(tls) => {
                 if let LogAction::Recovered { count } = log.success() {
-                    tracing::info!(url = %cfg.url, failures = count, "LoRa network server TLS set up");
+                    tracing::info!(url = %cfg.broker.url, failures = count, "LoRa network server TLS set up");
                 }
                 return Some(tls);
             }
             Err(e) => {
                 if let Some(failures) = log.due(Instant::now()) {
-                    tracing::error!(url = %cfg.url, error = %e, failures, "LoRa network server TLS setup failed");
+                    tracing::error!(url = %cfg.broker.url, error = %e, failures, "LoRa network server TLS setup failed");
                 }
             }
         }

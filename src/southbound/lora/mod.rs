@@ -78,7 +78,7 @@ pub async fn spawn(
         }
         LoraSource::Chirpstack(c) => {
             let kv = queue.kv("lora")?;
-            tracing::info!(url = %c.url, application_id = %c.application_id, devices = devices.len(), "LoRa devices through the ChirpStack integration");
+            tracing::info!(url = %c.broker.url, application_id = %c.application_id, devices = devices.len(), "LoRa devices through the ChirpStack integration");
             let infos: Vec<_> = devices.iter().map(|d| d.info.clone()).collect();
             let (c, queue) = (c.clone(), queue.clone());
             Ok(tokio::spawn(async move {

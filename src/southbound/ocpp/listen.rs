@@ -14,6 +14,7 @@
 
 use super::hub::Hub;
 use super::stream::Io;
+use super::ws::{HANDSHAKE_TIMEOUT, SUBPROTOCOL, ws_config};
 use crate::ops::counters::Counters;
 use crate::ops::slots::{Admitted, Slots};
 use base64::Engine;
@@ -22,27 +23,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Clients in their TLS or WebSocket handshake at once.
 pub const HANDSHAKE_SLOTS: usize = 64;
-/// A client has this long for TLS and the WebSocket upgrade.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const SUBPROTOCOL: &str = "ocpp1.6";
-
-/// Per connection: frames up to `MAX_FRAME_BYTES`; a 4 KiB read buffer instead of
-/// tungstenite's 128 KiB (it is allocated per connection; OCPP frames are small and
-/// slow, and a street of chargers should not cost 128 KiB each), and frames written out
-/// at once (an OCPP answer is due now, not when 128 KiB have accumulated).
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(super::frame::MAX_FRAME_BYTES))
-        .max_frame_size(Some(super::frame::MAX_FRAME_BYTES))
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-}
-
 fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(why.to_string()));
     *r.status_mut() = status;

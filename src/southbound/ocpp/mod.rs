@@ -5,7 +5,7 @@
 //! pure), `hub.rs` (what all connections share: devices, live connections, transaction
 //! ids in `kv:ocpp`), `listen.rs` (TCP/TLS listener and the WebSocket handshake),
 //! `conn.rs` (one charger's connection), `upstream.rs` (proxy mode's CSMS connection),
-//! `stream.rs` (plain or TLS stream).
+//! `stream.rs` (plain or TLS stream), `ws.rs` (the WebSocket settings both sides share).
 //!
 //! One connection per charge point: a second connection with the same id replaces the
 //! first. Commands reach the connection of their charge point through a bounded channel.
@@ -20,6 +20,7 @@ pub mod listen;
 pub mod map;
 mod stream;
 mod upstream;
+pub mod ws;
 
 use crate::buffer::{BufferError, Queue};
 use crate::config::ocpp::OcppCfg;

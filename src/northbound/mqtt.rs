@@ -38,7 +38,7 @@ use crate::model::payload::{self, Delivery};
 use crate::model::topic::Topics;
 use crate::ops::backoff::{Backoff, boot_delay, host_uptime};
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::failure_log::FailureLog;
 use crate::ops::tls;
 use rumqttc::{
     AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, QoS, Transport,
@@ -291,7 +291,7 @@ impl Session {
             let opts = match self.options(next).await {
                 Ok(o) => o,
                 Err(e) => {
-                    if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {
+                    if fail_log.due(std::time::Instant::now()).is_some() {
                         tracing::error!(error = %e, "MQTT TLS setup failed");
                     }
                     if !self.sleep_or_cancel(backoff.next_wait(), &cancel).await {
@@ -343,15 +343,11 @@ impl Session {
                             );
                         }
                     }
-                    match fail_log.failure(std::time::Instant::now()) {
-                        LogAction::Failed => {
-                            tracing::warn!(broker = %m.url, error = %e, "MQTT broker unreachable; buffering")
-                        }
-                        LogAction::Summary { count } => {
-                            tracing::warn!(broker = %m.url, error = %e, attempts = count, "MQTT broker still unreachable")
-                        }
-                        _ => {}
-                    }
+                    fail_log.on_failure(
+                        std::time::Instant::now(),
+                        || tracing::warn!(broker = %m.url, error = %e, "MQTT broker unreachable; buffering"),
+                        |count| tracing::warn!(broker = %m.url, error = %e, attempts = count, "MQTT broker still unreachable"),
+                    );
                     if !self.sleep_or_cancel(backoff.next_wait(), &cancel).await {
                         return;
                     }

@@ -116,15 +116,11 @@ impl Session {
                     // per connection, then a summary every few minutes.
                     if let Err(e) = tx.offer(dev, &p.payload, p.retain) {
                         Counters::inc(&self.counters.command_dropped);
-                        match c.drops.failure(std::time::Instant::now()) {
-                            LogAction::Failed => {
-                                tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized")
-                            }
-                            LogAction::Summary { count } => {
-                                tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped")
-                            }
-                            _ => {}
-                        }
+                        c.drops.on_failure(
+                            std::time::Instant::now(),
+                            || tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized"),
+                            |count| tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped"),
+                        );
                     }
                 }
             }

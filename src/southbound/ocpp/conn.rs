@@ -19,7 +19,7 @@ use crate::model::command::{Refusal, WriteOutcome};
 use crate::model::{Value, now_ms, rfc3339_ms};
 use crate::ops::bucket::TokenBucket;
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::failure_log::FailureLog;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -201,11 +201,11 @@ pub async fn serve<S, U>(
                 if rate.take(last_rx).is_err() {
                     // Beyond the rate nothing of the frame is used; a call is answered.
                     Counters::inc(&hub.counters.ocpp_rate_limited);
-                    match logs.rate.failure(std::time::Instant::now()) {
-                        LogAction::Failed => tracing::warn!(charge_point = %cp, rate = FRAMES_PER_S, burst = FRAME_BURST, "charger sends too many frames: the excess is refused (counted in ocpp_rate_limited)"),
-                        LogAction::Summary { count } => tracing::warn!(charge_point = %cp, refused = count, "charger still sends too many frames"),
-                        _ => {}
-                    }
+                    logs.rate.on_failure(
+                        std::time::Instant::now(),
+                        || tracing::warn!(charge_point = %cp, rate = FRAMES_PER_S, burst = FRAME_BURST, "charger sends too many frames: the excess is refused (counted in ocpp_rate_limited)"),
+                        |count| tracing::warn!(charge_point = %cp, refused = count, "charger still sends too many frames"),
+                    );
                     if let Ok(Frame::Call { id, .. }) = frame::parse(&text) {
                         let e = frame::error(&id, "GenericError", "rate limit exceeded: frame refused");
                         if !send(&mut ws, Message::text(e)).await {
@@ -364,15 +364,11 @@ async fn on_charger_frame(
 ) -> Option<String> {
     let mut malformed = |e: Malformed| {
         Counters::inc(&hub.counters.ocpp_malformed);
-        match log.failure(std::time::Instant::now()) {
-            LogAction::Failed => {
-                tracing::info!(charge_point = cp, code = e.code, error = %e.description, "malformed OCPP frame; further ones are counted (ocpp_malformed) and summarized")
-            }
-            LogAction::Summary { count } => {
-                tracing::info!(charge_point = cp, code = e.code, error = %e.description, malformed = count, "malformed OCPP frames still arriving")
-            }
-            _ => {}
-        }
+        log.on_failure(
+            std::time::Instant::now(),
+            || tracing::info!(charge_point = cp, code = e.code, error = %e.description, "malformed OCPP frame; further ones are counted (ocpp_malformed) and summarized"),
+            |count| tracing::info!(charge_point = cp, code = e.code, error = %e.description, malformed = count, "malformed OCPP frames still arriving"),
+        );
         Some(e.to_text())
     };
     let f = match frame::parse(text) {

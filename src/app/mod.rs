@@ -5,7 +5,7 @@
 //!
 //! Reload (SIGHUP or a file change): the new configuration is loaded and validated; if
 //! invalid, every error is logged and the running one stays. Otherwise only what changed
-//! is rebuilt: drivers whose fingerprint changed restart (births are re-sent when they
+//! is rebuilt: drivers whose settings changed (`plan::DriverSettings`) restart (births are re-sent when they
 //! poll), new ones start, removed devices get an offline state with reason "removed",
 //! untouched drivers keep running and miss no poll, the MQTT session is reopened only
 //! when `[mqtt]` (or the gateway id, or `commands.enabled`) changed, and the queue is
@@ -14,6 +14,7 @@
 pub mod drivers;
 pub mod filewatch;
 mod load;
+mod plan;
 mod reload;
 pub mod supervise;
 mod views;
@@ -249,7 +250,7 @@ pub async fn run_with(
     let stopping = cancel.child_token();
     let (died, mut deaths) = mpsc::channel(4);
     let mut running = BTreeMap::new();
-    for plan in drivers::plan(&cfg, &registry) {
+    for plan in plan::plan(&cfg, &registry) {
         let d = drivers::spawn(plan, &queue, &tx, &counters, &drivers_cancel, &liveness).await;
         if let Some(d) = d {
             running.insert(d.key.clone(), d);

@@ -1,6 +1,7 @@
 //! Reload (SIGHUP or a file change): the configuration is loaded again off the async
 //! workers and, when valid, applied as a diff (see the module documentation of `app`).
 
+use super::plan::{self, DriverSettings};
 use super::{Supervisor, drivers, load, pipeline_settings, session_identity};
 use crate::config::Config;
 use crate::ops::counters::Counters;
@@ -49,10 +50,10 @@ impl Supervisor {
         if new.gateway.state_dir != self.cfg.gateway.state_dir || new.buffer != self.cfg.buffer {
             tracing::warn!("state_dir and [buffer] changes take effect at the next restart");
         }
-        let plans = drivers::plan(&new, registry);
-        let wanted: HashMap<&str, &str> = plans
+        let plans = plan::plan(&new, registry);
+        let wanted: HashMap<&str, &DriverSettings> = plans
             .iter()
-            .map(|p| (p.key.as_str(), p.fingerprint.as_str()))
+            .map(|p| (p.key.as_str(), &p.settings))
             .collect();
         let old_ids: HashMap<String, Arc<DeviceInfo>> = self
             .device_infos()
@@ -62,8 +63,8 @@ impl Supervisor {
         let (mut kept, mut restarted) = (0usize, 0usize);
         let keys: Vec<String> = self.drivers.keys().cloned().collect();
         for key in keys {
-            let same = wanted.get(key.as_str()).copied()
-                == self.drivers.get(&key).map(|d| d.fingerprint.as_str());
+            let same =
+                wanted.get(key.as_str()).copied() == self.drivers.get(&key).map(|d| &d.settings);
             if !same && let Some(d) = self.drivers.remove(&key) {
                 d.stop(deadline).await;
                 restarted += 1;

@@ -1,11 +1,12 @@
 //! Starting planned drivers (`plan.rs`) under supervision, and stopping them.
 
+use super::parts::Shared;
 use super::plan::{DriverKind, DriverPlan, DriverSettings};
 use super::supervise;
 use crate::model::command::WriteRequest;
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
-use crate::ops::notify::{Heartbeat, Liveness};
+use crate::ops::notify::Heartbeat;
 use crate::pipeline::Route;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::INBOX_CAPACITY;
@@ -108,16 +109,9 @@ async fn start(
 /// Starts a planned driver under supervision (`supervise::Driver`: restarted with backoff
 /// when it ends or panics); its devices' command routes come back with it. None when it
 /// cannot start (logged; e.g. the LoRa UDP port is taken). Every driver registers a
-/// heartbeat in `liveness` named by its key, beaten on each turn of its loop.
-pub async fn spawn(
-    plan: DriverPlan,
-    queue: &crate::buffer::Queue,
-    tx: &mpsc::Sender<Input>,
-    counters: &Arc<Counters>,
-    parent: &CancellationToken,
-    liveness: &Liveness,
-) -> Option<RunningDriver> {
-    let cancel = parent.child_token();
+/// heartbeat in the shared liveness named by its key, beaten on each turn of its loop.
+pub(super) async fn spawn(plan: DriverPlan, sh: &Shared) -> Option<RunningDriver> {
+    let cancel = sh.drivers_cancel.child_token();
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_CAPACITY);
     let routes = plan
         .devices
@@ -135,11 +129,11 @@ pub async fn spawn(
         })
         .collect();
     let env = Env {
-        queue: queue.clone(),
-        tx: tx.clone(),
-        counters: counters.clone(),
+        queue: sh.queue.clone(),
+        tx: sh.tx.clone(),
+        counters: sh.counters.clone(),
         cancel: cancel.clone(),
-        hb: Some(liveness.register(plan.key.clone())),
+        hb: Some(sh.liveness.register(plan.key.clone())),
     };
     let (first_tx, first_rx) = mpsc::channel(INBOX_CAPACITY);
     let first = start(plan.kind.clone(), first_rx, env.clone()).await?;

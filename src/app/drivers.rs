@@ -1,6 +1,6 @@
 //! Starting planned drivers (`plan.rs`) under supervision, and stopping them.
 
-use super::parts::Shared;
+use super::parts::{Part, Shared};
 use super::plan::{DriverKind, DriverPlan, DriverSettings};
 use super::supervise;
 use crate::model::command::WriteRequest;
@@ -22,15 +22,14 @@ pub struct RunningDriver {
     pub settings: DriverSettings,
     pub devices: Vec<Arc<DeviceInfo>>,
     pub routes: Vec<(String, Route)>,
-    cancel: CancellationToken,
-    task: JoinHandle<()>,
+    /// The supervised task (`supervise::Driver`), stopped through its own token.
+    part: Part,
 }
 
 impl RunningDriver {
     /// Stops the task (bounded by `deadline`).
     pub async fn stop(self, deadline: tokio::time::Instant) {
-        self.cancel.cancel();
-        if tokio::time::timeout_at(deadline, self.task).await.is_err() {
+        if !self.part.stop(deadline).await {
             tracing::warn!(driver = %self.key, "driver did not stop in time");
         }
     }
@@ -152,8 +151,7 @@ pub(super) async fn spawn(plan: DriverPlan, sh: &Shared) -> Option<RunningDriver
         settings: plan.settings,
         devices: plan.devices,
         routes,
-        cancel,
-        task,
+        part: Part::new(task, cancel),
     })
 }
 

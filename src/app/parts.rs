@@ -1,6 +1,8 @@
 //! The daemon's parts, in one shape: each is built from the configuration and what the
-//! parts share ([`Shared`]), started as a watched core task ([`Part`]), and stopped
-//! through [`Part::stop`]. The supervisor (`supervisor.rs`) starts them in order and
+//! parts share ([`Shared`]), started as a task held in a [`Part`] (a core task watched
+//! by `supervise::watch_core`, or a driver restarted by `supervise::Driver`), and stopped
+//! through [`Part::stop`]. The HTTP listener is a watched core task that ends with the
+//! root token, and the file watcher ends when dropped. The supervisor (`supervisor.rs`) starts them in order and
 //! stops them in the order SPEC §5 needs: drivers, command intake and schedules, then
 //! the pipeline drains into the queue, then the MQTT session, then the final flush.
 
@@ -25,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 /// The routes of every running device, as the command path and the scheduler read them.
 pub(super) type Routes = Arc<HashMap<String, Route>>;
 
-/// A started part: its watched task, and the token that stops it when it has its own
-/// (the pipeline ends when its inputs close; the command intake and the scheduler end
-/// with the drivers).
+/// A started part: its task, and the token that stops it when it has its own (a driver,
+/// the MQTT session; the pipeline ends when its inputs close, the command intake and the
+/// scheduler end with the drivers).
 pub(super) struct Part {
     task: JoinHandle<()>,
     stop: Option<CancellationToken>,
@@ -46,6 +48,15 @@ impl Part {
         Part {
             task: supervise::watch_core(name, task, expected, sh.died.clone()),
             stop,
+        }
+    }
+
+    /// A part stopped through `stop` whose end is watched elsewhere (a driver restarts
+    /// under `supervise::Driver`).
+    pub(super) fn new(task: JoinHandle<()>, stop: CancellationToken) -> Part {
+        Part {
+            task,
+            stop: Some(stop),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Reload (SIGHUP or a file change): the configuration is loaded again off the async
 //! workers and, when valid, applied as a diff (see the module documentation of `app`).
 
+use super::plan::{self, DriverPlan, DriverSettings};
 use super::{Supervisor, drivers, load, pipeline_settings, session_identity};
 use crate::config::Config;
 use crate::ops::counters::Counters;
@@ -31,7 +32,7 @@ impl Supervisor {
                     errors = errors.len(),
                     "invalid configuration: the running one stays"
                 );
-                Counters::inc(&self.counters.reload_failed);
+                Counters::inc(&self.sh.counters.reload_failed);
             }
             Ok(l) => {
                 crate::ops::logging::set_level(l.config.gateway.log_level.as_deref());
@@ -49,59 +50,16 @@ impl Supervisor {
         if new.gateway.state_dir != self.cfg.gateway.state_dir || new.buffer != self.cfg.buffer {
             tracing::warn!("state_dir and [buffer] changes take effect at the next restart");
         }
-        let plans = drivers::plan(&new, registry);
-        let wanted: HashMap<&str, &str> = plans
-            .iter()
-            .map(|p| (p.key.as_str(), p.fingerprint.as_str()))
-            .collect();
-        let old_ids: HashMap<String, Arc<DeviceInfo>> = self
-            .device_infos()
-            .into_iter()
-            .map(|d| (d.id.clone(), d))
-            .collect();
-        let (mut kept, mut restarted) = (0usize, 0usize);
-        let keys: Vec<String> = self.drivers.keys().cloned().collect();
-        for key in keys {
-            let same = wanted.get(key.as_str()).copied()
-                == self.drivers.get(&key).map(|d| d.fingerprint.as_str());
-            if !same && let Some(d) = self.drivers.remove(&key) {
-                d.stop(deadline).await;
-                restarted += 1;
-            }
-        }
-        for plan in plans {
-            if self.drivers.contains_key(&plan.key) {
-                kept += 1;
-                continue;
-            }
-            if let Some(d) = drivers::spawn(
-                plan,
-                &self.queue,
-                &self.tx,
-                &self.counters,
-                &self.drivers_cancel,
-                &self.liveness,
-            )
-            .await
-            {
-                self.drivers.insert(d.key.clone(), d);
-            }
-        }
+        let old_infos = self.device_infos();
+        let (kept, stopped) = self
+            .apply_drivers(plan::plan(&new, registry), deadline)
+            .await;
         let new_infos = self.device_infos();
-        let new_ids: HashSet<&str> = new_infos.iter().map(|d| d.id.as_str()).collect();
-        let removed: Vec<Arc<DeviceInfo>> = old_ids
-            .into_iter()
-            .filter(|(id, _)| !new_ids.contains(id.as_str()))
-            .map(|(_, d)| d)
-            .collect();
-        let n_removed = removed.len();
-        for d in removed {
-            tracing::info!(device_id = %d.id, profile = %d.profile.name, "device removed");
-            let _ = self.tx.send(Input::Removed(d)).await;
-        }
-        let _ = self.tx.send(Input::Devices(new_infos.clone())).await;
+        let removed = self.remove_devices(old_infos, &new_infos).await;
+        let _ = self.sh.tx.send(Input::Devices(new_infos.clone())).await;
         if pipeline_settings(&new) != pipeline_settings(&self.cfg) {
-            let _ = self.tx.send(Input::Settings(pipeline_settings(&new))).await;
+            let settings = pipeline_settings(&new);
+            let _ = self.sh.tx.send(Input::Settings(settings)).await;
         }
         self.devices_count
             .store(new.devices.iter().filter(|d| d.enabled).count(), Relaxed);
@@ -119,10 +77,56 @@ impl Supervisor {
         tracing::info!(
             drivers_kept = kept,
             drivers_started_or_restarted = self.drivers.len() - kept,
-            drivers_stopped = restarted,
-            devices_removed = n_removed,
+            drivers_stopped = stopped,
+            devices_removed = removed,
             devices = new_infos.len(),
             "configuration reloaded"
         );
+    }
+
+    /// Stops the drivers whose settings changed or that are gone, starts the new and
+    /// changed ones, keeps the others running; (kept, stopped).
+    async fn apply_drivers(
+        &mut self,
+        plans: Vec<DriverPlan>,
+        deadline: tokio::time::Instant,
+    ) -> (usize, usize) {
+        let wanted: HashMap<&str, &DriverSettings> = plans
+            .iter()
+            .map(|p| (p.key.as_str(), &p.settings))
+            .collect();
+        let (mut kept, mut stopped) = (0usize, 0usize);
+        let keys: Vec<String> = self.drivers.keys().cloned().collect();
+        for key in keys {
+            let same =
+                wanted.get(key.as_str()).copied() == self.drivers.get(&key).map(|d| &d.settings);
+            if !same && let Some(d) = self.drivers.remove(&key) {
+                d.stop(deadline).await;
+                stopped += 1;
+            }
+        }
+        for plan in plans {
+            if self.drivers.contains_key(&plan.key) {
+                kept += 1;
+                continue;
+            }
+            if let Some(d) = drivers::spawn(plan, &self.sh).await {
+                self.drivers.insert(d.key.clone(), d);
+            }
+        }
+        (kept, stopped)
+    }
+
+    /// Tells the pipeline about the devices of `old` that no driver runs any more (they
+    /// get an offline state with reason "removed"); how many.
+    async fn remove_devices(&self, old: Vec<Arc<DeviceInfo>>, new: &[Arc<DeviceInfo>]) -> usize {
+        let new_ids: HashSet<&str> = new.iter().map(|d| d.id.as_str()).collect();
+        let mut removed = 0;
+        for d in old.into_iter().filter(|d| !new_ids.contains(d.id.as_str())) {
+            tracing::info!(device_id = %d.id, profile = %d.profile.name, "device removed");
+            let _ = self.sh.tx.send(Input::Removed(d)).await;
+            removed += 1;
+        }
+        removed
     }
 }

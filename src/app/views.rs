@@ -28,27 +28,31 @@ pub(super) fn fleet(infos: &[Arc<DeviceInfo>], cfg: &Config) -> Fleet {
 }
 
 /// Starts `[http]` (if on); the address it answers on. Its accept loop is a core task
-/// (`supervise::watch_core`): ending or panicking before `stopping` stops the daemon.
+/// (`supervise::watch_core`): ending or panicking before the daemon stops stops it.
 pub(super) async fn start_http(
     sup: &Supervisor,
     buffer_health: Arc<BufferHealth>,
     stall_after: Duration,
     cancel: CancellationToken,
-    stopping: CancellationToken,
 ) -> Option<SocketAddr> {
     let sources = Sources {
         gateway: sup.cfg.gateway.id.clone(),
         started: Instant::now(),
-        queue: sup.queue.clone(),
-        counters: sup.counters.clone(),
+        queue: sup.sh.queue.clone(),
+        counters: sup.sh.counters.clone(),
         session: sup.session_state.clone(),
-        liveness: sup.liveness.clone(),
+        liveness: sup.sh.liveness.clone(),
         buffer_health,
         stall_after,
         fleet: sup.fleet_tx.subscribe(),
         schedule: Some(sup.schedule.clone()),
     };
     let started = crate::http::start(&sup.cfg.http, sources, cancel).await?;
-    super::supervise::watch_core("http", started.task, stopping, sup.died.clone());
+    super::supervise::watch_core(
+        "http",
+        started.task,
+        sup.sh.stopping.clone(),
+        sup.sh.died.clone(),
+    );
     started.addr
 }

@@ -130,84 +130,24 @@ fn point(spec: &ReadSpec, ty: PointType, order: WordOrder, off: u16) -> PointDef
     PointDef::plain(format!("@{}", spec.start + off), None, ty, Some(reg))
 }
 
+/// What to decode the words read as, checked against the range before anything is sent.
+struct Decode {
+    spec: ReadSpec,
+    ty: PointType,
+    order: WordOrder,
+    /// Registers one value spans.
+    width: u16,
+}
+
+/// The words or bits read.
+type Data = Result<Vec<u16>, Vec<bool>>;
+
 /// Runs the probe; returns the exit code.
 pub fn modbus(args: &ModbusProbe) -> i32 {
-    let plan = (|| {
-        let spec = parse_read(&args.read)?;
-        let default = if spec.table.is_bits() { "bool" } else { "u16" };
-        let ty = parse_type(args.ty.as_deref().unwrap_or(default))?;
-        let order = parse_order(&args.order)?;
-        if spec.table.is_bits() != (ty == PointType::Bool) {
-            return Err(format!(
-                "--type {}: {} holds {}",
-                ty.as_str(),
-                spec.table.as_str(),
-                if spec.table.is_bits() {
-                    "bits (use bool)"
-                } else {
-                    "registers (bool is for coil/discrete)"
-                }
-            ));
-        }
-        let probe = point(&spec, ty, order, 0);
-        let width = probe
-            .reg
-            .as_ref()
-            .map_or(1, |r| convert::span(r, ty))
-            .max(1);
-        if !spec.table.is_bits() && width > spec.count {
-            return Err(format!(
-                "--type {} needs {width} registers but --read covers {}",
-                ty.as_str(),
-                spec.count
-            ));
-        }
-        Ok((spec, ty, order, width))
-    })();
-    let (spec, ty, order, width) = match plan {
+    let (decode, endpoint) = match decode_plan(args).and_then(|d| Ok((d, endpoint(args)?))) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("polegate probe: {e}");
-            return EXIT_USAGE;
-        }
-    };
-    let endpoint = match (&args.tcp, &args.serial) {
-        (Some(a), _) => Endpoint::Tcp {
-            address: a.clone(),
-            framing: if args.framing == "rtu" {
-                Framing::Rtu
-            } else {
-                Framing::Tcp
-            },
-        },
-        (None, Some(port)) => {
-            let ascii = args.mode == "ascii";
-            Endpoint::Serial {
-                bus: BusCfg {
-                    id: "probe".into(),
-                    kind: if ascii {
-                        BusKind::ModbusAscii
-                    } else {
-                        BusKind::ModbusRtu
-                    },
-                    port: port.clone(),
-                    baud: args.baud,
-                    parity: match args.parity.as_str() {
-                        "none" => Parity::None,
-                        "odd" => Parity::Odd,
-                        _ => Parity::Even,
-                    },
-                    data_bits: args.data_bits,
-                    stop_bits: args.stop_bits,
-                    timeout_ms: args.timeout_ms,
-                    retries: 0,
-                    origin: "command line".into(),
-                },
-                mode: if ascii { Mode::Ascii } else { Mode::Rtu },
-            }
-        }
-        (None, None) => {
-            eprintln!("polegate probe: give --tcp HOST:PORT or --serial DEV");
             return EXIT_USAGE;
         }
     };
@@ -219,91 +159,180 @@ pub fn modbus(args: &ModbusProbe) -> i32 {
         return EXIT_RUNTIME;
     };
     let timeout = Duration::from_millis(args.timeout_ms.max(1));
-    let unit = args.unit;
-    rt.block_on(async move {
-        let counters = Arc::new(Counters::default());
-        let mut ctx = match connect(&endpoint, &counters).await {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("polegate probe: {e}");
-                return EXIT_RUNTIME;
-            }
-        };
-        ctx.set_slave(tokio_modbus::Slave(unit));
-        let (s, n) = (spec.start, spec.count);
-        let fut = async {
-            match spec.table {
-                Table::Coil => ctx.read_coils(s, n).await.map(|r| r.map(Err)),
-                Table::Discrete => ctx.read_discrete_inputs(s, n).await.map(|r| r.map(Err)),
-                Table::Input => ctx.read_input_registers(s, n).await.map(|r| r.map(Ok)),
-                Table::Holding => ctx.read_holding_registers(s, n).await.map(|r| r.map(Ok)),
-            }
-        };
-        let where_ = match &endpoint {
-            Endpoint::Tcp { address, .. } => address.clone(),
-            Endpoint::Serial { bus, .. } => bus.port.display().to_string(),
-        };
-        let what = format!(
-            "read {} {}..{} from unit {unit} at {where_}",
-            spec.table.as_str(),
-            s,
-            u32::from(s) + u32::from(n)
-        );
-        let data = match tokio::time::timeout(timeout, fut).await {
-            Err(_) => {
-                eprintln!(
-                    "polegate probe: {what} timed out after {} ms (check unit id, wiring, baud and parity)",
-                    timeout.as_millis()
-                );
-                return EXIT_RUNTIME;
-            }
-            Ok(Err(e)) => {
-                eprintln!("polegate probe: {what} failed: {e}");
-                return EXIT_RUNTIME;
-            }
-            Ok(Ok(Err(code))) => {
-                eprintln!(
-                    "polegate probe: {what}: device answered exception {:#04x}: {}",
-                    u8::from(code),
-                    exception_meaning(code)
-                );
-                return EXIT_RUNTIME;
-            }
-            Ok(Ok(Ok(d))) => d,
-        };
-        println!("{what}");
-        match data {
-            Err(bits) => {
-                for (i, b) in bits.iter().take(usize::from(n)).enumerate() {
-                    println!("  {:>5}  {}", u32::from(s) + i as u32, u8::from(*b));
-                }
-            }
-            Ok(words) => {
-                for (i, w) in words.iter().enumerate() {
-                    println!("  {:>5}  0x{w:04X}  {w:>5}", u32::from(s) + i as u32);
-                }
-                let step = if ty == PointType::String { n } else { width };
-                let mut off = 0u16;
-                while off + step <= n {
-                    let p = point(&spec, ty, order, off);
-                    let span = usize::from(off)..usize::from(off + step);
-                    match words.get(span).map(|w| convert::decode_registers(&p, w)) {
-                        Some(Ok(d)) => println!(
-                            "  {:>5}  {} {:?}: {}",
-                            s + off,
-                            ty.as_str(),
-                            order,
-                            d.value
-                        ),
-                        Some(Err(e)) => println!("  {:>5}  {}: {e}", s + off, ty.as_str()),
-                        None => {}
-                    }
-                    off += step;
-                }
-            }
+    match rt.block_on(read(&endpoint, args.unit, &decode.spec, timeout)) {
+        Ok((what, data)) => {
+            println!("{what}");
+            print(&decode, &data);
+            EXIT_OK
         }
-        EXIT_OK
+        Err(e) => {
+            eprintln!("polegate probe: {e}");
+            EXIT_RUNTIME
+        }
+    }
+}
+
+fn decode_plan(args: &ModbusProbe) -> Result<Decode, String> {
+    let spec = parse_read(&args.read)?;
+    let default = if spec.table.is_bits() { "bool" } else { "u16" };
+    let ty = parse_type(args.ty.as_deref().unwrap_or(default))?;
+    let order = parse_order(&args.order)?;
+    if spec.table.is_bits() != (ty == PointType::Bool) {
+        return Err(format!(
+            "--type {}: {} holds {}",
+            ty.as_str(),
+            spec.table.as_str(),
+            if spec.table.is_bits() {
+                "bits (use bool)"
+            } else {
+                "registers (bool is for coil/discrete)"
+            }
+        ));
+    }
+    let probe = point(&spec, ty, order, 0);
+    let width = probe
+        .reg
+        .as_ref()
+        .map_or(1, |r| convert::span(r, ty))
+        .max(1);
+    if !spec.table.is_bits() && width > spec.count {
+        return Err(format!(
+            "--type {} needs {width} registers but --read covers {}",
+            ty.as_str(),
+            spec.count
+        ));
+    }
+    Ok(Decode {
+        spec,
+        ty,
+        order,
+        width,
     })
+}
+
+fn endpoint(args: &ModbusProbe) -> Result<Endpoint, String> {
+    match (&args.tcp, &args.serial) {
+        (Some(a), _) => Ok(Endpoint::Tcp {
+            address: a.clone(),
+            framing: if args.framing == "rtu" {
+                Framing::Rtu
+            } else {
+                Framing::Tcp
+            },
+        }),
+        (None, Some(port)) => {
+            let ascii = args.mode == "ascii";
+            let bus = BusCfg {
+                id: "probe".into(),
+                kind: if ascii {
+                    BusKind::ModbusAscii
+                } else {
+                    BusKind::ModbusRtu
+                },
+                port: port.clone(),
+                baud: args.baud,
+                parity: match args.parity.as_str() {
+                    "none" => Parity::None,
+                    "odd" => Parity::Odd,
+                    _ => Parity::Even,
+                },
+                data_bits: args.data_bits,
+                stop_bits: args.stop_bits,
+                timeout_ms: args.timeout_ms,
+                retries: 0,
+                origin: "command line".into(),
+            };
+            let mode = if ascii { Mode::Ascii } else { Mode::Rtu };
+            Ok(Endpoint::Serial { bus, mode })
+        }
+        (None, None) => Err("give --tcp HOST:PORT or --serial DEV".into()),
+    }
+}
+
+/// Reads the range under `timeout`: the line naming what was read, and the data; or
+/// what failed (the transport, the timeout, or the device's exception).
+async fn read(
+    endpoint: &Endpoint,
+    unit: u8,
+    spec: &ReadSpec,
+    timeout: Duration,
+) -> Result<(String, Data), String> {
+    let counters = Arc::new(Counters::default());
+    let mut ctx = connect(endpoint, &counters)
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.set_slave(tokio_modbus::Slave(unit));
+    let (s, n) = (spec.start, spec.count);
+    let fut = async {
+        match spec.table {
+            Table::Coil => ctx.read_coils(s, n).await.map(|r| r.map(Err)),
+            Table::Discrete => ctx.read_discrete_inputs(s, n).await.map(|r| r.map(Err)),
+            Table::Input => ctx.read_input_registers(s, n).await.map(|r| r.map(Ok)),
+            Table::Holding => ctx.read_holding_registers(s, n).await.map(|r| r.map(Ok)),
+        }
+    };
+    let where_ = match endpoint {
+        Endpoint::Tcp { address, .. } => address.clone(),
+        Endpoint::Serial { bus, .. } => bus.port.display().to_string(),
+    };
+    let what = format!(
+        "read {} {}..{} from unit {unit} at {where_}",
+        spec.table.as_str(),
+        s,
+        u32::from(s) + u32::from(n)
+    );
+    match tokio::time::timeout(timeout, fut).await {
+        Err(_) => Err(format!(
+            "{what} timed out after {} ms (check unit id, wiring, baud and parity)",
+            timeout.as_millis()
+        )),
+        Ok(Err(e)) => Err(format!("{what} failed: {e}")),
+        Ok(Ok(Err(code))) => Err(format!(
+            "{what}: device answered exception {:#04x}: {}",
+            u8::from(code),
+            exception_meaning(code)
+        )),
+        Ok(Ok(Ok(d))) => Ok((what, d)),
+    }
+}
+
+/// Prints the data raw, and decoded as the type and word order asked for.
+fn print(d: &Decode, data: &Data) {
+    let (s, n) = (d.spec.start, d.spec.count);
+    let words = match data {
+        Err(bits) => {
+            for (i, b) in bits.iter().take(usize::from(n)).enumerate() {
+                println!("  {:>5}  {}", u32::from(s) + i as u32, u8::from(*b));
+            }
+            return;
+        }
+        Ok(words) => words,
+    };
+    for (i, w) in words.iter().enumerate() {
+        println!("  {:>5}  0x{w:04X}  {w:>5}", u32::from(s) + i as u32);
+    }
+    let step = if d.ty == PointType::String {
+        n
+    } else {
+        d.width
+    };
+    let mut off = 0u16;
+    while off + step <= n {
+        let p = point(&d.spec, d.ty, d.order, off);
+        let span = usize::from(off)..usize::from(off + step);
+        match words.get(span).map(|w| convert::decode_registers(&p, w)) {
+            Some(Ok(v)) => println!(
+                "  {:>5}  {} {:?}: {}",
+                s + off,
+                d.ty.as_str(),
+                d.order,
+                v.value
+            ),
+            Some(Err(e)) => println!("  {:>5}  {}: {e}", s + off, d.ty.as_str()),
+            None => {}
+        }
+        off += step;
+    }
 }
 
 #[cfg(test)]

@@ -38,11 +38,9 @@ use crate::model::payload::{self, Delivery};
 use crate::model::topic::Topics;
 use crate::ops::backoff::{Backoff, boot_delay, host_uptime};
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::failure_log::FailureLog;
 use crate::ops::tls;
-use rumqttc::{
-    AsyncClient, ConnectionError, Event, EventLoop, LastWill, MqttOptions, Outgoing, QoS, Transport,
-};
+use rumqttc::{AsyncClient, ConnectionError, Event, LastWill, MqttOptions, QoS, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
@@ -58,6 +56,7 @@ const EVENT_CAPACITY: usize = 256;
 const EVENT_BATCH: usize = 128;
 #[path = "session_events.rs"]
 mod session_events;
+use session_events::poll_events;
 
 /// How long a clean stop waits for the offline status to leave.
 const STOP_DEADLINE: Duration = Duration::from_millis(2000);
@@ -291,7 +290,7 @@ impl Session {
             let opts = match self.options(next).await {
                 Ok(o) => o,
                 Err(e) => {
-                    if fail_log.failure(std::time::Instant::now()) != LogAction::Nothing {
+                    if fail_log.due(std::time::Instant::now()).is_some() {
                         tracing::error!(error = %e, "MQTT TLS setup failed");
                     }
                     if !self.sleep_or_cancel(backoff.next_wait(), &cancel).await {
@@ -343,15 +342,11 @@ impl Session {
                             );
                         }
                     }
-                    match fail_log.failure(std::time::Instant::now()) {
-                        LogAction::Failed => {
-                            tracing::warn!(broker = %m.broker.url, error = %e, "MQTT broker unreachable; buffering")
-                        }
-                        LogAction::Summary { count } => {
-                            tracing::warn!(broker = %m.broker.url, error = %e, attempts = count, "MQTT broker still unreachable")
-                        }
-                        _ => {}
-                    }
+                    fail_log.on_failure(
+                        std::time::Instant::now(),
+                        || tracing::warn!(broker = %m.broker.url, error = %e, "MQTT broker unreachable; buffering"),
+                        |count| tracing::warn!(broker = %m.broker.url, error = %e, attempts = count, "MQTT broker still unreachable"),
+                    );
                     if !self.sleep_or_cancel(backoff.next_wait(), &cancel).await {
                         return;
                     }
@@ -462,53 +457,6 @@ impl Session {
                 }
                 c.flight.requested(Sent::Record(seq));
             }
-        }
-    }
-
-    /// Clean stop: retained offline status, then DISCONNECT, bounded by STOP_DEADLINE.
-    async fn stop(
-        &self,
-        client: &AsyncClient,
-        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
-    ) {
-        if client
-            .try_publish(
-                self.topics.status(),
-                QoS::AtLeastOnce,
-                true,
-                self.status(false),
-            )
-            .is_err()
-        {
-            return;
-        }
-        let _ = client.try_disconnect();
-        let deadline = Instant::now() + STOP_DEADLINE;
-        loop {
-            match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
-                Ok(Some(Ok(Event::Outgoing(Outgoing::Disconnect)))) | Ok(None) | Err(_) => break,
-                Ok(Some(Err(_))) => break,
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-        tracing::info!("MQTT session closed");
-    }
-}
-
-/// Forwards the event loop's events. After the error that ends the connection it keeps
-/// the event loop (and so the client's request channel) alive until the session lets go:
-/// the session may still be handling the events before the error (a ConnAck queues the
-/// status), and must then see that error (an oversized packet), not a closed channel.
-async fn poll_events(mut el: EventLoop, tx: mpsc::Sender<Result<Event, ConnectionError>>) {
-    loop {
-        let r = el.poll().await;
-        let failed = r.is_err();
-        if tx.send(r).await.is_err() {
-            return;
-        }
-        if failed {
-            tx.closed().await;
-            return;
         }
     }
 }

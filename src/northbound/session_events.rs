@@ -1,15 +1,16 @@
 //! What the MQTT session does with the event loop's events: the ConnAck (status,
-//! subscription), commands, packet ids and PUBACKs. PUBACKs are collected over one turn
+//! subscription), commands, packet ids and PUBACKs, and the clean stop's DISCONNECT; the
+//! task that polls the event loop ([`poll_events`]). PUBACKs are collected over one turn
 //! of the session loop (up to `EVENT_BATCH` events) and their records removed from the
 //! queue together by [`Session::settle`].
 
-use super::{Conn, EVENT_BATCH, Session, SessionError};
+use super::{Conn, EVENT_BATCH, STOP_DEADLINE, Session, SessionError};
 use crate::model::now_ms;
 use crate::northbound::inflight::{InFlight, Sent};
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
-use rumqttc::{AsyncClient, ConnectionError, Event, Incoming, Outgoing, QoS};
+use rumqttc::{AsyncClient, ConnectionError, Event, EventLoop, Incoming, Outgoing, QoS};
 use std::sync::atomic::Ordering::Relaxed;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -116,15 +117,11 @@ impl Session {
                     // per connection, then a summary every few minutes.
                     if let Err(e) = tx.offer(dev, &p.payload, p.retain) {
                         Counters::inc(&self.counters.command_dropped);
-                        match c.drops.failure(std::time::Instant::now()) {
-                            LogAction::Failed => {
-                                tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized")
-                            }
-                            LogAction::Summary { count } => {
-                                tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped")
-                            }
-                            _ => {}
-                        }
+                        c.drops.on_failure(
+                            std::time::Instant::now(),
+                            || tracing::warn!(topic = %p.topic, error = %e, "command dropped; further drops are counted (command_dropped) and summarized"),
+                            |count| tracing::warn!(topic = %p.topic, error = %e, dropped = count, "commands still being dropped"),
+                        );
                     }
                 }
             }
@@ -143,5 +140,55 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Clean stop: retained offline status, then DISCONNECT, bounded by STOP_DEADLINE.
+    pub(super) async fn stop(
+        &self,
+        client: &AsyncClient,
+        ev_rx: &mut mpsc::Receiver<Result<Event, ConnectionError>>,
+    ) {
+        if client
+            .try_publish(
+                self.topics.status(),
+                QoS::AtLeastOnce,
+                true,
+                self.status(false),
+            )
+            .is_err()
+        {
+            return;
+        }
+        let _ = client.try_disconnect();
+        let deadline = Instant::now() + STOP_DEADLINE;
+        loop {
+            match tokio::time::timeout_at(deadline, ev_rx.recv()).await {
+                Ok(Some(Ok(Event::Outgoing(Outgoing::Disconnect)))) | Ok(None) | Err(_) => break,
+                Ok(Some(Err(_))) => break,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+        tracing::info!("MQTT session closed");
+    }
+}
+
+/// Forwards the event loop's events. After the error that ends the connection it keeps
+/// the event loop (and so the client's request channel) alive until the session lets go:
+/// the session may still be handling the events before the error (a ConnAck queues the
+/// status), and must then see that error (an oversized packet), not a closed channel.
+pub(super) async fn poll_events(
+    mut el: EventLoop,
+    tx: mpsc::Sender<Result<Event, ConnectionError>>,
+) {
+    loop {
+        let r = el.poll().await;
+        let failed = r.is_err();
+        if tx.send(r).await.is_err() {
+            return;
+        }
+        if failed {
+            tx.closed().await;
+            return;
+        }
     }
 }

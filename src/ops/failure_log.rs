@@ -63,6 +63,17 @@ impl FailureLog {
         }
     }
 
+    /// [`FailureLog::failure`] for a site whose first line and summary differ: runs
+    /// `first` on the first failure of a run, `summary` with the failures since the last
+    /// line when a summary is due, nothing otherwise.
+    pub fn on_failure(&mut self, now: Instant, first: impl FnOnce(), summary: impl FnOnce(u64)) {
+        match self.failure(now) {
+            LogAction::Failed => first(),
+            LogAction::Summary { count } => summary(count),
+            LogAction::Nothing | LogAction::Recovered { .. } => {}
+        }
+    }
+
     pub fn success(&mut self) -> LogAction {
         if self.failing_since.take().is_some() {
             let count = self.total;
@@ -104,5 +115,19 @@ mod tests {
         assert_eq!(log.due(t0 + Duration::from_secs(1)), None);
         assert_eq!(log.due(t0 + SUMMARY_EVERY), Some(Some(2)));
         assert_eq!(log.success(), LogAction::Recovered { count: 3 });
+    }
+
+    #[test]
+    fn on_failure_runs_the_first_line_once_then_the_summary_with_its_count() {
+        let t0 = Instant::now();
+        let mut log = FailureLog::default();
+        let mut lines = Vec::new();
+        for t in [t0, t0 + Duration::from_secs(1), t0 + SUMMARY_EVERY] {
+            // (None: no line; Some(None): the first line; Some(Some(n)): a summary.)
+            let line = std::cell::Cell::new(None);
+            log.on_failure(t, || line.set(Some(None)), |n| line.set(Some(Some(n))));
+            lines.push(line.get());
+        }
+        assert_eq!(lines, [Some(None), None, Some(Some(2))]);
     }
 }

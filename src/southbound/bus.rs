@@ -157,6 +157,12 @@ pub trait Protocol: Send + 'static {
     }
 }
 
+/// Starts the bus task of `proto` ([`run`]) with its wiring: the one way every polled
+/// protocol (serial buses, SNMP agents) is spawned.
+pub fn spawn<P: Protocol>(proto: P, w: crate::southbound::Wiring) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(proto, w.inbox, w.out, w.counters, w.cancel, w.hb))
+}
+
 /// Runs `proto` until `cancel`, taking commands from `inbox`, sending readings and
 /// transitions to `tx`, beating `hb` on every turn.
 pub async fn run<P: Protocol>(

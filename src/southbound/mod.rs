@@ -22,8 +22,8 @@ pub mod stored_state;
 /// Capacity of a driver's command inbox.
 pub const INBOX_CAPACITY: usize = 16;
 
-/// What one incarnation of a listener driver (the LoRa source, the OCPP listener) is
-/// wired to. The bus drivers take the same parts one by one.
+/// What one incarnation of a driver (the LoRa source, the OCPP listener, a serial bus, an
+/// SNMP agent: [`bus::spawn`]) is wired to.
 pub struct Wiring {
     /// Its command inbox.
     pub inbox: tokio::sync::mpsc::Receiver<crate::model::command::WriteRequest>,

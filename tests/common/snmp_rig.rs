@@ -11,6 +11,7 @@ use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input};
 use polegate::profile::Profile;
 use polegate::southbound::INBOX_CAPACITY;
+use polegate::southbound::Wiring;
 use polegate::southbound::snmp::{SnmpAgent, SnmpDevice, spawn_agent};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -97,7 +98,14 @@ impl AgentRig {
             cfg,
             devices,
         };
-        spawn_agent(agent, inbox_rx, &tx, &counters, &cancel, None);
+        let wiring = Wiring {
+            inbox: inbox_rx,
+            out: tx,
+            counters: counters.clone(),
+            cancel: cancel.clone(),
+            hb: None,
+        };
+        spawn_agent(agent, wiring);
         AgentRig {
             input,
             inbox,

@@ -11,15 +11,15 @@
 //! [`MAX_RELAYED_CALLS`] relayed calls are remembered, each until its CALLRESULT, its
 //! CALLERROR or [`ANSWER_TIMEOUT`], the oldest forgotten first.
 
+use super::central::{self, Active, finish};
 use super::command;
-use super::frame::{self, Frame, Malformed};
+use super::frame::{self, Frame};
 use super::hub::{ConnCmd, Hub, Live};
 use super::map::{self, ChargePoint};
-use crate::model::command::{Refusal, WriteOutcome};
-use crate::model::{Value, now_ms, rfc3339_ms};
+use crate::model::command::Refusal;
 use crate::ops::bucket::TokenBucket;
 use crate::ops::counters::Counters;
-use crate::ops::failure_log::{FailureLog, LogAction};
+use crate::ops::failure_log::FailureLog;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -100,16 +100,37 @@ impl Relayed {
     }
 }
 
-/// A command being carried out: one write at a time, in order.
-struct Active {
-    cmd: ConnCmd,
-    next: usize,
-    applied: Vec<(usize, Value)>,
-    /// (message id, action, deadline) of the call awaiting the charger's answer.
-    waiting: Option<(String, &'static str, Instant)>,
+const DISCONNECTED: &str = "charger disconnected";
+
+/// What the loop does after a turn.
+enum Turn {
+    /// Send the active command's next write, if one is due.
+    Next,
+    /// Wait for the next event.
+    Wait,
+    /// Close the connection; the devices' offline reason, None when replaced or stopped.
+    End(Option<&'static str>),
 }
 
-const DISCONNECTED: &str = "charger disconnected";
+/// One charger's connection while it is served.
+struct Served<'h, S, U> {
+    hub: &'h Hub,
+    cp: String,
+    /// This connection's number (a newer one of the same charge point replaces it).
+    conn: u64,
+    ws: WebSocketStream<S>,
+    /// Proxy mode: the connection to the upstream CSMS.
+    upstream: Option<WebSocketStream<U>>,
+    state: ChargePoint,
+    silence: Duration,
+    last_rx: Instant,
+    silent: bool,
+    active: Option<Active>,
+    msg_no: u64,
+    relayed: Relayed,
+    rate: TokenBucket,
+    logs: Logs,
+}
 
 /// Serves a connected charger until it closes, goes silent for good, is replaced by a
 /// newer connection of the same charge point, or the driver stops.
@@ -117,7 +138,7 @@ pub async fn serve<S, U>(
     hub: Arc<Hub>,
     cp: String,
     mut ws: WebSocketStream<S>,
-    mut upstream: Option<WebSocketStream<U>>,
+    upstream: Option<WebSocketStream<U>>,
     cancel: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -135,7 +156,7 @@ pub async fn serve<S, U>(
         }
     };
     let conn = hub.conn_no();
-    let (cmd_tx, mut cmd_rx) = mpsc::channel(CMD_CAPACITY);
+    let (cmd_tx, cmd_rx) = mpsc::channel(CMD_CAPACITY);
     let mine = cancel.child_token();
     if let Some(old) = super::lock(&hub.live).insert(
         cp.clone(),
@@ -148,181 +169,270 @@ pub async fn serve<S, U>(
         tracing::info!(charge_point = %cp, "a new connection replaces the previous one");
         old.cancel.cancel();
     }
-    let mut state = ChargePoint { open };
-    let silence = Duration::from_secs(hub.cfg.heartbeat_s.saturating_mul(3));
-    let mut last_rx = Instant::now();
-    let mut silent = false;
-    let mut active: Option<Active> = None;
-    let mut msg_no: u64 = 0;
-    let mut relayed = Relayed::default();
-    let mut rate = TokenBucket::new(FRAMES_PER_S, FRAME_BURST, Instant::now());
-    let mut logs = Logs::default();
-    let proxy = upstream.is_some();
-    hub.set_cp_state(&cp, true, None).await;
-    let reason = loop {
-        let deadline = active
-            .as_ref()
-            .and_then(|a| a.waiting.as_ref().map(|w| w.2))
-            .unwrap_or_else(|| last_rx + silence);
-        let up_next = async {
-            match upstream.as_mut() {
-                Some(u) => u.next().await,
-                None => std::future::pending().await,
+    let served = Served {
+        hub: &hub,
+        silence: Duration::from_secs(hub.cfg.heartbeat_s.saturating_mul(3)),
+        cp,
+        conn,
+        ws,
+        upstream,
+        state: ChargePoint { open },
+        last_rx: Instant::now(),
+        silent: false,
+        active: None,
+        msg_no: 0,
+        relayed: Relayed::default(),
+        rate: TokenBucket::new(FRAMES_PER_S, FRAME_BURST, Instant::now()),
+        logs: Logs::default(),
+    };
+    served.run(cmd_rx, mine).await;
+}
+
+impl<S, U> Served<'_, S, U>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    async fn run(mut self, mut cmd_rx: mpsc::Receiver<ConnCmd>, mine: CancellationToken) {
+        let proxy = self.upstream.is_some();
+        self.hub.set_cp_state(&self.cp, true, None).await;
+        let reason = loop {
+            let deadline = self
+                .active
+                .as_ref()
+                .and_then(|a| a.waiting.as_ref().map(|w| w.2))
+                .unwrap_or_else(|| self.last_rx + self.silence);
+            let up_next = async {
+                match self.upstream.as_mut() {
+                    Some(u) => u.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let turn = tokio::select! {
+                _ = mine.cancelled() => Turn::End(None),
+                msg = self.ws.next() => self.on_charger_msg(msg).await,
+                msg = up_next => self.on_upstream_msg(msg).await,
+                cmd = cmd_rx.recv(), if self.active.is_none() && !proxy => {
+                    if let Some(cmd) = cmd {
+                        self.active = Some(Active::new(cmd));
+                        Turn::Next
+                    } else {
+                        Turn::Wait
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => self.on_deadline().await,
+            };
+            match turn {
+                Turn::End(reason) => break reason,
+                Turn::Wait => {}
+                Turn::Next => {
+                    if let Some(reason) = self.next_write().await {
+                        break reason;
+                    }
+                }
             }
         };
-        tokio::select! {
-            _ = mine.cancelled() => break None,
-            msg = ws.next() => {
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(_))) => {
-                        Counters::inc(&hub.counters.ocpp_malformed);
-                        if !send(&mut ws, Message::text(frame::error("-1", "FormationViolation", "OCPP-J frames are text"))).await {
-                            break Some(DISCONNECTED);
-                        }
-                        continue;
-                    }
-                    Some(Ok(Message::Close(_))) | None => break Some(DISCONNECTED),
-                    Some(Ok(_)) => { last_rx = Instant::now(); continue; }
-                    Some(Err(WsError::Capacity(e))) => {
-                        // Past MAX_FRAME_BYTES nothing of the frame is kept: refuse it and
-                        // close (1009), the charger reconnects and its offline queue resends.
-                        Counters::inc(&hub.counters.ocpp_malformed);
-                        tracing::warn!(charge_point = %cp, error = %e, limit = frame::MAX_FRAME_BYTES, "charger frame too large: connection closed");
-                        close(&mut ws, Some(CloseFrame { code: CloseCode::Size, reason: "frame too large".into() })).await;
-                        break Some(DISCONNECTED);
-                    }
-                    Some(Err(e)) => {
-                        tracing::info!(charge_point = %cp, error = %e, "charger connection failed");
-                        break Some(DISCONNECTED);
-                    }
+        self.end(reason).await;
+    }
+
+    /// A message from the charger.
+    async fn on_charger_msg(&mut self, msg: Option<Result<Message, WsError>>) -> Turn {
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            Some(Ok(Message::Binary(_))) => {
+                Counters::inc(&self.hub.counters.ocpp_malformed);
+                let e = frame::error("-1", "FormationViolation", "OCPP-J frames are text");
+                if !send(&mut self.ws, Message::text(e)).await {
+                    return Turn::End(Some(DISCONNECTED));
+                }
+                return Turn::Wait;
+            }
+            Some(Ok(Message::Close(_))) | None => return Turn::End(Some(DISCONNECTED)),
+            Some(Ok(_)) => {
+                self.last_rx = Instant::now();
+                return Turn::Wait;
+            }
+            Some(Err(WsError::Capacity(e))) => {
+                // Past MAX_FRAME_BYTES nothing of the frame is kept: refuse it and
+                // close (1009), the charger reconnects and its offline queue resends.
+                Counters::inc(&self.hub.counters.ocpp_malformed);
+                tracing::warn!(charge_point = %self.cp, error = %e, limit = frame::MAX_FRAME_BYTES, "charger frame too large: connection closed");
+                let too_large = CloseFrame {
+                    code: CloseCode::Size,
+                    reason: "frame too large".into(),
                 };
-                last_rx = Instant::now();
-                if rate.take(last_rx).is_err() {
-                    // Beyond the rate nothing of the frame is used; a call is answered.
-                    Counters::inc(&hub.counters.ocpp_rate_limited);
-                    match logs.rate.failure(std::time::Instant::now()) {
-                        LogAction::Failed => tracing::warn!(charge_point = %cp, rate = FRAMES_PER_S, burst = FRAME_BURST, "charger sends too many frames: the excess is refused (counted in ocpp_rate_limited)"),
-                        LogAction::Summary { count } => tracing::warn!(charge_point = %cp, refused = count, "charger still sends too many frames"),
-                        _ => {}
-                    }
-                    if let Ok(Frame::Call { id, .. }) = frame::parse(&text) {
-                        let e = frame::error(&id, "GenericError", "rate limit exceeded: frame refused");
-                        if !send(&mut ws, Message::text(e)).await {
-                            break Some(DISCONNECTED);
-                        }
-                    }
-                    continue;
-                }
-                if silent {
-                    silent = false;
-                    hub.set_cp_state(&cp, true, None).await;
-                }
-                if let Some(u) = upstream.as_mut() {
-                    if let Ok(Frame::Call { id, action, payload }) = frame::parse(&text) {
-                        relayed.insert(id, action, payload, last_rx);
-                    }
-                    if !send(u, Message::text(text)).await {
-                        break Some(super::UPSTREAM_DOWN);
-                    }
-                    continue;
-                }
-                let reply = on_charger_frame(&hub, &cp, &mut state, &text, &mut active, &mut logs.malformed).await;
-                if let Some(reply) = reply && !send(&mut ws, Message::text(reply)).await {
-                    break Some(DISCONNECTED);
-                }
+                close(&mut self.ws, Some(too_large)).await;
+                return Turn::End(Some(DISCONNECTED));
             }
-            msg = up_next => {
-                let text = match msg {
-                    Some(Ok(Message::Text(t))) => t.to_string(),
-                    Some(Ok(Message::Binary(b))) => {
-                        if !send(&mut ws, Message::Binary(b)).await { break Some(DISCONNECTED); }
-                        continue;
-                    }
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break Some(super::UPSTREAM_DOWN),
-                    Some(Ok(_)) => continue,
-                };
-                match frame::parse(&text) {
-                    Ok(Frame::Result { id, payload }) => {
-                        if let Some((action, req)) = relayed.remove(&id) {
-                            tap(&hub, &cp, &mut state, &action, &req, &payload).await;
-                        }
-                    }
-                    Ok(Frame::Error { id, .. }) => {
-                        relayed.remove(&id);
-                    }
-                    _ => {}
-                }
-                if !send(&mut ws, Message::text(text)).await {
-                    break Some(DISCONNECTED);
-                }
+            Some(Err(e)) => {
+                tracing::info!(charge_point = %self.cp, error = %e, "charger connection failed");
+                return Turn::End(Some(DISCONNECTED));
             }
-            cmd = cmd_rx.recv(), if active.is_none() && !proxy => {
-                let Some(cmd) = cmd else { continue };
-                active = Some(Active { cmd, next: 0, applied: vec![], waiting: None });
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                if let Some(a) = active.as_mut().filter(|a| a.waiting.as_ref().is_some_and(|w| w.2 <= Instant::now())) {
-                    a.waiting = None;
-                    finish(&hub, active.take(), Some(Refusal::Timeout("charger did not answer".into()))).await;
-                } else if last_rx + silence <= Instant::now() && !silent {
-                    // Silent for three heartbeats: a charger that is still there
-                    // reconnects; a half-open one gives its task and slot back.
-                    tracing::info!(charge_point = %cp, silent_s = silence.as_secs(), "charger silent: connection closed");
-                    break Some(DISCONNECTED);
-                }
-            }
+        };
+        self.last_rx = Instant::now();
+        if self.rate.take(self.last_rx).is_err() {
+            return self.rate_limited(&text).await;
         }
-        // Send the next write of the active command, or finish it.
-        if let Some(a) = active.as_mut()
-            && a.waiting.is_none()
+        if self.silent {
+            self.silent = false;
+            self.hub.set_cp_state(&self.cp, true, None).await;
+        }
+        if let Some(u) = self.upstream.as_mut() {
+            if let Ok(Frame::Call {
+                id,
+                action,
+                payload,
+            }) = frame::parse(&text)
+            {
+                self.relayed.insert(id, action, payload, self.last_rx);
+            }
+            if !send(u, Message::text(text)).await {
+                return Turn::End(Some(super::UPSTREAM_DOWN));
+            }
+            return Turn::Wait;
+        }
+        let reply = central::on_charger_frame(
+            self.hub,
+            &self.cp,
+            &mut self.state,
+            &text,
+            &mut self.active,
+            &mut self.logs.malformed,
+        )
+        .await;
+        if let Some(reply) = reply
+            && !send(&mut self.ws, Message::text(reply)).await
         {
-            if a.next >= a.cmd.writes.len() {
-                finish(&hub, active.take(), None).await;
-                continue;
+            return Turn::End(Some(DISCONNECTED));
+        }
+        Turn::Next
+    }
+
+    /// Beyond the rate nothing of the frame is used; a call is answered.
+    async fn rate_limited(&mut self, text: &str) -> Turn {
+        let cp = &self.cp;
+        Counters::inc(&self.hub.counters.ocpp_rate_limited);
+        self.logs.rate.on_failure(
+            std::time::Instant::now(),
+            || tracing::warn!(charge_point = %cp, rate = FRAMES_PER_S, burst = FRAME_BURST, "charger sends too many frames: the excess is refused (counted in ocpp_rate_limited)"),
+            |count| tracing::warn!(charge_point = %cp, refused = count, "charger still sends too many frames"),
+        );
+        if let Ok(Frame::Call { id, .. }) = frame::parse(text) {
+            let e = frame::error(&id, "GenericError", "rate limit exceeded: frame refused");
+            if !send(&mut self.ws, Message::text(e)).await {
+                return Turn::End(Some(DISCONNECTED));
             }
-            let dev = &hub.devices[a.cmd.device];
-            let (name, _, value) = &a.cmd.writes[a.next];
-            let open_tx = state.open.get(&dev.cfg.connector).map(|o| o.transaction_id);
-            match command::build(name, value, dev.cfg.connector, open_tx) {
-                Ok((action, payload)) => {
-                    msg_no += 1;
-                    let id = format!("pg{conn}-{msg_no}");
-                    let text = frame::call(&id, action, &payload);
-                    a.waiting = Some((id, action, Instant::now() + ANSWER_TIMEOUT));
-                    if !send(&mut ws, Message::text(text)).await {
-                        finish(
-                            &hub,
-                            active.take(),
-                            Some(Refusal::DeviceOffline("charger disconnected".into())),
-                        )
-                        .await;
-                        break Some(DISCONNECTED);
-                    }
+        }
+        Turn::Wait
+    }
+
+    /// Proxy mode: a message from the upstream CSMS, tapped and relayed to the charger.
+    async fn on_upstream_msg(&mut self, msg: Option<Result<Message, WsError>>) -> Turn {
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t.to_string(),
+            Some(Ok(Message::Binary(b))) => {
+                if !send(&mut self.ws, Message::Binary(b)).await {
+                    return Turn::End(Some(DISCONNECTED));
                 }
-                Err(e) => finish(&hub, active.take(), Some(e)).await,
+                return Turn::Wait;
             }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => {
+                return Turn::End(Some(super::UPSTREAM_DOWN));
+            }
+            Some(Ok(_)) => return Turn::Wait,
+        };
+        match frame::parse(&text) {
+            Ok(Frame::Result { id, payload }) => {
+                if let Some((action, req)) = self.relayed.remove(&id) {
+                    central::tap(self.hub, &self.cp, &mut self.state, &action, &req, &payload)
+                        .await;
+                }
+            }
+            Ok(Frame::Error { id, .. }) => {
+                self.relayed.remove(&id);
+            }
+            _ => {}
         }
-    };
-    let gone = Refusal::DeviceOffline("charger disconnected".into());
-    finish(&hub, active.take(), Some(gone)).await;
-    close(&mut ws, None).await;
-    if let Some(mut u) = upstream {
-        close(&mut u, None).await;
-    }
-    // Only the current connection of a charge point speaks for its devices.
-    let current = {
-        let mut live = super::lock(&hub.live);
-        let current = live.get(&cp).is_some_and(|l| l.conn == conn);
-        if current {
-            live.remove(&cp);
+        if !send(&mut self.ws, Message::text(text)).await {
+            return Turn::End(Some(DISCONNECTED));
         }
-        current
-    };
-    if current && let Some(reason) = reason {
-        hub.set_cp_state(&cp, false, Some(reason)).await;
+        Turn::Next
     }
-    tracing::info!(charge_point = %cp, reason = reason.unwrap_or("replaced or stopped"), "charger connection closed");
+
+    /// The active command's answer deadline, or the silence deadline, has come.
+    async fn on_deadline(&mut self) -> Turn {
+        let now = Instant::now();
+        if let Some(a) = self
+            .active
+            .as_mut()
+            .filter(|a| a.waiting.as_ref().is_some_and(|w| w.2 <= now))
+        {
+            a.waiting = None;
+            let late = Refusal::Timeout("charger did not answer".into());
+            finish(self.hub, self.active.take(), Some(late)).await;
+        } else if self.last_rx + self.silence <= now && !self.silent {
+            // Silent for three heartbeats: a charger that is still there reconnects; a
+            // half-open one gives its task and slot back.
+            tracing::info!(charge_point = %self.cp, silent_s = self.silence.as_secs(), "charger silent: connection closed");
+            return Turn::End(Some(DISCONNECTED));
+        }
+        Turn::Next
+    }
+
+    /// Sends the next write of the active command, or finishes it; Some(reason) when the
+    /// connection is to end.
+    async fn next_write(&mut self) -> Option<Option<&'static str>> {
+        let a = self.active.as_mut().filter(|a| a.waiting.is_none())?;
+        if a.next >= a.cmd.writes.len() {
+            finish(self.hub, self.active.take(), None).await;
+            return None;
+        }
+        let dev = &self.hub.devices[a.cmd.device];
+        let (name, _, value) = &a.cmd.writes[a.next];
+        let open_tx = self
+            .state
+            .open
+            .get(&dev.cfg.connector)
+            .map(|o| o.transaction_id);
+        match command::build(name, value, dev.cfg.connector, open_tx) {
+            Ok((action, payload)) => {
+                self.msg_no += 1;
+                let id = format!("pg{}-{}", self.conn, self.msg_no);
+                let text = frame::call(&id, action, &payload);
+                a.waiting = Some((id, action, Instant::now() + ANSWER_TIMEOUT));
+                if !send(&mut self.ws, Message::text(text)).await {
+                    let gone = Refusal::DeviceOffline("charger disconnected".into());
+                    finish(self.hub, self.active.take(), Some(gone)).await;
+                    return Some(Some(DISCONNECTED));
+                }
+            }
+            Err(e) => finish(self.hub, self.active.take(), Some(e)).await,
+        }
+        None
+    }
+
+    /// Closes both sides; only the current connection of a charge point speaks for its
+    /// devices (`reason`: their offline reason).
+    async fn end(mut self, reason: Option<&'static str>) {
+        let gone = Refusal::DeviceOffline("charger disconnected".into());
+        finish(self.hub, self.active.take(), Some(gone)).await;
+        close(&mut self.ws, None).await;
+        if let Some(mut u) = self.upstream.take() {
+            close(&mut u, None).await;
+        }
+        let current = {
+            let mut live = super::lock(&self.hub.live);
+            let current = live.get(&self.cp).is_some_and(|l| l.conn == self.conn);
+            if current {
+                live.remove(&self.cp);
+            }
+            current
+        };
+        if current && let Some(reason) = reason {
+            self.hub.set_cp_state(&self.cp, false, Some(reason)).await;
+        }
+        tracing::info!(charge_point = %self.cp, reason = reason.unwrap_or("replaced or stopped"), "charger connection closed");
+    }
 }
 
 /// Per connection: one line when a flood or a run of malformed frames starts, then
@@ -331,153 +441,4 @@ pub async fn serve<S, U>(
 struct Logs {
     rate: FailureLog,
     malformed: FailureLog,
-}
-
-async fn tap(hub: &Hub, cp: &str, state: &mut ChargePoint, action: &str, req: &Json, conf: &Json) {
-    if action == "StartTransaction" && !hub.has_connector(cp, req.get("connectorId")) {
-        // Only configured connectors get an open transaction (the map stays bounded).
-        tracing::debug!(
-            charge_point = cp,
-            "StartTransaction of an unconfigured connector not tapped"
-        );
-        return;
-    }
-    match state.tap(action, req, conf) {
-        Ok(taps) => {
-            if matches!(action, "StartTransaction" | "StopTransaction") {
-                hub.save_open(cp, &state.open).await;
-            }
-            hub.apply(cp, taps).await;
-        }
-        Err(e) => tracing::debug!(charge_point = cp, action, error = %e, "frame not tapped"),
-    }
-}
-
-/// Central-system mode: a frame from the charger → the text to answer with, if any.
-async fn on_charger_frame(
-    hub: &Hub,
-    cp: &str,
-    state: &mut ChargePoint,
-    text: &str,
-    active: &mut Option<Active>,
-    log: &mut FailureLog,
-) -> Option<String> {
-    let mut malformed = |e: Malformed| {
-        Counters::inc(&hub.counters.ocpp_malformed);
-        match log.failure(std::time::Instant::now()) {
-            LogAction::Failed => {
-                tracing::info!(charge_point = cp, code = e.code, error = %e.description, "malformed OCPP frame; further ones are counted (ocpp_malformed) and summarized")
-            }
-            LogAction::Summary { count } => {
-                tracing::info!(charge_point = cp, code = e.code, error = %e.description, malformed = count, "malformed OCPP frames still arriving")
-            }
-            _ => {}
-        }
-        Some(e.to_text())
-    };
-    let f = match frame::parse(text) {
-        Ok(f) => f,
-        Err(e) => return malformed(e),
-    };
-    match f {
-        Frame::Call {
-            id,
-            action,
-            payload,
-        } => {
-            let mut tx = None;
-            if action == "StartTransaction" && !hub.has_connector(cp, payload.get("connectorId")) {
-                return malformed(Malformed::new(
-                    &id,
-                    "PropertyConstraintViolation",
-                    "connectorId: not a connector configured for this charge point",
-                ));
-            }
-            if action == "StartTransaction" {
-                match hub.next_tx().await {
-                    Ok(n) => tx = Some(n),
-                    Err(e) => {
-                        tracing::warn!(charge_point = cp, error = %e, "no transaction id");
-                        return Some(frame::error(
-                            &id,
-                            "InternalError",
-                            "transaction ids unavailable",
-                        ));
-                    }
-                }
-            }
-            let now = rfc3339_ms(now_ms());
-            let accepts = |t: &str| hub.cfg.accepts(t);
-            let mut next = || tx.unwrap_or(0);
-            match map::answer(
-                &action,
-                &payload,
-                &now,
-                hub.cfg.heartbeat_s,
-                &accepts,
-                &mut next,
-            ) {
-                Ok(conf) => {
-                    tap(hub, cp, state, &action, &payload, &conf).await;
-                    Some(frame::result(&id, &conf))
-                }
-                Err(e) => malformed(Malformed { id, ..e }),
-            }
-        }
-        Frame::Result { id, payload } => {
-            if let Some(a) = active.as_mut()
-                && let Some((want, action, _)) = &a.waiting
-                && *want == id
-            {
-                let action = *action;
-                a.waiting = None;
-                match command::outcome(action, &payload) {
-                    Ok(()) => {
-                        let (_, i, v) = &a.cmd.writes[a.next];
-                        a.applied.push((*i, v.clone()));
-                        a.next += 1;
-                    }
-                    Err(e) => finish(hub, active.take(), Some(e)).await,
-                }
-            }
-            None
-        }
-        Frame::Error {
-            id,
-            code,
-            description,
-        } => {
-            if let Some(a) = active.as_mut()
-                && a.waiting.as_ref().is_some_and(|w| w.0 == id)
-            {
-                let action = a.waiting.as_ref().map_or("", |w| w.1);
-                let e = Refusal::DeviceError(format!(
-                    "charger answered {action} with {code}: {description}"
-                ));
-                finish(hub, active.take(), Some(e)).await;
-            }
-            None
-        }
-    }
-}
-
-/// Answers a command: the written values on success (and their telemetry for the points
-/// only commands reveal), the points applied before a failure otherwise.
-async fn finish(hub: &Hub, active: Option<Active>, error: Option<Refusal>) {
-    let Some(a) = active else { return };
-    if error.is_none() {
-        let dev = a.cmd.device;
-        let shown: Vec<(String, Value)> = a
-            .cmd
-            .writes
-            .iter()
-            .filter(|(n, _, _)| n == "enabled" || n == "max_current")
-            .map(|(n, _, v)| (n.clone(), v.clone()))
-            .collect();
-        hub.reading(dev, &shown, &["enabled", "max_current"]).await;
-    }
-    let _ = a.cmd.reply.send(WriteOutcome {
-        points: a.applied,
-        error,
-    });
 }

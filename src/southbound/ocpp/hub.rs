@@ -107,17 +107,12 @@ impl Hub {
     /// Logs a refused handshake (`cp`: the charge point id asked for, cut to 64
     /// characters), rate-limited: the first of a run, then a summary every few minutes.
     pub fn refused(&self, cp: &str, why: &str) {
-        use crate::ops::failure_log::LogAction;
         let cp = super::map::bounded(cp.to_string(), 64);
-        match lock(&self.refusals).failure(std::time::Instant::now()) {
-            LogAction::Failed => {
-                tracing::info!(charge_point = %cp, why, "charger refused; further refusals are counted and summarized")
-            }
-            LogAction::Summary { count } => {
-                tracing::info!(charge_point = %cp, why, refused = count, "chargers still being refused")
-            }
-            _ => {}
-        }
+        lock(&self.refusals).on_failure(
+            std::time::Instant::now(),
+            || tracing::info!(charge_point = %cp, why, "charger refused; further refusals are counted and summarized"),
+            |count| tracing::info!(charge_point = %cp, why, refused = count, "chargers still being refused"),
+        );
     }
 
     /// Proxy mode: whether the upstream of `cp` may be tried now (not within its backoff).

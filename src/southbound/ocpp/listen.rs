@@ -14,35 +14,20 @@
 
 use super::hub::Hub;
 use super::stream::Io;
+use super::ws::{HANDSHAKE_TIMEOUT, SUBPROTOCOL, ws_config};
 use crate::ops::counters::Counters;
-use crate::ops::slots::{Admitted, Slots};
+use crate::ops::slots::{Admitted, Slot, Slots};
 use base64::Engine;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 /// Clients in their TLS or WebSocket handshake at once.
 pub const HANDSHAKE_SLOTS: usize = 64;
-/// A client has this long for TLS and the WebSocket upgrade.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-pub const SUBPROTOCOL: &str = "ocpp1.6";
-
-/// Per connection: frames up to `MAX_FRAME_BYTES`; a 4 KiB read buffer instead of
-/// tungstenite's 128 KiB (it is allocated per connection; OCPP frames are small and
-/// slow, and a street of chargers should not cost 128 KiB each), and frames written out
-/// at once (an OCPP answer is due now, not when 128 KiB have accumulated).
-pub fn ws_config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(super::frame::MAX_FRAME_BYTES))
-        .max_frame_size(Some(super::frame::MAX_FRAME_BYTES))
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-}
-
 fn refuse(status: StatusCode, why: &str) -> ErrorResponse {
     let mut r = ErrorResponse::new(Some(why.to_string()));
     *r.status_mut() = status;
@@ -161,66 +146,89 @@ pub async fn run(
         };
         let (hub, tls, cancel) = (hub.clone(), tls.clone(), cancel.clone());
         tokio::spawn(async move {
-            let io = match tls {
-                None => Io::Plain(tcp),
-                Some(acc) => {
-                    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp));
-                    match tokio::select! { r = hs => Some(r), _ = slot.evicted() => None } {
-                        Some(Ok(Ok(s))) => Io::Tls(Box::new(s.into())),
-                        _ => {
-                            tracing::debug!(%peer, "OCPP TLS handshake failed");
-                            return;
-                        }
-                    }
-                }
+            let Some((cp, ws)) = handshake(&hub, tcp, peer, tls, slot).await else {
+                return;
             };
-            let mut cp = None;
-            #[allow(clippy::result_large_err)]
-            let cb = |req: &Request, resp: Response| {
-                check_request(&hub, req, resp).map(|(id, resp)| {
-                    cp = Some(id);
-                    resp
-                })
-            };
-            let hs = tokio_tungstenite::accept_hdr_async_with_config(io, cb, Some(ws_config()));
-            let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, hs);
-            let ws = match tokio::select! { r = hs => Some(r), _ = slot.evicted() => None } {
-                Some(Ok(Ok(ws))) => ws,
-                Some(Ok(Err(e))) => {
-                    tracing::debug!(%peer, error = %e, "OCPP handshake refused");
-                    return;
-                }
-                Some(Err(_)) => {
-                    tracing::debug!(%peer, "OCPP handshake timed out");
-                    return;
-                }
-                None => return,
-            };
-            drop(slot);
-            let Some(cp) = cp else { return };
             tracing::info!(charge_point = %cp, %peer, "charger connected");
             match hub.cfg.upstream.clone() {
                 None => super::conn::serve::<_, Io>(hub, cp, ws, None, cancel).await,
-                Some(url) => {
-                    let up = if hub.upstream_due(&cp) {
-                        let r = super::upstream::connect(&hub, &url, &cp).await;
-                        hub.upstream_outcome(&cp, r.is_ok());
-                        r.map_err(|e| e.to_string())
-                    } else {
-                        Err("still within the retry backoff".to_string())
-                    };
-                    match up {
-                        Ok(up) => super::conn::serve(hub, cp, ws, Some(up), cancel).await,
-                        Err(e) => {
-                            tracing::warn!(charge_point = %cp, error = %e, "upstream CSMS unreachable; charger connection closed");
-                            let mut ws = ws;
-                            super::conn::close(&mut ws, None).await;
-                            hub.set_cp_state(&cp, false, Some(super::UPSTREAM_DOWN))
-                                .await;
-                        }
-                    }
-                }
+                Some(url) => proxy(hub, cp, ws, &url, cancel).await,
             }
         });
+    }
+}
+
+/// TLS (when configured) and the WebSocket upgrade, each under [`HANDSHAKE_TIMEOUT`]
+/// and given up when `slot` is evicted; the charge point id and its WebSocket.
+async fn handshake(
+    hub: &Hub,
+    tcp: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    slot: Slot,
+) -> Option<(String, WebSocketStream<Io>)> {
+    let io = match tls {
+        None => Io::Plain(tcp),
+        Some(acc) => {
+            let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(tcp));
+            match tokio::select! { r = hs => Some(r), _ = slot.evicted() => None } {
+                Some(Ok(Ok(s))) => Io::Tls(Box::new(s.into())),
+                _ => {
+                    tracing::debug!(%peer, "OCPP TLS handshake failed");
+                    return None;
+                }
+            }
+        }
+    };
+    let mut cp = None;
+    #[allow(clippy::result_large_err)]
+    let cb = |req: &Request, resp: Response| {
+        check_request(hub, req, resp).map(|(id, resp)| {
+            cp = Some(id);
+            resp
+        })
+    };
+    let hs = tokio_tungstenite::accept_hdr_async_with_config(io, cb, Some(ws_config()));
+    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, hs);
+    let ws = match tokio::select! { r = hs => Some(r), _ = slot.evicted() => None } {
+        Some(Ok(Ok(ws))) => ws,
+        Some(Ok(Err(e))) => {
+            tracing::debug!(%peer, error = %e, "OCPP handshake refused");
+            return None;
+        }
+        Some(Err(_)) => {
+            tracing::debug!(%peer, "OCPP handshake timed out");
+            return None;
+        }
+        None => return None,
+    };
+    drop(slot);
+    Some((cp?, ws))
+}
+
+/// Proxy mode: serves the charger with its upstream connection, or closes it when the
+/// upstream cannot be reached (or is within its retry backoff).
+async fn proxy(
+    hub: Arc<Hub>,
+    cp: String,
+    mut ws: WebSocketStream<Io>,
+    url: &str,
+    cancel: CancellationToken,
+) {
+    let up = if hub.upstream_due(&cp) {
+        let r = super::upstream::connect(&hub, url, &cp).await;
+        hub.upstream_outcome(&cp, r.is_ok());
+        r.map_err(|e| e.to_string())
+    } else {
+        Err("still within the retry backoff".to_string())
+    };
+    match up {
+        Ok(up) => super::conn::serve(hub, cp, ws, Some(up), cancel).await,
+        Err(e) => {
+            tracing::warn!(charge_point = %cp, error = %e, "upstream CSMS unreachable; charger connection closed");
+            super::conn::close(&mut ws, None).await;
+            hub.set_cp_state(&cp, false, Some(super::UPSTREAM_DOWN))
+                .await;
+        }
     }
 }

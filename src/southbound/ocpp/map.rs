@@ -150,135 +150,153 @@ pub fn sample(sv: &Json) -> Option<(String, f64)> {
     }
 }
 
+/// A tap of named points on `connector`.
+fn points(connector: u32, points: Vec<(&str, Value)>) -> Tap {
+    Tap::Points {
+        connector,
+        points: points
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect(),
+    }
+}
+
+/// BootNotification → the charger's identity for its devices' `meta`.
+fn booted(req: &Json) -> Vec<Tap> {
+    let mut meta = Map::new();
+    for (key, field, max) in [
+        ("ocpp_vendor", "chargePointVendor", 20),
+        ("ocpp_model", "chargePointModel", 20),
+        ("ocpp_serial", "chargePointSerialNumber", 25),
+        ("ocpp_firmware", "firmwareVersion", 50),
+    ] {
+        if let Some(v) = text(req.get(field)) {
+            meta.insert(key.into(), Json::String(bounded(v, max)));
+        }
+    }
+    if !meta.contains_key("ocpp_serial")
+        && let Some(v) = text(req.get("chargeBoxSerialNumber"))
+    {
+        meta.insert("ocpp_serial".into(), Json::String(bounded(v, 25)));
+    }
+    vec![Tap::Booted(meta)]
+}
+
+/// StatusNotification → the connector's status, or the charge point's on connector 0.
+fn status(req: &Json) -> Result<Vec<Tap>, Malformed> {
+    let connector = need_u32(req, "connectorId")?;
+    let raw = need_text(req, "status")?;
+    let status = status_name(&raw)
+        .ok_or_else(|| bad(format!("status: '{raw}' is not an OCPP 1.6 status")))?;
+    if connector == 0 {
+        return Ok(vec![points(
+            0,
+            vec![("x_charge_point_status", Value::Text(status.into()))],
+        )]);
+    }
+    let mut p = vec![
+        ("status", Value::Text(status.into())),
+        ("plug_connected", Value::Bool(plugged(status))),
+    ];
+    if let Some(code) = text(req.get("errorCode")) {
+        p.push(("fault_code", Value::Text(bounded(code, MAX_ENUM_CHARS))));
+    }
+    Ok(vec![points(connector, p)])
+}
+
 impl ChargePoint {
     /// The points a charger→CS call (`req`) and its answer (`conf`, from polegate or
     /// the upstream CSMS) imply. Updates the open transactions.
     pub fn tap(&mut self, action: &str, req: &Json, conf: &Json) -> Result<Vec<Tap>, Malformed> {
-        let pts = |connector, points: Vec<(&str, Value)>| Tap::Points {
-            connector,
-            points: points
-                .into_iter()
-                .map(|(n, v)| (n.to_string(), v))
-                .collect(),
+        match action {
+            "BootNotification" => Ok(booted(req)),
+            "StatusNotification" => status(req),
+            "MeterValues" => self.meter_values(req),
+            "StartTransaction" => self.started(req, conf),
+            "StopTransaction" => self.stopped(req),
+            _ => Ok(vec![]),
+        }
+    }
+
+    /// MeterValues → the samples, the latest of each point, and `energy_session` during
+    /// a transaction.
+    fn meter_values(&self, req: &Json) -> Result<Vec<Tap>, Malformed> {
+        let connector = need_u32(req, "connectorId")?;
+        let Some(values) = req.get("meterValue").and_then(Json::as_array) else {
+            return Err(bad("meterValue: an array is required"));
         };
-        Ok(match action {
-            "BootNotification" => {
-                let mut meta = Map::new();
-                for (key, field, max) in [
-                    ("ocpp_vendor", "chargePointVendor", 20),
-                    ("ocpp_model", "chargePointModel", 20),
-                    ("ocpp_serial", "chargePointSerialNumber", 25),
-                    ("ocpp_firmware", "firmwareVersion", 50),
-                ] {
-                    if let Some(v) = text(req.get(field)) {
-                        meta.insert(key.into(), Json::String(bounded(v, max)));
-                    }
-                }
-                if !meta.contains_key("ocpp_serial")
-                    && let Some(v) = text(req.get("chargeBoxSerialNumber"))
-                {
-                    meta.insert("ocpp_serial".into(), Json::String(bounded(v, 25)));
-                }
-                vec![Tap::Booted(meta)]
+        let mut points: Vec<(String, Value)> = Vec::new();
+        for sv in values
+            .iter()
+            .filter_map(|mv| mv.get("sampledValue").and_then(Json::as_array))
+            .flatten()
+        {
+            let Some((name, v)) = sample(sv) else {
+                continue;
+            };
+            if name == "energy_total"
+                && let Some(open) = self.open.get(&connector)
+            {
+                points.retain(|(n, _)| n != "energy_session");
+                points.push(("energy_session".into(), Value::Float(v - open.meter_start)));
             }
-            "StatusNotification" => {
-                let connector = need_u32(req, "connectorId")?;
-                let raw = need_text(req, "status")?;
-                let status = status_name(&raw)
-                    .ok_or_else(|| bad(format!("status: '{raw}' is not an OCPP 1.6 status")))?;
-                if connector == 0 {
-                    vec![pts(
-                        0,
-                        vec![("x_charge_point_status", Value::Text(status.into()))],
-                    )]
-                } else {
-                    let mut p = vec![
-                        ("status", Value::Text(status.into())),
-                        ("plug_connected", Value::Bool(plugged(status))),
-                    ];
-                    if let Some(code) = text(req.get("errorCode")) {
-                        p.push(("fault_code", Value::Text(bounded(code, MAX_ENUM_CHARS))));
-                    }
-                    vec![pts(connector, p)]
-                }
-            }
-            "MeterValues" => {
-                let connector = need_u32(req, "connectorId")?;
-                let Some(values) = req.get("meterValue").and_then(Json::as_array) else {
-                    return Err(bad("meterValue: an array is required"));
-                };
-                let mut points: Vec<(String, Value)> = Vec::new();
-                for sv in values
-                    .iter()
-                    .filter_map(|mv| mv.get("sampledValue").and_then(Json::as_array))
-                    .flatten()
-                {
-                    let Some((name, v)) = sample(sv) else {
-                        continue;
-                    };
-                    if name == "energy_total"
-                        && let Some(open) = self.open.get(&connector)
-                    {
-                        points.retain(|(n, _)| n != "energy_session");
-                        points.push(("energy_session".into(), Value::Float(v - open.meter_start)));
-                    }
-                    points.retain(|(n, _)| *n != name);
-                    points.push((name, Value::Float(v)));
-                }
-                vec![Tap::Points { connector, points }]
-            }
-            "StartTransaction" => {
-                let connector = need_u32(req, "connectorId")?;
-                let meter_start = number(req.get("meterStart"))
-                    .ok_or_else(|| bad("meterStart: a number is required"))?;
-                let id_tag = need_text(req, "idTag")?;
-                let Some(tx) = number(conf.get("transactionId")) else {
-                    return Ok(vec![]);
-                };
-                let transaction_id = tx as i64;
-                self.open.insert(
-                    connector,
-                    Open {
-                        transaction_id,
-                        meter_start,
-                    },
-                );
-                vec![pts(
-                    connector,
-                    vec![
-                        ("x_transaction_id", Value::Int(transaction_id)),
-                        ("x_id_tag", Value::Text(bounded(id_tag, 20))),
-                        ("energy_session", Value::Float(0.0)),
-                    ],
-                )]
-            }
-            "StopTransaction" => {
-                let tx = number(req.get("transactionId"))
-                    .ok_or_else(|| bad("transactionId: required"))? as i64;
-                let meter_stop = number(req.get("meterStop"))
-                    .ok_or_else(|| bad("meterStop: a number is required"))?;
-                let reason = bounded(
-                    text(req.get("reason")).unwrap_or_else(|| "Local".into()),
-                    MAX_ENUM_CHARS,
-                );
-                let Some((&connector, open)) =
-                    self.open.iter().find(|(_, o)| o.transaction_id == tx)
-                else {
-                    return Ok(vec![]);
-                };
-                let session = meter_stop - open.meter_start;
-                self.open.remove(&connector);
-                vec![pts(
-                    connector,
-                    vec![
-                        ("energy_session", Value::Float(session)),
-                        ("x_stop_reason", Value::Text(reason)),
-                        ("x_transaction_id", Value::Int(0)),
-                    ],
-                )]
-            }
-            _ => vec![],
-        })
+            points.retain(|(n, _)| *n != name);
+            points.push((name, Value::Float(v)));
+        }
+        Ok(vec![Tap::Points { connector, points }])
+    }
+
+    /// StartTransaction and its answer → an open transaction (nothing without an id).
+    fn started(&mut self, req: &Json, conf: &Json) -> Result<Vec<Tap>, Malformed> {
+        let connector = need_u32(req, "connectorId")?;
+        let meter_start =
+            number(req.get("meterStart")).ok_or_else(|| bad("meterStart: a number is required"))?;
+        let id_tag = need_text(req, "idTag")?;
+        let Some(tx) = number(conf.get("transactionId")) else {
+            return Ok(vec![]);
+        };
+        let transaction_id = tx as i64;
+        self.open.insert(
+            connector,
+            Open {
+                transaction_id,
+                meter_start,
+            },
+        );
+        Ok(vec![points(
+            connector,
+            vec![
+                ("x_transaction_id", Value::Int(transaction_id)),
+                ("x_id_tag", Value::Text(bounded(id_tag, 20))),
+                ("energy_session", Value::Float(0.0)),
+            ],
+        )])
+    }
+
+    /// StopTransaction → the session's energy; the transaction is closed.
+    fn stopped(&mut self, req: &Json) -> Result<Vec<Tap>, Malformed> {
+        let tx =
+            number(req.get("transactionId")).ok_or_else(|| bad("transactionId: required"))? as i64;
+        let meter_stop =
+            number(req.get("meterStop")).ok_or_else(|| bad("meterStop: a number is required"))?;
+        let reason = bounded(
+            text(req.get("reason")).unwrap_or_else(|| "Local".into()),
+            MAX_ENUM_CHARS,
+        );
+        let Some((&connector, open)) = self.open.iter().find(|(_, o)| o.transaction_id == tx)
+        else {
+            return Ok(vec![]);
+        };
+        let session = meter_stop - open.meter_start;
+        self.open.remove(&connector);
+        Ok(vec![points(
+            connector,
+            vec![
+                ("energy_session", Value::Float(session)),
+                ("x_stop_reason", Value::Text(reason)),
+                ("x_transaction_id", Value::Int(0)),
+            ],
+        )])
     }
 }
 

@@ -4,12 +4,14 @@
 //! the central system's answers, pure), `command.rs` (MQTT commands → CS→charger calls,
 //! pure), `hub.rs` (what all connections share: devices, live connections, transaction
 //! ids in `kv:ocpp`), `listen.rs` (TCP/TLS listener and the WebSocket handshake),
-//! `conn.rs` (one charger's connection), `upstream.rs` (proxy mode's CSMS connection),
-//! `stream.rs` (plain or TLS stream).
+//! `conn.rs` (one charger's connection), `central.rs` (central-system mode: answers, taps,
+//! the command being carried out), `upstream.rs` (proxy mode's CSMS connection),
+//! `stream.rs` (plain or TLS stream), `ws.rs` (the WebSocket settings both sides share).
 //!
 //! One connection per charge point: a second connection with the same id replaces the
 //! first. Commands reach the connection of their charge point through a bounded channel.
 
+mod central;
 pub mod command;
 // Public for tests/fuzz.rs, which drives a charger session over an in-memory stream.
 #[doc(hidden)]
@@ -20,6 +22,7 @@ pub mod listen;
 pub mod map;
 mod stream;
 mod upstream;
+pub mod ws;
 
 use crate::buffer::{BufferError, Queue};
 use crate::config::ocpp::OcppCfg;

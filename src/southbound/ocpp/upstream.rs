@@ -3,8 +3,8 @@
 
 use super::OcppError;
 use super::hub::Hub;
-use super::listen::{HANDSHAKE_TIMEOUT, SUBPROTOCOL, ws_config};
 use super::stream::Io;
+use super::ws::{HANDSHAKE_TIMEOUT, SUBPROTOCOL, ws_config};
 use base64::Engine;
 use std::sync::Arc;
 use tokio::net::TcpStream;

@@ -174,15 +174,11 @@ fn report(
         }
         (Err(e), false) => {
             Counters::inc(&counters.reach_failed);
-            match st.log.failure(std::time::Instant::now()) {
-                LogAction::Failed => {
-                    tracing::warn!(device_id = %d.info.id, error = %e, "not reachable")
-                }
-                LogAction::Summary { count } => {
-                    tracing::warn!(device_id = %d.info.id, error = %e, failures = count, "still not reachable")
-                }
-                _ => {}
-            }
+            st.log.on_failure(
+                std::time::Instant::now(),
+                || tracing::warn!(device_id = %d.info.id, error = %e, "not reachable"),
+                |count| tracing::warn!(device_id = %d.info.id, error = %e, failures = count, "still not reachable"),
+            );
             push(d, values, out);
         }
     }

@@ -19,15 +19,13 @@ mod port;
 pub use bus::printable;
 
 use crate::config::{BusCfg, BusKind, Config};
-use crate::ops::counters::Counters;
-use crate::pipeline::{DeviceInfo, Input};
+use crate::pipeline::DeviceInfo;
 use crate::profile::{SerialFraming, SerialSpec};
+use crate::southbound::Wiring;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// One device on a serial bus.
 #[derive(Debug, Clone)]
@@ -120,16 +118,9 @@ impl Buses {
     }
 }
 
-/// Starts the task of one bus; commands for its devices arrive on `inbox`. `hb` is beaten
-/// on every turn of its loop (at least every second).
-pub fn spawn_bus(
-    bus: SerialBus,
-    inbox: mpsc::Receiver<crate::model::command::WriteRequest>,
-    tx: &mpsc::Sender<Input>,
-    counters: &Arc<Counters>,
-    cancel: &CancellationToken,
-    hb: Option<crate::ops::notify::Heartbeat>,
-) -> JoinHandle<()> {
+/// Starts the task of one bus; commands for its devices arrive on the wiring's inbox, and
+/// its heartbeat is beaten on every turn of its loop (at least every second).
+pub fn spawn_bus(bus: SerialBus, wiring: Wiring) -> JoinHandle<()> {
     let spec = bus.devices[0].spec();
     let framer = framing::Framer::new(spec.framing.clone(), spec.max_frame);
     let idle = match spec.framing {
@@ -137,9 +128,6 @@ pub fn spawn_bus(
         _ => None,
     };
     let port = port::Port::new(bus.cfg.clone(), framer, idle);
-    let task = bus::Task::new(bus, port, counters.clone());
-    let (tx, counters, cancel) = (tx.clone(), counters.clone(), cancel.clone());
-    tokio::spawn(crate::southbound::bus::run(
-        task, inbox, tx, counters, cancel, hb,
-    ))
+    let task = bus::Task::new(bus, port, wiring.counters.clone());
+    crate::southbound::bus::spawn(task, wiring)
 }

@@ -21,15 +21,13 @@ pub use client::{Session, SnmpError};
 
 use crate::config::Config;
 use crate::config::snmp::{SnmpAgentCfg, SnmpDeviceCfg};
-use crate::ops::counters::Counters;
-use crate::pipeline::{DeviceInfo, Input};
+use crate::pipeline::DeviceInfo;
+use crate::southbound::Wiring;
 use async_snmp::Oid;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 /// One device read through an agent.
 #[derive(Debug, Clone)]
@@ -85,22 +83,6 @@ pub struct SnmpAgent {
     pub id: String,
     pub cfg: SnmpAgentCfg,
     pub devices: Vec<SnmpDevice>,
-}
-
-impl SnmpAgent {
-    /// What a reload compares: the settings and devices, and a digest of the credentials
-    /// (whose `Debug` is redacted), so a changed community or passphrase restarts the task.
-    pub fn fingerprint(&self) -> String {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        match &self.cfg.creds {
-            crate::config::snmp::SnmpCreds::V2c { community } => community.0.hash(&mut h),
-            crate::config::snmp::SnmpCreds::V3 {
-                auth_key, priv_key, ..
-            } => (&auth_key.0, &priv_key.0).hash(&mut h),
-        }
-        format!("{self:?}|{:x}", h.finish())
-    }
 }
 
 /// An OID template with `{index}` replaced.
@@ -172,25 +154,11 @@ impl Agents {
     }
 }
 
-/// Starts the task of one agent; commands for its devices arrive on `inbox`. `hb` is
-/// beaten on every turn of its loop.
-pub fn spawn_agent(
-    agent: SnmpAgent,
-    inbox: mpsc::Receiver<crate::model::command::WriteRequest>,
-    tx: &mpsc::Sender<Input>,
-    counters: &Arc<Counters>,
-    cancel: &CancellationToken,
-    hb: Option<crate::ops::notify::Heartbeat>,
-) -> JoinHandle<()> {
-    let task = task::Task::new(agent, counters.clone());
-    tokio::spawn(crate::southbound::bus::run(
-        task,
-        inbox,
-        tx.clone(),
-        counters.clone(),
-        cancel.clone(),
-        hb,
-    ))
+/// Starts the task of one agent; commands for its devices arrive on the wiring's inbox,
+/// and its heartbeat is beaten on every turn of its loop.
+pub fn spawn_agent(agent: SnmpAgent, wiring: Wiring) -> JoinHandle<()> {
+    let task = task::Task::new(agent, wiring.counters.clone());
+    crate::southbound::bus::spawn(task, wiring)
 }
 
 #[cfg(test)]
@@ -203,30 +171,5 @@ mod tests {
         assert_eq!(o.to_string(), "1.3.6.1.2.1.105.1.1.1.3.1.7");
         assert!(resolve_oid("1.3.6.1.2.1.2.2.1.8.{index}", None).is_err());
         assert!(resolve_oid("1.3.6.1.2.1.1.3.0", None).is_ok());
-    }
-
-    #[test]
-    fn a_changed_community_changes_the_fingerprint_without_showing_it() {
-        use crate::config::ocpp::Secret;
-        use crate::config::snmp::SnmpCreds;
-        let agent = |c: &str| SnmpAgent {
-            id: "sw".into(),
-            cfg: SnmpAgentCfg {
-                address: "10.0.0.2:161".into(),
-                creds: SnmpCreds::V2c {
-                    community: Secret(c.into()),
-                },
-                timeout_ms: 1000,
-                retries: 1,
-                max_oids: 20,
-            },
-            devices: vec![],
-        };
-        let (a, b) = (
-            agent("public-1").fingerprint(),
-            agent("public-2").fingerprint(),
-        );
-        assert_ne!(a, b);
-        assert!(!a.contains("public-1"), "{a}");
     }
 }

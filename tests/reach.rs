@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 struct Rig {
     input: mpsc::Receiver<Input>,
-    _inbox: mpsc::Sender<polegate::model::command::WriteRequest>,
+    _inbox: polegate::model::command::InboxSender,
     cancel: CancellationToken,
 }
 

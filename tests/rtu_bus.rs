@@ -118,13 +118,13 @@ async fn a_command_writes_over_rtu_and_answers_with_the_read_back_value() {
     let run = DriverRig::modbus(link);
     let (reply, answer) = oneshot::channel();
     run.inbox
-        .send(WriteRequest {
+        .send(Box::new(WriteRequest {
             device: 0,
             writes: vec![(dim, Value::Int(42))],
             id: None,
             expires_ms: None,
             reply,
-        })
+        }))
         .await
         .expect("inbox");
     let outcome = tokio::time::timeout(Duration::from_secs(5), answer)

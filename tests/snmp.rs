@@ -121,13 +121,13 @@ async fn a_power_cycle_switches_the_port_off_then_on_cycle_off_s_apart_while_pol
     let (reply, mut rx) = oneshot::channel();
     let started = Instant::now();
     rig.inbox
-        .send(WriteRequest {
+        .send(Box::new(WriteRequest {
             device: i,
             writes: vec![(point, Value::Bool(true))],
             id: Some("cycle".into()),
             expires_ms: None,
             reply,
-        })
+        }))
         .await
         .expect("inbox");
     // The other port keeps being polled during the off time.

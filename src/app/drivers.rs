@@ -3,7 +3,7 @@
 use super::parts::{Part, Shared};
 use super::plan::{DriverKind, DriverPlan, DriverSettings};
 use super::supervise;
-use crate::model::command::WriteRequest;
+use crate::model::command::Inbox;
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::notify::Heartbeat;
@@ -47,7 +47,7 @@ struct Env {
 }
 
 impl Env {
-    fn wiring(self, inbox: mpsc::Receiver<WriteRequest>) -> crate::southbound::Wiring {
+    fn wiring(self, inbox: Inbox) -> crate::southbound::Wiring {
         crate::southbound::Wiring {
             inbox,
             out: self.tx,
@@ -59,11 +59,7 @@ impl Env {
 }
 
 /// Starts one incarnation of a driver; None when it cannot start (logged).
-async fn start(
-    kind: DriverKind,
-    inbox: mpsc::Receiver<WriteRequest>,
-    env: Env,
-) -> Option<JoinHandle<()>> {
+async fn start(kind: DriverKind, inbox: Inbox, env: Env) -> Option<JoinHandle<()>> {
     match kind {
         DriverKind::Modbus(link) => Some(tokio::spawn(run_link_beating(
             link,

@@ -14,7 +14,7 @@
 //! Panics reach us as `JoinError`s because the shipped `cabinet` profile unwinds
 //! (Cargo.toml says why).
 
-use crate::model::command::WriteRequest;
+use crate::model::command::{Inbox, InboxSender};
 use crate::ops::backoff::Backoff;
 use crate::ops::notify::Heartbeat;
 use std::future::Future;
@@ -71,12 +71,8 @@ pub fn watch_core(
 
 /// Starts one incarnation of a driver reading commands from the given inbox; None when
 /// it cannot start (it logged why).
-pub type Start = Box<
-    dyn FnMut(
-            mpsc::Receiver<WriteRequest>,
-        ) -> Pin<Box<dyn Future<Output = Option<JoinHandle<()>>> + Send>>
-        + Send,
->;
+pub type Start =
+    Box<dyn FnMut(Inbox) -> Pin<Box<dyn Future<Output = Option<JoinHandle<()>>> + Send>> + Send>;
 
 /// One supervised driver.
 pub struct Driver {
@@ -92,12 +88,7 @@ pub struct Driver {
 impl Driver {
     /// Runs the driver until `cancel`: `first` is the incarnation already started,
     /// reading from `first_inbox`'s receiver; `inbox` is the driver's own inbox.
-    pub async fn run(
-        mut self,
-        first: JoinHandle<()>,
-        first_inbox: mpsc::Sender<WriteRequest>,
-        mut inbox: mpsc::Receiver<WriteRequest>,
-    ) {
+    pub async fn run(mut self, first: JoinHandle<()>, first_inbox: InboxSender, mut inbox: Inbox) {
         let mut current = Some((first, first_inbox));
         loop {
             if let Some((handle, tx)) = current.take() {
@@ -164,8 +155,8 @@ fn pause(
 /// Hands the inbox's commands to the incarnation until it ends; how it ended.
 async fn forward(
     mut handle: JoinHandle<()>,
-    inbox: &mut mpsc::Receiver<WriteRequest>,
-    tx: mpsc::Sender<WriteRequest>,
+    inbox: &mut Inbox,
+    tx: InboxSender,
 ) -> Result<(), JoinError> {
     loop {
         tokio::select! {

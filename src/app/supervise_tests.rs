@@ -4,7 +4,7 @@
 //! daemon is stopping.
 
 use super::*;
-use crate::model::command::{WriteOutcome, WriteRequest};
+use crate::model::command::{Inbox, InboxSender, WriteOutcome, WriteRequest};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::sync::oneshot;
@@ -13,7 +13,7 @@ const MIN: Duration = Duration::from_millis(10);
 const MAX: Duration = Duration::from_millis(80);
 
 /// An incarnation that answers every command with `ok` until cancelled.
-fn answering(mut rx: mpsc::Receiver<WriteRequest>, cancel: CancellationToken) -> JoinHandle<()> {
+fn answering(mut rx: Inbox, cancel: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -41,18 +41,16 @@ fn driver(starts: Arc<AtomicU32>, cancel: CancellationToken) -> Driver {
     }
 }
 
-async fn command(
-    inbox: &mpsc::Sender<WriteRequest>,
-) -> Result<WriteOutcome, oneshot::error::RecvError> {
+async fn command(inbox: &InboxSender) -> Result<WriteOutcome, oneshot::error::RecvError> {
     let (reply, rx) = oneshot::channel();
     inbox
-        .send(WriteRequest {
+        .send(Box::new(WriteRequest {
             device: 0,
             writes: vec![],
             id: Some("c-1".into()),
             expires_ms: None,
             reply,
-        })
+        }))
         .await
         .expect("supervisor alive");
     rx.await
@@ -63,7 +61,7 @@ async fn a_panicking_driver_is_restarted_and_its_inbox_reaches_the_new_incarnati
     let starts = Arc::new(AtomicU32::new(0));
     let cancel = CancellationToken::new();
     let (inbox_tx, inbox_rx) = mpsc::channel(4);
-    let (first_tx, mut first_rx) = mpsc::channel::<WriteRequest>(4);
+    let (first_tx, mut first_rx) = mpsc::channel::<Box<WriteRequest>>(4);
     let first = tokio::spawn(async move {
         // Takes one command, then panics with it in hand.
         let _req = first_rx.recv().await;

@@ -338,13 +338,13 @@ impl Commands {
     ) -> Result<Pending, (Refusal, Option<oneshot::Sender<bool>>)> {
         let source = reply.is_some().then_some("schedule");
         let (tx, rx) = oneshot::channel();
-        let req = WriteRequest {
+        let req = Box::new(WriteRequest {
             device: route.index,
             writes,
             id: id.clone(),
             expires_ms,
             reply: tx,
-        };
+        });
         if route.inbox.try_send(req).is_err() {
             let e = "device busy: too many commands waiting".to_string();
             return Err((Refusal::Busy(e), reply));

@@ -10,8 +10,8 @@ use crate::ops::tls::ClientFiles;
 use std::path::PathBuf;
 
 /// A broker connection, checked: the url parsed, the password read, the TLS files
-/// resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// resolved. Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BrokerConn {
     /// As written (error messages and logs show it with any password masked).
     pub url: String,
@@ -26,6 +26,22 @@ pub struct BrokerConn {
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for BrokerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerConn")
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<set>"))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish()
+    }
 }
 
 impl BrokerConn {

@@ -259,3 +259,16 @@ fn a_config_loaded_twice_compares_equal_and_a_changed_section_does_not() {
     assert_eq!(a.mqtt.broker, b.mqtt.broker);
     assert_eq!((&a.buses, &a.devices), (&b.buses, &b.devices));
 }
+
+#[test]
+fn the_debug_form_of_a_config_never_shows_the_broker_password() {
+    let path = fixtures().join("invalid/max_inflight_zero.toml");
+    let vars = [
+        ("POLEGATE__MQTT__PASSWORD", "s3cret-Dijon"),
+        ("POLEGATE__MQTT__MAX_INFLIGHT", "8"),
+    ];
+    let cfg = load_with_env(&path, &env(&vars)).expect("fixed by the environment");
+    let shown = format!("{cfg:?}");
+    assert!(!shown.contains("s3cret-Dijon"), "{shown}");
+    assert!(shown.contains("password: Some(\"<set>\")"), "{shown}");
+}

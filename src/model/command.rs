@@ -3,7 +3,7 @@
 //! `cmd/result` ([`CmdResult`]) and why a command got `ok:false` ([`Refusal`]).
 
 use super::Value;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// The answer to one command, published on `cmd/result`.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,6 +20,13 @@ pub struct CmdResult {
     /// room's commands.
     pub source: Option<&'static str>,
 }
+
+/// A driver's command inbox. Requests travel boxed: tokio allocates a channel's first
+/// block of 32 slots when the channel is made, 32 × 8 bytes boxed against 32 × 80
+/// unboxed, and every driver holds two inboxes (its own and its current incarnation's).
+pub type Inbox = mpsc::Receiver<Box<WriteRequest>>;
+/// The sending side of an [`Inbox`].
+pub type InboxSender = mpsc::Sender<Box<WriteRequest>>;
 
 /// Validated writes for one device, in the order given by the command.
 #[derive(Debug)]

@@ -82,7 +82,7 @@ impl DeviceInfo {
 #[derive(Debug, Clone)]
 pub struct Route {
     pub info: Arc<DeviceInfo>,
-    pub inbox: mpsc::Sender<crate::model::command::WriteRequest>,
+    pub inbox: crate::model::command::InboxSender,
     /// Index of the device within its driver.
     pub index: usize,
 }

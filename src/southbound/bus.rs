@@ -48,7 +48,7 @@
 //! task can be spawned; an implementation writes them as `async fn`.
 
 use crate::model::Value;
-use crate::model::command::WriteRequest;
+use crate::model::command::{Inbox, WriteRequest};
 use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
@@ -167,7 +167,7 @@ pub fn spawn<P: Protocol>(proto: P, w: crate::southbound::Wiring) -> tokio::task
 /// transitions to `tx`, beating `hb` on every turn.
 pub async fn run<P: Protocol>(
     mut proto: P,
-    mut inbox: mpsc::Receiver<WriteRequest>,
+    mut inbox: Inbox,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
@@ -199,7 +199,7 @@ pub async fn run<P: Protocol>(
             Some(req) = inbox.recv() => {
                 tokio::select! {
                     _ = cancel.cancelled() => break,
-                    _ = proto.write(req) => {}
+                    _ = proto.write(*req) => {}
                 }
             }
             idle = proto.idle(wake) => if idle == Idle::Elapsed && wake >= deadline {

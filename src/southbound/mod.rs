@@ -26,7 +26,7 @@ pub const INBOX_CAPACITY: usize = 16;
 /// SNMP agent: [`bus::spawn`]) is wired to.
 pub struct Wiring {
     /// Its command inbox.
-    pub inbox: tokio::sync::mpsc::Receiver<crate::model::command::WriteRequest>,
+    pub inbox: crate::model::command::Inbox,
     /// The pipeline's input.
     pub out: tokio::sync::mpsc::Sender<crate::pipeline::Input>,
     pub counters: std::sync::Arc<crate::ops::counters::Counters>,

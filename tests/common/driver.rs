@@ -7,7 +7,7 @@ use super::{WAIT, plugins_dir, profile};
 use polegate::config::{BusCfg, BusKind, Parity};
 use polegate::demo::rtu_slave::SlaveBus;
 use polegate::model::Value;
-use polegate::model::command::WriteRequest;
+use polegate::model::command::{InboxSender, WriteRequest};
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input};
 use polegate::southbound::INBOX_CAPACITY;
@@ -92,7 +92,7 @@ pub async fn device_server(sim: &Arc<SlaveBus>, cancel: &CancellationToken) -> S
 /// (`input`), its command inbox, its counters. Dropping the rig stops the task.
 pub struct DriverRig {
     pub input: mpsc::Receiver<Input>,
-    pub inbox: mpsc::Sender<WriteRequest>,
+    pub inbox: InboxSender,
     pub counters: Arc<Counters>,
     pub cancel: CancellationToken,
 }

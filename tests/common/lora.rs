@@ -7,7 +7,7 @@ use super::{WAIT, device_info, profile};
 use polegate::buffer::{Queue, QueueOptions};
 use polegate::config::lora::{Activation, Key, LoraCfg, LoraDeviceCfg, LoraSource};
 use polegate::model::Value as PointValue;
-use polegate::model::command::{CmdResult, WriteOutcome, WriteRequest};
+use polegate::model::command::{CmdResult, InboxSender, WriteOutcome, WriteRequest};
 use polegate::ops::counters::Counters;
 use polegate::pipeline::Input;
 use polegate::southbound::lora::driver::{Core, LoraDevice};
@@ -185,7 +185,7 @@ pub struct LoraRig {
     pub queue: Queue,
     pub counters: Arc<Counters>,
     pub inputs: mpsc::Receiver<Input>,
-    cmds: mpsc::Sender<WriteRequest>,
+    cmds: InboxSender,
     cancel: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -297,13 +297,13 @@ impl LoraRig {
             .collect();
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.cmds
-            .send(WriteRequest {
+            .send(Box::new(WriteRequest {
                 device: 0,
                 writes,
                 id: Some(id.into()),
                 expires_ms,
                 reply,
-            })
+            }))
             .await
             .expect("LoRa task takes commands");
         tokio::time::timeout(WAIT, rx)

@@ -6,7 +6,7 @@ use super::{COMMUNITY, V3_PRIV, V3_USER, WAIT, device_info};
 use polegate::config::ocpp::Secret;
 use polegate::config::snmp::{AuthProto, SnmpAgentCfg, SnmpCreds};
 use polegate::model::Value;
-use polegate::model::command::{WriteOutcome, WriteRequest};
+use polegate::model::command::{InboxSender, WriteOutcome, WriteRequest};
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, INPUT_CAPACITY, Input};
 use polegate::profile::Profile;
@@ -80,7 +80,7 @@ pub fn snmp_device(id: &str, profile: &str, index: Option<u32>, poll_ms: u64) ->
 
 pub struct AgentRig {
     pub input: mpsc::Receiver<Input>,
-    pub inbox: mpsc::Sender<WriteRequest>,
+    pub inbox: InboxSender,
     pub counters: Arc<Counters>,
     pub cancel: CancellationToken,
     pub ids: Vec<String>,
@@ -169,7 +169,7 @@ impl AgentRig {
             expires_ms: None,
             reply,
         };
-        self.inbox.send(req).await.expect("inbox");
+        self.inbox.send(Box::new(req)).await.expect("inbox");
         tokio::time::timeout(WAIT, rx)
             .await
             .expect("an outcome in time")

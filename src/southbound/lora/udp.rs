@@ -41,7 +41,7 @@ pub async fn run_udp(sock: UdpSocket, mut core: Core, w: Wiring) {
                 Err(e) => tracing::debug!(error = %e, "LoRa UDP receive failed"),
             },
             req = inbox.recv(), if inbox_open => match req {
-                Some(req) => core.write(req, now_ms(), &mut o),
+                Some(req) => core.write(*req, now_ms(), &mut o),
                 None => inbox_open = false,
             },
             _ = tick.tick() => core.tick(Instant::now(), now_ms(), &mut o),

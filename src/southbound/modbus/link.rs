@@ -20,7 +20,7 @@ use super::rtu::{Mode, recoverable};
 use super::write::{WriteError, write_point};
 use crate::config::{BusCfg, Framing};
 use crate::model::Value;
-use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
+use crate::model::command::{Inbox, Refusal, WriteOutcome, WriteRequest};
 use crate::model::now_ms;
 use crate::ops::counters::{Counters, ModbusFault};
 use crate::ops::notify::Heartbeat;
@@ -261,7 +261,7 @@ impl Protocol for ModbusBus {
 /// Runs the link until `cancel`. Readings and transitions go to `tx`.
 pub async fn run_link(
     link: Link,
-    inbox: mpsc::Receiver<WriteRequest>,
+    inbox: Inbox,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
@@ -274,7 +274,7 @@ pub async fn run_link(
 /// the watchdog pings.
 pub async fn run_link_beating(
     link: Link,
-    inbox: mpsc::Receiver<WriteRequest>,
+    inbox: Inbox,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,

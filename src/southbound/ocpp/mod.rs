@@ -26,7 +26,7 @@ pub mod ws;
 
 use crate::buffer::{BufferError, Queue};
 use crate::config::ocpp::OcppCfg;
-use crate::model::command::{Refusal, WriteOutcome, WriteRequest};
+use crate::model::command::{Inbox, Refusal, WriteOutcome, WriteRequest};
 use crate::ops::notify::{BEAT_EVERY, Heartbeat};
 use crate::southbound::Wiring;
 pub use hub::OcppDevice;
@@ -117,7 +117,7 @@ pub async fn spawn(
 /// Hands each command to the connection of its charge point.
 async fn route_commands(
     hub: &Hub,
-    mut inbox: mpsc::Receiver<WriteRequest>,
+    mut inbox: Inbox,
     cancel: &CancellationToken,
     hb: Option<Heartbeat>,
 ) {
@@ -131,7 +131,7 @@ async fn route_commands(
             _ = beat.tick() => continue,
             r = inbox.recv() => match r { Some(r) => r, None => return },
         };
-        let fail = |req: WriteRequest, e: Refusal| {
+        let fail = |req: Box<WriteRequest>, e: Refusal| {
             let _ = req.reply.send(WriteOutcome::refused(e));
         };
         let Some(dev) = hub.devices.get(req.device) else {

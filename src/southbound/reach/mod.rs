@@ -59,7 +59,7 @@ struct State {
 /// `inbox` is drained so a stray command gets an answer.
 pub fn spawn(
     devices: Vec<ReachDevice>,
-    mut inbox: mpsc::Receiver<crate::model::command::WriteRequest>,
+    mut inbox: crate::model::command::Inbox,
     tx: mpsc::Sender<Input>,
     counters: Arc<Counters>,
     cancel: CancellationToken,

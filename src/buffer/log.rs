@@ -4,11 +4,11 @@
 
 use super::block::{self, Entries};
 use super::faults::Faults;
-pub(crate) use super::shared::lock;
 use super::shared::{Signal, SpaceState, WriterState};
 use super::store::{Store, key, seq_of};
 use super::{BufferError, BufferStats, PushOutcome, QueueOptions, Record, WhenFull, record};
 use crate::ops::health::BufferHealth;
+pub(crate) use crate::ops::lock::lock;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

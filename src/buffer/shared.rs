@@ -2,8 +2,9 @@
 //! touches, the writer thread's wake-up, the maintenance pacing. No behaviour here.
 
 use super::generation::Live;
+use crate::ops::lock::lock;
 use std::fs;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// What only the writer touches (under `Inner::write`).
@@ -71,9 +72,4 @@ pub(crate) struct SpaceState {
     /// Size of the files right after the last compaction: a database whose overhead
     /// alone exceeds twice its payload is not compacted again until it has grown.
     pub(crate) after_compaction: u64,
-}
-
-/// A poisoned lock is still used: every critical section leaves its state consistent.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -1,7 +1,7 @@
 //! Locking a std `Mutex` whatever happened to its last holder: a panic in one task (a
 //! driver, a simulator) must not poison the state every other task shares. Every value
 //! behind these mutexes is updated in single assignments, so a poisoned one is still
-//! consistent. (`src/buffer/` keeps its own copy until its rewrite lands.)
+//! consistent.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 

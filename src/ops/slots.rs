@@ -7,8 +7,9 @@
 //! their slots, never a real client's: a real client is admitted at once and is only
 //! evicted if as many newer idle sockets arrive before it is done.
 
+use crate::ops::lock::lock;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 #[derive(Default)]
@@ -40,10 +41,6 @@ pub enum Admitted {
     Evicted(Slot),
     /// Every slot is held by a busy connection.
     Full,
-}
-
-fn lock(m: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Slots {

@@ -21,6 +21,7 @@
 //! **Enums**: an integer point with `values` publishes `Value::Text(label)`; a raw value
 //! missing from `values` is published as its number with `unknown_enum = true`.
 
+use super::decimal::{decimals, f32_to_f64, round_decimals};
 use super::{PointDef, PointType, RegisterRef, WordOrder};
 use crate::model::Value;
 
@@ -80,19 +81,22 @@ fn reverses_words(order: WordOrder) -> bool {
     matches!(order, WordOrder::Cdab | WordOrder::Dcba)
 }
 
-/// The value's big-endian bytes from the registers as transmitted.
-fn to_be_bytes(words: &[u16], order: WordOrder) -> Vec<u8> {
-    let mut ws = words.to_vec();
-    if reverses_words(order) {
-        ws.reverse();
-    }
+/// The value's big-endian bytes from the registers as transmitted (at most four: the
+/// widest numeric type), and how many there are.
+fn to_be_bytes(words: &[u16], order: WordOrder) -> ([u8; 8], usize) {
+    let n = words.len().min(4);
     let swap = swaps_bytes(order);
-    ws.iter()
-        .flat_map(|w| {
-            let b = w.to_be_bytes();
-            if swap { [b[1], b[0]] } else { b }
-        })
-        .collect()
+    let mut out = [0u8; 8];
+    for i in 0..n {
+        let w = if reverses_words(order) {
+            words[n - 1 - i]
+        } else {
+            words[i]
+        };
+        let b = w.to_be_bytes();
+        out[2 * i..2 * i + 2].copy_from_slice(&if swap { [b[1], b[0]] } else { b });
+    }
+    (out, 2 * n)
 }
 
 /// The registers to transmit for the value's big-endian bytes (inverse of `to_be_bytes`).
@@ -142,25 +146,6 @@ fn raw_of(ty: PointType, be: &[u8]) -> Option<Raw> {
         PointType::F64 => Raw::Float(f64::from_be_bytes(array(be))),
         PointType::Bool | PointType::String => return None,
     })
-}
-
-/// The f64 with the same shortest decimal representation as `x` (229.8f32 -> 229.8).
-fn f32_to_f64(x: f32) -> f64 {
-    x.to_string().parse().unwrap_or(f64::from(x))
-}
-
-/// Digits after the decimal point in the shortest representation of `x`.
-fn decimals(x: f64) -> usize {
-    let s = x.to_string();
-    s.split_once('.').map(|(_, frac)| frac.len()).unwrap_or(0)
-}
-
-/// Rounds `x` to `places` decimals, removing binary noise from decimal arithmetic.
-fn round_decimals(x: f64, places: usize) -> f64 {
-    if !x.is_finite() || places > 17 {
-        return x;
-    }
-    format!("{x:.places$}").parse().unwrap_or(x)
 }
 
 fn is_integral(x: f64) -> bool {
@@ -248,8 +233,8 @@ pub fn decode_registers(p: &PointDef, words: &[u16]) -> Result<Decoded, CodecErr
             Ok(Decoded::plain(Value::Text(text.to_string())))
         }
         ty => {
-            let be = to_be_bytes(words, reg.order);
-            let raw = raw_of(ty, &be).ok_or_else(|| invalid(p, "unsupported type"))?;
+            let (be, len) = to_be_bytes(words, reg.order);
+            let raw = raw_of(ty, &be[..len]).ok_or_else(|| invalid(p, "unsupported type"))?;
             if let (Some(values), Raw::Int(r)) = (&p.values, &raw) {
                 if let Some(label) = i64::try_from(*r).ok().and_then(|k| values.get(&k)) {
                     return Ok(Decoded::plain(Value::Text(label.clone())));

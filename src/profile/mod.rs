@@ -10,6 +10,7 @@
 //! Serial and LoRa scripts are compiled here, once, and travel in the profile.
 
 pub mod convert;
+mod decimal;
 pub mod integer;
 pub mod load;
 mod lora;

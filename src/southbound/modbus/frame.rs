@@ -53,7 +53,9 @@ pub fn function(req: &Request<'_>) -> u8 {
 
 /// Encodes a request PDU (function code first). `None` for functions we do not speak.
 pub fn encode_request(req: &Request<'_>) -> Option<Vec<u8>> {
-    let mut p = vec![function(req)];
+    // A read or single write is 5 bytes: allocated once.
+    let mut p = Vec::with_capacity(5);
+    p.push(function(req));
     match req {
         Request::ReadCoils(a, q)
         | Request::ReadDiscreteInputs(a, q)

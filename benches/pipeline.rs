@@ -217,14 +217,26 @@ async fn part_b(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
     );
 }
 
-/// The floor process and the daemon on the same `n` simulators every `poll_ms`.
+/// The floor process (its polls alone, then its polls and their QoS 1 publishes) and the
+/// daemon on the same `n` simulators every `poll_ms`.
 async fn part_f(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
     let cancel = CancellationToken::new();
     let (sims, _) = support::lamp_fleet(n, poll_ms, "", &cancel).await;
+    let broker = Mosquitto::start().await;
+    for mqtt in [None, Some(broker.port)] {
+        floor_run(&sims, poll_ms, secs, mqtt).await;
+    }
+    cancel.cancel();
+    part_b(exe, n, poll_ms, secs).await;
+}
+
+/// One run of the floor process; `mqtt`: also publish to the broker at that port.
+async fn floor_run(sims: &[polegate::demo::sim::Sim], poll_ms: u64, secs: u64, mqtt: Option<u16>) {
     let me = std::env::current_exe().expect("own path");
     let mut cmd = std::process::Command::new(me);
     cmd.arg("--floor-child")
         .arg(poll_ms.to_string())
+        .arg(mqtt.map_or("0".to_string(), |p| p.to_string()))
         .args(sims.iter().map(|s| s.addr().to_string()));
     let mut child = cmd.spawn().expect("start the floor process");
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -237,14 +249,18 @@ async fn part_f(exe: &Path, n: usize, poll_ms: u64, secs: u64) {
     let reqs1: u64 = sims.iter().map(|s| s.requests()).sum();
     let _ = child.kill();
     let _ = child.wait();
-    cancel.cancel();
     println!(
-        "F. floor: {n} connections, the lamp's 3 reads every {poll_ms} ms, {secs} s: CPU {:.2}% of one core, RSS {:.1} MB, Modbus requests {:.0}/s",
+        "F. floor{}: {} connections, the lamp's 3 reads every {poll_ms} ms, {secs} s: CPU {:.2}% of one core, RSS {:.1} MB, Modbus requests {:.0}/s",
+        if mqtt.is_some() {
+            " + QoS 1 publishes of 7 polls in 10"
+        } else {
+            ""
+        },
+        sims.len(),
         (t1 - t0) as f64 / clk_tck() / el * 100.0,
         rss as f64 / 1024.0,
         (reqs1 - reqs0) as f64 / el
     );
-    part_b(exe, n, poll_ms, secs).await;
 }
 
 async fn part_c(exe: &Path, events: u64) {
@@ -318,7 +334,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--floor-child") {
         let poll_ms = args.get(i + 1).and_then(|v| v.parse().ok()).unwrap_or(500);
-        support::floor::child(args[i + 2..].to_vec(), poll_ms);
+        let mqtt = args
+            .get(i + 2)
+            .and_then(|v| v.parse().ok())
+            .filter(|&p| p != 0);
+        support::floor::child(args[i + 3..].to_vec(), poll_ms, mqtt);
         return;
     }
     // `cargo bench` passes --bench; `cargo test --all-targets` runs benches without it

@@ -114,10 +114,6 @@ impl Queue {
             purge: std::mem::take(&mut m.purge),
             writes: writes.iter().map(|b| (b.header(), b.encode())).collect(),
         };
-        // With no block stored, a moved watermark is not worth a sled flush either: it
-        // only says which stored blocks to skip. So a gateway whose events are all
-        // acknowledged within their flush window never writes the card.
-        let nothing_stored = m.stored_events == 0 && plan.writes.is_empty();
         let idle = plan.writes.is_empty()
             && plan.kv.is_empty()
             && plan.garbage.is_empty()
@@ -128,16 +124,11 @@ impl Queue {
             // not worth a sled flush (an idle gateway never makes one).
             && m.written.as_ref().is_some_and(|w| {
                 let l = &plan.ledger;
-                let mut same = Ledger {
+                Ledger {
                     reserved: l.reserved,
                     exact: l.exact,
                     ..w.clone()
-                };
-                if nothing_stored {
-                    same.watermark = l.watermark;
-                    same.acked.clone_from(&l.acked);
-                }
-                same == *l
+                } == *l
             });
         if idle {
             return None;

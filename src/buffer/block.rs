@@ -136,29 +136,39 @@ impl Entries {
 
     /// The block as stored: compressed when that makes it smaller.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut plain = Vec::with_capacity(self.encoded_len() - HEADER_LEN);
-        for (seq, rec) in &self.items {
-            plain.extend_from_slice(&seq.to_be_bytes());
-            plain.extend_from_slice(&(rec.len() as u32).to_be_bytes());
-            plain.extend_from_slice(rec);
-        }
+        let plain = self.plain();
         let packed = lz4_flex::block::compress(&plain);
         let (version, body) = if packed.len() < plain.len() {
             (LZ4, packed)
         } else {
             (PLAIN, plain)
         };
-        let h = self.header();
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.push(version);
-        out.extend_from_slice(&h.count.to_be_bytes());
-        out.extend_from_slice(&h.first.to_be_bytes());
-        out.extend_from_slice(&h.last.to_be_bytes());
-        out.extend_from_slice(&h.bytes.to_be_bytes());
-        out.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        out.extend_from_slice(&body);
-        out
+        stored(version, &self.header(), &body)
     }
+
+    /// The entries one after the other, uncompressed.
+    fn plain(&self) -> Vec<u8> {
+        let mut plain = Vec::with_capacity(self.encoded_len() - HEADER_LEN);
+        for (seq, rec) in &self.items {
+            plain.extend_from_slice(&seq.to_be_bytes());
+            plain.extend_from_slice(&(rec.len() as u32).to_be_bytes());
+            plain.extend_from_slice(rec);
+        }
+        plain
+    }
+}
+
+/// A block as stored: `version`, the header, the body's CRC, the body.
+fn stored(version: u8, h: &Header, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.push(version);
+    out.extend_from_slice(&h.count.to_be_bytes());
+    out.extend_from_slice(&h.first.to_be_bytes());
+    out.extend_from_slice(&h.last.to_be_bytes());
+    out.extend_from_slice(&h.bytes.to_be_bytes());
+    out.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
+    out.extend_from_slice(body);
+    out
 }
 
 fn be_u32(b: &[u8]) -> u32 {
@@ -380,20 +390,7 @@ mod tests {
     #[test]
     fn a_block_of_the_uncompressed_version_still_decodes() {
         let e = entries(&[(4, b"abc".to_vec()), (9, b"defgh".to_vec())]);
-        let h = e.header();
-        let mut body = Vec::new();
-        for (seq, rec) in &e.items {
-            body.extend_from_slice(&seq.to_be_bytes());
-            body.extend_from_slice(&(rec.len() as u32).to_be_bytes());
-            body.extend_from_slice(rec);
-        }
-        let mut bytes = vec![PLAIN];
-        bytes.extend_from_slice(&h.count.to_be_bytes());
-        bytes.extend_from_slice(&h.first.to_be_bytes());
-        bytes.extend_from_slice(&h.last.to_be_bytes());
-        bytes.extend_from_slice(&h.bytes.to_be_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
-        bytes.extend_from_slice(&body);
+        let bytes = stored(PLAIN, &e.header(), &e.plain());
         let d = decode(&bytes).expect("decodes");
         assert_eq!(
             d.iter().collect::<Vec<_>>(),

@@ -6,12 +6,13 @@
 //! so a renewed certificate is picked up on the next connect.
 
 use super::ctx::{Ctx, resolve};
+use super::values::Secret;
 use crate::ops::tls::ClientFiles;
 use std::path::PathBuf;
 
 /// A broker connection, checked: the url parsed, the password read, the TLS files
-/// resolved. Its `Debug` never shows the password.
-#[derive(Clone, PartialEq, Eq)]
+/// resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerConn {
     /// As written (error messages and logs show it with any password masked).
     pub url: String,
@@ -22,26 +23,10 @@ pub struct BrokerConn {
     pub port: u16,
     pub username: Option<String>,
     /// Resolved from `password` or the contents of `password_file` (trailing newline trimmed).
-    pub password: Option<String>,
+    pub password: Option<Secret>,
     pub ca_file: Option<PathBuf>,
     pub cert_file: Option<PathBuf>,
     pub key_file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for BrokerConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerConn")
-            .field("url", &self.url)
-            .field("tls", &self.tls)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("username", &self.username)
-            .field("password", &self.password.as_ref().map(|_| "<set>"))
-            .field("ca_file", &self.ca_file)
-            .field("cert_file", &self.cert_file)
-            .field("key_file", &self.key_file)
-            .finish()
-    }
 }
 
 impl BrokerConn {
@@ -93,7 +78,7 @@ pub(super) fn conn(
         host,
         port,
         username: raw.username,
-        password,
+        password: password.map(Secret),
         ca_file,
         cert_file,
         key_file,

@@ -4,21 +4,11 @@
 //! never prints them.
 
 use super::ctx::{Ctx, join_key, resolve};
+pub use super::values::Secret;
 use super::values::{Checked, Int, ListenAddr};
 use serde::Deserialize;
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
-/// A secret read from a file; `Debug` redacts it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Authorize {

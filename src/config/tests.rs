@@ -402,7 +402,10 @@ fn relative_paths_resolve_against_the_directory_of_the_file_that_holds_them() {
         ]
     );
     // password_file is read, its trailing newline trimmed.
-    assert_eq!(cfg.mqtt.broker.password.as_deref(), Some("s3cret"));
+    assert_eq!(
+        cfg.mqtt.broker.password.as_ref().map(|p| p.0.as_str()),
+        Some("s3cret")
+    );
     // Set in conf.d/10-east.toml, so relative to conf.d/.
     assert_eq!(
         cfg.mqtt.broker.ca_file,
@@ -466,7 +469,10 @@ fn a_numeric_password_from_the_environment_stays_a_string() {
         ("POLEGATE__MQTT__MAX_INFLIGHT", "8"),
     ];
     let cfg = load_with_env(&path, &env(&vars)).expect("fixed by the environment");
-    assert_eq!(cfg.mqtt.broker.password.as_deref(), Some("123456"));
+    assert_eq!(
+        cfg.mqtt.broker.password.as_ref().map(|p| p.0.as_str()),
+        Some("123456")
+    );
     assert_eq!(cfg.mqtt.max_inflight, 8);
 }
 

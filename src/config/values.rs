@@ -98,6 +98,16 @@ impl<const MS: bool, const LO: u64> Check for Period<MS, LO> {
     }
 }
 
+/// A password, key or community string; `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
 /// An integer in `LO..=HI`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Int<const LO: i64, const HI: i64>(i64);

@@ -240,7 +240,14 @@ impl Session {
         };
         o.set_max_packet_size(incoming, 1024 * 1024);
         if let Some(u) = &m.broker.username {
-            o.set_credentials(u.clone(), m.broker.password.clone().unwrap_or_default());
+            o.set_credentials(
+                u.clone(),
+                m.broker
+                    .password
+                    .as_ref()
+                    .map(|p| p.0.clone())
+                    .unwrap_or_default(),
+            );
         }
         o.set_last_will(LastWill::new(
             self.topics.status(),

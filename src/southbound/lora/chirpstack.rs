@@ -175,7 +175,14 @@ pub async fn run_chirpstack(
     );
     opts.set_keep_alive(Duration::from_secs(30));
     if let Some(u) = &cfg.broker.username {
-        opts.set_credentials(u.clone(), cfg.broker.password.clone().unwrap_or_default());
+        opts.set_credentials(
+            u.clone(),
+            cfg.broker
+                .password
+                .as_ref()
+                .map(|p| p.0.clone())
+                .unwrap_or_default(),
+        );
     }
     if cfg.broker.tls {
         let Some(tls) = tls_config(&cfg, &cancel).await else {

@@ -20,6 +20,8 @@ mod lora;
 mod modbus;
 #[path = "fuzz/ocpp.rs"]
 mod ocpp;
+#[path = "common/ocpp_hub.rs"]
+mod ocpp_hub;
 #[path = "common/profiles.rs"]
 mod profiles;
 #[path = "fuzz/serial.rs"]

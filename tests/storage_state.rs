@@ -5,14 +5,13 @@
 //! join nonce again, OCPP transaction ids go on above the stored reservation, and what
 //! was written meanwhile does not overwrite the stored values.
 
-use crate::common::profile;
+use crate::common::{one_charger_hub, profile};
 use polegate::buffer::{BufferError, Queue, QueueOptions};
 use polegate::commands::dedup::Dedup;
-use polegate::config::ocpp::{Authorize, OcppCfg, OcppDeviceCfg};
 use polegate::ops::counters::Counters;
 use polegate::pipeline::{DeviceInfo, Input};
 use polegate::southbound::lora::session;
-use polegate::southbound::ocpp::hub::{Hub, OcppDevice};
+use polegate::southbound::ocpp::hub::Hub;
 use polegate::southbound::{Wiring, stored_state};
 use std::path::Path;
 use std::sync::Arc;
@@ -21,37 +20,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 fn hub(q: &Queue) -> Hub {
-    let cfg = OcppCfg {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        tls: None,
-        heartbeat_s: 300,
-        authorize: Authorize::Accept,
-        id_tags: vec![],
-        upstream: None,
-    };
-    let device = OcppDevice {
-        info: Arc::new(DeviceInfo::new(
-            "ev-1",
-            profile("ocpp-charger"),
-            Default::default(),
-            0,
-        )),
-        cfg: OcppDeviceCfg {
-            charge_point_id: "CP1".into(),
-            connector: 1,
-            password: None,
-            upstream_password: None,
-        },
-    };
     let (out, _) = mpsc::channel(8);
-    Hub::new(
-        cfg,
-        vec![device],
-        q.kv("ocpp").expect("kv"),
-        q.clone(),
-        out,
-        Arc::new(Counters::default()),
-    )
+    one_charger_hub(q, out, Arc::new(Counters::default()))
 }
 
 /// The state partition goes away: a file where its directory was.

@@ -7,12 +7,11 @@
 use super::support;
 use futures_util::{SinkExt, StreamExt};
 use polegate::buffer::{Queue, QueueOptions};
-use polegate::config::ocpp::{Authorize, OcppCfg, OcppDeviceCfg};
 use polegate::ops::counters::Counters;
-use polegate::pipeline::{DeviceInfo, Input};
+use polegate::pipeline::Input;
 use polegate::southbound::ocpp::conn;
 use polegate::southbound::ocpp::frame::{self, Frame};
-use polegate::southbound::ocpp::hub::{Hub, OcppDevice};
+use polegate::southbound::ocpp::hub::Hub;
 use polegate::southbound::ocpp::map::{self, ChargePoint, Tap};
 use polegate::southbound::ocpp::ws::ws_config;
 use proptest::prelude::*;
@@ -119,36 +118,7 @@ fn queue() -> &'static (tempfile::TempDir, Queue) {
 
 fn hub(counters: Arc<Counters>, out: mpsc::Sender<Input>) -> Arc<Hub> {
     let (_, q) = queue();
-    let cfg = OcppCfg {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        tls: None,
-        heartbeat_s: 300,
-        authorize: Authorize::Accept,
-        id_tags: vec![],
-        upstream: None,
-    };
-    let device = OcppDevice {
-        info: Arc::new(DeviceInfo::new(
-            "ev-1",
-            support::profile("ocpp-charger"),
-            Default::default(),
-            0,
-        )),
-        cfg: OcppDeviceCfg {
-            charge_point_id: "CP1".into(),
-            connector: 1,
-            password: None,
-            upstream_password: None,
-        },
-    };
-    Arc::new(Hub::new(
-        cfg,
-        vec![device],
-        q.kv("ocpp").expect("kv"),
-        q.clone(),
-        out,
-        counters,
-    ))
+    Arc::new(crate::ocpp_hub::one_charger_hub(q, out, counters))
 }
 
 proptest! {

@@ -35,11 +35,12 @@ impl Default for Timings {
 }
 
 impl Timings {
-    /// Records one poll cycle of `took` on `link`.
-    pub fn poll(&self, link: &str, took: Duration) {
+    /// The poll-cycle series of `link`: its bus task keeps it and records each cycle
+    /// with [`observe`] (no label built and looked up per poll).
+    pub fn poll_series(&self, link: &str) -> Histogram {
         self.poll
             .get_or_create(&vec![("link", link.to_string())])
-            .observe(took.as_secs_f64());
+            .clone()
     }
 
     /// Forgets the series of a link that no longer exists (after a reload).
@@ -48,6 +49,11 @@ impl Timings {
     }
 
     pub fn puback(&self, took: Duration) {
-        self.puback.observe(took.as_secs_f64());
+        observe(&self.puback, took);
     }
+}
+
+/// Records `took` in `series`, in seconds.
+pub fn observe(series: &Histogram, took: Duration) {
+    series.observe(took.as_secs_f64());
 }

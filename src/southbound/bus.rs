@@ -53,6 +53,7 @@ use crate::ops::backoff::Backoff;
 use crate::ops::counters::Counters;
 use crate::ops::failure_log::{FailureLog, LogAction};
 use crate::ops::notify::{BEAT_EVERY, Heartbeat};
+use crate::ops::timings;
 use crate::pipeline::{DeviceInfo, Input};
 use crate::southbound::health::Health;
 use crate::southbound::schedule::{OverrunLog, Schedule};
@@ -184,6 +185,7 @@ pub async fn run<P: Protocol>(
     // However the task ends (stopped, removed by a reload, panicked), its poll timings
     // leave /metrics with it; a restarted bus starts a fresh series.
     let _timings = ForgetTimings(&counters, &name);
+    let poll_timings = counters.timings.poll_series(&name);
     tracing::info!(bus_id = %name, kind, devices = devices.len(), "bus task started");
     proto.start();
     while let Some((i, deadline)) = schedule.next() {
@@ -210,7 +212,7 @@ pub async fn run<P: Protocol>(
                 };
                 let now = Instant::now();
                 if polled.used_line {
-                    counters.timings.poll(&name, now.duration_since(started));
+                    timings::observe(&poll_timings, now.duration_since(started));
                 }
                 // A cycle that used no line time is no reason to back the device off.
                 let ok = polled.result.is_ok() || !polled.used_line;

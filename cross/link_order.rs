@@ -12,8 +12,10 @@
 //! (another build's hashes, code that changed) are skipped: a stale list costs locality,
 //! never correctness.
 //!
-//! Only where the linker is known to be LLD: Rust's own for x86_64-unknown-linux-gnu, with
-//! no linker chosen by hand. `POLEGATE_LINK_ORDER=0` turns it off.
+//! Only for the size-tuned builds (opt-level "z" or "s": the `cabinet` profile) and where
+//! the linker is known to be LLD: Rust's own for x86_64-unknown-linux-gnu, with no linker
+//! chosen by hand (a linker set in a cargo config file is not visible here: set
+//! `POLEGATE_LINK_ORDER=0` with one that is not LLD or mold).
 
 use std::env;
 use std::path::Path;
@@ -33,7 +35,8 @@ fn main() {
         target.to_uppercase().replace(['-', '.'], "_")
     );
     println!("cargo:rerun-if-env-changed={linker_var}");
-    let off = env::var("POLEGATE_LINK_ORDER").is_ok_and(|v| v == "0");
+    let off = env::var("POLEGATE_LINK_ORDER").is_ok_and(|v| v == "0")
+        || !env::var("OPT_LEVEL").is_ok_and(|o| o == "z" || o == "s");
     let own_lld = target == "x86_64-unknown-linux-gnu"
         && env::var_os(&linker_var).is_none()
         && !env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("link"));

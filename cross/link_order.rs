@@ -8,7 +8,7 @@
 //! window of it becomes resident. `cross/order/<target>.txt` lists those functions, hottest
 //! first, as measured by `cross/order.sh` (valgrind on the cabinet build, idle and polling
 //! 200 Modbus TCP devices); the linker puts them first. Idle and steady-state RSS fall by
-//! 2-3 MB (BENCHMARKS.md, "Code layout"). Names the list has and the binary does not
+//! about 3 MB (BENCHMARKS.md, "Code layout"). Names the list has and the binary does not
 //! (another build's hashes, code that changed) are skipped: a stale list costs locality,
 //! never correctness.
 //!

@@ -208,7 +208,8 @@ fn main() {
         let _ = client.disconnect().await;
         let mut lat = listener.await.expect("listener");
         let missing = sent.lock().expect("sent").len();
-        drop(daemon);
+        // A clean stop, as systemd's (and cross/order.sh's profiler writes its output then).
+        daemon.stop();
 
         lat.sort_unstable();
         let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or_default();

@@ -3,14 +3,14 @@
 //!
 //! A process's resident memory counts every page of the binary it maps, and the kernel maps
 //! a binary's code 64 KiB at a time around each page it runs ("fault-around"). Left to the
-//! compiler's order, the ~1.9 MB of functions a gateway really runs (start-up, the Modbus
-//! and MQTT paths, the queue) are spread over all 5.8 MB of `.text`, and nearly every 64 KiB
-//! window of it becomes resident. `cross/order/<target>.txt` lists those functions, hottest
-//! first, as measured by `cross/order.sh` (valgrind on the cabinet build, idle and polling
-//! 200 Modbus TCP devices); the linker puts them first. Idle and steady-state RSS fall by
-//! about 3 MB (BENCHMARKS.md, "Code layout"). Names the list has and the binary does not
-//! (another build's hashes, code that changed) are skipped: a stale list costs locality,
-//! never correctness.
+//! compiler's order, the ~2 MB of functions a gateway really runs (start-up, the Modbus,
+//! OCPP and MQTT paths, the queue) are spread over all 5.8 MB of `.text`, and nearly every
+//! 64 KiB window of it becomes resident. `cross/order/<target>.txt` lists those functions,
+//! hottest first, as measured by `cross/order.sh` (valgrind on the cabinet build: idle,
+//! polling 200 Modbus TCP devices, serving 50 OCPP chargers); the linker puts them first.
+//! Idle and steady-state RSS fall by about 3 MB (BENCHMARKS.md, "Code layout"). Names the
+//! list has and the binary does not (another build's hashes, code that changed) are
+//! skipped: a stale list costs locality, never correctness.
 //!
 //! Only for the size-tuned builds (opt-level "z" or "s": the `cabinet` profile) and where
 //! the linker is known to be LLD: Rust's own for x86_64-unknown-linux-gnu, with no linker

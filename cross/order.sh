@@ -8,12 +8,13 @@
 #
 # How: the cabinet build exactly as shipped (its own target dir, no list applied, plus the
 # linker's map) runs under valgrind's callgrind as the daemon of the pipeline benchmark's
-# parts I and B: idle, then 200 Modbus TCP devices every 1000 ms and 500 ms publishing to
-# mosquitto. Every function of the binary that executed is listed, by instructions
-# executed, most first. The binary is stripped: callgrind gives the address of each
-# instruction executed and the map tells which function it belongs to (this also counts
-# functions reached by a jump, which callgrind folds into their caller). An unstripped
-# build would not do: a profile setting such as `strip` changes the symbol names.
+# parts I and B (idle, then 200 Modbus TCP devices every 1000 ms and 500 ms publishing to
+# mosquitto) and of the OCPP benchmark (`--quick`: 50 chargers in transactions). Every
+# function of the binary that executed is listed, by instructions executed, most first.
+# The binary is stripped: callgrind gives the address of each instruction executed and the
+# map tells which function it belongs to (this also counts functions reached by a jump,
+# which callgrind folds into their caller). An unstripped build would not do: a profile
+# setting such as `strip` changes the symbol names.
 #
 # --check: only report how many of the listed functions the current cabinet build has.
 #
@@ -57,11 +58,12 @@ mkdir -p "$out"
 wrapper="$dir/valgrind-daemon"
 cat > "$wrapper" <<EOF
 #!/bin/sh
-exec valgrind --tool=callgrind --dump-instr=yes --dump-line=no \
+exec valgrind --tool=callgrind --dump-instr=yes --dump-line=no --dump-every-bb=100000000 \
   --callgrind-out-file=$PWD/$out/callgrind.%p $PWD/$dir/cabinet/polegate "\$@"
 EOF
 chmod +x "$wrapper"
 POLEGATE_BENCH_BIN="$PWD/$wrapper" cargo bench --bench pipeline -- --parts IB --secs 10 >&2
+POLEGATE_BENCH_BIN="$PWD/$wrapper" cargo bench --bench ocpp -- --quick >&2
 
 mkdir -p "$(dirname "$list")"
 python3 cross/order_list.py "$out" "$map" "$list"

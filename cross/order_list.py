@@ -16,7 +16,7 @@ SECTION = re.compile(
     r"^\s*([0-9a-f]+)\s+[0-9a-f]+\s+([0-9a-f]+)\s+\d+\s+"
     r".*\(\.text\.(?:unlikely\.|hot\.|startup\.)?(\S+)\)$"
 )
-NAMING = re.compile(r"^(c?ob|c?fn|c?fi|fe|fl)=\((\d+)\)(?: (.*))?$")
+OBJECT = re.compile(r"^(c?ob)=\((\d+)\)(?: (.*))?$")
 
 
 class Sections:
@@ -42,13 +42,11 @@ class Sections:
 
 def position(field, last):
     """An instruction address: absolute (0x...), relative (+n / -n) or the same (*)."""
-    if field.startswith("0x"):
-        return int(field, 16)
     if field[:1] in "+-":
         return last + int(field)
     if field == "*":
         return last
-    return int(field)
+    return int(field, 16)
 
 
 def costs(path, sections):
@@ -60,14 +58,13 @@ def costs(path, sections):
     last = 0
     with open(path) as f:
         for line in f:
-            m = NAMING.match(line.rstrip("\n"))
+            m = OBJECT.match(line.rstrip("\n"))
             if m:
                 kind, ident, text = m.groups()
-                if kind in ("ob", "cob"):
-                    if text:
-                        objects[ident] = text
-                    if kind == "ob":
-                        obj = objects.get(ident)
+                if text:
+                    objects[ident] = text
+                if kind == "ob":
+                    obj = objects.get(ident)
                 continue
             if line.startswith("calls="):
                 call = True  # the next cost line is the call's inclusive cost

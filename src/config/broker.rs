@@ -30,6 +30,17 @@ pub struct BrokerConn {
 }
 
 impl BrokerConn {
+    /// The MQTT login, `(username, password)`, when a username is set; no password is an
+    /// empty one.
+    pub fn credentials(&self) -> Option<(String, String)> {
+        let password = self
+            .password
+            .as_ref()
+            .map(Secret::expose)
+            .unwrap_or_default();
+        Some((self.username.clone()?, password.to_string()))
+    }
+
     /// What `ops::tls::client_config` reads for an `mqtts://` broker; `section` names
     /// the keys in its messages (`mqtt`, `lora.chirpstack`).
     pub fn tls_files(&self, section: &'static str) -> ClientFiles<'_> {

@@ -5,6 +5,7 @@
 //! the process environment); relative paths; syntax errors with line and column.
 
 use super::check::summary;
+use super::values::Secret;
 use super::{ConfigError, Framing, OnFull, Parity, Transport, cross_check, load_with_env};
 use crate::model::Kind;
 use crate::profile::{Profile, Protocol, Registry};
@@ -403,7 +404,7 @@ fn relative_paths_resolve_against_the_directory_of_the_file_that_holds_them() {
     );
     // password_file is read, its trailing newline trimmed.
     assert_eq!(
-        cfg.mqtt.broker.password.as_ref().map(|p| p.0.as_str()),
+        cfg.mqtt.broker.password.as_ref().map(Secret::expose),
         Some("s3cret")
     );
     // Set in conf.d/10-east.toml, so relative to conf.d/.
@@ -470,7 +471,7 @@ fn a_numeric_password_from_the_environment_stays_a_string() {
     ];
     let cfg = load_with_env(&path, &env(&vars)).expect("fixed by the environment");
     assert_eq!(
-        cfg.mqtt.broker.password.as_ref().map(|p| p.0.as_str()),
+        cfg.mqtt.broker.password.as_ref().map(Secret::expose),
         Some("123456")
     );
     assert_eq!(cfg.mqtt.max_inflight, 8);

@@ -239,15 +239,8 @@ impl Session {
             _ => MAX_INCOMING_PACKET,
         };
         o.set_max_packet_size(incoming, 1024 * 1024);
-        if let Some(u) = &m.broker.username {
-            o.set_credentials(
-                u.clone(),
-                m.broker
-                    .password
-                    .as_ref()
-                    .map(|p| p.0.clone())
-                    .unwrap_or_default(),
-            );
+        if let Some((user, password)) = m.broker.credentials() {
+            o.set_credentials(user, password);
         }
         o.set_last_will(LastWill::new(
             self.topics.status(),

@@ -184,8 +184,7 @@ pub async fn run<P: Protocol>(
     let mut out = Vec::new();
     // However the task ends (stopped, removed by a reload, panicked), its poll timings
     // leave /metrics with it; a restarted bus starts a fresh series.
-    let _timings = ForgetTimings(&counters, &name);
-    let poll_timings = counters.timings.poll_series(&name);
+    let poll_timings = PollTimings::new(&counters, &name);
     tracing::info!(bus_id = %name, kind, devices = devices.len(), "bus task started");
     proto.start();
     while let Some((i, deadline)) = schedule.next() {
@@ -212,7 +211,7 @@ pub async fn run<P: Protocol>(
                 };
                 let now = Instant::now();
                 if polled.used_line {
-                    timings::observe(&poll_timings, now.duration_since(started));
+                    timings::observe(&poll_timings.series, now.duration_since(started));
                 }
                 // A cycle that used no line time is no reason to back the device off.
                 let ok = polled.result.is_ok() || !polled.used_line;
@@ -277,12 +276,27 @@ impl Reopen {
     }
 }
 
-/// Forgets the poll timings of bus `.1` when dropped.
-struct ForgetTimings<'a>(&'a Counters, &'a str);
+/// A bus's poll-timing series in /metrics, kept by its task (no label built per poll)
+/// and forgotten when the task ends.
+struct PollTimings<'a> {
+    series: prometheus_client::metrics::histogram::Histogram,
+    counters: &'a Counters,
+    bus: &'a str,
+}
 
-impl Drop for ForgetTimings<'_> {
+impl<'a> PollTimings<'a> {
+    fn new(counters: &'a Counters, bus: &'a str) -> Self {
+        PollTimings {
+            series: counters.timings.poll_series(bus),
+            counters,
+            bus,
+        }
+    }
+}
+
+impl Drop for PollTimings<'_> {
     fn drop(&mut self) {
-        self.0.timings.forget_link(self.1);
+        self.counters.timings.forget_link(self.bus);
     }
 }
 

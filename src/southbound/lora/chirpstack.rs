@@ -174,15 +174,8 @@ pub async fn run_chirpstack(
         cfg.broker.port,
     );
     opts.set_keep_alive(Duration::from_secs(30));
-    if let Some(u) = &cfg.broker.username {
-        opts.set_credentials(
-            u.clone(),
-            cfg.broker
-                .password
-                .as_ref()
-                .map(|p| p.0.clone())
-                .unwrap_or_default(),
-        );
+    if let Some((user, password)) = cfg.broker.credentials() {
+        opts.set_credentials(user, password);
     }
     if cfg.broker.tls {
         let Some(tls) = tls_config(&cfg, &cancel).await else {

@@ -14,10 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
-/// seqs reserved per durable write of the reservation. Each write of it replaces the side
-/// file (two fsyncs and a rename): at 300 events/s a block of 16,384 rewrites it about
-/// every 30 s instead of every second with 1,024; a crash skips at most this many.
-pub const SEQ_BLOCK: u64 = 1 << 14;
+/// seqs reserved per durable write of the reservation.
+pub const SEQ_BLOCK: u64 = 1024;
 /// After a stop that did not record its exact next seq (a crash, or a stop while
 /// nothing could be written), the next run starts this far above the reservation; a run
 /// that cannot write its reservation (a read-only remount) goes on within that range, so

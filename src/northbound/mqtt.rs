@@ -381,12 +381,18 @@ impl Session {
         if let Some(s) = &mut schedule {
             s.mark_unchanged();
         }
+        // Waiters kept across turns (a turn per PUBACK batch and per event queued): each
+        // registers once, not once per turn.
+        let cancelled = cancel.cancelled();
+        tokio::pin!(cancelled);
+        let woken = self.wake.notified();
+        tokio::pin!(woken);
         loop {
             self.beat();
             let pace_deadline = c.pace_until;
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return Ended::Shutdown { connected: c.connected },
+                _ = &mut cancelled => return Ended::Shutdown { connected: c.connected },
                 ev = ev_rx.recv() => {
                     let ended = self.on_events(ev, ev_rx, client, &mut c, backoff, fail_log);
                     // PUBACKs that came before a lost connection still delete.
@@ -395,7 +401,7 @@ impl Session {
                         return Ended::Lost(e);
                     }
                 }
-                _ = self.wake.notified(), if c.connected => {}
+                _ = &mut woken, if c.connected => woken.set(self.wake.notified()),
                 Ok(()) = health.changed(), if c.connected => {
                     // The retained status says whether the buffer is degraded (SPEC §5).
                     health.mark_unchanged();

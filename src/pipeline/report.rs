@@ -94,6 +94,7 @@ mod tests {
             min: None,
             max: None,
             values: None,
+            scaling: Default::default(),
         }
     }
 

@@ -166,12 +166,16 @@ pub(super) fn scaled(p: &PointDef, raw: Raw) -> Result<Value, CodecError> {
             }
         }
         Raw::Int(r) => {
-            let places = decimals(p.scale).max(decimals(p.offset));
-            Value::Float(round_decimals(r as f64 * p.scale + p.offset, places))
+            let s = p.scaling();
+            Value::Float(
+                s.apply(r)
+                    .unwrap_or_else(|| round_decimals(r as f64 * p.scale + p.offset, s.places())),
+            )
         }
         Raw::Float(x) if identity => Value::Float(x),
         Raw::Float(x) => {
-            let places = (decimals(x) + decimals(p.scale)).max(decimals(p.offset));
+            let s = p.scaling();
+            let places = (decimals(x) + s.scale_places).max(s.offset_places);
             Value::Float(round_decimals(x * p.scale + p.offset, places))
         }
     };

@@ -32,6 +32,7 @@ fn point(ty: PointType, order: WordOrder) -> PointDef {
         min: None,
         max: None,
         values: None,
+        scaling: Default::default(),
     }
 }
 
@@ -324,4 +325,14 @@ proptest! {
             prop_assert_eq!(encoded, image.to_vec());
         }
     }
+}
+
+#[test]
+fn a_decoded_point_still_equals_the_same_point_freshly_loaded() {
+    // A reload compares points: the scaling worked out by a decode must not count.
+    let mut p = point(PointType::U16, WordOrder::Abcd);
+    p.scale = 0.1;
+    let fresh = p.clone();
+    assert_eq!(dec(&p, &[2298]), Value::Float(229.8));
+    assert_eq!(p, fresh);
 }

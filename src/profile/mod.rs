@@ -11,6 +11,7 @@
 
 pub mod convert;
 mod decimal;
+pub use decimal::Scaling;
 pub mod integer;
 pub mod load;
 mod lora;
@@ -270,6 +271,19 @@ pub struct PointDef {
     pub max: Option<f64>,
     /// Enum: raw value -> label (published as the label).
     pub values: Option<BTreeMap<i64, String>>,
+    /// `scale` and `offset` as decimals, worked out on first use ([`PointDef::scaling`]).
+    pub scaling: ScalingCache,
+}
+
+/// What [`PointDef::scaling`] worked out. A cache, not part of the point: two points are
+/// equal whether or not either has been decoded yet (a reload compares them).
+#[derive(Debug, Clone, Default)]
+pub struct ScalingCache(std::sync::OnceLock<Scaling>);
+
+impl PartialEq for ScalingCache {
+    fn eq(&self, _: &ScalingCache) -> bool {
+        true
+    }
 }
 
 impl PointDef {
@@ -293,6 +307,21 @@ impl PointDef {
             min: None,
             max: None,
             values: None,
+            scaling: Default::default(),
+        }
+    }
+
+    /// `scale` and `offset` as decimals: worked out on first use and kept (a point whose
+    /// `scale` or `offset` was changed since gets them worked out again).
+    pub fn scaling(&self) -> Scaling {
+        let kept = *self
+            .scaling
+            .0
+            .get_or_init(|| Scaling::of(self.scale, self.offset));
+        if kept.is_for(self.scale, self.offset) {
+            kept
+        } else {
+            Scaling::of(self.scale, self.offset)
         }
     }
 }

@@ -185,6 +185,7 @@ fn check_point(
         min: raw.min,
         max: raw.max,
         values,
+        scaling: Default::default(),
     })
 }
 

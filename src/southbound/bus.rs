@@ -187,6 +187,10 @@ pub async fn run<P: Protocol>(
     let poll_timings = PollTimings::new(&counters, &name);
     tracing::info!(bus_id = %name, kind, devices = devices.len(), "bus task started");
     proto.start();
+    // One waiter on the token for the task's life (not one registered and dropped per
+    // select): it is polled again by every select below until the token fires.
+    let cancelled = cancel.cancelled();
+    tokio::pin!(cancelled);
     while let Some((i, deadline)) = schedule.next() {
         if let Some(hb) = &hb {
             hb.beat();
@@ -195,18 +199,20 @@ pub async fn run<P: Protocol>(
         let wake = deadline.min(Instant::now() + BEAT_EVERY);
         tokio::select! {
             biased;
-            _ = cancel.cancelled() => break,
+            _ = &mut cancelled => break,
             // Commands go ahead of polls, between two transactions.
             Some(req) = inbox.recv() => {
                 tokio::select! {
-                    _ = cancel.cancelled() => break,
+                    biased;
+                    _ = &mut cancelled => break,
                     _ = proto.write(*req) => {}
                 }
             }
             idle = proto.idle(wake) => if idle == Idle::Elapsed && wake >= deadline {
                 let started = Instant::now();
                 let polled = tokio::select! {
-                    _ = cancel.cancelled() => break,
+                    biased;
+                    _ = &mut cancelled => break,
                     p = proto.poll(i) => p,
                 };
                 let now = Instant::now();
@@ -230,8 +236,15 @@ pub async fn run<P: Protocol>(
         }
         proto.end_turn(&mut out);
         for m in out.drain(..) {
+            // The pipeline has room nearly always; waiting for it is the exception.
+            let m = match tx.try_send(m) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Closed(_)) => return,
+                Err(mpsc::error::TrySendError::Full(m)) => m,
+            };
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                biased;
+                _ = &mut cancelled => return,
                 r = tx.send(m) => if r.is_err() { return },
             }
         }

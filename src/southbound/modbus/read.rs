@@ -76,7 +76,10 @@ pub async fn poll_cycle(
     faults: &FaultCounter,
 ) -> Result<Cycle, CycleError> {
     ctx.set_slave(Slave(unit));
-    let mut cycle = Cycle::default();
+    let mut cycle = Cycle {
+        values: Vec::with_capacity(blocks.iter().map(|b| b.points.len()).sum()),
+        ..Cycle::default()
+    };
     for b in blocks {
         let table = b.table.as_str();
         let end = u32::from(b.start) + u32::from(b.count);

@@ -377,8 +377,12 @@ fn main() {
             part_b(&exe, 0, 500, secs).await;
         }
         if parts.contains('B') {
-            part_b(&exe, 200, 1000, secs).await;
-            part_b(&exe, 200, 500, secs).await;
+            // `--poll-ms N`: only that period.
+            for poll_ms in [1000, 500] {
+                if support::arg("--poll-ms", poll_ms) == poll_ms {
+                    part_b(&exe, 200, poll_ms, secs).await;
+                }
+            }
         }
         if parts.contains('F') {
             part_f(&exe, 200, 500, secs).await;

@@ -73,7 +73,22 @@ pub fn spawn_daemon(exe: &Path, setup: &Setup) -> Process {
             .env_remove("RUST_BACKTRACE")
             .env_remove("RUST_LIB_BACKTRACE")
             .stderr(Stdio::inherit());
+        // The environment the shipped unit gives the daemon (its allocator tuning).
+        for (k, v) in unit_environment() {
+            c.env(k, v);
+        }
     })
+}
+
+/// The `Environment=KEY=VALUE` lines of `systemd/polegate.service`.
+pub fn unit_environment() -> Vec<(String, String)> {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/polegate.service");
+    let text = std::fs::read_to_string(&unit).expect("systemd/polegate.service");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("Environment="))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// Threads of a process (`Threads:` in /proc/PID/status).

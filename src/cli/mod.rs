@@ -145,7 +145,7 @@ pub fn main() -> i32 {
 }
 
 fn runtime() -> Option<tokio::runtime::Runtime> {
-    limit_malloc_arenas();
+    crate::ops::memory::limit_arenas();
     match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -158,21 +158,6 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
         }
     }
 }
-
-/// glibc gives threads that allocate arenas of their own (up to 8 per core), each keeping
-/// what was freed in it; the daemon's threads (two workers, the queue's writer, sled's
-/// I/O threads) would hold eight. Two arenas: 0.6–0.8 MB less resident at 200 devices,
-/// the same CPU (BENCHMARKS.md, issue 20). Before any thread starts. musl has no arenas.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    // SAFETY: mallopt only sets an allocator parameter; called before the runtime's and
-    // sled's threads exist, as glibc asks. A refusal (0) leaves the default.
-    let _ = unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
 
 fn print_errors(what: &str, errors: &[String]) {
     eprintln!("polegate: {what}: {} error(s)", errors.len());

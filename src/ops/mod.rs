@@ -12,6 +12,7 @@ pub mod failure_log;
 pub mod health;
 pub mod lock;
 pub mod logging;
+pub mod memory;
 pub mod notify;
 pub mod pem;
 pub mod slots;

@@ -130,9 +130,7 @@ fn units(x: f64, places: usize) -> Option<i128> {
         };
         let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
         let pad = places.checked_sub(frac.len())?;
-        if int.len() > 20 {
-            return None;
-        }
+        // Too many digits for an i128 fail to parse; products that overflow, to check.
         let int: i128 = int.parse().ok()?;
         let frac: i128 = if frac.is_empty() {
             0

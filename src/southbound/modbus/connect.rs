@@ -1,9 +1,9 @@
 //! Opening a link's transport: a TCP connect under [`CONNECT_TIMEOUT`] or a serial port
-//! through the shared opener, wrapped in a tokio-modbus [`Context`] around our
-//! [`FramedClient`] for every framing: Modbus TCP, RTU and ASCII.
+//! through the shared opener, and our [`FramedClient`] on it for every framing: Modbus
+//! TCP, RTU and ASCII. `polegate probe` gets it wrapped in a tokio-modbus [`Context`].
 
 use super::fault_counter::FaultCounter;
-use super::rtu::{FramedClient, Mode, Timing};
+use super::rtu::{FramedClient, LineStream, LinkClient, Mode, Timing};
 use crate::config::{BusCfg, Framing, Parity};
 use crate::ops::counters::Counters;
 use crate::southbound::serial_port::{self, OpenError};
@@ -45,14 +45,15 @@ pub async fn connect(
     endpoint: &Endpoint,
     counters: &Arc<Counters>,
 ) -> Result<Context, ConnectError> {
-    connect_with(endpoint, &FaultCounter::process_only(counters.clone())).await
+    let client = connect_with(endpoint, &FaultCounter::process_only(counters.clone())).await?;
+    Ok(Context::from(Box::new(client) as Box<dyn Client>))
 }
 
 /// Opens a transport whose framing errors go to `faults`.
 pub(super) async fn connect_with(
     endpoint: &Endpoint,
     faults: &FaultCounter,
-) -> Result<Context, ConnectError> {
+) -> Result<LinkClient, ConnectError> {
     match endpoint {
         Endpoint::Tcp { address, framing } => {
             let stream =
@@ -72,13 +73,13 @@ pub(super) async fn connect_with(
                     Ok(Ok(s)) => s,
                 };
             let _ = stream.set_nodelay(true);
-            let client = match framing {
+            let stream: Box<dyn LineStream> = Box::new(stream);
+            Ok(match framing {
                 Framing::Tcp => FramedClient::tcp(stream, faults.clone()),
                 Framing::Rtu => {
                     FramedClient::new(stream, Mode::Rtu, Timing::none(), faults.clone())
                 }
-            };
-            Ok(Context::from(Box::new(client) as Box<dyn Client>))
+            })
         }
         Endpoint::Serial { bus, mode } => {
             let port = serial_port::open(bus)?;
@@ -88,8 +89,12 @@ pub(super) async fn connect_with(
                 bus.parity != Parity::None,
                 bus.stop_bits,
             );
-            let client = FramedClient::new(port, *mode, timing, faults.clone());
-            Ok(Context::from(Box::new(client) as Box<dyn Client>))
+            Ok(FramedClient::new(
+                Box::new(port),
+                *mode,
+                timing,
+                faults.clone(),
+            ))
         }
     }
 }

@@ -55,7 +55,14 @@ pub fn function(req: &Request<'_>) -> u8 {
 pub fn encode_request(req: &Request<'_>) -> Option<Vec<u8>> {
     // A read or single write is 5 bytes: allocated once.
     let mut p = Vec::with_capacity(5);
-    p.push(function(req));
+    encode_request_into(req, &mut p).then_some(p)
+}
+
+/// Appends the request PDU to `p`; false (nothing appended) for functions we do not speak.
+pub fn encode_request_into(req: &Request<'_>, p: &mut Vec<u8>) -> bool {
+    let f = function(req);
+    let mark = p.len();
+    p.push(f);
     match req {
         Request::ReadCoils(a, q)
         | Request::ReadDiscreteInputs(a, q)
@@ -90,9 +97,12 @@ pub fn encode_request(req: &Request<'_>) -> Option<Vec<u8>> {
             p.extend(be(*and));
             p.extend(be(*or));
         }
-        _ => return None,
+        _ => {
+            p.truncate(mark);
+            return false;
+        }
     }
-    Some(p)
+    true
 }
 
 /// Exception code from its wire byte.
@@ -246,21 +256,37 @@ pub fn rtu_frame(unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(pdu.len() + 3);
     f.push(unit);
     f.extend_from_slice(pdu);
-    let crc = crc16_modbus(&f);
-    f.extend(crc.to_le_bytes());
+    rtu_seal(&mut f, 0);
     f
+}
+
+/// Appends the CRC of the RTU frame that starts at `start` in `out` (address and PDU
+/// already there).
+pub fn rtu_seal(out: &mut Vec<u8>, start: usize) {
+    let crc = crc16_modbus(&out[start..]);
+    out.extend(crc.to_le_bytes());
 }
 
 /// A Modbus TCP frame: the MBAP header (transaction id, protocol 0, length of unit + PDU,
 /// unit), then the PDU.
 pub fn mbap_frame(tid: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(pdu.len() + 7);
-    f.extend(tid.to_be_bytes());
-    f.extend([0, 0]);
-    f.extend(((pdu.len() + 1) as u16).to_be_bytes());
-    f.push(unit);
+    mbap_header(&mut f, tid, unit);
     f.extend_from_slice(pdu);
+    mbap_seal(&mut f, 0);
     f
+}
+
+/// Appends an MBAP header whose length [`mbap_seal`] fills in once the PDU follows it.
+pub fn mbap_header(out: &mut Vec<u8>, tid: u16, unit: u8) {
+    out.extend(tid.to_be_bytes());
+    out.extend([0, 0, 0, 0, unit]);
+}
+
+/// Writes the length field of the MBAP frame that starts at `start` in `out`.
+pub fn mbap_seal(out: &mut [u8], start: usize) {
+    let len = (out.len() - start - 6) as u16;
+    out[start + 4..start + 6].copy_from_slice(&len.to_be_bytes());
 }
 
 /// The reply to transaction `tid` at the start of a Modbus TCP stream: [`Scan::Reply`]

@@ -16,7 +16,7 @@ use super::connect::{ConnectError, Endpoint, connect_with};
 use super::fault_counter::FaultCounter;
 use super::plan::{self, Block};
 use super::read::{Cycle, CycleError, exception_meaning, poll_cycle};
-use super::rtu::{Mode, recoverable};
+use super::rtu::{LinkClient, Mode, recoverable};
 use super::write::{WriteError, write_point};
 use crate::config::{BusCfg, Framing};
 use crate::model::Value;
@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_modbus::client::Context;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::southbound::health::OFFLINE_AFTER_FAILURES;
@@ -183,7 +182,7 @@ impl Link {
 }
 
 struct Conn {
-    ctx: Option<Context>,
+    ctx: Option<LinkClient>,
     reopen: Reopen,
     /// Why the last connect failed (repeated to every transaction until the next try).
     down: Option<Arc<ConnectError>>,
@@ -301,7 +300,7 @@ async fn ensure_connected<'c>(
     link: &Link,
     conn: &'c mut Conn,
     faults: &FaultCounter,
-) -> Result<&'c mut Context, LinkError> {
+) -> Result<&'c mut LinkClient, LinkError> {
     let ctx = match conn.ctx.take() {
         Some(ctx) => ctx,
         None => {

@@ -1,18 +1,16 @@
-//! One poll cycle of one device on an open Modbus context: block reads under a timeout,
+//! One poll cycle of one device on an open Modbus connection: block reads under a timeout,
 //! decoding, and the split between device exceptions (data: the device answered) and
 //! transport failures (the connection must be dropped: a late reply would otherwise be
 //! matched to the next request).
 
 use super::fault_counter::FaultCounter;
 use super::plan::Block;
-use super::rtu::LineError;
+use super::rtu::{LineError, LinkClient};
 use crate::model::Value;
 use crate::ops::counters::{Counters, ModbusFault};
 use crate::profile::{Profile, Table, convert};
 use std::time::Duration;
-use tokio_modbus::client::{Context, Reader};
-use tokio_modbus::slave::SlaveContext;
-use tokio_modbus::{ExceptionCode, Slave};
+use tokio_modbus::{ExceptionCode, Request, Response};
 
 /// Why a poll cycle failed. Modbus TCP drops the context after every variant; our own
 /// serial framing keeps it after a timeout, a short reply or a bad frame, because it
@@ -68,14 +66,13 @@ enum Data {
 /// Reads every block of `profile` from `unit`. Exceptions are returned as data; any
 /// transport problem aborts the cycle with an error (the caller drops the context).
 pub async fn poll_cycle(
-    ctx: &mut Context,
+    ctx: &mut LinkClient,
     unit: u8,
     profile: &Profile,
     blocks: &[Block],
     timeout: Duration,
     faults: &FaultCounter,
 ) -> Result<Cycle, CycleError> {
-    ctx.set_slave(Slave(unit));
     let mut cycle = Cycle {
         values: Vec::with_capacity(blocks.iter().map(|b| b.points.len()).sum()),
         ..Cycle::default()
@@ -83,25 +80,23 @@ pub async fn poll_cycle(
     for b in blocks {
         let table = b.table.as_str();
         let end = u32::from(b.start) + u32::from(b.count);
+        let req = match b.table {
+            Table::Coil => Request::ReadCoils(b.start, b.count),
+            Table::Discrete => Request::ReadDiscreteInputs(b.start, b.count),
+            Table::Input => Request::ReadInputRegisters(b.start, b.count),
+            Table::Holding => Request::ReadHoldingRegisters(b.start, b.count),
+        };
         let fut = async {
-            match b.table {
-                Table::Coil => ctx
-                    .read_coils(b.start, b.count)
-                    .await
-                    .map(|r| r.map(Data::Bits)),
-                Table::Discrete => ctx
-                    .read_discrete_inputs(b.start, b.count)
-                    .await
-                    .map(|r| r.map(Data::Bits)),
-                Table::Input => ctx
-                    .read_input_registers(b.start, b.count)
-                    .await
-                    .map(|r| r.map(Data::Words)),
-                Table::Holding => ctx
-                    .read_holding_registers(b.start, b.count)
-                    .await
-                    .map(|r| r.map(Data::Words)),
-            }
+            let reply = ctx.request(unit, &req).await?;
+            Ok::<_, tokio_modbus::Error>(reply.map(|r| match r {
+                Response::ReadCoils(v) | Response::ReadDiscreteInputs(v) => Data::Bits(v),
+                Response::ReadInputRegisters(v) | Response::ReadHoldingRegisters(v) => {
+                    Data::Words(v)
+                }
+                // The decoder answers a read with a read: this is not reached, and would
+                // be a short reply.
+                _ => Data::Words(Vec::new()),
+            }))
         };
         let data = match tokio::time::timeout(timeout, fut).await {
             Err(_) => {
@@ -118,9 +113,9 @@ pub async fn poll_cycle(
                     tokio_modbus::Error::Protocol(_) => {
                         faults.count(ModbusFault::Malformed, Some(unit))
                     }
-                    // Bad checksums and garbled frames of our serial framing were counted
-                    // there; tokio-modbus's TCP codec reports a garbled MBAP frame
-                    // (length 0, another protocol id, a bad PDU) as InvalidData too.
+                    // Bad checksums, garbled frames and an out-of-step TCP stream were
+                    // counted by our client, which marks them (LineError); any other
+                    // InvalidData is counted here.
                     tokio_modbus::Error::Transport(e)
                         if e.kind() == std::io::ErrorKind::InvalidData =>
                     {

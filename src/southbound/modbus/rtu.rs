@@ -108,6 +108,8 @@ pub struct FramedClient<S> {
     /// The last transaction did not complete: drain a full gap before the next.
     dirty: bool,
     buf: Vec<u8>,
+    /// The request frame being sent.
+    out: Vec<u8>,
     /// Modbus TCP (MBAP headers, no checksum, no line timing) instead of `mode`.
     tcp: bool,
     /// Modbus TCP: the transaction id of the last request.
@@ -134,6 +136,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             quiet_from: Instant::now(),
             dirty: true,
             buf: Vec::with_capacity(256),
+            out: Vec::with_capacity(32),
             tcp: false,
             tid: 0,
             faults,
@@ -189,28 +192,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
     }
 
     async fn transact(&mut self, unit: u8, req: &Request<'_>) -> io::Result<Vec<u8>> {
-        let pdu = frame::encode_request(req).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::Unsupported,
-                LineError::Unsupported(frame::function(req)),
-            )
-        })?;
         let f = frame::function(req);
         self.tid = self.tid.wrapping_add(1);
-        let out = match self.mode {
-            _ if self.tcp => frame::mbap_frame(self.tid, unit, &pdu),
-            Mode::Rtu => frame::rtu_frame(unit, &pdu),
-            Mode::Ascii => frame::ascii_frame(unit, &pdu),
+        // The request frame is built in a buffer kept for the connection's life.
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let encoded = match self.mode {
+            _ if self.tcp => {
+                frame::mbap_header(&mut out, self.tid, unit);
+                let ok = frame::encode_request_into(req, &mut out);
+                frame::mbap_seal(&mut out, 0);
+                ok
+            }
+            Mode::Rtu => {
+                out.push(unit);
+                let ok = frame::encode_request_into(req, &mut out);
+                frame::rtu_seal(&mut out, 0);
+                ok
+            }
+            Mode::Ascii => match frame::encode_request(req) {
+                Some(pdu) => {
+                    out = frame::ascii_frame(unit, &pdu);
+                    true
+                }
+                None => false,
+            },
         };
+        let sent = if encoded {
+            self.send(&out).await
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                LineError::Unsupported(f),
+            ))
+        };
+        self.out = out;
+        sent?;
+        self.reply(unit, f).await
+    }
+
+    /// Drains the line (serial framings) and writes one request frame.
+    async fn send(&mut self, out: &[u8]) -> io::Result<()> {
         // Over TCP a late reply is told apart by its transaction id: nothing to drain.
         if !self.tcp {
             self.drain().await?;
         }
         self.dirty = true;
-        self.stream.write_all(&out).await?;
+        self.stream.write_all(out).await?;
         self.stream.flush().await?;
         self.quiet_from =
             Instant::now() + self.timing.char_time * out.len() as u32 + self.timing.gap;
+        Ok(())
+    }
+
+    /// Reads until the reply of `unit` to function `f` (its PDU), skipping what is not.
+    async fn reply(&mut self, unit: u8, f: u8) -> io::Result<Vec<u8>> {
         let mut chunk = [0u8; 256];
         loop {
             // Consume everything decidable in the buffer.
@@ -273,18 +309,38 @@ impl<S> SlaveContext for FramedClient<S> {
     }
 }
 
-#[async_trait]
-impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient<S> {
-    async fn call(&mut self, request: Request<'_>) -> tokio_modbus::Result<Response> {
-        let unit = self.unit;
-        let pdu = self.transact(unit, &request).await?;
-        frame::decode_response(&request, &pdu).map_err(|source| {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
+    /// One transaction with `unit`: what tokio-modbus's `Client::call` does, called
+    /// directly by the link's poll and write paths (no boxed future per request).
+    pub async fn request(
+        &mut self,
+        unit: u8,
+        request: &Request<'_>,
+    ) -> tokio_modbus::Result<Response> {
+        let pdu = self.transact(unit, request).await?;
+        frame::decode_response(request, &pdu).map_err(|source| {
             self.faults.count(ModbusFault::Malformed, Some(unit));
             tokio_modbus::Error::Transport(io::Error::new(
                 io::ErrorKind::InvalidData,
                 LineError::Garbled { unit, source },
             ))
         })
+    }
+}
+
+/// Any byte stream a link runs on: a TCP stream or a serial port.
+pub trait LineStream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> LineStream for T {}
+
+/// The client a link keeps: ours, on whichever stream its endpoint opened.
+pub type LinkClient = FramedClient<Box<dyn LineStream>>;
+
+/// tokio-modbus's `Context` on our client, for `polegate probe` and the tests.
+#[async_trait]
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Client for FramedClient<S> {
+    async fn call(&mut self, request: Request<'_>) -> tokio_modbus::Result<Response> {
+        let unit = self.unit;
+        self.request(unit, &request).await
     }
 
     async fn disconnect(&mut self) -> io::Result<()> {

@@ -1,16 +1,16 @@
-//! Command writes on an open Modbus context: the right function per table and width
+//! Command writes on an open Modbus connection: the right function per table and width
 //! (5 for a coil, 6 for one register, 16 for several, read-modify-write for one bit of a
 //! holding register, all in the same transaction slot), scale inverted by the convert.
 
 use super::fault_counter::FaultCounter;
 use super::read::exception_meaning;
+use super::rtu::LinkClient;
 use crate::model::Value;
 use crate::ops::counters::ModbusFault;
 use crate::profile::{PointDef, Table, convert};
+use std::borrow::Cow;
 use std::time::Duration;
-use tokio_modbus::client::{Context, Reader, Writer};
-use tokio_modbus::slave::SlaveContext;
-use tokio_modbus::{ExceptionCode, Slave};
+use tokio_modbus::{ExceptionCode, Request, Response};
 
 /// Why one point's write failed. `what` names the transaction (`write holding 12..14`).
 #[derive(Debug, thiserror::Error)]
@@ -83,14 +83,13 @@ async fn timed<T>(
 
 /// Writes one point of `unit`.
 pub async fn write_point(
-    ctx: &mut Context,
+    ctx: &mut LinkClient,
     unit: u8,
     p: &PointDef,
     value: &Value,
     timeout: Duration,
     faults: &FaultCounter,
 ) -> Result<(), WriteError> {
-    ctx.set_slave(Slave(unit));
     let Some(reg) = &p.reg else {
         return Err(WriteError::NoAddress {
             point: p.name.clone(),
@@ -105,9 +104,10 @@ pub async fn write_point(
                 timeout,
                 faults,
                 unit,
-                ctx.write_single_coil(a, on),
+                ctx.request(unit, &Request::WriteSingleCoil(a, on)),
             )
             .await
+            .map(drop)
         }
         Table::Holding if reg.bit.is_some() => {
             let on = convert::encode_bit(p, value)?;
@@ -116,9 +116,13 @@ pub async fn write_point(
                 timeout,
                 faults,
                 unit,
-                ctx.read_holding_registers(a, 1),
+                ctx.request(unit, &Request::ReadHoldingRegisters(a, 1)),
             )
             .await?;
+            let cur = match cur {
+                Response::ReadHoldingRegisters(words) => words,
+                _ => Vec::new(),
+            };
             let Some(&cur) = cur.first() else {
                 faults.count(ModbusFault::Malformed, Some(unit));
                 return Err(WriteError::EmptyReply { address: a });
@@ -129,23 +133,23 @@ pub async fn write_point(
                 timeout,
                 faults,
                 unit,
-                ctx.write_single_register(a, merged),
+                ctx.request(unit, &Request::WriteSingleRegister(a, merged)),
             )
             .await
+            .map(drop)
         }
         Table::Holding => {
             let words = convert::encode_registers(p, value)?;
             match words.as_slice() {
-                [w] => {
-                    timed(
-                        &format!("write holding {a}"),
-                        timeout,
-                        faults,
-                        unit,
-                        ctx.write_single_register(a, *w),
-                    )
-                    .await
-                }
+                [w] => timed(
+                    &format!("write holding {a}"),
+                    timeout,
+                    faults,
+                    unit,
+                    ctx.request(unit, &Request::WriteSingleRegister(a, *w)),
+                )
+                .await
+                .map(drop),
                 _ => {
                     let end = u32::from(a) + words.len() as u32;
                     timed(
@@ -153,9 +157,13 @@ pub async fn write_point(
                         timeout,
                         faults,
                         unit,
-                        ctx.write_multiple_registers(a, &words),
+                        ctx.request(
+                            unit,
+                            &Request::WriteMultipleRegisters(a, Cow::Borrowed(&words)),
+                        ),
                     )
                     .await
+                    .map(drop)
                 }
             }
         }

@@ -7,9 +7,10 @@
 //! request. Why not its TCP client: its `Framed` transport keeps an 8 KiB read and an
 //! 8 KiB write buffer per connection (measured: 14.5 KB of RSS per connected device, 2.9
 //! MB at 200 devices); this one reads into one small buffer and matches a reply by its
-//! transaction id, so a late reply is skipped, never taken for the next one. This client
-//! plugs into tokio-modbus's `Context` through its `Client` trait, so `read.rs` and
-//! `write.rs` serve every transport unchanged.
+//! transaction id, so a late reply is skipped, never taken for the next one. A link calls
+//! it directly ([`LinkClient`], [`FramedClient::request`]): no boxed future per request,
+//! the request frame built in a buffer kept for the connection. `polegate probe` and the
+//! tests reach it through tokio-modbus's `Context` (the `Client` trait).
 //!
 //! Invariants:
 //! - One transaction at a time (`&mut self`); the inter-frame gap before each request is

@@ -256,14 +256,13 @@ pub fn rtu_frame(unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(pdu.len() + 3);
     f.push(unit);
     f.extend_from_slice(pdu);
-    rtu_seal(&mut f, 0);
+    rtu_seal(&mut f);
     f
 }
 
-/// Appends the CRC of the RTU frame that starts at `start` in `out` (address and PDU
-/// already there).
-pub fn rtu_seal(out: &mut Vec<u8>, start: usize) {
-    let crc = crc16_modbus(&out[start..]);
+/// Appends the CRC of the RTU frame in `out` (address and PDU already there).
+pub fn rtu_seal(out: &mut Vec<u8>) {
+    let crc = crc16_modbus(out);
     out.extend(crc.to_le_bytes());
 }
 
@@ -273,7 +272,7 @@ pub fn mbap_frame(tid: u16, unit: u8, pdu: &[u8]) -> Vec<u8> {
     let mut f = Vec::with_capacity(pdu.len() + 7);
     mbap_header(&mut f, tid, unit);
     f.extend_from_slice(pdu);
-    mbap_seal(&mut f, 0);
+    mbap_seal(&mut f);
     f
 }
 
@@ -283,10 +282,12 @@ pub fn mbap_header(out: &mut Vec<u8>, tid: u16, unit: u8) {
     out.extend([0, 0, 0, 0, unit]);
 }
 
-/// Writes the length field of the MBAP frame that starts at `start` in `out`.
-pub fn mbap_seal(out: &mut [u8], start: usize) {
-    let len = (out.len() - start - 6) as u16;
-    out[start + 4..start + 6].copy_from_slice(&len.to_be_bytes());
+/// Writes the length field of the MBAP frame in `out` (header and PDU already there).
+pub fn mbap_seal(out: &mut [u8]) {
+    let len = out.len().saturating_sub(6) as u16;
+    if let Some(field) = out.get_mut(4..6) {
+        field.copy_from_slice(&len.to_be_bytes());
+    }
 }
 
 /// The reply to transaction `tid` at the start of a Modbus TCP stream: [`Scan::Reply`]

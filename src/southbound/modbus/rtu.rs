@@ -202,13 +202,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
             _ if self.tcp => {
                 frame::mbap_header(&mut out, self.tid, unit);
                 let ok = frame::encode_request_into(req, &mut out);
-                frame::mbap_seal(&mut out, 0);
+                frame::mbap_seal(&mut out);
                 ok
             }
             Mode::Rtu => {
                 out.push(unit);
                 let ok = frame::encode_request_into(req, &mut out);
-                frame::rtu_seal(&mut out, 0);
+                frame::rtu_seal(&mut out);
                 ok
             }
             Mode::Ascii => match frame::encode_request(req) {

@@ -103,6 +103,8 @@ pub struct FramedClient<S> {
     stream: S,
     mode: Mode,
     timing: Timing,
+    /// The unit of the current (or last) request; also what tokio-modbus's `set_slave`
+    /// sets for `Client::call`.
     unit: u8,
     /// Earliest instant the next request may start.
     quiet_from: Instant,
@@ -194,55 +196,53 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> FramedClient<S> {
 
     async fn transact(&mut self, unit: u8, req: &Request<'_>) -> io::Result<Vec<u8>> {
         let f = frame::function(req);
+        self.unit = unit;
+        if !self.encode(unit, req) {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                LineError::Unsupported(f),
+            ));
+        }
+        self.send().await?;
+        self.reply(unit, f).await
+    }
+
+    /// Builds the request frame in `out` (kept for the connection's life); false for a
+    /// function we do not speak.
+    fn encode(&mut self, unit: u8, req: &Request<'_>) -> bool {
         self.tid = self.tid.wrapping_add(1);
-        // The request frame is built in a buffer kept for the connection's life.
-        let mut out = std::mem::take(&mut self.out);
+        let out = &mut self.out;
         out.clear();
-        let encoded = match self.mode {
+        match self.mode {
             _ if self.tcp => {
-                frame::mbap_header(&mut out, self.tid, unit);
-                let ok = frame::encode_request_into(req, &mut out);
-                frame::mbap_seal(&mut out);
+                frame::mbap_header(out, self.tid, unit);
+                let ok = frame::encode_request_into(req, out);
+                frame::mbap_seal(out);
                 ok
             }
             Mode::Rtu => {
                 out.push(unit);
-                let ok = frame::encode_request_into(req, &mut out);
-                frame::rtu_seal(&mut out);
+                let ok = frame::encode_request_into(req, out);
+                frame::rtu_seal(out);
                 ok
             }
-            Mode::Ascii => match frame::encode_request(req) {
-                Some(pdu) => {
-                    out = frame::ascii_frame(unit, &pdu);
-                    true
-                }
-                None => false,
-            },
-        };
-        let sent = if encoded {
-            self.send(&out).await
-        } else {
-            Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                LineError::Unsupported(f),
-            ))
-        };
-        self.out = out;
-        sent?;
-        self.reply(unit, f).await
+            Mode::Ascii => frame::encode_request(req)
+                .map(|pdu| *out = frame::ascii_frame(unit, &pdu))
+                .is_some(),
+        }
     }
 
-    /// Drains the line (serial framings) and writes one request frame.
-    async fn send(&mut self, out: &[u8]) -> io::Result<()> {
+    /// Drains the line (serial framings) and writes the request frame in `out`.
+    async fn send(&mut self) -> io::Result<()> {
         // Over TCP a late reply is told apart by its transaction id: nothing to drain.
         if !self.tcp {
             self.drain().await?;
         }
         self.dirty = true;
-        self.stream.write_all(out).await?;
+        self.stream.write_all(&self.out).await?;
         self.stream.flush().await?;
         self.quiet_from =
-            Instant::now() + self.timing.char_time * out.len() as u32 + self.timing.gap;
+            Instant::now() + self.timing.char_time * self.out.len() as u32 + self.timing.gap;
         Ok(())
     }
 
